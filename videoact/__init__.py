@@ -1,0 +1,45 @@
+"""videoact: video activity recognition with CNN-LSTM models.
+
+The public names below are imported lazily, so ``import videoact`` is cheap and a
+command only pays for what it uses.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .version import __version__
+
+# public name -> module that defines it
+_EXPORTS = {
+    # decoding and sampling
+    "open_video": "decode",
+    "VideoReader": "decode",
+    "VideoDecodeError": "decode",
+    "sample_indices": "sampling",
+    # backbones and features
+    "create_backbone": "backbones",
+    "list_backbones": "backbones",
+    "extract_features": "extract",
+    "load_features": "feature_cache",
+    # temporal models and full model
+    "BiLSTMRecognizer": "temporal",
+    "MeanPoolRecognizer": "temporal",
+    "create_temporal_model": "temporal",
+    "CNNLSTM": "cnn_lstm",
+    # training, evaluation, inference
+    "train": "training",
+    "evaluate": "evaluation",
+    "VideoClassifier": "inference",
+    "StreamClassifier": "stream",
+    "make_synthetic": "synthetic",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'videoact' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,76 @@
+"""Write-then-rename, so a file that a later run trusts is never half-written.
+
+A crash (even ``kill -9``) leaves either the old file or the new one, plus at most a
+``*.tmp-<pid>-<n>`` file next to it that no reader looks at.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+_counter = itertools.count()
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A unique sibling path for ``path`` (same directory, so rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(_counter)}")
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    name = Path(path).name
+    return name.startswith(".") and ".tmp-" in name
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file for writing; on success fsync it and rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file."""
+    import torch
+
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> int:
+    """Delete temporary files left by killed runs below ``directory``; return how many."""
+    removed = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if is_temporary(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    return removed

@@ -1,0 +1,1 @@
+"""Argument parsing for each ``videoact`` sub-command (see ``videoact/cli.py``)."""
