@@ -1,0 +1,57 @@
+import os
+
+import pytest
+import torch
+
+from videoact.feature_cache import (
+    FeatureCacheError,
+    cache_path,
+    is_cache_current,
+    load_features,
+    read_metadata,
+    save_features,
+)
+
+
+def test_round_trip_and_metadata(tmp_path):
+    feats = torch.randn(7, 5)
+    idx = torch.arange(0, 14, 2)
+    path = save_features(tmp_path / "a" / "v.mp4.safetensors", feats, idx, {"backbone": "x", "sampling": {"mode": "all"}})
+    loaded = load_features(path)
+    assert loaded.features.dtype == torch.float16
+    assert torch.equal(loaded.features, feats.half())
+    assert torch.equal(loaded.frame_indices, idx)
+    assert loaded.metadata["sampling"] == {"mode": "all"}
+    assert "videoact_version" in read_metadata(path)
+    # nothing but the final file is left in the folder
+    assert os.listdir(tmp_path / "a") == ["v.mp4.safetensors"]
+
+
+def test_cache_path_keeps_relative_layout(tmp_path):
+    assert cache_path(tmp_path, "cls/v.mp4") == tmp_path / "cls" / "v.mp4.safetensors"
+    with pytest.raises(ValueError):
+        cache_path(tmp_path, "../outside.mp4")
+
+
+def test_staleness(tmp_path):
+    src = tmp_path / "v.mp4"
+    src.write_bytes(b"x" * 10)
+    from videoact.feature_cache import source_stat
+
+    meta = {"backbone": "b", "image_size": 224, **source_stat(src)}
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(2, 3), torch.arange(2), meta)
+    assert is_cache_current(path, {"backbone": "b", "image_size": 224}, src)
+    assert not is_cache_current(path, {"backbone": "b", "image_size": 160}, src)
+    src.write_bytes(b"y" * 11)  # the source changed
+    assert not is_cache_current(path, {"backbone": "b", "image_size": 224}, src)
+    assert not is_cache_current(tmp_path / "missing.safetensors", {}, src)
+
+
+def test_corrupt_file_gives_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(FeatureCacheError, match="bad.safetensors"):
+        load_features(bad)
+    assert not is_cache_current(bad, {})
+    with pytest.raises(FeatureCacheError, match="no such feature file"):
+        load_features(tmp_path / "nope.safetensors")

@@ -1,0 +1,144 @@
+"""The on-disk feature cache: one safetensors file per video.
+
+``OUT/<relative path of the video>.safetensors`` holds
+
+- ``features``      float16 ``[T, D]``: one backbone feature vector per sampled frame
+- ``frame_indices`` int64 ``[T]``: which decoded frames they came from
+
+and string metadata (safetensors only stores strings; every value is JSON):
+the extraction settings (backbone, weights, pooling, image size, sampling), the
+source file's size and mtime, and the videoact version.
+
+A cache file is *current* when its settings equal the requested ones and the source
+file has not changed size or mtime since. Files are written atomically, so a file
+that exists is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_save
+
+from .atomic import atomic_write_bytes
+from .version import __version__
+
+SUFFIX = ".safetensors"
+FAILURES_FILE = "failures.jsonl"
+
+
+class FeatureCacheError(RuntimeError):
+    """A cache file that is missing, unreadable or not a videoact feature file."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class FeatureFile:
+    """Cached features of one video."""
+
+    features: torch.Tensor  # [T, D] float16
+    frame_indices: torch.Tensor  # [T] int64
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+def cache_path(out_dir: str | os.PathLike, relative_video_path: str | os.PathLike) -> Path:
+    """Where the features of ``relative_video_path`` live: ``OUT/<rel path>.safetensors``."""
+    rel = Path(relative_video_path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"{rel}: cache paths must be relative and stay inside the cache")
+    return Path(out_dir) / rel.parent / (rel.name + SUFFIX)
+
+
+def source_stat(path: str | os.PathLike) -> dict[str, int]:
+    """Size and mtime of a source video; a change in either makes its cache stale."""
+    st = os.stat(path)
+    return {"source_size": int(st.st_size), "source_mtime_ns": int(st.st_mtime_ns)}
+
+
+def save_features(
+    path: str | os.PathLike,
+    features: torch.Tensor,
+    frame_indices: torch.Tensor,
+    metadata: Mapping[str, Any],
+) -> Path:
+    """Write ``features`` ``[T, D]`` (stored as float16) and ``frame_indices`` ``[T]`` atomically."""
+    if features.ndim != 2 or frame_indices.ndim != 1 or len(features) != len(frame_indices):
+        raise ValueError(
+            f"{path}: features must be [T, D] and frame_indices [T], "
+            f"got {tuple(features.shape)} and {tuple(frame_indices.shape)}"
+        )
+    tensors = {
+        "features": features.detach().to("cpu", torch.float16).contiguous(),
+        "frame_indices": frame_indices.detach().to("cpu", torch.int64).contiguous(),
+    }
+    meta = {key: json.dumps(value, sort_keys=True) for key, value in metadata.items()}
+    meta.setdefault("videoact_version", json.dumps(__version__))
+    path = Path(path)
+    atomic_write_bytes(path, safetensors_save(tensors, metadata=meta))
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Read only the metadata header of a cache file (cheap: no tensor data is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except FileNotFoundError:
+        raise FeatureCacheError(path, "no such feature file") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FeatureCacheError(path, f"not a readable safetensors file ({exc})") from None
+    try:
+        return {key: json.loads(value) for key, value in raw.items()}
+    except json.JSONDecodeError as exc:
+        raise FeatureCacheError(path, f"metadata is not videoact's ({exc})") from None
+
+
+def load_features(path: str | os.PathLike) -> FeatureFile:
+    """Load one cached video: ``features`` ``[T, D]`` float16, ``frame_indices`` ``[T]``."""
+    metadata = read_metadata(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            if not {"features", "frame_indices"} <= keys:
+                raise FeatureCacheError(path, f"missing tensors: expected features and frame_indices, found {sorted(keys)}")
+            features = f.get_tensor("features")
+            frame_indices = f.get_tensor("frame_indices")
+    except (SafetensorError, OSError) as exc:
+        raise FeatureCacheError(path, f"not a readable safetensors file ({exc})") from None
+    return FeatureFile(features=features, frame_indices=frame_indices, metadata=metadata)
+
+
+def is_cache_current(
+    path: str | os.PathLike,
+    settings: Mapping[str, Any],
+    source: str | os.PathLike | None = None,
+) -> bool:
+    """True when ``path`` exists, is readable, was made with ``settings`` and ``source`` is unchanged."""
+    try:
+        meta = read_metadata(path)
+    except FeatureCacheError:
+        return False
+    # JSON round trip so tuples compare equal to the lists read back.
+    wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
+    if any(meta.get(key) != value for key, value in wanted.items()):
+        return False
+    if source is not None:
+        try:
+            stat = source_stat(source)
+        except OSError:
+            return False
+        if any(meta.get(key) != value for key, value in stat.items()):
+            return False
+    return True
