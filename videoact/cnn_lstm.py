@@ -1,0 +1,115 @@
+"""The full CNN-LSTM: a per-frame backbone and a temporal model, on raw frames.
+
+``frames [B, T, 3, H, W]`` (normalized float) -> backbone on the flattened
+``[B*T, 3, H, W]`` in chunks -> features ``[B, T, D]`` -> temporal model -> logits ``[B, C]``.
+
+The backbone is any ``nn.Module`` mapping ``[N, 3, H, W] -> [N, D]`` with the attributes
+of ``videoact.backbones.Backbone``: ``feature_dim``, ``input_size``, ``mean``, ``std``,
+``name``, ``weights_id``, ``pooling``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .temporal import length_mask, normalize_lengths
+
+BACKBONE_ATTRIBUTES = ("feature_dim", "input_size", "mean", "std", "name", "weights_id", "pooling")
+
+
+class CNNLSTM(nn.Module):
+    """Backbone + temporal model.
+
+    Args:
+        backbone: per-frame feature extractor ``[N, 3, H, W] -> [N, D]``.
+        temporal: temporal model ``([B, T, D], lengths [B]) -> [B, C]``.
+        chunk_size: frames per backbone call; bounds activation memory for long clips.
+        freeze_backbone: keep the backbone in eval mode and run it without gradients
+            (the usual setting: features are the same as the cached ones).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        temporal: nn.Module,
+        chunk_size: int = 64,
+        freeze_backbone: bool = True,
+    ) -> None:
+        super().__init__()
+        missing = [a for a in BACKBONE_ATTRIBUTES if not hasattr(backbone, a)]
+        if missing:
+            raise TypeError(
+                f"backbone {type(backbone).__name__} lacks the backbone attributes {missing} "
+                f"(expected {list(BACKBONE_ATTRIBUTES)})"
+            )
+        temporal_in = getattr(temporal, "in_dim", None)
+        if temporal_in is not None and int(temporal_in) != int(backbone.feature_dim):
+            raise ValueError(
+                f"backbone {backbone.name!r} gives {backbone.feature_dim}-d features but the "
+                f"temporal model expects in_dim={temporal_in}"
+            )
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.backbone = backbone
+        self.temporal = temporal
+        self.chunk_size = int(chunk_size)
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.backbone.feature_dim)
+
+    def train(self, mode: bool = True) -> "CNNLSTM":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # BatchNorm statistics stay those of the pretrained weights
+        return self
+
+    def frame_features(
+        self, frames: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Per-frame features ``[B, T, D]`` from ``frames [B, T, 3, H, W]``.
+
+        Only valid frames go through the backbone; padded steps get zero features.
+        """
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"expected frames [B, T, 3, H, W], got shape {tuple(frames.shape)}")
+        batch, steps = frames.shape[:2]
+        lengths = normalize_lengths(lengths, batch, steps)
+        flat = rearrange(frames, "b t c h w -> (b t) c h w")
+        valid = rearrange(length_mask(lengths, steps, frames.device), "b t -> (b t)")
+        index = valid.nonzero().squeeze(1)  # skip padded frames: no work for the backbone
+
+        grad = torch.is_grad_enabled() and not self.freeze_backbone
+        chunks = []
+        with torch.set_grad_enabled(grad):
+            for start in range(0, index.numel(), self.chunk_size):
+                out = self.backbone(flat[index[start : start + self.chunk_size]])
+                if out.dim() != 2 or out.shape[1] != self.feature_dim:
+                    raise ValueError(
+                        f"backbone {self.backbone.name!r} returned shape {tuple(out.shape)}, "
+                        f"expected [N, {self.feature_dim}]"
+                    )
+                chunks.append(out)
+        valid_features = torch.cat(chunks)  # [N_valid, D]
+        features = valid_features.new_zeros(batch * steps, self.feature_dim)
+        features = features.index_copy(0, index, valid_features)
+        return rearrange(features, "(b t) d -> b t d", b=batch)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        lengths: torch.Tensor | Sequence[int] | None = None,
+        **temporal_kwargs: Any,
+    ) -> Any:
+        """``frames [B, T, 3, H, W]`` normalized float, ``lengths [B]`` -> logits ``[B, C]``.
+
+        ``temporal_kwargs`` (e.g. ``return_attention=True``) go to the temporal model.
+        """
+        features = self.frame_features(frames, lengths)
+        return self.temporal(features, lengths, **temporal_kwargs)
