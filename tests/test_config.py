@@ -1,0 +1,183 @@
+"""Config: YAML defaults, inheritance, overrides, validation errors, saving."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from videoact.config import (
+    CONFIG_DIR,
+    Config,
+    ConfigError,
+    ModelConfig,
+    load_config,
+    save_config,
+)
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_default_yaml_equals_dataclass_defaults():
+    shipped = yaml.safe_load((REPO_CONFIGS / "default.yaml").read_text())
+    assert shipped == Config().to_dict()
+    assert CONFIG_DIR == REPO_CONFIGS  # found relative to the package (editable install)
+    assert load_config(None) == Config()
+    assert load_config() == Config()
+
+
+def test_synthetic_yaml_inherits_defaults_and_changes_some():
+    cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
+    assert cfg.feature.pooling == "grid2" and cfg.feature.num_segments == 16
+    assert cfg.train.epochs > Config().train.epochs
+    assert cfg.model.bidirectional is True  # from the base file / defaults
+    assert cfg.work_dir == "runs/synthetic"
+    # a bare name finds the shipped file
+    assert load_config("synthetic") == cfg
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, [
+        "train.lr=3e-4", "model.hidden=128", "feature.pooling=grid2", "model.bidirectional=false",
+        "data.train=/videos/train list.txt", "feature.weights=2024", "data.val_fraction=0.25",
+        "train.warmup_epochs=2", "work_dir=runs/x", "model={layers: 2, dropout: 0.5}",
+    ])
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)  # YAML 1.1 reads 3e-4 as str
+    assert cfg.model.hidden == 128 and isinstance(cfg.model.hidden, int)
+    assert cfg.feature.pooling == "grid2"
+    assert cfg.model.bidirectional is False
+    assert cfg.data.train == "/videos/train list.txt"
+    assert cfg.feature.weights == "2024"  # str field keeps the text, not the int 2024
+    assert cfg.data.val_fraction == 0.25
+    assert cfg.train.warmup_epochs == 2.0 and isinstance(cfg.train.warmup_epochs, float)
+    assert cfg.work_dir == "runs/x"
+    assert cfg.model.layers == 2 and cfg.model.dropout == 0.5
+    assert load_config(None, ["feature.weights=null", "feature.max_frames=300"]).feature.max_frames == 300
+    assert load_config(None, ["feature.weights=null"]).feature.weights is None
+
+
+def test_file_then_overrides_order(tmp_path):
+    path = write(tmp_path / "run.yaml", "train:\n  lr: 0.01\n  epochs: 5\nmodel:\n  hidden: 64\n")
+    cfg = load_config(path, ["train.lr=0.02"])
+    assert (cfg.train.lr, cfg.train.epochs, cfg.model.hidden) == (0.02, 5, 64)
+    assert cfg.train.batch_size == Config().train.batch_size
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=1", "unknown key 'train.lrr'; did you mean 'train.lr'"),
+    ("trian.lr=1", "unknown key 'trian'; did you mean 'train'"),
+    ("model.hiden=3", "did you mean 'model.hidden'"),
+    ("train.lr=abc", "train.lr: expected float, got 'abc'"),
+    ("model.hidden=1.5", "model.hidden: expected int, got 1.5"),
+    ("model.bidirectional=1", "model.bidirectional: expected bool, got 1"),
+    ("train.lr=0", "train.lr: must be > 0.0"),
+    ("train.lr=-1e-3", "train.lr: must be > 0.0"),
+    ("train.lr=.inf", "train.lr: must be a finite number"),
+    ("model.dropout=1.0", "model.dropout: must be < 1.0"),
+    ("model.dropout=-0.1", "model.dropout: must be >= 0.0"),
+    ("train.epochs=0", "train.epochs: must be >= 1"),
+    ("data.val_fraction=1", "data.val_fraction: must be < 1.0"),
+    ("data.val_fraction=0", "data.val_fraction: must be > 0.0"),
+    ("feature.sampling=random", "feature.sampling: must be one of ['uniform', 'dense', 'fps', 'all']"),
+    ("feature.pooling=grid7", "feature.pooling: must be one of"),
+    ("model.temporal_pool=max", "model.temporal_pool: must be one of"),
+    ("train.nonfinite=ignore", "train.nonfinite: must be one of ['stop', 'skip']"),
+    ("train.device=gpu", "train.device: invalid value 'gpu'"),
+    ("model=3", "model: expected a mapping"),
+    ("model.hidden.x=3", "model.hidden is a value, not a section"),
+    ("train.lr", "expected key=value"),
+])
+def test_override_errors(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+    assert f"override {override!r}" in str(info.value)  # names where the bad value came from
+
+
+def test_file_errors_name_file_and_key(tmp_path):
+    bad_key = write(tmp_path / "bad_key.yaml", "train:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad_key\.yaml: unknown key 'train\.learning_rate'"):
+        load_config(bad_key)
+    bad_type = write(tmp_path / "bad_type.yaml", "train:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=r"bad_type\.yaml: train\.lr: expected float, got 'fast'"):
+        load_config(bad_type)
+    bad_range = write(tmp_path / "bad_range.yaml", "model:\n  dropout: 1.5\n")
+    with pytest.raises(ConfigError, match=r"bad_range\.yaml: model\.dropout: must be < 1\.0, got 1\.5"):
+        load_config(bad_range)
+    section = write(tmp_path / "section.yaml", "train: 3\n")
+    with pytest.raises(ConfigError, match=r"section\.yaml: train: expected a mapping"):
+        load_config(section)
+    with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    broken = write(tmp_path / "broken.yaml", "train: {lr: [0.1\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: invalid YAML"):
+        load_config(broken)
+    top = write(tmp_path / "list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping of keys at the top level"):
+        load_config(top)
+    # a later override does not hide that the file's value was bad, nor the other way round
+    good = write(tmp_path / "good.yaml", "train:\n  lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"override 'train\.epochs=-2'"):
+        load_config(good, ["train.epochs=-2"])
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_base_inheritance(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "base.yaml", "train:\n  lr: 0.005\n  epochs: 7\nmodel:\n  hidden: 32\n")
+    child = write(tmp_path / "sub" / "child.yaml", "_base_: ../base.yaml\ntrain:\n  epochs: 9\n")
+    cfg = load_config(child)
+    assert (cfg.train.lr, cfg.train.epochs, cfg.model.hidden) == (0.005, 9, 32)
+    write(tmp_path / "grand.yaml", "model:\n  hidden: 8\n")
+    write(tmp_path / "base2.yaml", "_base_: grand.yaml\n")
+    two_levels = write(tmp_path / "child2.yaml", "_base_: base2.yaml\n")
+    with pytest.raises(ConfigError, match="only one level"):
+        load_config(two_levels)
+    missing = write(tmp_path / "child3.yaml", "_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
+        load_config(missing)
+    bad_in_base = write(tmp_path / "base4.yaml", "train:\n  lr: -1\n")
+    child4 = write(tmp_path / "child4.yaml", "_base_: base4.yaml\n")
+    with pytest.raises(ConfigError, match=r"base4\.yaml: train\.lr: must be > 0"):
+        load_config(child4)
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    cfg = load_config(None, ["train.lr=3e-4", "feature.pooling=grid3", "data.train=a/b.txt",
+                             "model.name=meanpool", "train.amp=false"])
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(path) == cfg
+    assert yaml.safe_load(path.read_text()) == cfg.to_dict()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.yaml"]  # no temporaries left
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        Config.from_dict({"train": {"epoch": 3}})
+
+
+def test_model_config_builds_both_models():
+    from videoact.temporal import create_temporal_model
+
+    for name in ("bilstm", "meanpool"):
+        kwargs = dataclasses.asdict(load_config(None, [f"model.name={name}"]).model)
+        model = create_temporal_model(**kwargs, in_dim=6, num_classes=3)
+        assert model(torch.randn(2, 4, 6)).shape == (2, 3)
+    # every ModelConfig field is a constructor argument of the BiLSTM
+    model = create_temporal_model(**dataclasses.asdict(ModelConfig(hidden=8, proj_dim=4)), in_dim=6, num_classes=3)
+    assert {k: v for k, v in model.config.items() if k in ModelConfig.__dataclass_fields__} == \
+        dataclasses.asdict(ModelConfig(hidden=8, proj_dim=4))
+
+
+def test_pooling_choices_match_backbones():
+    backbones = pytest.importorskip("videoact.backbones")
+    from videoact.config import POOLINGS
+
+    if not hasattr(backbones, "POOLINGS"):
+        pytest.skip("videoact.backbones has no POOLINGS")
+    assert tuple(POOLINGS) == tuple(backbones.POOLINGS)

@@ -1,0 +1,384 @@
+"""Run configuration: nested dataclasses loaded from YAML, with ``key=value`` overrides.
+
+The dataclass defaults below ARE the defaults; ``configs/default.yaml`` mirrors them
+with comments (a test keeps the two equal), so a missing ``configs/`` folder changes
+nothing.
+
+    cfg = load_config("configs/synthetic.yaml", ["train.lr=3e-4", "model.hidden=128"])
+    cfg.train.lr, cfg.model.hidden
+    save_config(cfg, Path(cfg.work_dir) / "config.yaml")
+
+A YAML file may name one base file with ``_base_: other.yaml`` (relative to itself);
+its keys are applied first. Only one level: a base file cannot have a base.
+
+Every problem raises :class:`ConfigError` naming the file (or the override) and the key.
+"""
+# No ``from __future__ import annotations`` here: field types are read at run time.
+import dataclasses
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .atomic import atomic_write_text
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # repo root (editable install)
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Must match videoact.backbones.POOLINGS (a test checks); not imported here to keep this module light.
+POOLINGS = ("avg", "grid2", "grid3")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, key or file; the message names the source and the key."""
+
+
+def _opt(default: Any, *, gt: Optional[float] = None, ge: Optional[float] = None,
+         lt: Optional[float] = None, le: Optional[float] = None,
+         choices: Optional[Tuple[Any, ...]] = None, pattern: Optional[re.Pattern] = None,
+         doc: str = "") -> Any:
+    """A dataclass field with its valid range in metadata."""
+    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "pattern": pattern, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are. Each of train/val/test is a folder of class sub-folders or an
+    annotation list file (``path label`` lines, or a Kinetics-style CSV)."""
+
+    train: Optional[str] = None
+    val: Optional[str] = None
+    test: Optional[str] = None
+    root: Optional[str] = _opt(None, doc="prefix for relative paths inside list files")
+    val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
+    num_workers: int = _opt(2, ge=0)
+
+
+@dataclass
+class FeatureConfig:
+    """Per-frame CNN features and which frames to read."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: Optional[str] = _opt(None, doc="weights file or id; None = the backbone's default")
+    pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2 or grid3 (g x g spatial cells)")
+    image_size: int = _opt(224, ge=16)
+    sampling: str = _opt("uniform", choices=("uniform", "dense", "fps", "all"))
+    num_segments: int = _opt(16, ge=1, doc="frames per clip for uniform/dense sampling")
+    stride: int = _opt(1, ge=1, doc="frame step for dense sampling")
+    target_fps: float = _opt(8.0, gt=0.0, doc="frame rate for fps sampling")
+    max_frames: Optional[int] = _opt(None, ge=1, doc="cap on cached frames per video (spread over the video)")
+    cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features")
+    batch_size: int = _opt(64, ge=1, doc="frames per backbone batch")
+    device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass
+class ModelConfig:
+    """Temporal model; the fields are ``create_temporal_model`` keyword arguments."""
+
+    name: str = _opt("bilstm", choices=("bilstm", "meanpool"))
+    hidden: int = _opt(256, ge=1)
+    layers: int = _opt(1, ge=1)
+    bidirectional: bool = True
+    dropout: float = _opt(0.3, ge=0.0, lt=1.0)
+    input_dropout: float = _opt(0.1, ge=0.0, lt=1.0)
+    proj_dim: int = _opt(256, ge=1)
+    temporal_pool: str = _opt("attention", choices=("attention", "mean", "last"))
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the temporal model on cached features."""
+
+    epochs: int = _opt(30, ge=1)
+    batch_size: int = _opt(32, ge=1)
+    lr: float = _opt(1e-3, gt=0.0)
+    weight_decay: float = _opt(0.01, ge=0.0)
+    warmup_epochs: float = _opt(1.0, ge=0.0)
+    label_smoothing: float = _opt(0.1, ge=0.0, lt=1.0)
+    grad_clip: float = _opt(1.0, ge=0.0, doc="max gradient norm; 0 = off")
+    early_stopping_patience: int = _opt(10, ge=0, doc="epochs without improvement; 0 = off")
+    seed: int = _opt(0, ge=0)
+    amp: bool = _opt(True, doc="mixed precision on CUDA (ignored on CPU)")
+    temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
+    nonfinite: str = _opt("stop", choices=("stop", "skip"), doc="on a nan/inf loss")
+    progress: bool = _opt(True, doc="progress bars and per-epoch lines")
+    device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass
+class Config:
+    """The whole run."""
+
+    work_dir: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    feature: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict (YAML/JSON-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], source: str = "<dict>") -> "Config":
+        """Build and validate a config from a nested dict over the defaults."""
+        cfg = cls()
+        sources: Dict[str, str] = {}
+        _apply_mapping(cfg, data, prefix="", source=source, sources=sources)
+        validate(cfg, sources)
+        return cfg
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_section(obj: Any) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+
+
+def _field_types(obj: Any) -> Dict[str, Any]:
+    return get_type_hints(type(obj))
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Union:
+        names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
+        return " or ".join(names) + " or null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _unknown_key(key: str, valid: Iterable[str], where: str, source: str) -> ConfigError:
+    valid = list(valid)
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.6)
+    prefix = f"{where}." if where else ""
+    hint = f"; did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else ""
+    return ConfigError(
+        f"{source}: unknown key {key!r}{hint} (valid keys{' in ' + where if where else ''}: "
+        f"{', '.join(valid)})"
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the field type ``tp``; allow only lossless conversions."""
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            tp = args[0]
+    bad = ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads "3e-4" (no dot) as a string: accept numeric strings.
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if get_origin(tp) in (list, List):
+        (item_tp,) = get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise bad
+        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def _apply_mapping(obj: Any, data: Any, prefix: str, source: str, sources: Dict[str, str]) -> None:
+    """Set the fields of dataclass ``obj`` from the nested mapping ``data``."""
+    where = prefix.rstrip(".")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: {where or 'top level'}: expected a mapping of keys, got {type(data).__name__} {data!r}"
+        )
+    types = _field_types(obj)
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if not isinstance(key, str) or key not in types:
+            raise _unknown_key(str(full), types, where, source)
+        current = getattr(obj, key)
+        if _is_section(current):
+            _apply_mapping(current, value, f"{full}.", source, sources)
+        else:
+            setattr(obj, key, _coerce(value, types[key], full, source))
+            sources[full] = source
+
+
+def _check_range(key: str, value: Any, meta: Any, source: str) -> None:
+    if value is None:
+        return
+    choices, pattern = meta.get("choices"), meta.get("pattern")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{source}: {key}: must be one of {list(choices)}, got {value!r}")
+    if pattern is not None and not pattern.match(str(value)):
+        doc = meta.get("doc") or pattern.pattern
+        raise ConfigError(f"{source}: {key}: invalid value {value!r} (expected {doc})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key}: must be a finite number, got {value!r}")
+    for bound, ok, text in (
+        ("gt", lambda v, b: v > b, ">"), ("ge", lambda v, b: v >= b, ">="),
+        ("lt", lambda v, b: v < b, "<"), ("le", lambda v, b: v <= b, "<="),
+    ):
+        limit = meta.get(bound)
+        if limit is not None and not ok(value, limit):
+            raise ConfigError(f"{source}: {key}: must be {text} {limit}, got {value!r}")
+
+
+def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
+    """Range/choice checks on every field; errors name where the value came from."""
+    sources = sources or {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            if _is_section(value):
+                walk(value, f"{key}.")
+            else:
+                _check_range(key, value, f.metadata, sources.get(key, "default"))
+
+    walk(cfg, "")
+    return cfg
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path, source: str) -> Dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, expected a YAML config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
+    """``path`` itself, or for a bare name like ``"synthetic"`` the shipped ``configs/synthetic.yaml``."""
+    p = Path(path)
+    if p.exists() or len(p.parts) > 1:
+        return p
+    for candidate in (CONFIG_DIR / p.name, CONFIG_DIR / f"{p.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return p
+
+
+def parse_override(text: str) -> Tuple[str, str]:
+    """``"train.lr=3e-4"`` -> ``("train.lr", "3e-4")``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.lr=3e-4")
+    return key, value.strip()
+
+
+def _override_value(cfg: Config, key: str, raw: str, source: str) -> Dict[str, Any]:
+    """Turn ``a.b=raw`` into the nested mapping ``{"a": {"b": value}}``."""
+    parts = key.split(".")
+    obj: Any = cfg
+    for i, part in enumerate(parts):
+        types = _field_types(obj)
+        if part not in types:
+            raise _unknown_key(".".join(parts[: i + 1]), types, ".".join(parts[:i]), source)
+        if i < len(parts) - 1:
+            obj = getattr(obj, part)
+            if not _is_section(obj):
+                raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is a value, not a section")
+    tp = _field_types(obj)[parts[-1]]
+    str_typed = tp is str or (get_origin(tp) is Union and str in get_args(tp))
+    if str_typed and raw.lower() not in ("null", "~", "none"):
+        value: Any = raw  # keep strings verbatim: a path "2024" or weights "01" stay strings
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: cannot parse value {raw!r}: {exc}") from None
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def load_config(
+    path: Optional[Union[str, os.PathLike]] = None, overrides: Iterable[str] = ()
+) -> Config:
+    """Load a config: defaults <- ``_base_`` file <- ``path`` <- ``overrides`` (``key=value``).
+
+    ``path=None`` uses the shipped ``configs/default.yaml`` (or the dataclass defaults,
+    which are the same, when that file is absent). Raises :class:`ConfigError`.
+    """
+    cfg = Config()
+    sources: Dict[str, str] = {}
+    if path is None:
+        path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    if path is not None:
+        file = resolve_config_path(path)
+        source = str(file)
+        data = _read_yaml(file, source)
+        base = data.pop("_base_", None)
+        if base is not None:
+            if not isinstance(base, str):
+                raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
+            base_file = file.parent / base
+            base_source = str(base_file)
+            base_data = _read_yaml(base_file, base_source)
+            if "_base_" in base_data:
+                raise ConfigError(
+                    f"{base_source}: _base_: only one level of inheritance is supported "
+                    f"(it is the base of {source})"
+                )
+            _apply_mapping(cfg, base_data, "", base_source, sources)
+        _apply_mapping(cfg, data, "", source, sources)
+    for text in overrides:
+        source = f"override {text!r}"
+        key, raw = parse_override(text)
+        _apply_mapping(cfg, _override_value(cfg, key, raw, source), "", source, sources)
+    return validate(cfg, sources)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def save_config(cfg: Config, path: Union[str, os.PathLike]) -> Path:
+    """Write ``cfg`` as YAML atomically (``load_config(path)`` reads it back equal)."""
+    path = Path(path)
+    atomic_write_text(path, config_to_yaml(cfg))
+    return path
