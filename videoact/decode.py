@@ -1,0 +1,883 @@
+"""Read frames from video files (decord, with an OpenCV fallback) and JPEG frame folders.
+
+Every reader has the same small API::
+
+    with open_video("clip.mp4") as reader:       # backend "auto": decord, else OpenCV
+        len(reader)                              # frames VERIFIED to decode
+        clip = reader.get([0, 8, 16])            # Clip: frames uint8 [T, H, W, 3] RGB
+        for index, seconds, frame in reader:     # sequential, frame ndarray [H, W, 3]
+            ...
+
+Container frame counts are not trusted (they are often wrong). How each backend
+verifies the count:
+
+* decord: decode the claimed last frame. If that works the claimed count is kept
+  (cheap: one seek). If it fails, count by decoding sequentially from the start
+  (bounded by the claimed count, so it cannot run away); the count is the number of
+  frames before the first one that fails. ``get_batch`` is only ever called on
+  indices below the verified count (decord can spin forever on indices past the
+  real end of a stream).
+* OpenCV: always a sequential ``grab()`` scan to the end of the stream (``grab``
+  decodes but skips colour conversion). The first ``get`` does this scan while
+  reading, so it costs one pass, not two.
+
+Verified counts (and timestamps) are cached per process, keyed by the file's path,
+size and modification time, so re-opening the same file (one reader per dataset item)
+does not verify it again.
+
+Random access with OpenCV is exact: it reads forward with ``grab()`` instead of
+seeking with ``CAP_PROP_POS_FRAMES``, which lands on the wrong frame with many codecs.
+Reading forward from the last position is cheap; going backwards re-opens the file.
+
+Timestamps are seconds since the first decodable frame, taken from the container
+(decord ``get_frame_timestamp``, OpenCV ``CAP_PROP_POS_MSEC``), so variable-frame-rate
+files get their real times. When a container's times are unusable (not finite, not
+strictly increasing, or wildly off the frame rate) ``index / fps`` is used instead.
+
+Rotation metadata is applied (both decord and OpenCV here return upright frames).
+Files with several video streams (e.g. nasa_13013.mp4) may be read from different
+streams by decord (the "best" stream) and OpenCV (the first one).
+
+Readers hold an open decoder and are meant to be created where they are used (inside
+DataLoader workers). Pickling a reader does not copy the decoder: it pickles the path
+and the options, and unpickling RE-OPENS the file by path (re-verifying it in the new
+process unless the file is in that process's cache).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "FRAME_NAME",
+    "Clip",
+    "VideoDecodeError",
+    "VideoReader",
+    "DecordReader",
+    "OpenCVReader",
+    "FrameFolderReader",
+    "open_video",
+    "list_videos",
+    "limit_threads",
+]
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m2v", ".wmv",
+    ".asf", ".flv", ".f4v", ".gif", ".3gp", ".3g2", ".ogv", ".ts", ".mts", ".m2ts",
+    ".vob", ".mxf", ".divx", ".y4m",
+)  # fmt: skip
+
+# Frame folders: frame i (0-based) is stored as FRAME_NAME.format(i + 1).
+FRAME_NAME = "img_{:05d}.jpg"
+META_NAME = "meta.json"
+DEFAULT_FPS = 25.0
+
+BACKENDS = ("auto", "decord", "opencv")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video (or frame folder) cannot be read. ``str(e) == f"{path}: {reason}"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass
+class Clip:
+    """Frames read from one video.
+
+    frames: uint8 ``[T, H, W, 3]`` RGB (CPU); indices: int64 ``[T]`` frame indices in
+    the video; timestamps: float64 ``[T]`` seconds since the first frame.
+    """
+
+    frames: "torch.Tensor"
+    indices: "torch.Tensor"
+    timestamps: "torch.Tensor"
+    fps: float
+    path: str
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def limit_threads(num_threads: int = 1) -> None:
+    """Cap OpenCV's (and, if already imported, torch's) process-wide thread pools.
+
+    Call it at the start of each worker process so N workers do not each start one
+    thread per core. Decoder threads are set per reader (``num_threads``).
+    """
+    import cv2
+
+    cv2.setNumThreads(max(0, int(num_threads)))
+    torch = sys.modules.get("torch")
+    if torch is not None and num_threads > 0:
+        torch.set_num_threads(int(num_threads))
+
+
+def _file_key(path: str, backend: str) -> tuple[Any, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (backend, os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class _Verified:
+    count: int
+    width: int
+    height: int
+    timestamps: np.ndarray  # raw container times of the verified frames [count], seconds
+    fps: float
+
+
+class _VerifiedCache:
+    """Small per-process LRU of verification results."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._data: collections.OrderedDict[tuple[Any, ...], _Verified] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, key: tuple[Any, ...] | None) -> _Verified | None:
+        if key is None or key not in self._data:
+            return None
+        self._data.move_to_end(key)
+        return self._data[key]
+
+    def put(self, key: tuple[Any, ...] | None, value: _Verified) -> None:
+        if key is None:
+            return
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+_CACHE = _VerifiedCache()
+
+
+def clear_cache() -> None:
+    """Forget verified frame counts (e.g. after rewriting files in place)."""
+    _CACHE.clear()
+
+
+def _clean_fps(fps: float) -> float | None:
+    fps = float(fps) if fps is not None else float("nan")
+    if math.isfinite(fps) and 0.1 <= fps <= 1000.0:
+        return fps
+    return None
+
+
+def _clean_timestamps(raw: np.ndarray | None, fps: float) -> np.ndarray:
+    """Container times -> seconds since the first frame, or ``index / fps`` if unusable."""
+    n = 0 if raw is None else len(raw)
+    fallback = np.arange(n, dtype=np.float64) / fps
+    if raw is None or n == 0:
+        return fallback
+    raw = np.asarray(raw, dtype=np.float64)
+    if not np.all(np.isfinite(raw)):
+        return fallback
+    rel = raw - raw[0]
+    if n > 1:
+        if not np.all(np.diff(rel) > 0):
+            return fallback
+        mean_interval = rel[-1] / (n - 1)
+        if not (0.1 / fps <= mean_interval <= 10.0 / fps):
+            return fallback
+    return rel
+
+
+def _summarize(indices: Sequence[int], limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return f"[{shown}{', ...' if len(indices) > limit else ''}]"
+
+
+_DECORD_NOISE = re.compile(r"\[\d{2}:\d{2}:\d{2}\] \S+?:\d+: ")
+
+
+def _decord_message(exc: BaseException) -> str:
+    """decord's C++ errors carry timestamps, source lines and stack traces: keep the gist."""
+    text = str(exc).split("Stack trace")[0]
+    text = _DECORD_NOISE.sub("", text).strip().splitlines()
+    msg = text[-1].strip() if text else type(exc).__name__
+    return (msg[:300] + "...") if len(msg) > 300 else msg
+
+
+def _as_index_list(indices: Iterable[int]) -> list[int]:
+    if hasattr(indices, "tolist"):  # numpy arrays, torch tensors
+        indices = indices.tolist()  # type: ignore[union-attr]
+    out = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"frame indices must be integers, got {i!r}")
+        out.append(int(i))
+    return out
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+class VideoReader:
+    """Base class: a video (or frame folder) as a sequence of verified, decodable frames.
+
+    Attributes: ``path`` (str), ``backend`` ("decord", "opencv" or "frames"), ``fps``,
+    ``width``, ``height``, ``fallback_reason`` (why "auto" ended on OpenCV, else None).
+    ``len(reader)`` is the number of frames verified to decode.
+    """
+
+    backend: str = "?"
+    path: str
+    fps: float
+    width: int
+    height: int
+    fallback_reason: str | None = None
+    _open_args: tuple[Any, ...] = ()
+
+    # --- what subclasses implement
+
+    def _count(self) -> int:
+        raise NotImplementedError
+
+    def _all_timestamps(self) -> np.ndarray:
+        """Seconds since the first frame for all verified frames ``[len(self)]``."""
+        raise NotImplementedError
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        """Frames at valid ``indices`` (any order, repeats allowed) -> ``[T, H, W, 3]``."""
+        raise NotImplementedError
+
+    def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame [H, W, 3])`` for sorted unique valid ``indices``."""
+        raise NotImplementedError
+
+    # --- public API
+
+    def __len__(self) -> int:
+        return self._count()
+
+    def _check(self, indices: Iterable[int]) -> list[int]:
+        idx = _as_index_list(indices)
+        n = len(self)
+        bad = [i for i in idx if i < 0 or i >= n]
+        if bad:
+            raise VideoDecodeError(
+                self.path,
+                f"frame index {bad[0]} out of range: {n} decodable frames "
+                f"(valid indices 0..{n - 1})",
+            )
+        return idx
+
+    def timestamps(self, indices: Iterable[int] | None = None) -> np.ndarray:
+        """Seconds since the first frame, float64 ``[T]`` (all frames when ``None``)."""
+        ts = self._all_timestamps()
+        if indices is None:
+            return ts.copy()
+        return ts[np.asarray(self._check(indices), dtype=np.int64)]
+
+    def get(self, indices: Sequence[int]) -> Clip:
+        """Read exactly the frames at ``indices`` (any order, repeats allowed).
+
+        Returns a :class:`Clip` with frames uint8 ``[T, H, W, 3]`` RGB. Raises
+        :class:`VideoDecodeError` for out-of-range indices or frames that fail to decode.
+        """
+        idx = self._check(indices)
+        frames = self._read(idx) if idx else np.zeros((0, self.height, self.width, 3), np.uint8)
+        return self._make_clip(idx, frames)
+
+    def _make_clip(self, idx: list[int], frames: np.ndarray) -> Clip:
+        import torch
+
+        ts = self._all_timestamps()[np.asarray(idx, dtype=np.int64)]
+        return Clip(
+            frames=torch.from_numpy(np.ascontiguousarray(frames)),
+            indices=torch.tensor(idx, dtype=torch.int64),
+            timestamps=torch.from_numpy(np.ascontiguousarray(ts, dtype=np.float64)),
+            fps=float(self.fps),
+            path=self.path,
+        )
+
+    def iter_frames(
+        self, indices: Iterable[int] | None = None
+    ) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Decode sequentially, yielding ``(index, seconds, frame [H, W, 3] uint8 RGB)``.
+
+        ``indices`` (default: all frames) are read in increasing order, each once;
+        frames in between are decoded but not converted. Memory stays at one frame.
+        Iteration uses its own decoder state, independent of :meth:`get`.
+        """
+        if indices is None:
+            idx = list(range(len(self)))
+        else:
+            idx = sorted(set(self._check(indices)))
+        ts = self._all_timestamps()
+        for i, frame in self._iter(idx):
+            yield i, float(ts[i]), frame
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        return self.iter_frames()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoders cannot cross processes: re-open by path on unpickling.
+        return (open_video, self._open_args)
+
+    def _known_count(self) -> int | None:
+        """The verified count if known without decoding (for repr)."""
+        return self._count()
+
+    def __repr__(self) -> str:
+        n = self._known_count()
+        return (
+            f"{type(self).__name__}({self.path!r}, backend={self.backend!r}, "
+            f"frames={'?' if n is None else n}, fps={self.fps:g}, "
+            f"size={self.width}x{self.height})"
+        )
+
+
+class DecordReader(VideoReader):
+    """decord backend: fast random access with ``get_batch`` on verified indices."""
+
+    backend = "decord"
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        self.path = str(path)
+        self._num_threads = int(num_threads)
+        self._open_args = (self.path, "decord", self._num_threads)
+        try:
+            import decord  # noqa: F401
+        except ImportError as e:
+            raise VideoDecodeError(self.path, f"decord is not installed ({e})") from e
+        self._vr = self._open()
+        key = _file_key(self.path, "decord")
+        info = _CACHE.get(key)
+        if info is None:
+            info = self._verify()
+            _CACHE.put(key, info)
+        self._info = info
+        self.fps = info.fps
+        self.width, self.height = info.width, info.height
+        self._ts: np.ndarray | None = None
+
+    def _open(self) -> Any:
+        import decord
+
+        try:
+            return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
+        except Exception as e:  # DECORDError, RuntimeError, AssertionError("Invalid frame count")
+            raise VideoDecodeError(
+                self.path, f"{_UNREADABLE} (decord: {_decord_message(e)})"
+            ) from e
+
+    def _verify(self) -> _Verified:
+        vr = self._vr
+        claimed = len(vr)
+        try:
+            vr.seek_accurate(claimed - 1)
+            last = vr.next().asnumpy()
+            count = claimed
+        except Exception:
+            # The container over-reports (or the stream is damaged): count by decoding.
+            count, last = self._scan(claimed)
+            self._vr = vr = self._open()  # the failed seek may have left it in a bad state
+        if count == 0 or last is None:
+            raise VideoDecodeError(self.path, "no decodable frames (decord decoded none)")
+        fps = _clean_fps(vr.get_avg_fps()) or DEFAULT_FPS
+        try:
+            raw = vr.get_frame_timestamp(list(range(count)))[:, 0]
+        except Exception:
+            raw = None
+        return _Verified(count, int(last.shape[1]), int(last.shape[0]), raw, fps)
+
+    def _scan(self, claimed: int) -> tuple[int, np.ndarray | None]:
+        """Decode sequentially from a fresh reader; stop at the first failure or EOF."""
+        vr = self._open()
+        count, last = 0, None
+        for _ in range(claimed):  # bounded: never past the claimed count
+            try:
+                last = vr.next().asnumpy()
+            except Exception:  # StopIteration at EOF, DECORDError on damaged data
+                break
+            count += 1
+        return count, last
+
+    def _count(self) -> int:
+        return self._info.count
+
+    def _all_timestamps(self) -> np.ndarray:
+        if self._ts is None:
+            self._ts = _clean_timestamps(self._info.timestamps, self.fps)
+        return self._ts
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        try:
+            frames = self._vr.get_batch(indices).asnumpy()
+        except Exception as e:
+            self._vr = self._open()  # reset decoder state for later calls
+            raise VideoDecodeError(
+                self.path,
+                f"decord failed while reading frames {_summarize(indices)}: {_decord_message(e)}",
+            ) from e
+        if frames.shape[0] != len(indices):
+            raise VideoDecodeError(
+                self.path, f"decord returned {frames.shape[0]} frames for {len(indices)} indices"
+            )
+        return frames
+
+    def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        vr = self._open()  # independent of get()
+        pos = 0  # index of the frame next() returns
+        for i in indices:
+            try:
+                if i - pos > 64:
+                    vr.seek_accurate(i)  # exact; jumps via the nearest keyframe
+                elif i > pos:
+                    vr.skip_frames(i - pos)  # decodes, skips conversion
+                frame = vr.next().asnumpy()
+            except Exception as e:
+                raise VideoDecodeError(
+                    self.path, f"decord failed while reading frame {i}: {_decord_message(e)}"
+                ) from e
+            pos = i + 1
+            yield i, frame
+
+    def close(self) -> None:
+        self._vr = None
+
+
+class OpenCVReader(VideoReader):
+    """OpenCV (FFmpeg) backend: exact sequential access with ``grab()``."""
+
+    backend = "opencv"
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        self.path = str(path)
+        self._num_threads = int(num_threads)
+        self._open_args = (self.path, "opencv", self._num_threads)
+        self._key = _file_key(self.path, "opencv")
+        self._cap = self._open()
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            self._cap.release()
+            raise VideoDecodeError(
+                self.path, "no decodable frames (OpenCV opened the file but decoded none)"
+            )
+        self._pos = 1  # index of the frame the next grab() returns
+        self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
+        info = _CACHE.get(self._key)
+        self._info: _Verified | None = info
+        self._container_fps = self._cap.get(self._cv2.CAP_PROP_FPS)
+        self.fps = info.fps if info else (_clean_fps(self._container_fps) or DEFAULT_FPS)
+        self._ts: np.ndarray | None = None
+
+    @property
+    def _cv2(self) -> Any:
+        import cv2
+
+        return cv2
+
+    def _open(self) -> Any:
+        cv2 = self._cv2
+        cap = cv2.VideoCapture(
+            self.path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, max(1, self._num_threads)]
+        )
+        if not cap.isOpened():
+            raise VideoDecodeError(self.path, f"{_UNREADABLE} (OpenCV: cannot open it)")
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright frames, like decord
+        return cap
+
+    def _pass(self, wanted: set[int], to_end: bool) -> dict[int, np.ndarray]:
+        """Grab forward, retrieving ``wanted`` frames; with ``to_end``, verify the count."""
+        cv2 = self._cv2
+        out: dict[int, np.ndarray] = {}
+        if to_end or (wanted and min(wanted) < self._pos):
+            self._cap.release()
+            self._cap, self._pos = self._open(), 0
+        stop = None if to_end else (max(wanted) + 1 if wanted else 0)
+        times: list[float] = []
+        while stop is None or self._pos < stop:
+            if not self._cap.grab():
+                break
+            if to_end:
+                times.append(self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+            if self._pos in wanted:
+                ok, frame = self._cap.retrieve()
+                if not ok or frame is None:
+                    raise VideoDecodeError(self.path, f"OpenCV could not decode frame {self._pos}")
+                out[self._pos] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            self._pos += 1
+        if to_end:
+            count = self._pos
+            if count == 0:
+                raise VideoDecodeError(self.path, "no decodable frames (OpenCV)")
+            fps = _clean_fps(self._container_fps)
+            if fps is None:  # derive from the stream's own times where they make sense
+                span = times[-1] - times[0] if count > 1 else 0.0
+                fps = (count - 1) / span if span > 0 and _clean_fps((count - 1) / span) else DEFAULT_FPS
+            self._info = _Verified(count, self.width, self.height, np.asarray(times), fps)
+            self.fps = fps
+            _CACHE.put(self._key, self._info)
+        elif len(out) != len(wanted):
+            missing = sorted(wanted - set(out))
+            raise VideoDecodeError(self.path, f"OpenCV could not decode frames {_summarize(missing)}")
+        return out
+
+    def _verified(self) -> _Verified:
+        if self._info is None:
+            self._pass(set(), to_end=True)
+        assert self._info is not None
+        return self._info
+
+    def _count(self) -> int:
+        return self._verified().count
+
+    def _known_count(self) -> int | None:
+        return None if self._info is None else self._info.count
+
+    def _all_timestamps(self) -> np.ndarray:
+        if self._ts is None:
+            info = self._verified()
+            self._ts = _clean_timestamps(info.timestamps, info.fps)
+        return self._ts
+
+    def get(self, indices: Sequence[int]) -> Clip:
+        if self._info is None:
+            # First access: one pass both reads the frames and verifies the count.
+            idx = _as_index_list(indices)
+            frames = self._pass({i for i in idx if i >= 0}, to_end=True)
+            self._check(idx)  # now that the count is known
+            return self._make_clip(idx, self._stack(frames, idx))
+        return super().get(indices)
+
+    def _stack(self, frames: dict[int, np.ndarray], idx: list[int]) -> np.ndarray:
+        if not idx:
+            return np.zeros((0, self.height, self.width, 3), np.uint8)
+        return np.stack([frames[i] for i in idx])
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        return self._stack(self._pass(set(indices), to_end=False), indices)
+
+    def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        cv2 = self._cv2
+        cap = self._open()  # independent of get()
+        try:
+            pos = 0
+            for i in indices:
+                while pos <= i:
+                    if not cap.grab():
+                        raise VideoDecodeError(self.path, f"OpenCV could not decode frame {pos}")
+                    pos += 1
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    raise VideoDecodeError(self.path, f"OpenCV could not decode frame {i}")
+                yield i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None  # type: ignore[assignment]
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of ``img_00001.jpg, img_00002.jpg, ...`` (as written by ``videoact.frames``).
+
+    ``meta.json`` (optional) gives ``fps`` (else 25.0), ``timestamps`` and
+    ``indices`` (the frame indices in the source video, see ``source_indices``).
+    """
+
+    backend = "frames"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        self._dir = Path(path)
+        self._open_args = (self.path, "auto", 1)
+        if not self._dir.is_dir():
+            raise VideoDecodeError(self.path, "not a directory")
+        meta: dict[str, Any] = {}
+        meta_path = self._dir / META_NAME
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as e:
+                raise VideoDecodeError(str(meta_path), f"unreadable frame-folder metadata: {e}") from e
+            if not isinstance(meta, dict):
+                raise VideoDecodeError(str(meta_path), "frame-folder metadata is not a JSON object")
+        self.meta = meta
+        numbers = sorted(_frame_number(p.name) for p in self._dir.glob("img_*.jpg"))
+        numbers = [n for n in numbers if n is not None]
+        count = 0
+        for n in numbers:  # frames must be numbered 1, 2, 3, ... without gaps
+            if n != count + 1:
+                break
+            count += 1
+        if count == 0:
+            raise VideoDecodeError(self.path, f"no frames ({FRAME_NAME.format(1)} not found)")
+        if count != len(numbers):
+            raise VideoDecodeError(
+                self.path, f"frame files are not numbered contiguously (gap after frame {count})"
+            )
+        if "num_frames" in meta and int(meta["num_frames"]) != count:
+            raise VideoDecodeError(
+                self.path,
+                f"incomplete frame folder: {META_NAME} lists {meta['num_frames']} frames, "
+                f"found {count}",
+            )
+        self._n = count
+        self.fps = _clean_fps(meta.get("fps", DEFAULT_FPS)) or DEFAULT_FPS
+        raw = meta.get("timestamps")
+        if isinstance(raw, list) and len(raw) == count:
+            self._ts = _clean_timestamps(np.asarray(raw, dtype=np.float64), self.fps)
+        else:
+            self._ts = np.arange(count, dtype=np.float64) / self.fps
+        src = meta.get("indices")
+        self.source_indices: list[int] | None = (
+            [int(i) for i in src] if isinstance(src, list) and len(src) == count else None
+        )
+        first = self._load(0)
+        self.height, self.width = int(first.shape[0]), int(first.shape[1])
+
+    def frame_path(self, index: int) -> Path:
+        return self._dir / FRAME_NAME.format(index + 1)
+
+    def _load(self, index: int) -> np.ndarray:
+        import cv2
+
+        p = self.frame_path(index)
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoDecodeError(str(p), "cannot read JPEG frame")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _count(self) -> int:
+        return self._n
+
+    def _all_timestamps(self) -> np.ndarray:
+        return self._ts
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        cache: dict[int, np.ndarray] = {}
+        for i in indices:
+            if i not in cache:
+                cache[i] = self._load(i)
+        shapes = {f.shape for f in cache.values()}
+        if len(shapes) > 1:
+            raise VideoDecodeError(self.path, f"frames have different sizes: {sorted(shapes)}")
+        return np.stack([cache[i] for i in indices])
+
+    def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        for i in indices:
+            yield i, self._load(i)
+
+
+def _frame_number(name: str) -> int | None:
+    m = re.fullmatch(r"img_(\d+)\.jpg", name)
+    return int(m.group(1)) if m else None
+
+
+_UNREADABLE = "not a readable video"
+
+
+def _merge_reasons(decord_reason: str, opencv_reason: str) -> str:
+    """One message for "decord failed, then OpenCV failed too"."""
+    def detail(reason: str) -> str:
+        if reason.startswith(_UNREADABLE + " (") and reason.endswith(")"):
+            return reason[len(_UNREADABLE) + 2 : -1]
+        return reason
+
+    if decord_reason.startswith(_UNREADABLE) and opencv_reason.startswith(_UNREADABLE):
+        return f"{_UNREADABLE} ({detail(decord_reason)}; {detail(opencv_reason)})"
+    return f"{decord_reason}; OpenCV fallback: {opencv_reason}"
+
+
+class _AutoReader(VideoReader):
+    """decord first; OpenCV when decord cannot open the file or fails on a read.
+
+    After a fallback ``backend == "opencv"`` and ``fallback_reason`` says why. The
+    verified length can change at that point (OpenCV may decode fewer frames).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        self.path = str(path)
+        self._num_threads = int(num_threads)
+        self._open_args = (self.path, "auto", self._num_threads)
+        self.fallback_reason = None
+        try:
+            self._inner: VideoReader = DecordReader(path, num_threads)
+        except VideoDecodeError as e:
+            self._fallback(e.reason)
+
+    def _fallback(self, reason: str) -> None:
+        old = getattr(self, "_inner", None)
+        try:
+            inner = OpenCVReader(self.path, self._num_threads)
+        except VideoDecodeError as e:
+            raise VideoDecodeError(self.path, _merge_reasons(reason, e.reason)) from e
+        if old is not None:
+            old.close()
+        self._inner = inner
+        self.fallback_reason = reason
+
+    # delegate
+    backend = property(lambda self: self._inner.backend)  # type: ignore[assignment]
+    fps = property(lambda self: self._inner.fps)  # type: ignore[assignment]
+    width = property(lambda self: self._inner.width)  # type: ignore[assignment]
+    height = property(lambda self: self._inner.height)  # type: ignore[assignment]
+
+    def _count(self) -> int:
+        return len(self._inner)
+
+    def _known_count(self) -> int | None:
+        return self._inner._known_count()
+
+    def _all_timestamps(self) -> np.ndarray:
+        return self._inner._all_timestamps()
+
+    def _can_fall_back(self) -> bool:
+        return isinstance(self._inner, DecordReader)
+
+    def get(self, indices: Sequence[int]) -> Clip:
+        if not self._can_fall_back():
+            return self._inner.get(indices)
+        idx = self._check(indices)  # out-of-range is the caller's error, not decord's
+        try:
+            return self._inner.get(idx)
+        except VideoDecodeError as e:
+            self._fallback(f"decord failed while reading: {e.reason}")
+        try:
+            return self._inner.get(idx)
+        except VideoDecodeError as e:
+            raise VideoDecodeError(self.path, f"{self.fallback_reason}; then OpenCV: {e.reason}") from e
+
+    def iter_frames(
+        self, indices: Iterable[int] | None = None
+    ) -> Iterator[tuple[int, float, np.ndarray]]:
+        if not self._can_fall_back():
+            yield from self._inner.iter_frames(indices)
+            return
+        wanted = list(range(len(self))) if indices is None else sorted(set(self._check(indices)))
+        done = -1
+        try:
+            for item in self._inner.iter_frames(wanted):
+                done = item[0]
+                yield item
+            return
+        except VideoDecodeError as e:
+            self._fallback(f"decord failed while reading: {e.reason}")
+        # Continue with OpenCV after the last frame already yielded.
+        rest = [i for i in wanted if i > done]
+        n = len(self._inner)
+        if indices is None:  # "all frames": all that OpenCV can decode
+            rest = [i for i in rest if i < n]
+        elif rest and rest[-1] >= n:
+            raise VideoDecodeError(
+                self.path,
+                f"{self.fallback_reason}; OpenCV decodes only {n} frames, "
+                f"frame {rest[-1]} was requested",
+            )
+        yield from self._inner.iter_frames(rest)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def open_video(
+    path: str | os.PathLike, backend: str = "auto", num_threads: int = 1
+) -> VideoReader:
+    """Open a video file or a JPEG frame folder.
+
+    Args:
+        path: a video file, or a directory of ``img_00001.jpg ...`` frames.
+        backend: "auto" (decord, falling back to OpenCV when decord cannot open the
+            file or fails on a read), "decord" or "opencv". Ignored for directories.
+        num_threads: decoder threads for this reader (keep 1 in DataLoader workers).
+
+    Raises:
+        VideoDecodeError: missing, empty, unreadable or undecodable input; the
+            message starts with the path.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise VideoDecodeError(p, "file not found")
+    if os.path.isdir(p):
+        return FrameFolderReader(p)
+    if not os.path.isfile(p):
+        raise VideoDecodeError(p, "not a regular file")
+    if os.path.getsize(p) == 0:
+        raise VideoDecodeError(p, "file is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise VideoDecodeError(p, "permission denied")
+    if backend == "decord":
+        return DecordReader(p, num_threads)
+    if backend == "opencv":
+        return OpenCVReader(p, num_threads)
+    return _AutoReader(p, num_threads)
+
+
+def list_videos(
+    root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> list[Path]:
+    """Video files under ``root`` (recursive, following symlinks), sorted by relative path.
+
+    Extensions match case-insensitively. Hidden files and folders (names starting
+    with ".", e.g. macOS "._clip.mp4" files or unfinished temporaries) are skipped.
+    A ``root`` that is itself a video file gives ``[root]``.
+    """
+    root = Path(root)
+    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    if root.is_file():
+        return [root] if root.suffix.lower() in exts else []
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such directory")
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # symlink loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())

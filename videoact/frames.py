@@ -1,0 +1,406 @@
+"""Decode videos into JPEG frame folders (``img_00001.jpg, ...`` + ``meta.json``).
+
+A video's folder is written under a temporary hidden name next to its final place
+and renamed when complete, so a folder that exists under its final name is complete:
+a rerun skips it (if its source file and the options are unchanged) and redoes any
+video whose folder is missing, half-written (a leftover temporary) or outdated.
+``open_video(folder)`` reads a frame folder back like a video; ``meta.json`` keeps
+the source frame ``indices`` and ``timestamps`` of each written frame.
+
+Layout: ``OUT/<path of the video relative to SRC, without extension>/img_00001.jpg``.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .atomic import atomic_write_text, temporary_path
+from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
+from .sampling import timestamp_indices
+
+__all__ = [
+    "FramesResult",
+    "DecodeReport",
+    "decode_to_frames",
+    "decode_folder",
+    "frame_folder_for",
+    "is_complete",
+    "FAILURES_NAME",
+]
+
+FORMAT = "videoact-frames/1"
+FAILURES_NAME = "failures.jsonl"
+
+
+@dataclass
+class FramesResult:
+    """Outcome for one video: ``status`` is "decoded", "skipped" or "failed"."""
+
+    video: str
+    out_dir: str
+    status: str
+    num_frames: int = 0
+    error: str | None = None
+
+
+@dataclass
+class DecodeReport:
+    """Outcome of :func:`decode_folder` (one :class:`FramesResult` per video)."""
+
+    results: list[FramesResult] = field(default_factory=list)
+
+    def _with(self, status: str) -> list[FramesResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def decoded(self) -> list[FramesResult]:
+        return self._with("decoded")
+
+    @property
+    def skipped(self) -> list[FramesResult]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[FramesResult]:
+        return self._with("failed")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def frame_folder_for(video: str | os.PathLike, src_root: str | os.PathLike, out_root: str | os.PathLike) -> Path:
+    """``OUT/<video relative to SRC without extension>``."""
+    rel = Path(video).relative_to(src_root)
+    return Path(out_root) / rel.with_suffix("")
+
+
+def _params(fps: float | None, short_side: int | None, quality: int) -> dict[str, Any]:
+    return {"fps": None if fps is None else float(fps), "short_side": short_side, "quality": int(quality)}
+
+
+def _validate(fps: float | None, short_side: int | None, quality: int) -> None:
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if short_side is not None and short_side <= 0:
+        raise ValueError(f"short_side must be positive, got {short_side}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+
+
+def _source_stat(video: str | os.PathLike) -> dict[str, int]:
+    st = os.stat(video)
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+def is_complete(
+    out_dir: str | os.PathLike,
+    video: str | os.PathLike | None = None,
+    params: dict[str, Any] | None = None,
+) -> bool:
+    """True when ``out_dir`` is a finished frame folder (for ``video`` and ``params``,
+    when given: same source size and mtime, same options)."""
+    out_dir = Path(out_dir)
+    try:
+        meta = json.loads((out_dir / META_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return False
+    n = meta.get("num_frames")
+    if not isinstance(n, int) or n <= 0 or not (out_dir / FRAME_NAME.format(n)).exists():
+        return False
+    if params is not None and meta.get("params") != params:
+        return False
+    if video is not None:
+        try:
+            current = _source_stat(video)
+        except OSError:
+            return False
+        if any(meta.get(k) != v for k, v in current.items()):
+            return False
+    return True
+
+
+def _resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+    """Resize ``[H, W, 3]`` so that ``min(H, W) == short_side`` (aspect kept)."""
+    import cv2
+
+    if not short_side:
+        return frame
+    h, w = frame.shape[:2]
+    if min(h, w) == short_side:
+        return frame
+    scale = short_side / min(h, w)
+    size = (short_side, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), short_side)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR  # AREA: no aliasing when shrinking
+    return cv2.resize(frame, size, interpolation=interp)
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete leftovers of killed runs for this folder (never another live process's)."""
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return
+    for p in parent.glob(f".{out_dir.name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def decode_to_frames(
+    video: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    short_side: int | None = None,
+    quality: int = 95,
+    backend: str = "auto",
+    num_threads: int = 1,
+    overwrite: bool = False,
+) -> FramesResult:
+    """Decode one video into ``out_dir/img_00001.jpg ...`` plus ``meta.json``.
+
+    Args:
+        fps: frames per second to keep (chosen by real timestamps, so variable-rate
+            video is sampled evenly in time); ``None`` keeps every frame.
+        short_side: resize so the shorter side has this many pixels; ``None`` keeps size.
+        quality: JPEG quality 1..100.
+        overwrite: redo even when a complete, current folder exists.
+
+    Returns a :class:`FramesResult` ("decoded" or "skipped"). Raises
+    :class:`~videoact.decode.VideoDecodeError` when the video cannot be decoded;
+    nothing is left under ``out_dir`` then.
+    """
+    import cv2
+
+    _validate(fps, short_side, quality)
+    video, out_dir = Path(video), Path(out_dir)
+    params = _params(fps, short_side, quality)
+    if not overwrite and is_complete(out_dir, video, params):
+        meta = json.loads((out_dir / META_NAME).read_text())
+        return FramesResult(str(video), str(out_dir), "skipped", int(meta["num_frames"]))
+
+    _remove_stale_temporaries(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(out_dir)
+    tmp.mkdir()
+    try:
+        stat = _source_stat(video)
+        with open_video(video, backend=backend, num_threads=num_threads) as reader:
+            all_ts = reader.timestamps()
+            wanted = timestamp_indices(all_ts, fps) if fps else list(range(len(all_ts)))
+            jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+            written, times, size = [], [], (0, 0)
+            for k, (index, seconds, frame) in enumerate(reader.iter_frames(wanted)):
+                frame = _resize_short_side(frame, short_side)
+                path = tmp / FRAME_NAME.format(k + 1)
+                if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), jpeg):
+                    raise OSError(f"{path}: cannot write JPEG")
+                written.append(index)
+                times.append(seconds)
+                size = (frame.shape[1], frame.shape[0])
+            source_fps = float(reader.fps)
+            used_backend = reader.backend
+            fallback = reader.fallback_reason
+        if not written:
+            raise OSError(f"{video}: no frames written")
+        meta = {
+            "format": FORMAT,
+            "source": os.path.abspath(video),
+            **stat,
+            "backend": used_backend,
+            "fallback_reason": fallback,
+            "source_fps": source_fps,
+            "fps": float(fps) if fps and fps < source_fps else source_fps,
+            "num_frames": len(written),
+            "width": size[0],
+            "height": size[1],
+            "params": params,
+            "indices": written,
+            "timestamps": [round(t, 6) for t in times],
+        }
+        atomic_write_text(tmp / META_NAME, json.dumps(meta, indent=1))
+        _commit(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FramesResult(str(video), str(out_dir), "decoded", len(written))
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished temporary folder onto ``out_dir`` (replacing an old one)."""
+    if out_dir.exists():
+        trash = temporary_path(out_dir)
+        os.rename(out_dir, trash)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
+
+
+def _job(video: str, out_dir: str, options: dict[str, Any]) -> FramesResult:
+    """One video, errors returned rather than raised (runs in a worker process)."""
+    try:
+        return decode_to_frames(video, out_dir, **options)
+    except Exception as e:  # report per file; the other videos go on
+        msg = str(e)
+        if video not in msg:
+            msg = f"{video}: {type(e).__name__}: {msg}"
+        return FramesResult(video, out_dir, "failed", error=msg)
+
+
+def _init_worker() -> None:
+    limit_threads(1)
+    # Ctrl-C goes to the parent, which stops the pool; workers should not print tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Keep spawned workers from re-running the parent's ``__main__`` script.
+
+    A spawned child imports the parent's main script unless that was run with
+    ``python -m``; the ``tools/*.py`` fronts have no ``if __name__ == "__main__"``
+    guard, so each worker would start the whole command again. The workers only need
+    ``videoact.frames``, so while they are started ``__main__`` is a bare stub.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def decode_folder(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    short_side: int | None = None,
+    quality: int = 95,
+    workers: int = 1,
+    backend: str = "auto",
+    extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    progress: bool = False,
+) -> DecodeReport:
+    """Decode every video under ``src`` (recursive) into frame folders under ``out``.
+
+    Videos run in ``workers`` processes (forkserver/spawn; ``workers <= 1`` runs in
+    this process). Complete, current folders are skipped, so an interrupted run can
+    simply be repeated. A video that fails does not stop the others: failures are
+    returned in the report and written to ``out/failures.jsonl`` (removed when a run
+    has none).
+    """
+    src, out = Path(src), Path(out)
+    videos = list_videos(src, extensions)
+    root = src.parent if src.is_file() else src
+    options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
+    _validate(fps, short_side, quality)  # once here, not once per video
+
+    report = DecodeReport()
+    jobs: list[tuple[str, str]] = []
+    owner: dict[Path, Path] = {}
+    for v in videos:
+        target = frame_folder_for(v, root, out)
+        if target in owner:  # clip.mp4 and clip.avi would share OUT/clip
+            report.results.append(FramesResult(
+                str(v), str(target), "failed",
+                error=f"{v}: output folder {target} is already used by {owner[target]}",
+            ))
+            continue
+        owner[target] = v
+        jobs.append((str(v), str(target)))
+
+    bar = _progress(len(jobs), progress)
+    try:
+        if workers <= 1:
+            for v, t in jobs:
+                report.results.append(_job(v, t, options))
+                bar.update(1)
+        else:
+            # spawn, not fork: the parent may hold threads (torch, decoders) that fork would copy.
+            with _main_script_hidden():  # workers start during the submits
+                pool = cf.ProcessPoolExecutor(
+                    max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+                )
+                futures = {pool.submit(_job, v, t, options): (v, t) for v, t in jobs}
+            with pool:
+                try:
+                    for fut in cf.as_completed(futures):
+                        v, t = futures[fut]
+                        try:
+                            report.results.append(fut.result())
+                        except cf.process.BrokenProcessPool:
+                            report.results.append(FramesResult(
+                                v, t, "failed",
+                                error=f"{v}: a worker process died (crash or out of memory) "
+                                "before this video was done; rerun to retry it",
+                            ))
+                        bar.update(1)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+
+    order = {str(v): i for i, v in enumerate(videos)}
+    report.results.sort(key=lambda r: order.get(r.video, 0))
+    _write_failures(out, report.failed)
+    return report
+
+
+def _write_failures(out: Path, failed: list[FramesResult]) -> None:
+    path = out / FAILURES_NAME
+    if failed:
+        lines = [json.dumps({"video": r.video, "error": r.error}) for r in failed]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True)
