@@ -1,0 +1,494 @@
+"""videoact.datasets on real files: encoded videos, list files, safetensors caches, split files."""
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from videoact.datasets import (
+    AnnotationError,
+    FeatureDataset,
+    VideoSample,
+    collate_features,
+    convert_hmdb51_splits,
+    convert_kinetics_csv,
+    convert_ucf101_splits,
+    load_classes,
+    load_dataset,
+    read_annotations,
+    scan_video_folder,
+    stratified_split,
+    ucf101_group,
+    write_list,
+)
+from videoact.feature_cache import FeatureCacheError, cache_path, save_features
+from videoact.testing import write_coded_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def video(path: Path) -> Path:
+    """A real (tiny) encoded video; the codec follows the extension."""
+    return write_coded_video(path, num_frames=3, height=32, width=40)
+
+
+def kinds(problems):
+    return [(p.line, p.kind) for p in problems]
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def test_scan_video_folder(tmp_path):
+    root = tmp_path / "data"
+    video(root / "walk" / "b.mp4")
+    video(root / "walk" / "sub" / "a.AVI")  # nested, upper-case extension
+    video(root / "run" / "r 1.mkv")  # space in the name
+    video(root / "run" / ".r.mp4.tmp-1-0.mp4")  # hidden temporary: skipped
+    video(root / ".cache" / "x.mp4")  # hidden folder: not a class
+    (root / "run" / "notes.txt").write_text("not a video")
+    (root / "empty").mkdir()  # no videos: not a class
+    video(root / "stray.mp4")  # not in a class folder
+
+    samples, classes = scan_video_folder(root)
+    assert classes == ["run", "walk"]
+    assert [(s.rel, s.label, s.label_name) for s in samples] == [
+        ("run/r 1.mkv", 0, "run"),
+        ("walk/b.mp4", 1, "walk"),
+        ("walk/sub/a.AVI", 1, "walk"),
+    ]
+    assert all(s.path.is_absolute() and s.path.is_file() for s in samples)
+    assert samples[2].path == (root / "walk" / "sub" / "a.AVI").resolve()
+
+    # fixed classes keep their order; an unknown class folder is an error naming it
+    samples, classes = scan_video_folder(root, classes=["walk", "run", "jump"])
+    assert classes == ["walk", "run", "jump"] and [s.label for s in samples] == [1, 0, 0]
+    with pytest.raises(AnnotationError, match="'walk'"):
+        scan_video_folder(root, classes=["run"])
+    samples, classes, problems = load_dataset(root, classes=["run"])
+    assert [s.rel for s in samples] == ["run/r 1.mkv"] and kinds(problems) == [(None, "unknown_label")]
+
+    # a flat folder of videos is not a dataset: say how it should look
+    flat = tmp_path / "flat"
+    video(flat / "clip.mp4")
+    with pytest.raises(ValueError, match="one sub-folder per class"):
+        scan_video_folder(flat)
+
+
+def test_video_extensions_match_the_decoder():
+    decode = pytest.importorskip("videoact.decode")
+    from videoact.datasets import VIDEO_EXTENSIONS
+
+    assert set(decode.VIDEO_EXTENSIONS) == VIDEO_EXTENSIONS
+
+
+# --------------------------------------------------------------------------- lists
+
+
+@pytest.fixture()
+def dataset_root(tmp_path):
+    root = tmp_path / "root"
+    for rel in ("walk/w1.mp4", "walk/w2.mp4", "run/my clip.mp4", "run/r2.avi"):
+        video(root / rel)
+    video(tmp_path / "elsewhere.mp4")  # exists, but outside the root
+    return root
+
+
+def test_list_every_problem_kind(tmp_path, dataset_root):
+    outside = tmp_path / "elsewhere.mp4"
+    lines = [
+        "# a comment",  # 1
+        "",  # 2
+        "walk/w1.mp4 walk",  # 3 ok
+        "run/my clip.mp4   run",  # 4 ok: space in the path
+        "walk/gone.mp4 walk",  # 5 missing
+        "walk/w1.mp4 walk",  # 6 duplicate
+        "walk/./w1.mp4 run",  # 7 duplicate after normalisation, other label
+        "walk/w2.mp4 swim",  # 8 unknown label (classes fixed)
+        "lonely_token",  # 9 malformed
+        "run/r2.avi",  # 10 malformed: path without a label
+        "../elsewhere.mp4 walk",  # 11 outside via ..
+        f"{outside} walk",  # 12 outside, absolute
+        "   ",  # 13 blank
+        "run/r2.avi\trun",  # 14 ok, tab separated
+    ]
+    list_file = tmp_path / "list.txt"
+    list_file.write_text("\r\n".join(lines) + "\r\n")  # CRLF as written on Windows
+
+    samples, classes, problems = read_annotations(list_file, dataset_root, classes=["walk", "run"])
+    assert kinds(problems) == [
+        (5, "missing"),
+        (6, "duplicate"),
+        (7, "duplicate"),
+        (8, "unknown_label"),
+        (9, "malformed"),
+        (10, "malformed"),
+        (11, "outside_root"),
+        (12, "outside_root"),
+    ]
+    assert all(p.file == str(list_file) for p in problems)
+    assert "line 3" in problems[1].message and "different label" in problems[2].message
+    assert "'swim'" in problems[3].message
+    assert classes == ["walk", "run"]
+    assert [(s.rel, s.label, s.label_name) for s in samples] == [
+        ("walk/w1.mp4", 0, "walk"),
+        ("run/my clip.mp4", 1, "run"),
+        ("run/r2.avi", 1, "run"),
+    ]
+    assert samples[1].path == dataset_root.resolve() / "run" / "my clip.mp4"
+
+    # without fixed classes every name is a class; an integer id needs a classes file
+    list_file.write_text("walk/w2.mp4 swim\nwalk/w1.mp4 walk\nrun/r2.avi 1\n")
+    samples, classes, problems = read_annotations(list_file, dataset_root)
+    assert classes == ["swim", "walk"] and [s.label for s in samples] == [0, 1]
+    assert kinds(problems) == [(3, "unknown_label")] and "classes file" in problems[0].message
+
+    # strict: one error listing every problem with its line
+    list_file.write_text("walk/gone.mp4 walk\nwalk/w1.mp4 walk\nbad\n")
+    with pytest.raises(AnnotationError) as err:
+        read_annotations(list_file, dataset_root, strict=True)
+    assert kinds(err.value.problems) == [(1, "missing"), (3, "malformed")]
+    assert f"{list_file}:1: missing" in str(err.value) and f"{list_file}:3: malformed" in str(err.value)
+
+
+def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
+    class_ind = tmp_path / "classInd.txt"
+    class_ind.write_text("1 walk\n2 run\n")  # UCF101 style: 1-based ids
+    list_file = tmp_path / "list.txt"
+    list_file.write_text("walk/w1.mp4 1\nrun/r2.avi 2\nrun/my clip.mp4 3\nwalk/w2.mp4 run\n")
+    samples, classes, problems = read_annotations(list_file, dataset_root, classes=class_ind)
+    assert classes == ["walk", "run"] == load_classes(class_ind)
+    assert [(s.rel, s.label) for s in samples] == [("walk/w1.mp4", 0), ("run/r2.avi", 1), ("walk/w2.mp4", 1)]
+    assert kinds(problems) == [(3, "unknown_label")]
+
+    names = tmp_path / "classes.txt"
+    names.write_text("walk\nrun\n")  # plain names: ids are 0-based positions
+    samples, _, problems = read_annotations(list_file, dataset_root, classes=names)
+    assert [s.label for s in samples] == [1, 1] and kinds(problems) == [(2, "unknown_label"), (3, "unknown_label")]
+
+
+def test_escaping_paths_refused_unless_allowed(tmp_path, dataset_root):
+    outside = tmp_path / "elsewhere.mp4"
+    list_file = tmp_path / "list.txt"
+    list_file.write_text(
+        f"walk/../walk/w1.mp4 walk\n../elsewhere.mp4 walk\nrun/../../elsewhere.mp4 run\n{outside} walk\n")
+
+    samples, _, problems = read_annotations(list_file, dataset_root)
+    assert [s.rel for s in samples] == ["walk/w1.mp4"]  # ".." that stays inside is fine
+    assert kinds(problems) == [(2, "outside_root"), (3, "outside_root"), (4, "outside_root")]
+    assert str(outside) in problems[0].message
+
+    samples, _, problems = read_annotations(list_file, dataset_root, allow_outside_root=True)
+    assert [(p.line, p.kind) for p in problems] == [(3, "duplicate"), (4, "duplicate")]
+    assert samples[1].path == outside
+    assert samples[1].rel == "__outside__/" + outside.as_posix().lstrip("/")
+    cache_path(tmp_path / "cache", samples[1].rel)  # a valid cache key (no "..", relative)
+
+    # write_list keeps outside samples readable: absolute path, accepted with the flag
+    written = write_list(tmp_path / "out.txt", samples)
+    again, _, problems = read_annotations(written, dataset_root, allow_outside_root=True)
+    assert problems == [] and [s.rel for s in again] == [s.rel for s in samples]
+
+
+def test_csv_formats(tmp_path):
+    root = tmp_path / "k400"
+    video(root / "air drumming" / "abcdefghijk_000001_000011.mp4")  # crawler layout, space kept
+    video(root / "air_drumming" / "bbbbbbbbbbb_000020_000030.mp4")  # underscore folders
+    video(root / "zzzzzzzzzzz_000005_000015.mp4")  # flat (CVDF tarballs)
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_text(
+        "label,youtube_id,time_start,time_end,split,is_cc\n"  # line 1
+        "air drumming,abcdefghijk,1,11,train,0\n"  # 2
+        "air drumming,bbbbbbbbbbb,20,30,train,0\n"  # 3
+        '"abseiling",zzzzzzzzzzz,5,15,train,0\n'  # 4 quoted label, flat file
+        "abseiling,missingvid00,0,10,train,0\n"  # 5 never downloaded
+        "abseiling,badtimes0000,x,10,train,0\n"  # 6 malformed
+    )
+    samples, classes, problems = read_annotations(csv_file, root)
+    assert classes == ["abseiling", "air drumming"]
+    assert [(s.rel, s.label_name, s.label) for s in samples] == [
+        ("air drumming/abcdefghijk_000001_000011.mp4", "air drumming", 1),
+        ("air_drumming/bbbbbbbbbbb_000020_000030.mp4", "air drumming", 1),
+        ("zzzzzzzzzzz_000005_000015.mp4", "abseiling", 0),
+    ]
+    assert kinds(problems) == [(5, "missing"), (6, "malformed")]
+    assert "missingvid00_000000_000010.mp4" in problems[0].message
+
+    # simpler path,label CSV, with or without a header
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path,label\nair drumming/abcdefghijk_000001_000011.mp4,air drumming\nnot_there.mp4,x\n")
+    samples, classes, problems = read_annotations(plain, root)
+    assert [s.rel for s in samples] == ["air drumming/abcdefghijk_000001_000011.mp4"]
+    assert classes == ["air drumming", "x"] and kinds(problems) == [(3, "missing")]
+    plain.write_text("zzzzzzzzzzz_000005_000015.mp4,abseiling\nonly_one_column\n")
+    samples, _, problems = read_annotations(plain, root)
+    assert [s.rel for s in samples] == ["zzzzzzzzzzz_000005_000015.mp4"] and kinds(problems) == [(2, "malformed")]
+
+
+def test_write_list_round_trip_and_load_dataset(tmp_path, dataset_root):
+    samples, classes = scan_video_folder(dataset_root)
+    samples.append(VideoSample(dataset_root / "walk" / "w2.mp4", "walk/w2.mp4", 0, "long jump"))
+    out = write_list(tmp_path / "lists" / "all.txt", samples)
+    assert os.listdir(out.parent) == ["all.txt"]  # atomic: no temporary left
+    assert "walk/w2.mp4\tlong jump\n" in out.read_text()  # tab keeps the spaced name whole
+    back, back_classes, problems = load_dataset(out, root=dataset_root)
+    assert kinds(problems) == [(5, "duplicate")]
+    assert [(s.rel, s.label_name) for s in back] == [(s.rel, s.label_name) for s in samples][:4]
+    assert back_classes == ["run", "walk"]
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        load_dataset(tmp_path / "nothing.txt")
+    with pytest.raises(NotADirectoryError, match="no_root"):
+        read_annotations(out, tmp_path / "no_root")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def fake_samples(sizes):
+    samples = []
+    for label, n in enumerate(sizes):
+        for i in range(n):
+            rel = f"c{label}/v_C{label}_g{i // 2:02d}_c{i % 2:02d}.avi"
+            samples.append(VideoSample(Path("/data") / rel, rel, label, f"c{label}"))
+    return samples
+
+
+def test_stratified_split_properties():
+    samples = fake_samples([1, 2, 5, 20])
+    train, val = stratified_split(samples, 0.2, seed=3)
+    assert sorted(s.rel for s in train + val) == sorted(s.rel for s in samples)
+    assert not {s.rel for s in train} & {s.rel for s in val}
+    per_class = lambda part: [sum(s.label == c for s in part) for c in range(4)]  # noqa: E731
+    assert per_class(val) == [0, 0, 1, 4]  # round(n * 0.2), never a class's last sample
+    assert all(n >= 1 for n in per_class(train))
+    assert per_class(stratified_split(samples, 0.9, seed=0)[0]) == [1, 1, 1, 2]
+    # order is kept within each part
+    assert [s.rel for s in train] == [s.rel for s in samples if s in train]
+
+    # deterministic for a seed, whatever the input order; other seeds pick other videos
+    shuffled = samples[:]
+    random.Random(0).shuffle(shuffled)
+    assert {s.rel for s in stratified_split(shuffled, 0.2, seed=3)[1]} == {s.rel for s in val}
+    vals = {frozenset(s.rel for s in stratified_split(samples, 0.2, seed=k)[1]) for k in range(5)}
+    assert len(vals) > 1
+
+    # groups (clips cut from one video) stay on one side
+    train, val = stratified_split(samples, 0.3, seed=1, group_key=ucf101_group)
+    assert not {ucf101_group(s) for s in train} & {ucf101_group(s) for s in val}
+    assert ucf101_group(samples[3]) == "C2_g00"
+    with pytest.raises(ValueError):
+        stratified_split(samples, 1.0, seed=0)
+
+
+# --------------------------------------------------------------------------- features
+
+
+@pytest.fixture()
+def feature_cache(tmp_path):
+    """Cache files for 3 videos with T = 10, 3, 1; row t of video v holds 100 * v + t."""
+    cache = tmp_path / "cache"
+    samples = []
+    for v, t in enumerate([10, 3, 1]):
+        rel = f"cls{v}/video {v}.mp4"
+        samples.append(VideoSample(tmp_path / "videos" / rel, rel, v, f"cls{v}"))
+        feats = (100 * v + torch.arange(t, dtype=torch.float32))[:, None].repeat(1, 6)
+        save_features(cache_path(cache, rel), feats, torch.arange(t) * 2, {"backbone": "test"})
+    return samples, cache
+
+
+def rows_of(item):
+    features, _ = item
+    assert features.dtype == torch.float32 and features.shape[1] == 6
+    return [int(r) % 100 for r in features[:, 0]]
+
+
+def test_feature_dataset_sampling(feature_cache):
+    samples, cache = feature_cache
+    ev = FeatureDataset(samples, cache, num_segments=4, train=False)
+    assert len(ev) == 3 and ev.labels == [0, 1, 2]
+    rows = rows_of(ev[0])
+    assert len(rows) == 4 and rows == rows_of(ev[0])  # eval: deterministic
+    assert all(k * 10 // 4 <= r < -(-(k + 1) * 10 // 4) for k, r in enumerate(rows))  # one row per segment
+    assert rows_of(ev[1]) == sorted(rows_of(ev[1])) and set(rows_of(ev[1])) == {0, 1, 2}  # short: repeats
+    assert rows_of(ev[2]) == [0, 0, 0, 0] and ev[2][1] == 2
+
+    def train_rows(seed, epoch=0, jitter=True):
+        ds = FeatureDataset(samples, cache, num_segments=4, train=True, temporal_jitter=jitter, seed=seed)
+        ds.set_epoch(epoch)
+        return rows_of(ds[0])
+
+    draws = [train_rows(seed) for seed in range(6)]
+    for drawn in draws:
+        assert all(k * 10 // 4 <= r < -(-(k + 1) * 10 // 4) for k, r in enumerate(drawn))
+    assert len({tuple(r) for r in draws}) > 1  # jitter varies with the seed
+    assert train_rows(4) == train_rows(4)  # ... and is reproducible
+    assert len({tuple(train_rows(0, epoch)) for epoch in range(6)}) > 1  # and varies per epoch
+    assert train_rows(0, jitter=False) == rows  # jitter off: the eval centres
+
+
+def test_feature_dataset_variable_length_and_collate(feature_cache):
+    samples, cache = feature_cache
+    ds = FeatureDataset(samples, cache, num_segments=None)
+    assert [tuple(ds[i][0].shape) for i in range(3)] == [(10, 6), (3, 6), (1, 6)]
+    features, lengths, labels = collate_features([ds[1], ds[0], ds[2]])
+    assert features.shape == (3, 10, 6) and features.dtype == torch.float32
+    assert lengths.tolist() == [3, 10, 1] and lengths.dtype == torch.int64
+    assert labels.tolist() == [1, 0, 2] and labels.dtype == torch.int64
+    assert torch.equal(features[0, :3, 0], torch.tensor([100.0, 101.0, 102.0]))
+    assert features[0, 3:].abs().sum() == 0 and features[2, 1:].abs().sum() == 0
+    with pytest.raises(ValueError, match="one D"):
+        collate_features([ds[0], (torch.zeros(2, 5), 0)])
+
+    # DataLoader workers (separate processes) give what direct indexing gives
+    loader = DataLoader(FeatureDataset(samples, cache, num_segments=5), batch_size=2,
+                        num_workers=2, collate_fn=collate_features)
+    batches = list(loader)
+    assert [b[1].tolist() for b in batches] == [[5, 5], [5]]
+    direct = FeatureDataset(samples, cache, num_segments=5)
+    assert torch.equal(batches[0][0][1], direct[1][0]) and batches[1][2].tolist() == [2]
+
+
+def test_feature_dataset_missing_or_corrupt_cache(feature_cache, tmp_path):
+    samples, cache = feature_cache
+    extra = VideoSample(tmp_path / "videos" / "new.mp4", "new.mp4", 0, "cls0")
+    ds = FeatureDataset([*samples, extra], cache, num_segments=4)
+    with pytest.raises(FeatureCacheError) as err:
+        ds[3]
+    assert str(extra.path) in str(err.value) and str(cache_path(cache, "new.mp4")) in str(err.value)
+
+    cache_path(cache, samples[1].rel).write_bytes(b"\x00garbage, not safetensors")
+    with pytest.raises(FeatureCacheError, match="video 1.mp4.*unusable"):
+        ds[1]
+    save_features(cache_path(cache, samples[2].rel), torch.full((2, 6), float("nan")), torch.arange(2), {})
+    with pytest.raises(FeatureCacheError, match="NaN"):
+        ds[2]
+
+
+# --------------------------------------------------------------------------- official splits
+
+
+def test_convert_ucf101_splits(tmp_path):
+    splits = tmp_path / "ucfTrainTestlist"
+    splits.mkdir()
+    # the real classInd order is not Python's sort order (Hammering before HammerThrow)
+    (splits / "classInd.txt").write_text("1 Archery\r\n2 Hammering\r\n3 HammerThrow\r\n")
+    (splits / "trainlist01.txt").write_text(
+        "Archery/v_Archery_g08_c01.avi 1\r\nHammerThrow/v_HammerThrow_g08_c02.avi 3\r\n"
+        "Hammering/v_Hammering_g09_c01.avi 2\r\n"
+    )
+    (splits / "testlist01.txt").write_text(
+        "Archery/v_Archery_g01_c01.avi\r\nHammerThrow/v_HammerThrow_g01_c03.avi\r\n")
+    out = tmp_path / "lists"
+    written = convert_ucf101_splits(splits, out)
+    assert sorted(p.name for p in written) == ["classes.txt", "test_split1.txt", "train_split1.txt"]
+    assert load_classes(out / "classes.txt") == ["Archery", "Hammering", "HammerThrow"]
+    assert (out / "test_split1.txt").read_text() == (
+        "Archery/v_Archery_g01_c01.avi Archery\nHammerThrow/v_HammerThrow_g01_c03.avi HammerThrow\n"
+    )
+
+    root = tmp_path / "UCF-101"
+    for line in (splits / "trainlist01.txt").read_text().split():
+        if line.endswith(".avi"):
+            video(root / line)
+    samples, classes, problems = read_annotations(out / "train_split1.txt", root, classes=out / "classes.txt")
+    assert problems == [] and classes == ["Archery", "Hammering", "HammerThrow"]
+    assert [s.label for s in samples] == [0, 2, 1]  # classInd id - 1
+
+    # the script: same output, and --root reports the test videos that are not there
+    script = subprocess.run(
+        [sys.executable, str(REPO / "datasets" / "ucf101_to_list.py"), str(splits), str(tmp_path / "s"),
+         "--root", str(root)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert script.returncode == 1, script.stderr
+    assert "2 missing" in script.stderr and "v_Archery_g01_c01.avi" in script.stderr
+    assert (tmp_path / "s" / "train_split1.txt").read_text() == (out / "train_split1.txt").read_text()
+
+    # bad input: every problem at once, with file and line, and nothing written
+    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g08_c01.avi 2\nArchery/x.avi\nArchery/v.avi 7\n")
+    (splits / "testlist01.txt").write_text("Archery/a.avi\nArchery/a.avi\nBoxing/b.avi\n")
+    with pytest.raises(AnnotationError) as err:
+        convert_ucf101_splits(splits, tmp_path / "bad")
+    assert kinds(err.value.problems) == [(1, "unknown_label"), (2, "malformed"), (3, "unknown_label"),
+                                         (2, "duplicate"), (3, "unknown_label")]
+    assert "folder 'Archery'" in err.value.problems[0].message
+    assert not (tmp_path / "bad").exists()
+
+
+def test_convert_hmdb51_splits(tmp_path):
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    for n in (1, 2):
+        (splits / f"brush_hair_test_split{n}.txt").write_text(
+            f"April_09_brush_hair_u_nm_np1_ba_goo_0.avi {n} \nApril_09_brush_hair_u_nm_np1_ba_goo_1.avi {3 - n} \n"
+            "Blonde_being_brushed_f_nm_np2_ri_med_0.avi 0 \n"
+        )
+        (splits / f"pick_test_split{n}.txt").write_text("#122_Cleaning_Up_The_Beach_pick_f_cm_np1_ba_bad_0.avi 2 \n")
+    out = tmp_path / "lists"
+    written = convert_hmdb51_splits(splits, out)
+    assert sorted(p.name for p in written) == [
+        "classes.txt", "test_split1.txt", "test_split2.txt", "train_split1.txt", "train_split2.txt"]
+    assert load_classes(out / "classes.txt") == ["brush_hair", "pick"]
+    assert (out / "train_split1.txt").read_text() == (
+        "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi brush_hair\n")
+    assert (out / "test_split1.txt").read_text() == (
+        "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_1.avi brush_hair\n"
+        "pick/#122_Cleaning_Up_The_Beach_pick_f_cm_np1_ba_bad_0.avi pick\n"
+    )
+    root = tmp_path / "hmdb51_org"
+    video(root / "pick" / "#122_Cleaning_Up_The_Beach_pick_f_cm_np1_ba_bad_0.avi")
+    video(root / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_1.avi")
+    samples, _, problems = read_annotations(out / "test_split1.txt", root, classes=out / "classes.txt")
+    assert problems == [] and [(s.label_name, s.label) for s in samples] == [("brush_hair", 0), ("pick", 1)]
+
+    script = subprocess.run(
+        [sys.executable, str(REPO / "datasets" / "hmdb51_to_list.py"), str(splits), str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert script.returncode == 0, script.stderr
+    assert (tmp_path / "s" / "test_split2.txt").read_text() == (out / "test_split2.txt").read_text()
+
+    (splits / "pick_test_split2.txt").write_text("a.avi 3\nb.avi 1\nb.avi 2\n")
+    (splits / "pick_test_split1.txt").unlink()
+    with pytest.raises(AnnotationError) as err:
+        convert_hmdb51_splits(splits, tmp_path / "bad")
+    assert kinds(err.value.problems) == [(None, "missing"), (1, "malformed"), (3, "duplicate")]
+    assert "pick_test_split2.txt" in err.value.problems[1].file
+
+
+def test_convert_kinetics_csv(tmp_path):
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        "air drumming,abcdefghijk,1,11,train\nabseiling,0123456789a,20,30,train\nabseiling,lostvideo00,0,10,train\n"
+    )
+    root = tmp_path / "k400" / "train"
+    video(root / "air drumming" / "abcdefghijk_000001_000011.mp4")
+    video(root / "abseiling" / "0123456789a_000020_000030.mp4")
+    result = convert_kinetics_csv(csv_file, tmp_path / "train.txt", root=root, classes_out=tmp_path / "classes.txt")
+    assert kinds(result.problems) == [(4, "missing")]
+    assert load_classes(tmp_path / "classes.txt") == ["abseiling", "air drumming"]  # lost clips keep their class
+    samples, classes, problems = read_annotations(tmp_path / "train.txt", root, classes=tmp_path / "classes.txt")
+    assert problems == [] and [(s.rel, s.label) for s in samples] == [
+        ("air drumming/abcdefghijk_000001_000011.mp4", 1), ("abseiling/0123456789a_000020_000030.mp4", 0)]
+
+    val = tmp_path / "val.csv"
+    val.write_text("label,youtube_id,time_start,time_end,split\nswimming,abcdefghijk,1,11,val\n")
+    with pytest.raises(AnnotationError, match="swimming"):
+        convert_kinetics_csv(val, tmp_path / "val.txt", classes=tmp_path / "classes.txt")
+
+    script = subprocess.run(
+        [sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), str(csv_file), str(tmp_path / "s.txt"),
+         "--root", str(root), "--relative-to", str(root.parent)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert script.returncode == 0, script.stderr
+    assert "2 clips, 2 classes" in script.stdout and "1 missing" in script.stdout
+    assert (tmp_path / "s.txt").read_text() == "".join(
+        f"train/{line}" for line in (tmp_path / "train.txt").read_text().splitlines(keepends=True))
+    samples, _, problems = read_annotations(tmp_path / "s.txt", root.parent)
+    assert problems == [] and samples[0].path == root / "air drumming" / "abcdefghijk_000001_000011.mp4"

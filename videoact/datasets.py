@@ -1,0 +1,900 @@
+"""Datasets: video folders, annotation lists, Kinetics CSV, splits, feature datasets.
+
+Where the videos come from
+--------------------------
+- a *folder*, one sub-folder per class: ``root/<class>/**/<video>`` (:func:`scan_video_folder`);
+- an *annotation list*, one ``relative/path label`` per line, the UCF101/HMDB51 style
+  (:func:`read_annotations`). The label is the last whitespace-separated token, so paths
+  may contain spaces; when a line holds a tab, the split is at the last tab instead, which
+  is how :func:`write_list` writes class names that contain spaces (Kinetics);
+- a *CSV*: Kinetics (``label,youtube_id,time_start,time_end,split``) or ``path,label``.
+
+Every sample carries ``rel``, its path relative to the dataset root: the key of its
+feature file in the cache (:func:`videoact.feature_cache.cache_path`).
+
+Integer labels are ids in the numbering of the classes file: 1-based for UCF101's
+``classInd.txt`` (``1 ApplyEyeMakeup``), 0-based positions for a file of plain names.
+
+What the model trains on
+------------------------
+:class:`FeatureDataset` reads cached features ``[T, D]`` and samples ``num_segments`` rows
+(TSN segments) per item; :func:`collate_features` pads variable lengths into ``[B, T, D]``
+with ``lengths [B]``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write_text
+from .feature_cache import FeatureCacheError, cache_path, load_features
+
+# The same set as videoact.decode.VIDEO_EXTENSIONS (kept here so lists parse without decoders).
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m2v", ".wmv",
+        ".asf", ".flv", ".f4v", ".gif", ".3gp", ".3g2", ".ogv", ".ts", ".mts", ".m2ts",
+        ".vob", ".mxf", ".divx", ".y4m",
+    }
+)
+
+# Cache keys of samples that live outside the dataset root (allow_outside_root=True):
+# ``__outside__/<absolute path without its leading slash>``, so keys never contain "..".
+OUTSIDE_PREFIX = "__outside__/"
+
+# Problem kinds reported by read_annotations.
+MISSING = "missing"  # the video file does not exist
+UNKNOWN_LABEL = "unknown_label"  # label not in the fixed classes (or an id without a classes file)
+DUPLICATE = "duplicate"  # the same video listed again
+MALFORMED = "malformed"  # the line cannot be parsed
+OUTSIDE_ROOT = "outside_root"  # the path escapes the dataset root
+PROBLEM_KINDS = (MISSING, UNKNOWN_LABEL, DUPLICATE, MALFORMED, OUTSIDE_ROOT)
+
+PathLike = str | os.PathLike
+
+
+@dataclass
+class VideoSample:
+    """One labelled video."""
+
+    path: Path  # absolute path of the video
+    rel: str  # path relative to the dataset root, "/"-separated: the feature-cache key
+    label: int  # index into the class list
+    label_name: str
+
+
+@dataclass(frozen=True)
+class AnnotationProblem:
+    """Something wrong with one line of an annotation file (``line`` is 1-based, or None)."""
+
+    file: str
+    line: int | None
+    kind: str  # one of PROBLEM_KINDS
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.kind}: {self.message}"
+
+
+class AnnotationError(ValueError):
+    """Raised with every problem found at once (``strict=True``, converters)."""
+
+    def __init__(self, problems: Sequence[AnnotationProblem]):
+        self.problems = list(problems)
+        lines = [str(p) for p in self.problems]
+        super().__init__(f"{len(lines)} annotation problem(s):\n  " + "\n  ".join(lines))
+
+
+class VideoList(NamedTuple):
+    """What :func:`read_annotations` and :func:`load_dataset` return; unpacks as a 3-tuple."""
+
+    samples: list[VideoSample]
+    classes: list[str]
+    problems: list[AnnotationProblem]
+
+
+# --------------------------------------------------------------------------- classes
+
+
+class _ClassIndex:
+    """Class names plus, for ``id name`` files, the file's own ids -> positions."""
+
+    def __init__(self, names: Sequence[str], ids: dict[int, int] | None = None):
+        self.names = list(names)
+        self.position = {name: i for i, name in enumerate(self.names)}
+        self.ids = ids  # None: integer labels are 0-based positions
+
+    def lookup(self, token: str) -> int | None:
+        if token in self.position:
+            return self.position[token]
+        if token.isdigit():
+            number = int(token)
+            if self.ids is not None:
+                return self.ids.get(number)
+            return number if number < len(self.names) else None
+        return None
+
+
+def _parse_class_lines(file: str, lines: Iterable[tuple[int, str]]) -> _ClassIndex:
+    entries = [(n, line.strip()) for n, line in lines]
+    entries = [(n, s) for n, s in entries if s and not s.startswith("#")]
+    problems: list[AnnotationProblem] = []
+    numbered = [re.fullmatch(r"(\d+)\s+(\S.*)", s) for _, s in entries]
+    if entries and all(numbered):
+        # "id name" lines (classInd.txt): keep the file's ids, order classes by id.
+        by_id: dict[int, str] = {}
+        for (n, _), m in zip(entries, numbered):
+            number, name = int(m.group(1)), m.group(2).strip()
+            if number in by_id:
+                problems.append(AnnotationProblem(file, n, DUPLICATE, f"class id {number} given twice"))
+            by_id[number] = name
+        ids = sorted(by_id)
+        names = [by_id[i] for i in ids]
+        mapping = {number: pos for pos, number in enumerate(ids)}
+    else:
+        names = [s for _, s in entries]
+        mapping = None
+    seen: dict[str, int] = {}
+    for (n, _), name in zip(entries, names):
+        if name in seen:
+            problems.append(AnnotationProblem(file, n, DUPLICATE, f"class {name!r} listed twice"))
+        seen.setdefault(name, n)
+    if not names:
+        problems.append(AnnotationProblem(file, None, MALFORMED, "no class names in file"))
+    if problems:
+        raise AnnotationError(problems)
+    return _ClassIndex(names, mapping)
+
+
+def _class_index(classes: Sequence[str] | PathLike | None) -> _ClassIndex | None:
+    if classes is None:
+        return None
+    if isinstance(classes, (str, os.PathLike)):
+        path = Path(classes)
+        return _parse_class_lines(str(path), enumerate(_read_text(path).splitlines(), 1))
+    names = [str(c) for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names are not unique: {names}")
+    return _ClassIndex(names)
+
+
+def load_classes(path: PathLike) -> list[str]:
+    """Read a classes file: one name per line, or ``id name`` lines (``classInd.txt``), ordered by id."""
+    index = _class_index(Path(path))
+    assert index is not None
+    return index.names
+
+
+def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
+    """Write one class name per line, atomically (line ``i`` is class ``i``)."""
+    for name in classes:
+        if not name.strip() or "\n" in name or name != name.strip() or name.startswith("#"):
+            raise ValueError(f"{path}: class name {name!r} cannot be written one per line")
+    atomic_write_text(path, "".join(f"{name}\n" for name in classes))
+    return Path(path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from Windows editors
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: annotation file not found") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(
+            [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _is_video(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _find_videos(directory: str) -> list[str]:
+    """Absolute paths of the videos below ``directory``, sorted; hidden entries skipped."""
+    try:
+        from .decode import list_videos
+    except ImportError:  # decoding not installed: the same scan, done here
+        pass
+    else:
+        return [os.path.abspath(p) for p in list_videos(directory, VIDEO_EXTENSIONS)]
+    found: list[str] = []
+    seen_dirs: set[str] = set()
+    for current, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen_dirs:  # a symlink loop
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(current, f) for f in files if _is_video(f))
+    return sorted(found)
+
+
+def scan_video_folder(
+    root: PathLike, classes: Sequence[str] | PathLike | None = None
+) -> tuple[list[VideoSample], list[str]]:
+    """Find ``root/<class>/**/<video>`` (extensions in ``VIDEO_EXTENSIONS``, any case).
+
+    Classes are the sub-folders that hold at least one video, sorted, unless ``classes``
+    fixes them (a list or a classes file); then a folder that is not a known class is an
+    error. Hidden files and folders (such as atomic-write temporaries) are skipped.
+    """
+    samples, names, problems = _scan_folder(root, classes)
+    if problems:
+        raise AnnotationError(problems)
+    return samples, names
+
+
+def _scan_folder(
+    root: PathLike, classes: Sequence[str] | PathLike | None
+) -> tuple[list[VideoSample], list[str], list[AnnotationProblem]]:
+    root_abs = os.path.abspath(root)
+    if not os.path.isdir(root_abs):
+        raise NotADirectoryError(f"{root}: not a folder of class sub-folders")
+    index = _class_index(classes)
+    found: dict[str, list[str]] = {}
+    for entry in sorted(os.scandir(root_abs), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        videos = _find_videos(entry.path)
+        if videos:
+            found[entry.name] = videos
+    if not found:
+        stray = [e.name for e in os.scandir(root_abs) if e.is_file() and _is_video(e.name)]
+        if stray:
+            raise ValueError(
+                f"{root}: {len(stray)} videos (e.g. {sorted(stray)[0]}) lie directly in the folder; "
+                "a dataset folder needs one sub-folder per class: <root>/<class>/<video>"
+            )
+    problems: list[AnnotationProblem] = []
+    if index is None:
+        index = _ClassIndex(sorted(found))
+    samples = []
+    for name, videos in found.items():
+        label = index.position.get(name)
+        if label is None:
+            problems.append(
+                AnnotationProblem(
+                    os.path.join(root_abs, name), None, UNKNOWN_LABEL,
+                    f"folder {name!r} ({len(videos)} videos) is not one of the {len(index.names)} classes",
+                )
+            )
+            continue
+        for video in videos:
+            rel = Path(os.path.relpath(video, root_abs)).as_posix()
+            samples.append(VideoSample(Path(video), rel, label, name))
+    return samples, index.names, problems
+
+
+# --------------------------------------------------------------------------- lists
+
+
+class _Outside(Exception):
+    pass
+
+
+def _place(path_text: str, root_abs: str, allow_outside: bool) -> tuple[Path, str]:
+    """Absolute path and cache key of a listed path; raises _Outside when it escapes root."""
+    full = os.path.normpath(path_text if os.path.isabs(path_text) else os.path.join(root_abs, path_text))
+    inside = full != root_abs and os.path.commonpath([full, root_abs]) == root_abs
+    if inside:
+        return Path(full), Path(os.path.relpath(full, root_abs)).as_posix()
+    if not allow_outside:
+        raise _Outside(full)
+    return Path(full), OUTSIDE_PREFIX + Path(full).as_posix().lstrip("/")
+
+
+class _Collector:
+    """Shared bookkeeping of read_annotations: placement, labels, duplicates, problems."""
+
+    def __init__(self, file: str, root_abs: str, index: _ClassIndex | None, allow_outside: bool, check_files: bool):
+        self.file, self.root_abs, self.index = file, root_abs, index
+        self.allow_outside, self.check_files = allow_outside, check_files
+        self.entries: list[tuple[Path, str, str, int | None]] = []  # path, rel, label name, label
+        self.first_line: dict[str, tuple[int, str]] = {}
+        self.seen_names: set[str] = set()
+        self.problems: list[AnnotationProblem] = []
+
+    def problem(self, line: int | None, kind: str, message: str) -> None:
+        self.problems.append(AnnotationProblem(self.file, line, kind, message))
+
+    def add(self, line: int, path_text: str, label_token: str, candidates: Sequence[str] = ()) -> None:
+        """``candidates``: alternative paths tried in order when the first does not exist."""
+        if label_token.isdigit():
+            if self.index is None:
+                self.problem(line, UNKNOWN_LABEL, f"integer label {label_token} needs a classes file")
+                return
+            label = self.index.lookup(label_token)
+            if label is None:
+                self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is not among the classes")
+                return
+            name = self.index.names[label]
+        else:
+            name = label_token
+            label = None
+            if self.index is not None:
+                label = self.index.lookup(name)
+                if label is None:
+                    self.problem(line, UNKNOWN_LABEL, f"label {name!r} is not one of the classes")
+                    return
+        try:
+            placed = [_place(p, self.root_abs, self.allow_outside) for p in (path_text, *candidates)]
+        except _Outside as exc:
+            self.problem(
+                line, OUTSIDE_ROOT,
+                f"{path_text!r} resolves to {exc.args[0]}, outside the dataset root {self.root_abs} "
+                "(refused; allow_outside_root=True to accept)",
+            )
+            return
+        path, rel = placed[0]
+        if self.check_files:
+            existing = [pr for pr in placed if pr[0].exists()]
+            if not existing:
+                # Classes come from the text, not the disk: a class whose videos are all
+                # missing still exists, so label ids do not depend on what was downloaded.
+                self.seen_names.add(name)
+                self.problem(line, MISSING, f"video not found: {path}")
+                return
+            path, rel = existing[0]
+        if rel in self.first_line:
+            first, first_label = self.first_line[rel]
+            extra = "" if first_label == name else f" with a different label ({first_label!r} there, {name!r} here)"
+            self.problem(line, DUPLICATE, f"{rel} already listed on line {first}{extra}; this line is ignored")
+            return
+        self.first_line[rel] = (line, name)
+        self.seen_names.add(name)
+        self.entries.append((path, rel, name, label))
+
+    def result(self) -> VideoList:
+        names = self.index.names if self.index is not None else sorted(self.seen_names)
+        position = {n: i for i, n in enumerate(names)}
+        samples = [
+            VideoSample(path, rel, label if label is not None else position[name], name)
+            for path, rel, name, label in self.entries
+        ]
+        return VideoList(samples, list(names), self.problems)
+
+
+def _looks_like_path(token: str) -> bool:
+    return "/" in token or "\\" in token or os.path.splitext(token)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _read_text_list(text: str, col: _Collector) -> None:
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\t" in line:
+            path_text, _, label = line.rpartition("\t")
+            path_text, label = path_text.strip(), label.strip()
+        else:
+            parts = line.rsplit(None, 1)
+            path_text, label = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+        if not path_text or not label:
+            col.problem(number, MALFORMED, f"expected 'relative/path label', got {line!r}")
+        elif _looks_like_path(label):
+            col.problem(number, MALFORMED, f"no label: the last token {label!r} looks like a path, in {line!r}")
+        else:
+            col.add(number, path_text, label)
+
+
+_KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
+_PATH_COLUMNS = ("path", "video", "filename", "file")
+_LABEL_COLUMNS = ("label", "class", "label_name")
+
+
+def _kinetics_time(text: str) -> int:
+    value = float(text)
+    if value < 0 or value != int(value):
+        raise ValueError(text)
+    return int(value)
+
+
+def kinetics_filename(youtube_id: str, time_start: int, time_end: int) -> str:
+    """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the ActivityNet crawler's clip name."""
+    return f"{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+
+
+def _read_csv(text: str, col: _Collector) -> None:
+    rows = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    for cells in rows:
+        number = rows.line_num
+        cells = [c.strip() for c in cells]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if header is None:
+            lowered = [c.lower() for c in cells]
+            if all(c in lowered for c in _KINETICS_COLUMNS) or (
+                any(c in lowered for c in _PATH_COLUMNS) and any(c in lowered for c in _LABEL_COLUMNS)
+            ):
+                header = lowered
+                if "youtube_id" in header and "label" not in header:
+                    col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
+                    return
+                continue
+            header = ["path", "label"]  # no header line: plain path,label rows
+        if "youtube_id" in header:
+            _kinetics_row(header, cells, number, col)
+            continue
+        row = dict(zip(header, cells))
+        path_text = next((row[c] for c in _PATH_COLUMNS if row.get(c)), "")
+        label = next((row[c] for c in _LABEL_COLUMNS if row.get(c)), "")
+        if len(cells) < len(header) or not path_text or not label:
+            col.problem(number, MALFORMED, f"expected {','.join(header)}, got {','.join(cells)!r}")
+        else:
+            col.add(number, path_text, label)
+
+
+def _kinetics_row(header: list[str], cells: list[str], number: int, col: _Collector) -> None:
+    row = dict(zip(header, cells))
+    try:
+        if len(cells) < len(header):
+            raise ValueError("too few columns")
+        label, youtube_id = row["label"], row["youtube_id"]
+        start, end = _kinetics_time(row["time_start"]), _kinetics_time(row["time_end"])
+        if not label or not youtube_id or "/" in youtube_id or end <= start:
+            raise ValueError("empty field or bad times")
+    except (ValueError, KeyError) as exc:
+        col.problem(number, MALFORMED, f"bad Kinetics row {','.join(cells)!r} ({exc})")
+        return
+    name = kinetics_filename(youtube_id, start, end)
+    # Downloaders differ: the ActivityNet crawler keeps spaces in class folders,
+    # others use underscores, the CVDF tarballs are flat. First existing one wins.
+    col.add(number, f"{label}/{name}", label, candidates=(f"{label.replace(' ', '_')}/{name}", name))
+
+
+def read_annotations(
+    list_file: PathLike,
+    root: PathLike | None = None,
+    classes: Sequence[str] | PathLike | None = None,
+    *,
+    allow_outside_root: bool = False,
+    strict: bool = False,
+    check_files: bool = True,
+) -> VideoList:
+    """Read an annotation list or CSV into ``(samples, classes, problems)``.
+
+    Args:
+        list_file: ``relative/path label`` lines (``#`` comments and blank lines ignored;
+            label = last whitespace-separated token, or what follows the last tab), or a
+            ``.csv`` file: Kinetics (``label,youtube_id,time_start,time_end,...`` header;
+            videos at ``root/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``, also found
+            with ``_`` for spaces in the folder or in a flat folder) or ``path,label``.
+        root: the dataset root the paths are relative to (default: the list's folder).
+        classes: fixes the class list (names, or a classes.txt / classInd.txt file);
+            otherwise classes are the sorted label names found in the file.
+        allow_outside_root: accept paths that resolve outside ``root``; their cache key
+            is ``__outside__/<absolute path>``.
+        strict: raise :class:`AnnotationError` listing every problem instead of returning them.
+        check_files: report listed videos that do not exist (``missing``) and drop them.
+
+    Problem lines are dropped from ``samples`` and reported with file and line number.
+    """
+    list_file = Path(list_file)
+    text = _read_text(list_file)
+    if root is not None and check_files and not os.path.isdir(root):
+        raise NotADirectoryError(f"{root}: dataset root of {list_file} not found")
+    root_abs = os.path.normpath(os.path.abspath(root if root is not None else list_file.parent))
+    col = _Collector(str(list_file), root_abs, _class_index(classes), allow_outside_root, check_files)
+    first_line = next((s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")), "")
+    is_csv = list_file.suffix.lower() == ".csv" or all(c in first_line.lower() for c in _KINETICS_COLUMNS)
+    (_read_csv if is_csv else _read_text_list)(text, col)
+    result = col.result()
+    if strict and result.problems:
+        raise AnnotationError(result.problems)
+    return result
+
+
+def load_dataset(
+    spec: PathLike,
+    root: PathLike | None = None,
+    classes: Sequence[str] | PathLike | None = None,
+    **options,
+) -> VideoList:
+    """A folder of class sub-folders, or an annotation list/CSV (``options`` go to :func:`read_annotations`).
+
+    For a folder, ``root`` is ignored (the folder is the root) and the only possible
+    problems are sub-folders that are not among fixed ``classes``.
+    """
+    spec_path = Path(spec)
+    if spec_path.is_dir():
+        # A folder is its own root: ``root`` only applies to paths inside list files.
+        samples, names, problems = _scan_folder(spec_path, classes)
+        if options.get("strict") and problems:
+            raise AnnotationError(problems)
+        return VideoList(samples, names, problems)
+    if not spec_path.exists():
+        raise FileNotFoundError(f"{spec}: no such dataset folder or annotation file")
+    return read_annotations(spec_path, root, classes, **options)
+
+
+def _format_line(rel: str, label_name: str, where: PathLike) -> str:
+    if "\n" in rel or "\r" in rel or "\t" in rel or rel != rel.strip() or rel.startswith("#") or not rel:
+        raise ValueError(f"{where}: path {rel!r} cannot be written to a list file")
+    if not label_name or "\n" in label_name or "\t" in label_name or label_name != label_name.strip():
+        raise ValueError(f"{where}: label {label_name!r} cannot be written to a list file")
+    if _looks_like_path(label_name):
+        raise ValueError(f"{where}: label {label_name!r} would be read back as a path")
+    # A tab keeps class names with spaces whole ("air drumming"); plain names use a space.
+    sep = "\t" if any(ch.isspace() for ch in label_name) else " "
+    return f"{rel}{sep}{label_name}\n"
+
+
+def write_list(path: PathLike, samples: Iterable[VideoSample]) -> Path:
+    """Write ``rel label_name`` lines atomically (what :func:`read_annotations` reads back).
+
+    Samples from outside the root (``__outside__/`` keys) are written with their absolute
+    path; reading them back needs ``allow_outside_root=True``.
+    """
+    lines = []
+    for s in samples:
+        rel = str(s.path) if s.rel.startswith(OUTSIDE_PREFIX) else s.rel
+        lines.append(_format_line(rel, s.label_name, path))
+    atomic_write_text(path, "".join(lines))
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def ucf101_group(sample: VideoSample) -> str:
+    """UCF101 group of a clip: ``v_Archery_g03_c02.avi`` -> ``Archery_g03``.
+
+    Clips of one group are cut from the same long video; keep them on one side of a split.
+    """
+    stem = Path(sample.rel).stem
+    match = re.match(r"v_(.+)_g(\d+)_c\d+$", stem)
+    return f"{match.group(1)}_g{match.group(2)}" if match else stem
+
+
+def stratified_split(
+    samples: Sequence[VideoSample],
+    val_fraction: float,
+    seed: int = 0,
+    group_key: Callable[[VideoSample], str] | None = None,
+) -> tuple[list[VideoSample], list[VideoSample]]:
+    """Split per class: about ``val_fraction`` of each class to val, at least one sample kept in train.
+
+    Deterministic for a given ``seed`` and sample set (input order does not matter);
+    both halves keep the input order. With ``group_key``, samples that share a key
+    (e.g. :func:`ucf101_group`) go to the same side.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    by_class: dict[int, list[VideoSample]] = defaultdict(list)
+    for s in samples:
+        by_class[s.label].append(s)
+    rng = random.Random(seed)
+    val_ids: set[int] = set()
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda s: s.rel)
+        groups: dict[str, list[VideoSample]] = defaultdict(list)
+        for s in members:
+            groups[group_key(s) if group_key else s.rel].append(s)
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        target = round(len(members) * val_fraction)
+        taken = 0
+        for key in keys[:-1]:  # the last group always stays in train
+            if taken >= target:
+                break
+            val_ids.update(id(s) for s in groups[key])
+            taken += len(groups[key])
+    train = [s for s in samples if id(s) not in val_ids]
+    val = [s for s in samples if id(s) in val_ids]
+    return train, val
+
+
+# --------------------------------------------------------------------------- features
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Cached per-frame features of labelled videos, sampled into fixed-length sequences.
+
+    Item ``i`` is ``(features, label)``: float32 ``[num_segments, D]`` taken from the cached
+    ``[T, D]`` of ``samples[i]`` with TSN segments (:func:`videoact.sampling.uniform_segments`):
+    one random row per segment when ``train`` and ``temporal_jitter``, segment centres
+    otherwise. ``num_segments=None`` keeps all ``T`` rows (pad with :func:`collate_features`).
+
+    Files are opened per item and closed again, so the dataset pickles into DataLoader
+    workers. Training jitter depends on ``(seed, epoch, index)``: call :meth:`set_epoch`
+    every epoch (before iterating; with ``persistent_workers`` the workers keep the epoch
+    they were started with).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[VideoSample],
+        cache_dir: PathLike,
+        num_segments: int | None = 16,
+        train: bool = False,
+        temporal_jitter: bool = True,
+        seed: int = 0,
+    ):
+        if num_segments is not None and num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1 or None, got {num_segments}")
+        self.samples = list(samples)
+        self.cache_dir = Path(cache_dir)
+        self.num_segments = num_segments
+        self.train = train
+        self.temporal_jitter = temporal_jitter
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the training jitter of this epoch (no effect in eval mode)."""
+        self.epoch = int(epoch)
+
+    def cache_file(self, index: int) -> Path:
+        return cache_path(self.cache_dir, self.samples[index].rel)
+
+    def load(self, index: int) -> torch.Tensor:
+        """All cached features of sample ``index``: float32 ``[T, D]``, checked."""
+        sample = self.samples[index]
+        file = self.cache_file(index)
+        try:
+            cached = load_features(file)
+        except FeatureCacheError as exc:
+            raise FeatureCacheError(
+                file, f"features of video {sample.path} unusable: {exc.reason} (run `videoact extract` for it)"
+            ) from None
+        features = cached.features
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise FeatureCacheError(
+                file, f"features of video {sample.path} have shape {tuple(features.shape)}, expected [T>0, D]"
+            )
+        features = features.float()
+        if not torch.isfinite(features).all():
+            raise FeatureCacheError(file, f"features of video {sample.path} contain NaN or inf")
+        return features
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from .sampling import uniform_segments
+
+        features = self.load(index)
+        if self.num_segments is None:
+            return features, self.samples[index].label
+        jitter = self.train and self.temporal_jitter
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if jitter else None
+        rows = uniform_segments(int(features.shape[0]), self.num_segments, train=jitter, rng=rng)
+        return features[torch.as_tensor(rows, dtype=torch.long)], self.samples[index].label
+
+
+def collate_features(
+    batch: Sequence[tuple[torch.Tensor, int]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack ``(features [T_i, D], label)`` items into ``features [B, T_max, D]`` (zero-padded),
+    ``lengths [B]`` int64 and ``labels [B]`` int64."""
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    feats = [f for f, _ in batch]
+    dims = {int(f.shape[1]) for f in feats}
+    if len(dims) != 1 or any(f.ndim != 2 for f in feats):
+        raise ValueError(f"items must all be [T, D] with one D, got shapes {[tuple(f.shape) for f in feats]}")
+    lengths = torch.tensor([int(f.shape[0]) for f in feats], dtype=torch.int64)
+    out = feats[0].new_zeros((len(feats), int(lengths.max()), dims.pop()))
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = f
+    labels = torch.tensor([int(label) for _, label in batch], dtype=torch.int64)
+    return out, lengths, labels
+
+
+# --------------------------------------------------------------------------- official splits
+
+
+def _entry_lines(path: Path) -> list[tuple[int, str]]:
+    return [(n, s.strip()) for n, s in enumerate(_read_text(path).splitlines(), 1) if s.strip()]
+
+
+def _write_entries(path: Path, entries: Sequence[tuple[str, str]]) -> Path:
+    atomic_write_text(path, "".join(_format_line(rel, name, path) for rel, name in entries))
+    return path
+
+
+def convert_ucf101_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
+    """UCF101 ``ucfTrainTestlist`` -> ``train_splitN.txt``, ``test_splitN.txt``, ``classes.txt``.
+
+    Reads ``classInd.txt`` (``1 ApplyEyeMakeup``), ``trainlist0N.txt`` (``path id``, ids
+    1-based) and ``testlist0N.txt`` (path only; the class is the path's folder). Every
+    line is checked (id known, folder matches the id's class, no duplicates, each split
+    has both files); any problem raises :class:`AnnotationError` and nothing is written.
+    ``classes.txt`` keeps classInd order, so its line ``i`` is id ``i + 1``.
+    Returns the written files.
+    """
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    class_file = split_dir / "classInd.txt"
+    index = _parse_class_lines(str(class_file), enumerate(_read_text(class_file).splitlines(), 1))
+    problems: list[AnnotationProblem] = []
+
+    def bad(file: Path, line: int | None, kind: str, message: str) -> None:
+        problems.append(AnnotationProblem(str(file), line, kind, message))
+
+    outputs: dict[str, list[tuple[str, str]]] = {}
+    splits = sorted({int(m.group(2)) for p in split_dir.iterdir()
+                     if (m := re.fullmatch(r"(train|test)list(\d+)\.txt", p.name))})
+    if not splits:
+        bad(split_dir, None, MISSING, "no trainlist0N.txt / testlist0N.txt files")
+    for n in splits:
+        for kind in ("train", "test"):
+            file = split_dir / f"{kind}list{n:02d}.txt"
+            if not file.exists():
+                bad(file, None, MISSING, f"split {n} has no {kind} list")
+                continue
+            entries: list[tuple[str, str]] = []
+            seen: dict[str, int] = {}
+            for line, text in _entry_lines(file):
+                parts = text.split()
+                rel = parts[0]
+                folder = rel.split("/")[0] if "/" in rel else None
+                if len(parts) != (2 if kind == "train" else 1) or folder is None or ".." in rel.split("/"):
+                    want = "'Class/v_Class_gNN_cNN.avi id'" if kind == "train" else "'Class/v_Class_gNN_cNN.avi'"
+                    bad(file, line, MALFORMED, f"expected {want}, got {text!r}")
+                    continue
+                if kind == "train":
+                    label = index.lookup(parts[1]) if parts[1].isdigit() else None
+                    if label is None:
+                        bad(file, line, UNKNOWN_LABEL, f"class id {parts[1]!r} is not in classInd.txt")
+                        continue
+                    if index.names[label] != folder:
+                        bad(file, line, UNKNOWN_LABEL, f"id {parts[1]} is {index.names[label]!r} in classInd.txt "
+                            f"but the video is in folder {folder!r}")
+                        continue
+                elif folder not in index.position:
+                    bad(file, line, UNKNOWN_LABEL, f"folder {folder!r} is not a class of classInd.txt")
+                    continue
+                if rel in seen:
+                    bad(file, line, DUPLICATE, f"{rel} already on line {seen[rel]}")
+                    continue
+                seen[rel] = line
+                entries.append((rel, folder))
+            outputs[f"{kind}_split{n}.txt"] = entries
+    if problems:
+        raise AnnotationError(problems)
+    written = [write_classes(out_dir / "classes.txt", index.names)]
+    written += [_write_entries(out_dir / name, entries) for name, entries in outputs.items()]
+    return written
+
+
+def convert_hmdb51_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
+    """HMDB51 ``testTrainMulti_7030_splits`` -> ``train_splitN.txt``, ``test_splitN.txt``, ``classes.txt``.
+
+    Reads ``<class>_test_split<N>.txt`` files whose lines are ``video.avi 0|1|2``
+    (1 train, 2 test, 0 not used); videos are expected at ``<class>/<video.avi>``.
+    Every split must cover the same classes. Any problem raises :class:`AnnotationError`
+    and nothing is written. Classes are sorted names. Returns the written files.
+    """
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    problems: list[AnnotationProblem] = []
+
+    def bad(file: Path, line: int | None, kind: str, message: str) -> None:
+        problems.append(AnnotationProblem(str(file), line, kind, message))
+
+    files: dict[int, dict[str, Path]] = defaultdict(dict)
+    for p in sorted(split_dir.iterdir()):
+        m = re.fullmatch(r"(.+)_test_split(\d+)\.txt", p.name)
+        if m:
+            files[int(m.group(2))][m.group(1)] = p
+    if not files:
+        bad(split_dir, None, MISSING, "no <class>_test_split<N>.txt files")
+    classes = sorted({c for per_split in files.values() for c in per_split})
+    outputs: dict[str, list[tuple[str, str]]] = {}
+    for n in sorted(files):
+        absent = [c for c in classes if c not in files[n]]
+        if absent:
+            bad(split_dir, None, MISSING, f"split {n} has no file for classes {absent}")
+        train: list[tuple[str, str]] = []
+        test: list[tuple[str, str]] = []
+        for name in classes:
+            if name not in files[n]:
+                continue
+            file = files[n][name]
+            seen: dict[str, int] = {}
+            for line, text in _entry_lines(file):
+                parts = text.split()
+                if len(parts) != 2 or parts[1] not in ("0", "1", "2") or "/" in parts[0] or parts[0] in (".", ".."):
+                    bad(file, line, MALFORMED, f"expected 'video.avi 0|1|2', got {text!r}")
+                    continue
+                if parts[0] in seen:
+                    bad(file, line, DUPLICATE, f"{parts[0]} already on line {seen[parts[0]]}")
+                    continue
+                seen[parts[0]] = line
+                if parts[1] != "0":
+                    (train if parts[1] == "1" else test).append((f"{name}/{parts[0]}", name))
+        outputs[f"train_split{n}.txt"] = train
+        outputs[f"test_split{n}.txt"] = test
+    if problems:
+        raise AnnotationError(problems)
+    written = [write_classes(out_dir / "classes.txt", classes)]
+    written += [_write_entries(out_dir / name, entries) for name, entries in outputs.items()]
+    return written
+
+
+def convert_kinetics_csv(
+    csv_file: PathLike,
+    out_list: PathLike,
+    root: PathLike | None = None,
+    classes: Sequence[str] | PathLike | None = None,
+    classes_out: PathLike | None = None,
+    relative_to: PathLike | None = None,
+) -> VideoList:
+    """Kinetics CSV (``label,youtube_id,time_start,time_end,split``) -> a list file.
+
+    With ``root`` (the downloaded videos), each clip is looked up as
+    ``root/<label>/<id>_<start>_<end>.mp4`` (or with ``_`` for spaces, or flat in ``root``);
+    clips that are not there are left out of the list and reported as ``missing``:
+    Kinetics videos disappear from YouTube, so every copy lacks some. Without ``root``
+    nothing is checked and the ``<label>/`` layout is written. ``classes`` fixes the label
+    set (use the train CSV's ``classes.txt`` for val/test); ``classes_out`` writes the
+    sorted label names. ``relative_to`` (a folder above ``root``) writes the paths relative
+    to it, so that lists of splits stored in sibling folders share one root.
+    Malformed rows or unknown labels raise :class:`AnnotationError`.
+    """
+    csv_file = Path(csv_file)
+    result = read_annotations(
+        csv_file, root if root is not None else csv_file.parent, classes, check_files=root is not None
+    )
+    fatal = [p for p in result.problems if p.kind != MISSING]
+    if fatal:
+        raise AnnotationError(fatal)
+    if relative_to is not None:
+        base = os.path.abspath(relative_to)
+        rebased = []
+        for s in result.samples:
+            if os.path.commonpath([base, str(s.path)]) != base:
+                raise ValueError(f"{s.path} is not inside relative_to={relative_to}")
+            rebased.append(VideoSample(s.path, Path(os.path.relpath(s.path, base)).as_posix(), s.label, s.label_name))
+        result = VideoList(rebased, result.classes, result.problems)
+    if classes_out is not None:
+        write_classes(classes_out, result.classes)
+    write_list(out_list, result.samples)
+    return result
+
+
+def check_lists(list_files: Iterable[PathLike], root: PathLike) -> list[AnnotationProblem]:
+    """Read converted lists against the videos in ``root``; every problem found (e.g. ``missing``).
+
+    A ``classes.txt`` among ``list_files`` (or next to them) fixes the classes; it is not
+    itself read as a list.
+    """
+    problems: list[AnnotationProblem] = []
+    for file in map(Path, list_files):
+        if file.name == "classes.txt":
+            continue
+        classes_file = file.parent / "classes.txt"
+        classes = classes_file if classes_file.exists() else None
+        problems += read_annotations(file, root, classes).problems
+    return problems
+
+
+def summarize_problems(problems: Sequence[AnnotationProblem], limit: int = 10) -> str:
+    """Counts per kind, then the first ``limit`` problems, one per line."""
+    counts: dict[str, int] = defaultdict(int)
+    for p in problems:
+        counts[p.kind] += 1
+    lines = [", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))]
+    lines += [f"  {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return "\n".join(lines)
