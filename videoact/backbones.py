@@ -262,7 +262,7 @@ def _is_file_spec(weights: Any) -> bool:
 def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     # Accept files saved from a Backbone ("model.") or from DataParallel ("module.").
     expected = model.state_dict().keys()
-    for prefix in ("model.", "module.", "module.model."):
+    for prefix in ("module.", "model."):  # in this order: DataParallel around a Backbone
         if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
             state = {k[len(prefix):]: v for k, v in state.items()}
     return state
