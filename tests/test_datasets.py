@@ -263,9 +263,14 @@ def test_stratified_split_properties():
     assert sorted(s.rel for s in train + val) == sorted(s.rel for s in samples)
     assert not {s.rel for s in train} & {s.rel for s in val}
     per_class = lambda part: [sum(s.label == c for s in part) for c in range(4)]  # noqa: E731
-    assert per_class(val) == [0, 0, 1, 4]  # round(n * 0.2), never a class's last sample
+    # round(28 * 0.2) = 6 in all: floor(n * 0.2) per class, then the largest remainder (c1: 0.4)
+    assert per_class(val) == [0, 1, 1, 4]
     assert all(n >= 1 for n in per_class(train))
-    assert per_class(stratified_split(samples, 0.9, seed=0)[0]) == [1, 1, 1, 2]
+    assert per_class(stratified_split(samples, 0.9, seed=0)[0]) == [1, 1, 1, 1]  # never a class's last one
+    # a small dataset still gets a validation set: 8 * 0.1 rounds to 0, one is held out anyway
+    train8, val8 = stratified_split(fake_samples([4, 4]), 0.1, seed=0)
+    assert len(val8) == 1 and len(train8) == 7
+    assert stratified_split(samples, 0.0, seed=0)[1] == []
     # order is kept within each part
     assert [s.rel for s in train] == [s.rel for s in samples if s in train]
 

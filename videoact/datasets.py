@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import random
 import re
@@ -562,17 +563,39 @@ def ucf101_group(sample: VideoSample) -> str:
     return f"{match.group(1)}_g{match.group(2)}" if match else stem
 
 
+def _val_counts(sizes: dict[int, int], val_fraction: float, rng: random.Random) -> dict[int, int]:
+    """How many samples of each class go to val: ``round(N * val_fraction)`` in all (at least
+    one when ``val_fraction > 0``), shared in proportion to class size (largest remainders
+    first, ties drawn by ``rng``), never a class's last sample."""
+    quota = {c: n * val_fraction for c, n in sizes.items()}
+    counts = {c: min(math.floor(q), sizes[c] - 1) for c, q in quota.items()}
+    total = round(sum(sizes.values()) * val_fraction)
+    if val_fraction > 0:
+        total = max(total, 1)
+    order = sorted(sizes, key=lambda c: (-(quota[c] - math.floor(quota[c])), rng.random()))
+    while sum(counts.values()) < total:
+        open_classes = [c for c in order if counts[c] < sizes[c] - 1]
+        if not open_classes:
+            break
+        for c in open_classes[: total - sum(counts.values())]:
+            counts[c] += 1
+    return counts
+
+
 def stratified_split(
     samples: Sequence[VideoSample],
     val_fraction: float,
     seed: int = 0,
     group_key: Callable[[VideoSample], str] | None = None,
 ) -> tuple[list[VideoSample], list[VideoSample]]:
-    """Split per class: about ``val_fraction`` of each class to val, at least one sample kept in train.
+    """Split per class: ``val_fraction`` of the samples to val, in proportion to class size,
+    at least one sample of every class kept in train.
 
-    Deterministic for a given ``seed`` and sample set (input order does not matter);
-    both halves keep the input order. With ``group_key``, samples that share a key
-    (e.g. :func:`ucf101_group`) go to the same side.
+    The val part has ``round(N * val_fraction)`` samples (at least one when
+    ``val_fraction > 0`` and some class has two), so small datasets do not get an empty
+    validation set. Deterministic for a given ``seed`` and sample set (input order does not
+    matter); both parts keep the input order. With ``group_key``, samples that share a key
+    (e.g. :func:`ucf101_group`) go to the same side, and the counts are approximate.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -580,18 +603,17 @@ def stratified_split(
     for s in samples:
         by_class[s.label].append(s)
     rng = random.Random(seed)
+    counts = _val_counts({c: len(by_class[c]) for c in sorted(by_class)}, val_fraction, rng)
     val_ids: set[int] = set()
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda s: s.rel)
         groups: dict[str, list[VideoSample]] = defaultdict(list)
-        for s in members:
+        for s in sorted(by_class[label], key=lambda s: s.rel):
             groups[group_key(s) if group_key else s.rel].append(s)
         keys = sorted(groups)
         rng.shuffle(keys)
-        target = round(len(members) * val_fraction)
         taken = 0
         for key in keys[:-1]:  # the last group always stays in train
-            if taken >= target:
+            if taken >= counts[label]:
                 break
             val_ids.update(id(s) for s in groups[key])
             taken += len(groups[key])
