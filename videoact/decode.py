@@ -39,7 +39,7 @@ Files with several video streams (e.g. nasa_13013.mp4) may be read from differen
 streams by decord (the "best" stream) and OpenCV (the first one).
 
 Readers hold an open decoder and are meant to be created where they are used (inside
-DataLoader workers). Pickling a reader does not copy the decoder: it pickles the path
+DataLoader workers); a reader is not thread-safe (one per thread). Pickling a reader does not copy the decoder: it pickles the path
 and the options, and unpickling RE-OPENS the file by path (re-verifying it in the new
 process unless the file is in that process's cache).
 """
@@ -55,6 +55,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
+# cv2 must be loaded before decord: decord2 and opencv-python bundle FFmpeg libraries
+# with the same names, and decord loads its copy RTLD_GLOBAL, so whichever comes first
+# is used by both. Loaded after decord, OpenCV silently gains decord's decoders (AV1
+# via dav1d); this import keeps OpenCV's behaviour independent of import order.
+import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -127,8 +132,6 @@ def limit_threads(num_threads: int = 1) -> None:
     Call it at the start of each worker process so N workers do not each start one
     thread per core. Decoder threads are set per reader (``num_threads``).
     """
-    import cv2
-
     cv2.setNumThreads(max(0, int(num_threads)))
     torch = sys.modules.get("torch")
     if torch is not None and num_threads > 0:
@@ -499,18 +502,11 @@ class OpenCVReader(VideoReader):
         self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
         info = _CACHE.get(self._key)
         self._info: _Verified | None = info
-        self._container_fps = self._cap.get(self._cv2.CAP_PROP_FPS)
+        self._container_fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = info.fps if info else (_clean_fps(self._container_fps) or DEFAULT_FPS)
         self._ts: np.ndarray | None = None
 
-    @property
-    def _cv2(self) -> Any:
-        import cv2
-
-        return cv2
-
     def _open(self) -> Any:
-        cv2 = self._cv2
         cap = cv2.VideoCapture(
             self.path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, max(1, self._num_threads)]
         )
@@ -521,11 +517,11 @@ class OpenCVReader(VideoReader):
 
     def _pass(self, wanted: set[int], to_end: bool) -> dict[int, np.ndarray]:
         """Grab forward, retrieving ``wanted`` frames; with ``to_end``, verify the count."""
-        cv2 = self._cv2
         out: dict[int, np.ndarray] = {}
-        if to_end or (wanted and min(wanted) < self._pos):
-            self._cap.release()
-            self._cap, self._pos = self._open(), 0
+        if self._cap is None or to_end or (wanted and min(wanted) < self._pos):
+            if self._cap is not None:
+                self._cap.release()
+            self._cap, self._pos = self._open(), 0  # no backward seeking: restart
         stop = None if to_end else (max(wanted) + 1 if wanted else 0)
         times: list[float] = []
         while stop is None or self._pos < stop:
@@ -546,7 +542,8 @@ class OpenCVReader(VideoReader):
             fps = _clean_fps(self._container_fps)
             if fps is None:  # derive from the stream's own times where they make sense
                 span = times[-1] - times[0] if count > 1 else 0.0
-                fps = (count - 1) / span if span > 0 and _clean_fps((count - 1) / span) else DEFAULT_FPS
+                derived = _clean_fps((count - 1) / span) if span > 0 else None
+                fps = derived or DEFAULT_FPS
             self._info = _Verified(count, self.width, self.height, np.asarray(times), fps)
             self.fps = fps
             _CACHE.put(self._key, self._info)
@@ -591,7 +588,6 @@ class OpenCVReader(VideoReader):
         return self._stack(self._pass(set(indices), to_end=False), indices)
 
     def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        cv2 = self._cv2
         cap = self._open()  # independent of get()
         try:
             pos = 0
@@ -675,8 +671,6 @@ class FrameFolderReader(VideoReader):
         return self._dir / FRAME_NAME.format(index + 1)
 
     def _load(self, index: int) -> np.ndarray:
-        import cv2
-
         p = self.frame_path(index)
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:

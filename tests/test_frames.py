@@ -1,0 +1,143 @@
+"""decode-frames end to end on real encoded videos: output, failures, resume, read-back."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videoact.decode import FrameFolderReader, VideoDecodeError, open_video
+from videoact.frames import decode_folder, decode_to_frames, is_complete
+from videoact.sampling import fps_indices
+from videoact.testing import read_frame_index, write_coded_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def src(tmp_path) -> Path:
+    root = tmp_path / "videos"
+    write_coded_video(root / "a.mp4", 40, fps=25)
+    write_coded_video(root / "sub" / "b.avi", 30, fps=30)
+    write_coded_video(root / "sub" / "deeper" / "c.mkv", 12, fps=25)
+    (root / "sub" / "bad.mp4").write_text("not a video\n")
+    return root
+
+
+def codes(reader) -> list[int]:
+    return [read_frame_index(f) for _, _, f in reader]
+
+
+def test_decode_frames_cli_end_to_end(src, tmp_path):
+    out = tmp_path / "frames"
+    # The tools/ front, with worker processes: exit status 1 because of bad.mp4.
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "decode_frames.py"), str(src), str(out),
+         "--fps", "10", "--short-side", "48", "--workers", "2", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "bad.mp4" in proc.stderr and "decoded 3 videos" in proc.stdout
+
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [Path(f["video"]).name for f in failures] == ["bad.mp4"]
+    assert str(src / "sub" / "bad.mp4") in failures[0]["error"]
+    assert not (out / "sub" / "bad").exists()
+
+    for rel, n, fps in [("a", 40, 25), ("sub/b", 30, 30), ("sub/deeper/c", 12, 25)]:
+        folder = out / rel
+        meta = json.loads((folder / "meta.json").read_text())
+        expected = fps_indices(n, fps, 10)
+        assert meta["indices"] == expected and meta["num_frames"] == len(expected)
+        with open_video(folder) as reader:
+            assert isinstance(reader, FrameFolderReader) and reader.backend == "frames"
+            assert len(reader) == len(expected) and reader.fps == pytest.approx(10)
+            assert reader.source_indices == expected
+            assert min(reader.height, reader.width) == 48 and (reader.width, reader.height) == (64, 48)
+            assert codes(reader) == expected  # frame k of the folder is source frame indices[k]
+            clip = reader.get([len(expected) - 1, 0])
+            assert [read_frame_index(f) for f in clip.frames.numpy()] == [expected[-1], 0]
+            np.testing.assert_allclose(
+                clip.timestamps.numpy(), [expected[-1] / fps, 0.0], atol=1e-3
+            )
+    # nothing half-written left behind
+    assert not [p for p in out.rglob(".*") if p.name != "failures.jsonl"]
+
+
+def test_rerun_skips_complete_folders_and_redoes_partial_ones(src, tmp_path):
+    out = tmp_path / "frames"
+    first = decode_folder(src, out, fps=10, workers=2)
+    assert len(first.decoded) == 3 and len(first.failed) == 1
+    a_frame = out / "a" / "img_00001.jpg"
+    stamp = a_frame.stat().st_mtime_ns
+
+    # Simulate a run killed while writing sub/b: its folder is gone, a temporary remains
+    # (from a dead process id), with some frames in it.
+    import shutil
+
+    shutil.rmtree(out / "sub" / "b")
+    stale = out / "sub" / ".b.tmp-999999999-0"
+    stale.mkdir()
+    (stale / "img_00001.jpg").write_bytes(b"partial")
+
+    second = decode_folder(src, out, fps=10, workers=1)
+    status = {Path(r.video).name: r.status for r in second.results}
+    assert status == {"a.mp4": "skipped", "c.mkv": "skipped", "b.avi": "decoded", "bad.mp4": "failed"}
+    assert a_frame.stat().st_mtime_ns == stamp
+    assert not stale.exists()
+    with open_video(out / "sub" / "b") as reader:
+        assert codes(reader) == fps_indices(30, 30, 10)
+
+    # Different options make a folder outdated: it is redone, not skipped.
+    third = decode_folder(src / "a.mp4", out, fps=5)
+    assert [r.status for r in third.results] == ["decoded"]
+    assert json.loads((out / "a" / "meta.json").read_text())["indices"] == fps_indices(40, 25, 5)
+    assert not (out / "failures.jsonl").exists()  # this run had no failures
+
+
+def test_decode_to_frames_all_frames_and_failure_leaves_nothing(tmp_path):
+    video = write_coded_video(tmp_path / "v.avi", 20, fps=20)
+    result = decode_to_frames(video, tmp_path / "out" / "v", quality=90)
+    assert result.status == "decoded" and result.num_frames == 20
+    assert is_complete(tmp_path / "out" / "v", video, {"fps": None, "short_side": None, "quality": 90})
+    with open_video(tmp_path / "out" / "v") as reader:
+        assert codes(reader) == list(range(20)) and (reader.width, reader.height) == (128, 96)
+        assert reader.fps == pytest.approx(20)
+    assert decode_to_frames(video, tmp_path / "out" / "v", quality=90).status == "skipped"
+
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="empty"):
+        decode_to_frames(bad, tmp_path / "out" / "empty")
+    assert sorted(os.listdir(tmp_path / "out")) == ["v"]
+
+
+def test_colliding_outputs_and_broken_frame_folders(tmp_path):
+    root = tmp_path / "videos"
+    write_coded_video(root / "clip.mp4", 5)
+    write_coded_video(root / "clip.avi", 5)
+    report = decode_folder(root, tmp_path / "out")
+    assert [r.status for r in report.results] == ["decoded", "failed"]
+    assert "already used" in report.failed[0].error
+
+    folder = tmp_path / "out" / "clip"
+    (folder / "img_00003.jpg").unlink()  # a gap in the numbering
+    with pytest.raises(VideoDecodeError, match="contiguous"):
+        open_video(folder)
+    (folder / "img_00003.jpg").write_bytes(b"not a jpeg")
+    with open_video(folder) as reader:
+        assert len(reader) == 5
+        with pytest.raises(VideoDecodeError) as info:
+            reader.get([2])
+        assert "img_00003.jpg" in str(info.value)
+    (folder / "img_00005.jpg").unlink()
+    with pytest.raises(VideoDecodeError, match="incomplete"):
+        open_video(folder)  # meta.json lists 5 frames
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    with pytest.raises(VideoDecodeError, match="no frames"):
+        open_video(empty)

@@ -1,0 +1,139 @@
+"""Frame-index sampling rules: TSN segments, dense windows, target fps, short videos."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from videoact.sampling import (
+    dense_indices,
+    fps_indices,
+    sample_indices,
+    timestamp_indices,
+    uniform_segments,
+)
+
+
+def segment_of(i: int, n: int, segments: int) -> int:
+    """Which of ``segments`` equal segments of ``n`` frames holds frame ``i``."""
+    return next(k for k in range(segments) if (k * n) // segments <= i < ((k + 1) * n) // segments)
+
+
+def test_uniform_eval_takes_segment_centres():
+    assert uniform_segments(100, 4) == [12, 37, 62, 87]
+    assert uniform_segments(8, 8) == list(range(8))
+    for n, segments in [(97, 8), (300, 16), (17, 5)]:
+        idx = uniform_segments(n, segments)
+        assert [segment_of(i, n, segments) for i in idx] == list(range(segments))
+
+
+def test_uniform_train_draws_one_frame_per_segment_and_covers_them():
+    n, segments = 50, 5
+    seen = [set() for _ in range(segments)]
+    for seed in range(200):
+        idx = uniform_segments(n, segments, train=True, rng=seed)
+        assert len(idx) == segments and idx == sorted(idx)
+        for k, i in enumerate(idx):
+            assert segment_of(i, n, segments) == k
+            seen[k].add(i)
+    # every frame of every segment gets drawn eventually (uniform within segment)
+    assert all(len(s) == n // segments for s in seen)
+
+
+def test_short_videos_repeat_frames_evenly():
+    assert uniform_segments(3, 8) == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert uniform_segments(1, 4) == [0, 0, 0, 0]
+    for n in range(1, 8):
+        for train in (False, True):
+            idx = uniform_segments(n, 8, train=train, rng=0)
+            assert len(idx) == 8 and idx == sorted(idx) and set(idx) == set(range(n))
+    assert dense_indices(10, 4, count=5) == [0, 4, 8, 8, 8]
+    assert sample_indices(5, "dense", stride=2, num_frames_out=6) == [0, 2, 4, 4, 4, 4]
+    assert sample_indices(3, "uniform", num_segments=4, train=True) == [0, 1, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: s,  # int seed
+        lambda s: torch.Generator().manual_seed(s),
+        lambda s: np.random.default_rng(s),
+        lambda s: random.Random(s),
+    ],
+    ids=["int", "torch", "numpy", "random"],
+)
+def test_seeded_generators_are_deterministic(make):
+    a = [sample_indices(1000, "uniform", num_segments=8, train=True, generator=make(s)) for s in range(5)]
+    b = [sample_indices(1000, "uniform", num_segments=8, train=True, generator=make(s)) for s in range(5)]
+    assert a == b
+    assert len({tuple(x) for x in a}) > 1  # different seeds, different draws
+    d1 = sample_indices(1000, "dense", stride=4, num_frames_out=16, train=True, generator=make(3))
+    d2 = sample_indices(1000, "dense", stride=4, num_frames_out=16, train=True, generator=make(3))
+    assert d1 == d2
+
+
+def test_global_torch_rng_is_used_without_generator():
+    torch.manual_seed(123)
+    a = sample_indices(500, "uniform", num_segments=6, train=True)
+    torch.manual_seed(123)
+    assert sample_indices(500, "uniform", num_segments=6, train=True) == a
+
+
+def test_dense_windows():
+    assert dense_indices(10, 3) == [0, 3, 6, 9]
+    assert dense_indices(10, 3, start=2) == [2, 5, 8]
+    assert dense_indices(10, 1, count=4, start=5) == [5, 6, 7, 8]
+    # eval: centred window; train: random window that fits
+    assert sample_indices(100, "dense", stride=2, num_frames_out=8) == list(range(42, 58, 2))
+    starts = set()
+    for seed in range(100):
+        idx = sample_indices(100, "dense", stride=2, num_frames_out=8, train=True, generator=seed)
+        assert len(idx) == 8 and np.all(np.diff(idx) == 2) and 0 <= idx[0] and idx[-1] < 100
+        starts.add(idx[0])
+    assert min(starts) < 20 and max(starts) > 65
+    assert sample_indices(7, "dense") == list(range(7))
+    with pytest.raises(ValueError):
+        dense_indices(10, 2, start=10)
+
+
+def test_fps_indices():
+    assert fps_indices(30, 30, 10) == list(range(0, 30, 3))
+    assert fps_indices(11, 25, 10) == [0, 2, 5, 7, 10]
+    assert fps_indices(12, 25, 30) == list(range(12))  # faster than the video: every frame
+    assert fps_indices(300, 30, 5, max_frames=4) == [0, 6, 12, 18]
+    assert sample_indices(60, "fps", fps=30, target_fps=15) == list(range(0, 60, 2))
+
+
+def test_timestamp_indices_match_constant_rate_and_follow_variable_rate():
+    for n, video_fps, target in [(10, 24, 10), (50, 25, 10), (300, 30, 7), (7, 30, 30)]:
+        ts = np.arange(n) / video_fps
+        assert timestamp_indices(ts, target) == fps_indices(n, video_fps, target)
+    # 1 s at 60 fps, then 1 s at 10 fps: 10 fps output keeps every slow-part frame
+    ts = np.concatenate([np.arange(60) / 60, 1 + np.arange(10) / 10])
+    idx = timestamp_indices(ts, 10)
+    assert idx == list(range(0, 60, 6)) + list(range(60, 70))
+    assert np.allclose(np.diff(ts[idx]), 0.1)
+    assert sample_indices(len(ts), "fps", target_fps=10, timestamps=ts) == idx
+
+
+def test_invalid_arguments():
+    for mode, kw in [("uniform", {"num_segments": 4}), ("dense", {}), ("fps", {"fps": 25, "target_fps": 5}), ("all", {})]:
+        with pytest.raises(ValueError, match="num_frames"):
+            sample_indices(0, mode, **kw)
+    with pytest.raises(ValueError):
+        uniform_segments(0, 8)
+    with pytest.raises(ValueError):
+        uniform_segments(10, 0)
+    with pytest.raises(ValueError):
+        fps_indices(10, 0, 5)
+    with pytest.raises(ValueError, match="mode"):
+        sample_indices(10, "random")
+    with pytest.raises(ValueError, match="num_segments"):
+        sample_indices(10, "uniform")
+    with pytest.raises(ValueError, match="target_fps"):
+        sample_indices(10, "fps", fps=25)
+    with pytest.raises(ValueError):
+        sample_indices(10, "fps", target_fps=5, timestamps=[0.0, 0.1])
+    assert sample_indices(10, "all", max_frames=3) == [0, 1, 2]
