@@ -771,7 +771,7 @@ class _AutoReader(VideoReader):
         try:
             return self._inner.get(idx)
         except VideoDecodeError as e:
-            self._fallback(f"decord failed while reading: {e.reason}")
+            self._fallback(e.reason)  # "decord failed while reading ..."
         try:
             return self._inner.get(idx)
         except VideoDecodeError as e:
@@ -791,7 +791,7 @@ class _AutoReader(VideoReader):
                 yield item
             return
         except VideoDecodeError as e:
-            self._fallback(f"decord failed while reading: {e.reason}")
+            self._fallback(e.reason)  # "decord failed while reading ..."
         # Continue with OpenCV after the last frame already yielded.
         rest = [i for i in wanted if i > done]
         n = len(self._inner)
