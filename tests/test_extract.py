@@ -1,0 +1,143 @@
+"""Feature extraction end to end: real videos, real decoders, the real offline backbone."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from videoact.backbones import create_backbone
+from videoact.decode import open_video
+from videoact.extract import SamplingSpec, extract_features
+from videoact.feature_cache import load_features
+from videoact.preprocess import preprocess_frames
+from videoact.testing import write_coded_video
+
+SIZE = "64"  # small input size keeps the real backbone fast on 2 cores
+
+
+def make_folder(root: Path, n: int = 4, frames: int = 30) -> list[Path]:
+    paths = []
+    for i in range(n):
+        ext = ".avi" if i % 3 == 2 else ".mp4"
+        paths.append(write_coded_video(root / f"class{i % 2}" / f"clip{i}{ext}", frames + 3 * i))
+    return paths
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "videoact", *args], capture_output=True, text=True, **kw)
+
+
+def test_features_match_backbone_on_the_same_frames(tmp_path):
+    videos = make_folder(tmp_path / "v", n=2, frames=20)
+    result = extract_features(videos, tmp_path / "out", root=tmp_path / "v", image_size=64,
+                              sampling=SamplingSpec(mode="uniform", num_segments=8), num_workers=1,
+                              batch_size=5, progress=False)
+    assert result.ok and len(result.written) == 2
+    backbone = create_backbone("efficientnet_lite0")
+    for video in videos:
+        cached = load_features(tmp_path / "out" / video.parent.name / (video.name + ".safetensors"))
+        with open_video(video) as reader:
+            expected_idx = SamplingSpec(mode="uniform", num_segments=8).indices(len(reader), reader.fps)
+            clip = reader.get(expected_idx)
+        assert cached.frame_indices.tolist() == expected_idx
+        with torch.inference_mode():
+            ref = backbone(preprocess_frames(clip.frames, 64, backbone.mean, backbone.std))
+        assert cached.features.shape == (8, backbone.feature_dim)
+        torch.testing.assert_close(cached.features.float(), ref, atol=2e-2, rtol=1e-2)
+        meta = cached.metadata
+        assert meta["backbone"] == "efficientnet_lite0" and meta["image_size"] == 64
+        assert meta["source_size"] == video.stat().st_size
+        assert meta["sampling"]["mode"] == "uniform" and "videoact_version" in meta
+
+
+def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):
+    src = tmp_path / "v"
+    good = make_folder(src, n=2, frames=12)
+    (src / "class0" / "empty.mp4").write_bytes(b"")
+    (src / "class1" / "text.mp4").write_text("this is not a video\n")
+    truncated = src / "class1" / "truncated.mp4"
+    data = write_coded_video(tmp_path / "full.mp4", 60).read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    proc = run_cli("extract", str(src), str(out), "--image-size", SIZE, "--workers", "2", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    failed = {Path(f["path"]).name for f in failures}
+    assert {"empty.mp4", "text.mp4"} <= failed
+    for f in failures:
+        assert f["path"] in f["reason"]  # each message names its file
+    assert "empty.mp4" in proc.stderr and "text.mp4" in proc.stderr
+    for video in good:
+        assert (out / video.parent.name / (video.name + ".safetensors")).exists()
+    # A truncated file is either read up to where it breaks or reported: never a crash.
+    assert (out / "class1" / "truncated.mp4.safetensors").exists() or "truncated.mp4" in failed
+
+
+def _cache_files(out: Path) -> dict[str, Path]:
+    return {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != "failures.jsonl"}
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    src = tmp_path / "v"
+    make_folder(src, n=8, frames=40)
+    args = ["--image-size", SIZE, "--workers", "1", "--batch-size", "8", "--no-progress"]
+    reference = tmp_path / "reference"
+    assert run_cli("extract", str(src), str(reference), *args).returncode == 0
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "extract", str(src), str(out), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.rglob("*.safetensors")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = list(out.rglob("*.safetensors"))
+    assert 0 < len(partial) < 8, "the kill should land part-way through the run"
+    for path in partial:  # whatever exists after a kill is complete
+        load_features(path)
+
+    rerun = run_cli("extract", str(src), str(out), *args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {len(partial)} up to date" in rerun.stdout
+    ref_files, out_files = _cache_files(reference), _cache_files(out)
+    assert sorted(out_files) == sorted(ref_files)  # no temporary or partial files left
+    for name, path in ref_files.items():
+        a, b = load_features(path), load_features(out_files[name])
+        assert torch.equal(a.frame_indices, b.frame_indices)
+        torch.testing.assert_close(a.features, b.features, atol=1e-3, rtol=1e-3)
+
+
+def test_changed_source_is_extracted_again(tmp_path):
+    src = tmp_path / "v"
+    videos = make_folder(src, n=2, frames=10)
+    kw = dict(root=src, image_size=64, num_workers=0, progress=False)
+    first = extract_features(videos, tmp_path / "out", **kw)
+    assert len(first.written) == 2
+    write_coded_video(videos[0], 14)  # rewritten: new size and mtime
+    second = extract_features(videos, tmp_path / "out", **kw)
+    assert second.written == [str(videos[0])] and second.skipped == [str(videos[1])]
+    # other settings make a different cache
+    third = extract_features(videos, tmp_path / "out", pooling="grid2", **kw)
+    assert len(third.written) == 2
+    assert load_features(tmp_path / "out" / "class0" / "clip0.mp4.safetensors").features.shape[1] == 4 * 1280
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "testvideos").is_dir(),
+                    reason="../shared/testvideos not present")
+def test_awkward_real_files(tmp_path):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "testvideos"
+    names = ["no_duration.webm", "corrupted.mp4", "video_90.mov", "unordered.mov", "h265_video.mp4"]
+    videos = [shared / n for n in names]
+    result = extract_features(videos, tmp_path / "out", root=shared, image_size=64, num_workers=1,
+                              sampling=SamplingSpec(mode="uniform", num_segments=4), progress=False,
+                              file_timeout=120)
+    assert not result.failed, result.failed
+    for n in names:
+        cached = load_features(tmp_path / "out" / (n + ".safetensors"))
+        assert cached.features.shape == (4, 1280) and torch.isfinite(cached.features.float()).all()

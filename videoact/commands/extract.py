@@ -1,0 +1,73 @@
+"""``videoact extract SRC OUT``: per-frame CNN features for a folder of videos or a list."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="folder of videos (searched recursively) or an annotation list file")
+    p.add_argument("out", help="cache folder: OUT/<relative video path>.safetensors")
+    p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
+    p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
+    p.add_argument("--pooling", default="avg", help="avg, grid2 or grid3 (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
+    p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"])
+    p.add_argument("--num-segments", type=int, default=16, help="with --sampling uniform")
+    p.add_argument("--stride", type=int, default=1, help="with --sampling dense")
+    p.add_argument("--fps", type=float, default=8.0, help="with --sampling fps")
+    p.add_argument("--max-frames", type=int, default=None, help="cap frames per video (spread over the video)")
+    p.add_argument("--batch-size", type=int, default=64, help="frames per backbone batch")
+    p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per video file")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
+    """Videos named by SRC (a folder or a list file) and the root their cache paths are relative to."""
+    path = Path(src)
+    if path.is_dir():
+        from ..decode import list_videos
+
+        return list_videos(path), path
+    if path.is_file():
+        from ..datasets import load_dataset
+
+        base = Path(root) if root else path.parent
+        samples, _classes, problems = load_dataset(path, root=base)
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        return [s.path for s in samples], base
+    raise SystemExit(f"videoact extract: {src}: no such folder or list file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..extract import SamplingSpec, extract_features
+
+    videos, root = gather_videos(args.src, args.root)
+    if not videos:
+        print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
+        return 1
+    sampling = SamplingSpec(mode=args.sampling, num_segments=args.num_segments, stride=args.stride,
+                            target_fps=args.fps, max_frames=args.max_frames)
+    result = extract_features(
+        videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling,
+        image_size=args.image_size, sampling=sampling, batch_size=args.batch_size, num_workers=args.workers,
+        device=args.device, amp=not args.no_amp, compile=args.compile, backend=args.backend,
+        file_timeout=args.timeout, progress=not args.no_progress,
+    )
+    print(f"extracted {len(result.written)} videos ({result.frames} frames, "
+          f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s), "
+          f"skipped {len(result.skipped)} up to date, failed {len(result.failed)}")
+    if result.failed:
+        print(f"failures (also in {Path(args.out) / 'failures.jsonl'}):", file=sys.stderr)
+        for failure in result.failed:
+            print(f"  {failure.reason}", file=sys.stderr)
+        return 1
+    return 0

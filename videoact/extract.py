@@ -1,0 +1,453 @@
+"""Feature extraction: videos in, one cached ``[T, D]`` feature file per video out.
+
+The pipeline, stage by stage (they overlap):
+
+1. DataLoader worker processes open each video (decord, OpenCV fallback), verify its
+   frame count, choose frame indices and decode them in chunks of at most
+   ``chunk_frames`` frames, so memory stays bounded for long videos. Each worker owns
+   its own readers and decodes with one thread.
+2. The main process moves the uint8 chunks to the device (pinned, non-blocking on
+   CUDA), resizes and normalizes them there, and packs frames from several videos
+   into one backbone batch of ``batch_size`` frames.
+3. The backbone runs under ``torch.inference_mode`` (on CUDA in bf16/fp16 autocast,
+   channels_last).
+4. A writer thread saves each finished video atomically, off the critical path.
+
+Videos whose cache is complete and current are skipped, so an interrupted run resumes.
+Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .atomic import atomic_write_text, is_temporary
+from .feature_cache import FAILURES_FILE, cache_path, is_cache_current, save_features, source_stat
+
+
+@dataclass
+class SamplingSpec:
+    """Which frames of each video to extract.
+
+    ``mode``: ``"all"`` (every frame, up to ``max_frames``), ``"uniform"`` (TSN segment
+    centres, ``num_segments``), ``"dense"`` (every ``stride``-th frame) or ``"fps"``
+    (frames at ``target_fps``).
+    """
+
+    mode: str = "all"
+    num_segments: int = 16
+    stride: int = 1
+    target_fps: float = 8.0
+    max_frames: int | None = None
+
+    def indices(self, num_frames: int, video_fps: float) -> list[int]:
+        from . import sampling
+
+        if self.mode == "all":
+            idx = list(range(num_frames))
+        elif self.mode == "uniform":
+            idx = sampling.uniform_segments(num_frames, self.num_segments, train=False)
+        elif self.mode == "dense":
+            idx = sampling.dense_indices(num_frames, self.stride)
+        elif self.mode == "fps":
+            idx = sampling.fps_indices(num_frames, video_fps, self.target_fps)
+        else:
+            raise ValueError(f"unknown sampling mode {self.mode!r}: use all, uniform, dense or fps")
+        if self.max_frames is not None and len(idx) > self.max_frames:
+            # Keep the whole time span rather than the first max_frames frames.
+            keep = torch.linspace(0, len(idx) - 1, self.max_frames).round().long().tolist()
+            idx = [idx[i] for i in keep]
+        return list(idx)
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+
+
+@dataclass
+class ExtractResult:
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ---------------------------------------------------------------- stage 1: decoding
+
+
+def _call_with_timeout(fn, timeout: float | None, what: str):
+    """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds.
+
+    Decoders can loop forever inside C code (decord's ``get_batch`` on over-reported
+    frame counts); the worker then abandons that thread and goes on with the next
+    file. The process-level cleanup happens when the DataLoader shuts its workers down.
+    """
+    if not timeout:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="videoact-decode")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} did not finish within {timeout:g} s (decoder hung)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class _VideoChunks(IterableDataset):
+    """Yields decoded chunks ``{"video", "frames" [t, H, W, 3] uint8, "indices", "last"}``.
+
+    Videos are dealt out to workers round-robin; one worker reads a video from start
+    to end, so its chunks arrive in order.
+    """
+
+    def __init__(self, paths: Sequence[str], sampling: SamplingSpec, chunk_frames: int,
+                 backend: str, file_timeout: float | None):
+        self.paths = list(paths)
+        self.sampling = sampling
+        self.chunk_frames = chunk_frames
+        self.backend = backend
+        self.file_timeout = file_timeout
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for video in range(worker, len(self.paths), workers):
+            yield from self._read(video)
+
+    def _read(self, video: int) -> Iterator[dict]:
+        from .decode import open_video
+
+        path = self.paths[video]
+        timeout = self.file_timeout
+        started = time.monotonic()
+        reader = None
+        try:
+            reader = _call_with_timeout(lambda: open_video(path, backend=self.backend, num_threads=1),
+                                        timeout, f"{path}: opening")
+            num_frames = _call_with_timeout(lambda: len(reader), timeout, f"{path}: counting frames")
+            if num_frames == 0:
+                raise RuntimeError(f"{path}: no decodable frames")
+            indices = self.sampling.indices(num_frames, reader.fps)
+            for start in range(0, len(indices), self.chunk_frames):
+                part = indices[start:start + self.chunk_frames]
+                left = None if not timeout else max(1.0, timeout - (time.monotonic() - started))
+                clip = _call_with_timeout(lambda: reader.get(part), left, f"{path}: decoding")
+                yield {
+                    "video": video,
+                    "frames": clip.frames,
+                    "indices": clip.indices,
+                    "fps": float(reader.fps),
+                    "num_frames": int(num_frames),
+                    "backend": str(reader.backend),
+                    "last": start + self.chunk_frames >= len(indices),
+                }
+        except Exception as exc:  # a bad file must not stop the run
+            message = str(exc)
+            if path not in message:
+                message = f"{path}: {message}"
+            yield {"video": video, "error": message}
+        finally:
+            if reader is not None:
+                try:
+                    reader.close()
+                except Exception:
+                    pass
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Each worker decodes with one thread; the workers together fill the cores.
+    from .decode import limit_threads
+
+    limit_threads(1)
+
+
+# ---------------------------------------------------------------- stage 4: writing
+
+
+class _Writer:
+    """Saves finished videos on a background thread so the backbone never waits on disk."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.errors: list[tuple[str, str]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True, name="videoact-writer")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            source, path, features, indices, metadata = item
+            try:
+                save_features(path, features, indices, metadata)
+            except Exception as exc:  # e.g. disk full: report, keep earlier files
+                self.errors.append((source, f"{source}: could not write {path}: {exc}"))
+
+    def put(self, *item) -> None:
+        self.queue.put(item)
+
+    def close(self) -> list[tuple[str, str]]:
+        self.queue.put(None)
+        self.thread.join()
+        return self.errors
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _relative_name(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def _remove_dead_temporaries(out_dir: Path) -> None:
+    """Remove temporary files left by killed runs (their writer pid is gone)."""
+    if not out_dir.is_dir():
+        return
+    for root, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if not is_temporary(name):
+                continue
+            try:
+                pid = int(name.rsplit(".tmp-", 1)[1].split("-")[0])
+                os.kill(pid, 0)
+                continue  # still running: another rank's file in progress
+            except (ValueError, IndexError, ProcessLookupError):
+                pass
+            except PermissionError:
+                continue
+            try:
+                os.unlink(os.path.join(root, name))
+            except FileNotFoundError:
+                pass
+
+
+def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[str, Any]:
+    """The settings a cache file must match to be reused."""
+    return {
+        "backbone": backbone.name,
+        "weights": backbone.weights_id,
+        "pooling": backbone.pooling,
+        "image_size": int(backbone.input_size),
+        "resize": resize,
+        "sampling": asdict(sampling),
+    }
+
+
+def extract_features(
+    videos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    backbone: str | torch.nn.Module = "efficientnet_lite0",
+    weights: Any = None,
+    pooling: str = "avg",
+    image_size: int | None = None,
+    sampling: SamplingSpec | None = None,
+    resize: str = "short_side_center_crop",
+    batch_size: int = 64,
+    chunk_frames: int = 64,
+    num_workers: int | None = None,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    backend: str = "auto",
+    file_timeout: float | None = 300.0,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract per-frame features of ``videos`` into ``out_dir``.
+
+    Each video ``V`` goes to ``cache_path(out_dir, V relative to root)`` holding
+    ``features`` ``[T, D]`` float16 and ``frame_indices`` ``[T]``. ``backbone`` is a name
+    for :func:`videoact.create_backbone` or a ready backbone module. ``shard=(rank,
+    world)`` processes every ``world``-th video starting at ``rank`` (distributed runs).
+    Returns what was written, skipped and failed; never raises for a bad video file.
+    """
+    from .backbones import create_backbone
+    from .preprocess import preprocess_frames
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    root_path = Path(root) if root is not None else None
+    sampling = sampling or SamplingSpec()
+    device = resolve_device(device)
+    if isinstance(backbone, str):
+        backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling)
+    if image_size is not None and image_size != backbone.input_size:
+        backbone.input_size = int(image_size)
+    backbone = backbone.to(device).eval()
+    cuda = device.type == "cuda"
+    if channels_last is None:
+        channels_last = True  # measured about 2x faster on CPU too (mkldnn prefers NHWC)
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    run_backbone = torch.compile(backbone) if compile else backbone
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
+    settings = extraction_settings(backbone, sampling, resize)
+
+    # Which videos need work. The rest are current and skipped (resume).
+    result = ExtractResult()
+    rank, world = shard
+    todo: list[tuple[str, str, Path]] = []  # (source, relative name, cache file)
+    for i, video in enumerate(videos):
+        if i % world != rank:
+            continue
+        video = Path(video)
+        rel = _relative_name(video, root_path)
+        target = cache_path(out_dir, rel)
+        if is_cache_current(target, settings, video):
+            result.skipped.append(str(video))
+        else:
+            todo.append((str(video), rel, target))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(out_dir)
+
+    if num_workers is None:
+        num_workers = min(len(todo), max(1, (os.cpu_count() or 2) - (0 if cuda else 1)))
+    dataset = _VideoChunks([t[0] for t in todo], sampling, chunk_frames, backend, file_timeout)
+    loader = DataLoader(
+        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
+        pin_memory=cuda, prefetch_factor=4 if num_workers else None,
+        persistent_workers=False, multiprocessing_context="spawn" if num_workers else None,
+    )
+
+    writer = _Writer()
+    pending: dict[int, dict[str, Any]] = defaultdict(lambda: {"features": [], "indices": []})
+    batch: list[tuple[int, torch.Tensor]] = []  # (video, preprocessed frames [t, 3, S, S])
+    batch_frames = 0
+    broken: set[int] = set()  # videos that failed after some chunks were already queued
+    bar = _progress_bar(len(todo), progress)
+
+    def finish(video: int) -> None:
+        state = pending.pop(video)
+        source, rel, target = todo[video]
+        metadata = dict(settings)
+        metadata.update(source_stat(source))
+        metadata.update(num_frames=state["num_frames"], fps=state["fps"], decoder=state["backend"],
+                        relative_path=rel)
+        features = torch.cat(state["features"]) if state["features"] else torch.zeros(0, backbone.feature_dim)
+        writer.put(source, target, features, torch.cat(state["indices"]), metadata)
+        result.written.append(source)
+        bar.update(1)
+
+    def flush() -> None:
+        nonlocal batch, batch_frames
+        if not batch:
+            return
+        x = torch.cat([frames for _, frames in batch])
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
+            feats = run_backbone(x).float().cpu()
+        offset = 0
+        for video, frames in batch:
+            part = feats[offset:offset + len(frames)]
+            offset += len(frames)
+            if video in broken:
+                continue
+            state = pending[video]
+            state["features"].append(part)
+            state["done_chunks"] += 1
+            if state["last_seen"] and state["done_chunks"] == state["chunks"]:
+                finish(video)
+        result.frames += len(x)
+        bar.set_postfix_str(f"{result.frames / max(time.perf_counter() - started, 1e-9):.1f} frames/s")
+        batch, batch_frames = [], 0
+
+    try:
+        for item in loader:
+            video = item["video"]
+            if "error" in item:
+                pending.pop(video, None)
+                broken.add(video)
+                result.failed.append(Failure(todo[video][0], item["error"]))
+                bar.update(1)
+                continue
+            state = pending[video]
+            state.setdefault("chunks", 0)
+            state.setdefault("done_chunks", 0)
+            state["chunks"] += 1
+            state["last_seen"] = item["last"]
+            state.update(fps=item["fps"], num_frames=item["num_frames"], backend=item["backend"])
+            state["indices"].append(item["indices"])
+            frames = preprocess_frames(item["frames"], backbone.input_size, backbone.mean, backbone.std,
+                                       device=device, resize=resize, channels_last=channels_last)
+            batch.append((video, frames))
+            batch_frames += len(frames)
+            if batch_frames >= batch_size:
+                flush()
+        flush()
+    finally:
+        bar.close()
+        for source, message in writer.close():
+            result.written.remove(source)
+            result.failed.append(Failure(source, message))
+
+    # Videos whose decode failed half-way after some chunks: drop partial state.
+    for video in list(pending):
+        result.failed.append(Failure(todo[video][0], f"{todo[video][0]}: decoding stopped before the end"))
+    result.seconds = time.perf_counter() - started
+    _write_failures(out_dir, result.failed, shard)
+    return result
+
+
+def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int]) -> None:
+    """``OUT/failures.jsonl``: one JSON line per failed video of the latest run."""
+    name = FAILURES_FILE if shard[1] == 1 else f"failures.rank{shard[0]}.jsonl"
+    path = out_dir / name
+    if failures:
+        atomic_write_text(path, "".join(json.dumps(asdict(f)) + "\n" for f in failures))
+    elif path.exists():
+        path.unlink()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix_str(self, s: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", desc="extract", dynamic_ncols=True)
