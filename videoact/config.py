@@ -69,6 +69,8 @@ class FeatureConfig:
     weights: Optional[str] = _opt(None, doc="weights file or id; None = the backbone's default")
     pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2 or grid3 (g x g spatial cells)")
     image_size: int = _opt(224, ge=16)
+    resize: str = _opt("short_side_center_crop", choices=("short_side_center_crop", "squash"),
+                       doc="keep aspect and crop the centre, or stretch the whole frame")
     sampling: str = _opt("uniform", choices=("uniform", "dense", "fps", "all"))
     num_segments: int = _opt(16, ge=1, doc="frames per clip for uniform/dense sampling")
     stride: int = _opt(1, ge=1, doc="frame step for dense sampling")
