@@ -1,0 +1,378 @@
+"""The temporal-order benchmark generator: real rendering, real mp4 files, real decoders."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from videoact.cli import main
+from videoact.synthetic import (
+    CLASSES,
+    MAX_FRAMES,
+    MIN_FRAMES,
+    PAIRS,
+    ClipParams,
+    ObjectParams,
+    Track,
+    clip_path,
+    clip_rng,
+    make_synthetic,
+    mirror,
+    render,
+    render_clip,
+    render_sequence,
+    sample_params,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def decoded_frames(path: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return np.stack(frames)
+
+
+# ----------------------------------------------------------------- clips in memory
+
+
+def test_classes_are_five_pairs_of_opposites():
+    assert len(CLASSES) == 10 and len(set(CLASSES)) == 10
+    assert PAIRS == (
+        ("move_left", "move_right"),
+        ("move_up", "move_down"),
+        ("zoom_in", "zoom_out"),
+        ("rotate_cw", "rotate_ccw"),
+        ("fade_in", "fade_out"),
+    )
+
+
+def test_clip_shape_dtype_and_length_bounds():
+    lengths = set()
+    for i, name in enumerate(CLASSES):
+        for seed in range(3):
+            clip = render_clip(name, rng(100 * i + seed))
+            assert clip.dtype == np.uint8
+            assert clip.shape[1:] == (120, 160, 3)
+            assert MIN_FRAMES <= clip.shape[0] <= MAX_FRAMES
+            assert clip.std() > 10  # textured, not a flat picture
+            assert np.abs(np.diff(clip.astype(np.int16), axis=0)).mean() > 0.5  # frames change
+            lengths.add(clip.shape[0])
+    assert len(lengths) > 5  # lengths really are random
+    big = render_clip("zoom_in", rng(0), height=144, width=192, num_frames=20)
+    assert big.shape == (20, 144, 192, 3)
+
+
+def test_same_seed_same_frames_other_seed_other_frames():
+    a = render_clip("rotate_cw", rng(7))
+    b = render_clip("rotate_cw", rng(7))
+    np.testing.assert_array_equal(a, b)
+    c = render_clip("rotate_cw", rng(8))
+    assert a.shape != c.shape or not np.array_equal(a, c)
+    # Per-clip seeding: a clip depends only on (seed, split, class, index).
+    p = sample_params("fade_in", clip_rng(3, "val", "fade_in", 5))
+    assert p == sample_params("fade_in", clip_rng(3, "val", "fade_in", 5))
+    assert p != sample_params("fade_in", clip_rng(3, "val", "fade_in", 6))
+    assert p != sample_params("fade_in", clip_rng(3, "test", "fade_in", 5))
+
+
+def test_bad_arguments_are_refused_clearly():
+    with pytest.raises(ValueError, match="walk_left"):
+        render_clip("walk_left", rng(0))
+    with pytest.raises(ValueError, match="160x120"):
+        render_clip("move_left", rng(0), height=60, width=80)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        render_clip("move_left", rng(0), num_frames=1)
+
+
+# ------------------------------------------------------------------ reversal property
+
+
+def _swapped(track: Track) -> Track:
+    """The track played backwards, written out by hand: start and end swapped and the
+    easing reversed in time (progress p(t) becomes 1 - p(1 - t))."""
+    return Track(track.end, track.start, tuple(1.0 - p for p in track.progress[::-1]))
+
+
+def _swapped_object(obj: ObjectParams) -> ObjectParams:
+    return ObjectParams(
+        shape=obj.shape,
+        size=obj.size,
+        center=_swapped(obj.center),
+        scale=_swapped(obj.scale),
+        angle=_swapped(obj.angle),
+        opacity=_swapped(obj.opacity),
+        in_front=obj.in_front,
+    )
+
+
+@pytest.mark.parametrize("first, second", PAIRS)
+def test_reversed_clip_is_the_partner_with_swapped_start_and_end(first, second):
+    for seed in range(3):
+        p = sample_params(first, rng(seed))
+        q = ClipParams(
+            class_name=second,
+            height=p.height,
+            width=p.width,
+            fps=p.fps,
+            background_seed=p.background_seed,
+            background_offset=_swapped(p.background_offset),
+            foreground=_swapped_object(p.foreground),
+            distractors=tuple(_swapped_object(d) for d in p.distractors),
+            noise_sigma=p.noise_sigma,
+            noise_seeds=p.noise_seeds[::-1],
+        )
+        assert mirror(p) == q and mirror(q) == p
+        forward = render(p)
+        assert not np.array_equal(forward, forward[::-1])  # the clip has a direction
+        np.testing.assert_array_equal(render(q), forward[::-1])  # bit-exact
+    # The partner class is sampled as the mirror of the first class: the two classes'
+    # distributions are exact time-reversals of each other.
+    assert sample_params(second, rng(11)) == mirror(sample_params(first, rng(11)))
+
+
+# --------------------------------------------------------------- the motion is there
+
+
+def _with_opacity(p: ClipParams, level: float) -> ClipParams:
+    o = p.foreground.opacity
+    return dataclasses.replace(p, foreground=dataclasses.replace(p.foreground, opacity=Track((level,), (level,), o.progress)))
+
+
+def _clean(p: ClipParams) -> ClipParams:
+    return dataclasses.replace(p, distractors=(), noise_sigma=0.0)
+
+
+def _foreground_pixels(p: ClipParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Renders without noise/distractors: (as sampled, fully opaque, no foreground)."""
+    p = _clean(p)
+    return (render(p).astype(np.float32), render(_with_opacity(p, 1.0)).astype(np.float32),
+            render(_with_opacity(p, 0.0)).astype(np.float32))
+
+
+def _coverage(p: ClipParams) -> np.ndarray:
+    """How much the foreground covers each pixel ``[T, H, W]`` in [0, 1], whatever the
+    background: the difference between an all-black and an all-white version of it."""
+    p = _with_opacity(_clean(p), 1.0)
+
+    def painted(value: float) -> np.ndarray:
+        shape = dataclasses.replace(p.foreground.shape, color=(value,) * 3, pattern_color=(value,) * 3)
+        return render(dataclasses.replace(p, foreground=dataclasses.replace(p.foreground, shape=shape)))
+
+    return (painted(255.0).astype(np.float32) - painted(0.0)).mean(-1) / 255.0
+
+
+def _mask_stats(p: ClipParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: centroid (x, y) [T, 2] and area [T] (pixels) of the foreground."""
+    alpha = _coverage(p)
+    ys, xs = np.mgrid[0 : alpha.shape[1], 0 : alpha.shape[2]]
+    area = alpha.sum((1, 2))
+    centroid = np.stack([(alpha * xs).sum((1, 2)) / area, (alpha * ys).sum((1, 2)) / area], 1)
+    return centroid, area
+
+
+@pytest.mark.parametrize(
+    "name, axis, sign",
+    [("move_left", 0, -1), ("move_right", 0, 1), ("move_up", 1, -1), ("move_down", 1, 1)],
+)
+def test_translation_moves_the_shape_the_right_way(name, axis, sign):
+    for seed in range(3):
+        p = sample_params(name, rng(seed))
+        centroid, _ = _mask_stats(p)
+        extent = (p.width, p.height)[axis]
+        along = sign * (centroid[-1, axis] - centroid[0, axis])
+        assert 0.2 * extent < along < 0.55 * extent, (seed, along)
+        assert np.all(sign * np.diff(centroid[:, axis]) > -0.5)  # monotonic
+        across = abs(centroid[-1, 1 - axis] - centroid[0, 1 - axis])
+        assert across < 0.1 * (p.height, p.width)[axis]
+
+
+@pytest.mark.parametrize("name, grows", [("zoom_in", True), ("zoom_out", False)])
+def test_zoom_changes_the_shape_area(name, grows):
+    for seed in range(3):
+        _, area = _mask_stats(sample_params(name, rng(seed)))
+        ratio = area[-1] / area[0] if grows else area[0] / area[-1]
+        assert ratio > 1.8, (seed, ratio)  # zoom factor 1.5-3x: area 2.25-9x
+        assert np.all(np.diff(area) * (1 if grows else -1) > -0.02 * area.max())
+
+
+def _rotation_error(src: np.ndarray, src_c, dst: np.ndarray, dst_c, degrees_ccw: float) -> float:
+    """Mean error after moving ``src`` (a foreground-only image) onto ``dst`` with a
+    rotation, by OpenCV's convention (positive = counter-clockwise on screen)."""
+    # Translate the source centre onto the destination centre, then rotate about it.
+    m = cv2.getRotationMatrix2D((float(dst_c[0]), float(dst_c[1])), degrees_ccw, 1.0) @ np.array(
+        [[1, 0, dst_c[0] - src_c[0]], [0, 1, dst_c[1] - src_c[1]], [0, 0, 1]]
+    )
+    moved = cv2.warpAffine(src, m, (src.shape[1], src.shape[0]), flags=cv2.INTER_LINEAR)
+    return float(np.abs(moved - dst).mean())
+
+
+@pytest.mark.parametrize("name, clockwise", [("rotate_cw", True), ("rotate_ccw", False)])
+def test_rotation_turns_the_right_way(name, clockwise):
+    for seed in range(4):
+        p = sample_params(name, rng(seed))
+        _, full, empty = _foreground_pixels(p)
+        shape_only = full - empty  # foreground alone, background removed
+        centers = p.foreground.center.values()
+        angles = p.foreground.angle.values()[:, 0]
+        # A frame about 60 degrees into the turn (never 0 or a symmetric 180).
+        k = int(np.argmin(np.abs(np.abs(angles - angles[0]) - 60)))
+        turn = abs(angles[k] - angles[0])
+        cw = _rotation_error(shape_only[0], centers[0], shape_only[k], centers[k], -turn)
+        ccw = _rotation_error(shape_only[0], centers[0], shape_only[k], centers[k], +turn)
+        assert (cw < 0.7 * ccw) if clockwise else (ccw < 0.7 * cw), (seed, p.foreground.shape.kind, cw, ccw)
+
+
+@pytest.mark.parametrize("name, rising", [("fade_in", True), ("fade_out", False)])
+def test_fade_changes_opacity(name, rising):
+    for seed in range(3):
+        shown, full, empty = _foreground_pixels(sample_params(name, rng(seed)))
+        alpha = np.abs(shown - empty).sum((1, 2, 3)) / np.abs(full - empty).sum((1, 2, 3))
+        if not rising:
+            alpha = alpha[::-1]
+        assert alpha[0] < 0.35 and alpha[-1] > 0.75, (seed, alpha[0], alpha[-1])
+        assert np.all(np.diff(alpha) > -0.02)
+
+
+def test_rotation_of_a_circle_is_visible():
+    # A plain circle turning would be invisible; the marking makes it show.
+    for seed in range(40):
+        p = sample_params("rotate_cw", rng(seed))
+        if p.foreground.shape.kind == "circle":
+            break
+    else:
+        pytest.fail("no circle in 40 samples")
+    p = _clean(dataclasses.replace(p, background_offset=Track((0.0, 0.0), (0.0, 0.0), p.background_offset.progress)))
+    c = p.foreground.center.start
+    still = dataclasses.replace(p.foreground, center=Track(c, c, p.foreground.center.progress))
+    frames = render(dataclasses.replace(p, foreground=still)).astype(np.int16)
+    assert np.abs(frames[-1] - frames[0]).max() > 60
+
+
+# ------------------------------------------------------------------------- sequences
+
+
+def test_render_sequence_of_known_segments():
+    frames, segments = render_sequence([("move_left", 20), ("zoom_in", 24), ("fade_out", 18)], rng(5))
+    assert frames.shape == (62, 120, 160, 3) and frames.dtype == np.uint8
+    assert [(s.class_name, s.start, s.end) for s in segments] == [
+        ("move_left", 0, 20), ("zoom_in", 20, 44), ("fade_out", 44, 62)
+    ]
+    for s in segments:
+        assert s.params.class_name == s.class_name
+        np.testing.assert_array_equal(frames[s.start : s.end], render(s.params))
+    # One background across the cuts, its drift continuing where it stopped.
+    assert len({s.params.background_seed for s in segments}) == 1
+    for a, b in zip(segments, segments[1:]):
+        assert a.params.background_offset.end == b.params.background_offset.start
+    with pytest.raises(ValueError, match="segment"):
+        render_sequence([], rng(0))
+
+
+# ----------------------------------------------------------------------- the files
+
+
+def test_cli_writes_tree_and_lists_then_resumes(tmp_path, capsys):
+    import decord
+
+    out = tmp_path / "bench"
+    argv = ["make-synthetic", str(out), "--train-per-class", "2", "--val-per-class", "1",
+            "--test-per-class", "1", "--seed", "3", "--size", "160x120", "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    assert "wrote 40 clips" in capsys.readouterr().out
+
+    assert (out / "classes.txt").read_text().split("\n")[:-1] == list(CLASSES)
+    counts = {"train": 2, "val": 1, "test": 1}
+    for split, n in counts.items():
+        lines = (out / f"{split}.txt").read_text().splitlines()
+        assert len(lines) == 10 * n
+        for line in lines:
+            rel, label = line.split(" ")
+            path = out / rel
+            assert path.parent == out / split / label and path.suffix == ".mp4"
+            index = int(path.stem.rsplit("_", 1)[1])
+            expected = sample_params(label, clip_rng(3, split, label, index))
+            cap = cv2.VideoCapture(str(path))
+            assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == expected.num_frames
+            cap.release()
+            frames = decoded_frames(path)
+            assert frames.shape == (expected.num_frames, 120, 160, 3)
+            # The file holds the clip its name promises. mp4v is lossy and smooths the
+            # sensor noise away: compare with the noise-free rendering.
+            clean = render(dataclasses.replace(expected, noise_sigma=0.0)).astype(np.float32)
+            error = np.abs(frames.astype(np.float32) - clean).mean()
+            assert error < 6, (rel, error)
+            other = sample_params(label, clip_rng(3, split, label, index + 10))
+            other_error = np.abs(frames[0].astype(np.float32) - render(other)[0]).mean()
+            assert other_error > 2 * error
+            vr = decord.VideoReader(str(path))
+            assert len(vr) == expected.num_frames and vr[0].shape == (120, 160, 3)
+    # Nothing but the clips in the class folders; no half-written leftovers.
+    assert sorted(p.name for p in (out / "train").iterdir()) == sorted(CLASSES)
+    assert not list(out.rglob(".*"))
+
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*.mp4")}
+    assert len(before) == 40
+    result = make_synthetic(out, train_per_class=2, val_per_class=1, test_per_class=1, seed=3, progress=False)
+    assert (result["written"], result["skipped"]) == (0, 40)
+    # Growing a split adds clips and leaves the existing ones untouched.
+    result = make_synthetic(out, train_per_class=3, val_per_class=1, test_per_class=1, seed=3, progress=False)
+    assert (result["written"], result["skipped"]) == (10, 40)
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in before} == before
+    assert (out / clip_path("train", "zoom_out", 2)).is_file()
+    assert len((out / "train.txt").read_text().splitlines()) == 30
+
+    # Other settings in the same folder are refused, naming the manifest.
+    with pytest.raises(ValueError, match="synthetic.json.*seed"):
+        make_synthetic(out, train_per_class=1, seed=4, progress=False)
+    assert main([*argv[:-9], "--seed", "4", "--quiet"]) == 2
+    assert "synthetic.json" in capsys.readouterr().err
+
+
+def test_parallel_workers_write_the_same_clips(tmp_path):
+    # A half-written clip left by a killed run (its process is gone) is cleaned up.
+    stale = tmp_path / "b" / ".partial" / "999999999-train-move_up-0"
+    stale.mkdir(parents=True)
+    (stale / "move_up_0000.mp4").write_bytes(b"half")
+    kw = dict(train_per_class=1, val_per_class=1, test_per_class=0, seed=1, progress=False)
+    a = make_synthetic(tmp_path / "a", workers=1, **kw)
+    b = make_synthetic(tmp_path / "b", workers=2, **kw)
+    assert a["written"] == b["written"] == 20
+    assert not (tmp_path / "b" / ".partial").exists()
+    for line in (tmp_path / "a" / "val.txt").read_text().splitlines() + (tmp_path / "a" / "train.txt").read_text().splitlines():
+        rel = line.split(" ")[0]
+        np.testing.assert_array_equal(decoded_frames(tmp_path / "a" / rel), decoded_frames(tmp_path / "b" / rel))
+
+
+def test_tool_script_runs_with_worker_processes(tmp_path):
+    # tools/make_synthetic.py has no __main__ guard: worker processes must not re-run it.
+    out = tmp_path / "t"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "make_synthetic.py"), str(out), "--train-per-class", "1",
+         "--val-per-class", "0", "--test-per-class", "0", "--workers", "2", "--quiet"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((out / "train").rglob("*.mp4"))) == 10
+    assert (out / "val.txt").read_text() == ""
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "make_synthetic.py"), str(tmp_path / "x"), "--size", "160by120"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "160x120" in bad.stderr
