@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -361,12 +360,23 @@ def test_parallel_workers_write_the_same_clips(tmp_path):
 
 
 def test_tool_script_runs_with_worker_processes(tmp_path):
-    # tools/make_synthetic.py has no __main__ guard: worker processes must not re-run it.
+    # Worker processes must not re-run the caller: check through an unguarded script
+    # whose process has already used OpenCV's thread pool (a forked worker would hang).
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import cv2, numpy as np\n"
+        "from videoact.synthetic import make_synthetic\n"
+        "cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000))\n"
+        f"r = make_synthetic({str(tmp_path / 'u')!r}, train_per_class=1, val_per_class=0, test_per_class=0, workers=2, progress=False)\n"
+        "print('written', r['written'])\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "written 10" in proc.stdout, proc.stderr
     out = tmp_path / "t"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "make_synthetic.py"), str(out), "--train-per-class", "1",
          "--val-per-class", "0", "--test-per-class", "0", "--workers", "2", "--quiet"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "train").rglob("*.mp4"))) == 10

@@ -738,8 +738,8 @@ def _run_workers(jobs: list[tuple], workers: int, bar: Any) -> int:
 
     Fresh interpreters rather than multiprocessing: a forked child of a process that
     has used OpenCV's thread pool deadlocks in OpenCV (measured: hangs in
-    ``cv2.setNumThreads``), and "spawn" re-runs the caller's main module, which the
-    ``tools/*.py`` fronts and ``python -m videoact`` do not guard.
+    ``cv2.setNumThreads``), and "spawn" re-runs the caller's main module, so any
+    unguarded script calling this (``python -m videoact`` included) would recurse.
     """
     import subprocess
     import threading
