@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per video file")
+    p.add_argument("--exclude", metavar="LIST",
+                   help="skip the videos listed in this file (one path per line, e.g. from "
+                        "`videoact check --quarantine`)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -51,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
     from ..extract import SamplingSpec, extract_features
 
     videos, root = gather_videos(args.src, args.root)
+    if args.exclude:
+        from ..health import exclude_paths, read_exclude_list
+
+        try:
+            excluded = read_exclude_list(args.exclude)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"videoact extract: {exc}", file=sys.stderr)
+            return 2
+        videos, dropped = exclude_paths(videos, excluded)
+        print(f"excluded {len(dropped)} videos listed in {args.exclude}", file=sys.stderr)
     if not videos:
         print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
         return 1

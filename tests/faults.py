@@ -1,0 +1,164 @@
+"""Real faulty inputs for the reliability tests: awkward files, a decoder that does not
+return, unreadable permissions for root, a small real filesystem that fills up."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from videoact.testing import coded_frame, write_coded_video
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "testvideos"
+
+# What `videoact check` finds in the third-party corpus (status, frames) with the decoders
+# here; av1_video.mkv depends on whether decord has an AV1 decoder (decord2 3.4 does).
+SHARED_EXPECTED = {
+    "again.mkv": ("readable", 77),
+    "book.mkv": ("readable", 109),
+    "carphone_pristine.mp4": ("readable", 120),
+    "corrupted.mp4": ("partial", 28),  # the container claims 50
+    "demo.mp4": ("readable", 280),
+    "eat.mkv": ("readable", 47),
+    "h264_10bits.mp4": ("readable", 30),
+    "h265_video.mp4": ("readable", 10),
+    "nasa_13013.mp4": ("readable", 390),  # decord reads the larger of two video streams
+    "no.mkv": ("readable", 66),
+    "no_duration.webm": ("fallback", 74),  # decord cannot measure it; OpenCV reads it
+    "test.avi": ("readable", 164),
+    "unordered.mov": ("readable", 4),
+    "var_fps_video.mp4": ("readable", 300),
+    "video_90.mov": ("readable", 3),
+    "yes.mkv": ("readable", 65),
+}
+
+
+def shared_videos() -> list[Path]:
+    return sorted(p for p in SHARED.iterdir() if p.suffix != ".md") if SHARED.is_dir() else []
+
+
+def write_gif(path: Path, num_frames: int = 12) -> Path:
+    """An animated GIF whose frame ``i`` encodes ``i`` (written with PIL)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(coded_frame(i)) for i in range(num_frames)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=40, loop=0)
+    return path
+
+
+def write_hanging_avi(path: Path, gigabytes: int = 200) -> Path:
+    """A valid 20-frame AVI followed by ``gigabytes`` of zeros (a sparse file: no disk used).
+
+    Measured here: decord's open and OpenCV's frame scan both walk the whole tail at
+    about 11 s per GB, so opening this file does not return for about half an hour: a
+    decoder that, for any practical time limit, never returns.
+    """
+    tmp = path.with_name(".base-" + path.name)
+    data = write_coded_video(tmp, 20).read_bytes()
+    tmp.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(len(data) + gigabytes * 2**30)
+    return path
+
+
+def write_awkward_folder(root: Path) -> dict[str, tuple[str, int | None]]:
+    """Generated awkward files under ``root``: name -> (expected check status, frames)."""
+    root.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, tuple[str, int | None]] = {}
+    write_coded_video(root / "good.mp4", 24)
+    expected["good.mp4"] = ("readable", 24)
+    write_coded_video(root / "good.avi", 16)
+    expected["good.avi"] = ("readable", 16)
+    for ext in (".mp4", ".avi", ".mkv"):
+        write_coded_video(root / f"one_frame{ext}", 1)
+        expected[f"one_frame{ext}"] = ("readable", 1)
+    write_coded_video(root / "wide_4000.mp4", 3, height=2250, width=4000)
+    expected["wide_4000.mp4"] = ("readable", 3)
+    write_gif(root / "animated.gif", 12)
+    expected["animated.gif"] = ("readable", 12)
+    (root / "empty.mp4").write_bytes(b"")
+    expected["empty.mp4"] = ("unreadable", None)
+    (root / "notes.mkv").write_text("these are meeting notes, not a video\n" * 50)
+    expected["notes.mkv"] = ("unreadable", None)
+    (root / "random.mov").write_bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8).tobytes())
+    expected["random.mov"] = ("unreadable", None)
+    os.mkfifo(root / "pipe.mp4")  # opening a FIFO for reading blocks until a writer comes
+    expected["pipe.mp4"] = ("unreadable", None)
+    os.symlink(root / "gone" / "missing.mp4", root / "dangling.mp4")
+    expected["dangling.mp4"] = ("unreadable", None)
+    # Damaged in the middle: decord fails reading, OpenCV decodes the first 22 frames.
+    data = bytearray(write_coded_video(root / ".full.mp4", 60).read_bytes())
+    (root / ".full.mp4").unlink()
+    third = len(data) // 3
+    data[third:third + 2000] = bytes(2000)
+    (root / "damaged.mp4").write_bytes(bytes(data))
+    expected["damaged.mp4"] = ("partial", 22)
+    return expected
+
+
+# ------------------------------------------------------------------ unreadable permissions
+
+
+def unreadable_prefix() -> tuple[list[str] | None, str]:
+    """A command prefix under which a mode-000 file really cannot be read.
+
+    Not root: no prefix needed. Root ignores file modes (CAP_DAC_OVERRIDE), so drop
+    that capability with ``setpriv`` (the process stays root, so the venv stays
+    readable). Returns ``(None, why)`` when neither works here.
+    """
+    if os.geteuid() != 0:
+        return [], "not root"
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None, "running as root and setpriv is not installed: mode 000 does not stop root"
+    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = Path(tmp) / "secret"
+        secret.write_text("x")
+        secret.chmod(0)
+        proc = subprocess.run([*prefix, sys.executable, "-c", f"open({str(secret)!r}).read()"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0 or "PermissionError" not in proc.stderr:
+            return None, "dropping CAP_DAC_OVERRIDE with setpriv did not stop root from reading"
+    return prefix, "root without CAP_DAC_OVERRIDE"
+
+
+# ------------------------------------------------------------------ a small filesystem
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "2m") -> Iterator[Path]:
+    """Mount a real tmpfs of ``size`` at ``path`` (root only); skips the test otherwise."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'not root'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def run_cli(*args: str, timeout: float = 300, prefix: list[str] | None = None,
+            **kw) -> subprocess.CompletedProcess:
+    """``python -m videoact ARGS`` in a subprocess; a hang past ``timeout`` fails the test."""
+    import pytest
+
+    cmd = [*(prefix or []), sys.executable, "-m", "videoact", *map(str, args)]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`videoact {' '.join(map(str, args))}` hung for more than {timeout:g} s "
+                    f"(stderr: {(exc.stderr or b'')[-1500:]!r})")

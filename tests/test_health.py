@@ -1,0 +1,225 @@
+"""`videoact check`: every awkward file sorted into readable / fallback / partial /
+unreadable with its reason, in killable worker processes (real files, real decoders)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from faults import (SHARED, SHARED_EXPECTED, run_cli, shared_videos, unreadable_prefix, write_awkward_folder,
+                    write_hanging_avi)
+
+from videoact.feature_cache import load_features
+from videoact.health import (FileHealth, check_file, check_videos, exclude_paths, read_exclude_list,
+                             write_quarantine)
+from videoact.testing import write_coded_video
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("awkward") / "videos"
+    return root, write_awkward_folder(root)
+
+
+def by_name(report) -> dict[str, FileHealth]:
+    return {Path(f.path).name: f for f in report.files}
+
+
+def test_every_awkward_file_gets_its_status_and_reason(awkward):
+    root, expected = awkward
+    report = check_videos(root, workers=2, timeout=60)
+    found = by_name(report)
+    assert sorted(found) == sorted(expected)
+    for name, (status, frames) in expected.items():
+        assert found[name].status == status, (name, found[name])
+        if frames is not None:
+            assert found[name].frames == frames, (name, found[name])
+    assert found["wide_4000.mp4"].width == 4000 and found["wide_4000.mp4"].height == 2250
+    assert found["animated.gif"].claimed == 12
+    assert found["empty.mp4"].reason == "file is empty (0 bytes)"
+    assert found["pipe.mp4"].reason.startswith("not a regular file (a named pipe")
+    assert found["dangling.mp4"].reason.startswith("broken symbolic link")
+    for name in ("notes.mkv", "random.mov"):
+        assert found[name].reason.startswith("not a readable video (decord: ")
+        assert "OpenCV: cannot open it" in found[name].reason
+    damaged = found["damaged.mp4"]
+    assert (damaged.backend, damaged.frames, damaged.claimed) == ("opencv", 22, 60)
+    assert damaged.reason.startswith("22 of 60 claimed frames decode; decord cannot read it: decord failed")
+    counts = report.counts()
+    assert counts == {"readable": 7, "fallback": 0, "partial": 1, "unreadable": 5}
+    assert not report.ok and report.worker_restarts == 0
+    assert not mp.active_children()  # every worker process was shut down
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testvideos not present")
+def test_third_party_corpus():
+    report = check_videos(SHARED, workers=2, timeout=120)
+    found = by_name(report)
+    for name, (status, frames) in SHARED_EXPECTED.items():
+        if name not in found:
+            continue
+        assert (found[name].status, found[name].frames) == (status, frames), found[name]
+    corrupted = found["corrupted.mp4"]
+    assert (corrupted.claimed, corrupted.claimed_by) == (50, "decord")
+    assert corrupted.reason == "28 of 50 claimed frames decode"
+    webm = found["no_duration.webm"]
+    assert webm.backend == "opencv" and webm.claimed is None  # OpenCV's count is garbage (-1.4e17)
+    assert "Failed to measure duration/frame-count" in webm.reason
+    av1 = found["av1_video.mkv"]  # depends on decord's build having an AV1 decoder
+    assert (av1.status, av1.frames) == ("readable", 125) or (av1.status == "unreadable" and av1.reason)
+    assert found["video_90.mov"].width == 320 and found["video_90.mov"].height == 568  # rotation applied
+    assert len(report.files) == len(shared_videos())
+
+
+def test_time_limit_kills_a_decoder_that_never_returns(tmp_path):
+    hang = write_hanging_avi(tmp_path / "v" / "hang.avi")
+    write_coded_video(tmp_path / "v" / "after.mp4", 10)
+    try:
+        started = time.monotonic()
+        report = check_videos(tmp_path / "v", workers=1, timeout=4)
+        elapsed = time.monotonic() - started
+    finally:
+        hang.unlink()
+    found = by_name(report)
+    assert found["hang.avi"].status == "unreadable"
+    assert found["hang.avi"].reason == ("timed out: no result within 4 s (the decoder did not return; "
+                                        "its worker process was killed)")
+    assert found["after.mp4"].status == "readable" and found["after.mp4"].frames == 10
+    assert report.worker_restarts == 1
+    assert elapsed < 4 + 2 * 60  # the limit plus two worker start-ups, not half an hour
+    assert not mp.active_children()
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(tmp_path):
+    """A decoder crash (segfault, out-of-memory kill) takes its worker down: the file is
+    reported with the signal and the scan goes on. A real SIGKILL stands in for the OOM killer."""
+    hang = write_hanging_avi(tmp_path / "v" / "a_hang.avi")
+    write_coded_video(tmp_path / "v" / "b_after.mp4", 10)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(report=check_videos(tmp_path / "v", workers=1,
+                                                                             timeout=None)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not mp.active_children():
+            time.sleep(0.05)
+        victim = mp.active_children()[0]
+        time.sleep(3)  # let it get into the file
+        os.kill(victim.pid, 9)
+        thread.join(120)
+    finally:
+        hang.unlink()
+    assert not thread.is_alive()
+    found = by_name(box["report"])
+    assert found["a_hang.avi"].status == "unreadable"
+    assert found["a_hang.avi"].reason == ("the decoder crashed: its worker process died with SIGKILL "
+                                          "(out of memory?)")
+    assert found["b_after.mp4"].status == "readable"
+
+
+def test_deep_check_finds_damage_that_the_quick_check_misses(tmp_path):
+    # MJPEG AVI with garbage a third of the way in: frames 0, middle and last still decode.
+    data = bytearray(write_coded_video(tmp_path / "full.avi", 60).read_bytes())
+    third = len(data) // 3
+    data[third:third + 3000] = os.urandom(3000)
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+    quick = check_file(damaged)
+    deep = check_file(damaged, deep=True)
+    assert quick.status == "readable"
+    assert deep.status == "partial" and deep.frames < quick.frames
+    assert deep.claimed == 60
+    good = check_file(tmp_path / "full.avi", deep=True)
+    assert (good.status, good.frames) == ("readable", 60)
+
+
+def test_memory_stays_bounded_over_many_files(tmp_path):
+    src = tmp_path / "many"
+    one = write_coded_video(tmp_path / "one.mp4", 8).read_bytes()
+    for i in range(180):
+        (src / f"d{i % 12}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 12}" / f"clip{i:04d}.mp4").write_bytes(one)
+    few = check_videos(src / "d0", workers=1, timeout=60, max_files_per_worker=100)
+    many = check_videos(src, workers=1, timeout=60, max_files_per_worker=100)
+    assert many.counts()["readable"] == 180 and few.counts()["readable"] == 15
+    # The peak includes the shared decoder and torch libraries (about 1.4 GB here); what
+    # matters is that twelve times the files do not raise it.
+    assert many.max_worker_rss_mb - few.max_worker_rss_mb < 100, (few.max_worker_rss_mb, many.max_worker_rss_mb)
+
+
+def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path):
+    root, expected = awkward
+    report_file, quarantine = tmp_path / "report.json", tmp_path / "quarantine.txt"
+    proc = run_cli("check", root, "--json", report_file, "--quarantine", quarantine, "--workers", "2", "--quiet")
+    assert proc.returncode == 1, proc.stderr  # some files are unreadable
+    assert "partially readable                  1" in proc.stdout
+    assert f"{root / 'empty.mp4'}: file is empty (0 bytes)" in proc.stdout
+    data = json.loads(report_file.read_text())
+    assert data["counts"] == {"readable": 7, "fallback": 0, "partial": 1, "unreadable": 5}
+    statuses = {Path(f["path"]).name: f["status"] for f in data["files"]}
+    assert statuses == {name: status for name, (status, _) in expected.items()}
+    listed = [line for line in quarantine.read_text().splitlines() if line and not line.startswith("#")]
+    unreadable = sorted(str((root / n).absolute()) for n, (s, _) in expected.items() if s == "unreadable")
+    assert sorted(listed) == unreadable
+    assert len(read_exclude_list(quarantine)) == 5
+
+    # extract skips the quarantined files and reads everything else (the partial one too)
+    out = tmp_path / "features"
+    proc = run_cli("extract", root, out, "--exclude", quarantine, "--image-size", "32", "--sampling", "uniform",
+                   "--num-segments", "2", "--workers", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert f"excluded 5 videos listed in {quarantine}" in proc.stderr
+    written = sorted(p.name for p in out.glob("*.safetensors"))
+    assert written == sorted(f"{n}.safetensors" for n, (s, _) in expected.items() if s != "unreadable")
+    assert load_features(out / "damaged.mp4.safetensors").features.shape[0] == 2
+
+    missing = run_cli("extract", root, out, "--exclude", tmp_path / "nope.txt")
+    assert missing.returncode == 2 and "nope.txt: exclusion list not found" in missing.stderr
+
+
+def test_annotation_list_reports_listed_files_and_bad_lines(tmp_path):
+    root = tmp_path / "data"
+    write_coded_video(root / "a" / "ok.mp4", 12)
+    (root / "a" / "empty.mp4").write_bytes(b"")
+    write_coded_video(tmp_path / "outside.mp4", 5)
+    listing = root / "list.txt"
+    listing.write_text("a/ok.mp4 walk\na/empty.mp4 walk\na/missing.mp4 run\n../outside.mp4 run\njustonetoken\n")
+    report = check_videos(listing, workers=1, timeout=60)
+    found = by_name(report)
+    assert found["ok.mp4"].status == "readable"
+    assert found["empty.mp4"].reason == "file is empty (0 bytes)"
+    assert found["missing.mp4"].reason == "file not found"
+    assert "outside.mp4" not in found  # escaping paths are refused, not opened
+    assert any(":4: outside_root:" in p for p in report.problems)
+    assert any(":5: malformed:" in p for p in report.problems)
+    assert "annotation problem:" in report.summary()
+
+
+def test_unreadable_permissions(tmp_path):
+    prefix, why = unreadable_prefix()
+    if prefix is None:
+        pytest.skip(why)
+    src = tmp_path / "v"
+    write_coded_video(src / "open.mp4", 8)
+    secret = write_coded_video(src / "secret.mp4", 8)
+    secret.chmod(0)
+    proc = run_cli("check", src, "--workers", "1", "--quiet", prefix=prefix)
+    assert proc.returncode == 1, proc.stderr
+    assert f"unreadable  {secret}: permission denied" in proc.stdout
+    assert "readable                            1" in proc.stdout
+
+
+def test_exclusion_list_matching(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "sub" / "b.mp4"
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\n\na.mp4\n" + str(tmp_path / "sub" / ".." / "sub" / "b.mp4") + "\n")
+    excluded = read_exclude_list(listing)
+    kept, dropped = exclude_paths([a, b, tmp_path / "c.mp4"], excluded)
+    assert dropped == [a, b] and kept == [tmp_path / "c.mp4"]
+    report = check_videos([a], workers=0)
+    with pytest.raises(ValueError, match="unknown statuses"):
+        write_quarantine(report, tmp_path / "q.txt", statuses=("broken",))

@@ -1,0 +1,659 @@
+"""Video health check: which files of a collection videoact can read, and why not.
+
+``check_videos(SRC)`` scans a folder (recursively) or an annotation list and sorts each
+file into one of four statuses:
+
+* ``readable``   - the preferred decoder (decord) reads it;
+* ``fallback``   - readable, but only with the fallback decoder (OpenCV); ``reason``
+  says why decord failed;
+* ``partial``    - fewer frames decode than the container claims (``frames`` versus
+  ``claimed``): videoact uses the frames that decode, but the file is damaged;
+* ``unreadable`` - nothing usable; ``reason`` says why (empty, not a video, no decoder
+  for the codec, permission denied, timed out, decoder crashed, ...).
+
+Each file is checked the way the other commands read it: :func:`videoact.decode.open_video`
+(decord, OpenCV fallback), its verified frame count, then the first, middle and last
+frame (``deep=True`` decodes every frame instead, finding damage in the middle too).
+
+Files are checked in worker processes that the parent can kill: a file whose decoder
+does not return within ``timeout`` seconds (e.g. a valid header followed by gigabytes
+of garbage that the demuxer scans) or that crashes the decoder (a segfault in C code)
+costs one worker, which is replaced, and is reported as unreadable with that reason.
+Workers are also replaced every ``max_files_per_worker`` files, so memory stays bounded
+however many files there are; the report records the workers' peak memory.
+
+The result is a :class:`HealthReport`: JSON (:meth:`HealthReport.to_dict`), a readable
+summary (:meth:`HealthReport.summary`) and a quarantine list
+(:func:`write_quarantine`), one path per line, that ``videoact extract --exclude`` and
+the training config's ``data.exclude`` skip (:func:`read_exclude_list`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import stat
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import wait as wait_for
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+__all__ = [
+    "STATUSES",
+    "FileHealth",
+    "HealthReport",
+    "check_file",
+    "check_videos",
+    "gather_sources",
+    "write_quarantine",
+    "read_exclude_list",
+    "exclude_paths",
+]
+
+READABLE, FALLBACK, PARTIAL, UNREADABLE = "readable", "fallback", "partial", "unreadable"
+STATUSES = (READABLE, FALLBACK, PARTIAL, UNREADABLE)
+STATUS_TEXT = {
+    READABLE: "readable",
+    FALLBACK: "readable with the fallback decoder",
+    PARTIAL: "partially readable",
+    UNREADABLE: "unreadable",
+}
+# Frame counts that are not a claim at all (OpenCV reports e.g. -1.4e17 for a WebM
+# without a duration).
+_MAX_PLAUSIBLE_FRAMES = 10**8
+# Seconds a new worker process may take to start (spawn, import decoders and torch) and
+# take its first file; on a loaded machine this can be many seconds.
+STARTUP_TIMEOUT = 120.0
+
+
+@dataclass
+class FileHealth:
+    """The outcome for one file.
+
+    ``frames``: frames verified to decode (with ``deep``: frames actually decoded);
+    ``claimed``: frames the container claims, from decord's index (``claimed_by ==
+    "decord"``) or OpenCV's estimate from duration and rate (``"opencv"``), ``None`` when
+    the container gives no usable number.
+    """
+
+    path: str
+    status: str
+    reason: str | None = None
+    backend: str | None = None
+    frames: int | None = None
+    claimed: int | None = None
+    claimed_by: str | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    size_bytes: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        """videoact commands can read frames from it (all statuses but ``unreadable``)."""
+        return self.status != UNREADABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class HealthReport:
+    """Every file's :class:`FileHealth` plus how the check ran."""
+
+    source: str
+    files: list[FileHealth]
+    problems: list[str] = field(default_factory=list)  # annotation-list problems (bad lines)
+    workers: int = 0
+    timeout: float | None = None
+    deep: bool = False
+    seconds: float = 0.0
+    worker_restarts: int = 0  # workers killed (time limit) or lost (crash) and replaced
+    max_worker_rss_mb: float = 0.0  # peak resident memory of any worker process
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for f in self.files:
+            out[f.status] += 1
+        return out
+
+    def with_status(self, *statuses: str) -> list[FileHealth]:
+        return [f for f in self.files if f.status in statuses]
+
+    @property
+    def ok(self) -> bool:
+        """No file is unreadable."""
+        return not self.with_status(UNREADABLE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "counts": self.counts(),
+            "settings": {"workers": self.workers, "timeout": self.timeout, "deep": self.deep},
+            "seconds": round(self.seconds, 3),
+            "worker_restarts": self.worker_restarts,
+            "max_worker_rss_mb": round(self.max_worker_rss_mb, 1),
+            "problems": list(self.problems),
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    def summary(self, limit: int | None = 50) -> str:
+        """A readable report: counts, then every file that is not plainly readable."""
+        counts = self.counts()
+        how = f"{self.workers} worker processes" if self.workers else "in this process"
+        limit_text = f", {self.timeout:g} s per file" if self.timeout else ""
+        lines = [f"checked {len(self.files)} files from {self.source} in {self.seconds:.1f} s "
+                 f"({how}{limit_text}{', every frame decoded' if self.deep else ''})"]
+        width = max(len(t) for t in STATUS_TEXT.values())
+        for status in STATUSES:
+            lines.append(f"  {STATUS_TEXT[status]:<{width}}  {counts[status]}")
+        bad = [f for f in self.files if f.status != READABLE]
+        shown = bad if limit is None else bad[:limit]
+        if shown:
+            lines.append("")
+        for f in shown:
+            if f.status in (PARTIAL, FALLBACK):
+                detail = f"{f.reason} ({f.frames} frames read with {f.backend})"
+            else:
+                detail = f.reason or ""
+            lines.append(f"{f.status:<10}  {f.path}: {detail}")
+        if len(shown) < len(bad):
+            lines.append(f"... and {len(bad) - len(shown)} more (see the JSON report)")
+        for p in self.problems:
+            lines.append(f"annotation problem: {p}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- one file
+
+
+def _precheck(path: str) -> str | None:
+    """Reasons found without a decoder (cheap, and clearer than a decoder's message)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken symbolic link (to {os.readlink(path)})"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot stat the file ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return None  # a JPEG frame folder: open_video reads it
+    if stat.S_ISFIFO(st.st_mode):
+        return "not a regular file (a named pipe: reading it could block forever)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device or socket)"
+    if st.st_size == 0:
+        return "file is empty (0 bytes)"
+    try:  # os.access says yes to root; an actual read is the real test
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    return None
+
+
+def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
+    """Frames the container claims: decord's frame index if decord reads the file,
+    else OpenCV's estimate (duration x rate)."""
+    inner = getattr(reader, "_inner", reader)  # _AutoReader wraps the reader it uses
+    vr = getattr(inner, "_vr", None) if getattr(inner, "backend", None) == "decord" else None
+    if vr is not None:
+        try:
+            return int(len(vr)), "decord"
+        except Exception:
+            pass
+    if getattr(inner, "backend", None) == "frames":
+        return None, None
+    import cv2
+
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:
+        value = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else float("nan")
+    finally:
+        cap.release()
+    if math.isfinite(value) and 0 < value < _MAX_PLAUSIBLE_FRAMES:
+        return int(round(value)), "opencv"
+    return None, None
+
+
+def _short_fraction(frames: int, claimed: int | None, claimed_by: str | None) -> bool:
+    """True when fewer frames decode than claimed. OpenCV's count is an estimate
+    (duration x rate, often one frame high for Matroska): allow 1 frame + 1% there."""
+    if claimed is None:
+        return False
+    slack = 0 if claimed_by == "decord" else 1 + claimed // 100
+    return frames < claimed - slack
+
+
+def _fallback_text(reason: str) -> str:
+    """decode's "not a readable video (decord: X)" -> "decord cannot read it: X"."""
+    prefix = "not a readable video (decord: "
+    if reason.startswith(prefix) and reason.endswith(")"):
+        reason = reason[len(prefix):-1]
+    return f"decord cannot read it: {reason}"
+
+
+def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "auto") -> FileHealth:
+    """Check one file in this process (no time limit: :func:`check_videos` adds one)."""
+    from .decode import VideoDecodeError, open_video
+
+    path = os.fspath(path)
+    started = time.monotonic()
+    result = FileHealth(path=path, status=UNREADABLE)
+    try:
+        result.size_bytes = os.stat(path).st_size if os.path.isfile(path) else None
+    except OSError:
+        pass
+    reason = _precheck(path)
+    if reason is not None:
+        result.reason = reason
+        result.seconds = time.monotonic() - started
+        return result
+    reader = None
+    try:
+        reader = open_video(path, backend=backend, num_threads=1)
+        # The frames extraction and inference would read first: start, middle, end.
+        first = reader.backend
+        try:
+            n = len(reader)
+            reader.get(sorted({0, n // 2, n - 1}))
+        except VideoDecodeError:
+            # decord opened it but failed reading; the OpenCV fallback may decode fewer
+            # frames than decord counted. Sample again within what OpenCV decodes.
+            if reader.backend == first:
+                raise
+            n = len(reader)
+            reader.get(sorted({0, n // 2, n - 1}))
+        decoded, deep_error = len(reader), None
+        if deep:
+            decoded = 0
+            try:
+                for _ in reader.iter_frames():
+                    decoded += 1
+            except VideoDecodeError as exc:
+                deep_error = exc.reason
+        result.backend = reader.backend
+        result.frames = decoded
+        result.fps = float(reader.fps)
+        result.width, result.height = int(reader.width), int(reader.height)
+        ts = reader.timestamps()
+        if len(ts):
+            result.duration = float(ts[-1]) + 1.0 / float(reader.fps)
+        result.claimed, result.claimed_by = _claimed_frames(reader, path)
+        if deep_error is not None:
+            result.status = PARTIAL if decoded else UNREADABLE
+            result.reason = f"decoding stopped after {decoded} frames: {deep_error}"
+            if result.claimed is None or result.claimed <= decoded:
+                result.claimed, result.claimed_by = len(reader), "verified count"
+        elif _short_fraction(decoded, result.claimed, result.claimed_by):
+            result.status = PARTIAL
+            result.reason = f"{decoded} of {result.claimed} claimed frames decode"
+            if reader.fallback_reason:
+                result.reason += f"; {_fallback_text(reader.fallback_reason)}"
+        elif reader.fallback_reason:
+            result.status = FALLBACK
+            result.reason = _fallback_text(reader.fallback_reason)
+        else:
+            result.status = READABLE
+    except VideoDecodeError as exc:
+        result.reason = exc.reason
+    except MemoryError:
+        result.reason = "out of memory while decoding"
+    except Exception as exc:  # a decoder's own exception types: report, never stop the scan
+        result.reason = f"{type(exc).__name__}: {exc}"
+    finally:
+        if reader is not None:
+            try:
+                reader.close()
+            except Exception:
+                pass
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _worker_main(conn: Any, deep: bool, backend: str) -> None:
+    """A worker: receive ``(index, path)``; send ``("begin", index)``, then
+    ``("done", index, FileHealth dict, peak RSS MB)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Import the decoders (and torch, which reading a clip needs) before the first file,
+    # so the first file's time limit is not spent on start-up.
+    import torch  # noqa: F401
+
+    from .decode import limit_threads
+
+    limit_threads(1)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, path = task
+        conn.send(("begin", index))
+        result = check_file(path, deep=deep, backend=backend)
+        conn.send(("done", index, result.to_dict(), _peak_rss_mb()))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, deep: bool, backend: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, deep, backend), daemon=True,
+                                name="videoact-check")
+        self.proc.start()
+        child.close()
+        self.task: tuple[int, str] | None = None
+        self.given = 0.0  # when the task was sent
+        self.started: float | None = None  # when the worker said it began (the clock starts)
+        self.files = 0
+
+    def give(self, task: tuple[int, str]) -> None:
+        self.task, self.given, self.started = task, time.monotonic(), None
+        self.conn.send(task)
+
+    def deadline(self, timeout: float) -> float:
+        if self.started is None:  # still starting up (spawn + imports): a generous limit
+            return self.given + max(STARTUP_TIMEOUT, timeout)
+        return self.started + timeout
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.proc.join(2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(2)
+        self.conn.close()
+
+
+def _death_reason(proc: Any) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the decoder crashed: its worker process died with {name}{hint}"
+    return f"the decoder crashed: its worker process exited with status {code}"
+
+
+def _run_pool(paths: list[str], workers: int, timeout: float | None, deep: bool, backend: str,
+              max_files_per_worker: int, on_result: Callable[[FileHealth], None],
+              ) -> tuple[list[FileHealth], int, float]:
+    """Check ``paths`` in killable worker processes.
+
+    Returns (results in input order, workers replaced after a time-out or a crash, peak
+    worker RSS in MB).
+    """
+    ctx = mp.get_context("spawn")  # no fork: the parent may hold decoder/torch threads
+    results: list[FileHealth | None] = [None] * len(paths)
+    todo = deque(enumerate(paths))
+    restarts, peak_rss = 0, 0.0
+
+    def start() -> _Worker:
+        with _main_script_hidden():
+            return _Worker(ctx, deep, backend)
+
+    pool: list[_Worker | None] = [start() for _ in range(min(workers, len(paths)))]
+    try:
+        for w in pool:
+            if w is not None and todo:
+                w.give(todo.popleft())
+        while True:
+            busy = [w for w in pool if w is not None and w.task is not None]
+            if not busy:
+                break
+            wait_s = None
+            if timeout:
+                wait_s = max(0.0, min(w.deadline(timeout) for w in busy) - time.monotonic())
+            ready = set(wait_for([w.conn for w in busy] + [w.proc.sentinel for w in busy], wait_s))
+            now = time.monotonic()
+            for slot, w in enumerate(pool):
+                if w is None or w.task is None:
+                    continue
+                index, path = w.task
+                if w.conn in ready or w.proc.sentinel in ready:
+                    try:
+                        message = w.conn.recv()
+                    except (EOFError, OSError):  # the process died before answering
+                        w.proc.join(5)
+                        failure = _death_reason(w.proc)
+                    else:
+                        assert message[1] == index, (message, index)
+                        if message[0] == "begin":
+                            w.started = now
+                            continue
+                        _, _, data, rss = message
+                        peak_rss = max(peak_rss, float(rss))
+                        results[index] = FileHealth(**data)
+                        on_result(results[index])
+                        w.task, w.files = None, w.files + 1
+                        if w.files >= max_files_per_worker and todo:
+                            w.stop()  # recycle: whatever the decoders leaked goes with the process
+                            w = pool[slot] = start()
+                        if todo:
+                            w.give(todo.popleft())
+                        continue
+                elif timeout and now >= w.deadline(timeout):
+                    if w.started is None:
+                        failure = f"the worker process did not start within {max(STARTUP_TIMEOUT, timeout):g} s"
+                    else:
+                        failure = (f"timed out: no result within {timeout:g} s (the decoder did not "
+                                   "return; its worker process was killed)")
+                else:
+                    continue
+                # Time-out or crash: report the file, replace the worker.
+                w.kill()
+                restarts += 1
+                results[index] = FileHealth(path=path, status=UNREADABLE, reason=failure,
+                                            seconds=now - (w.started or w.given))
+                on_result(results[index])
+                pool[slot] = None
+                if todo:
+                    w = pool[slot] = start()
+                    w.give(todo.popleft())
+    finally:
+        for w in pool:
+            if w is None:
+                continue
+            if w.task is None:
+                w.stop()
+            else:
+                w.kill()
+    return [r for r in results if r is not None], restarts, peak_rss
+
+
+def _main_script_hidden():
+    """Keep spawned workers from re-running the parent's ``__main__`` script
+    (``tools/check_videos.py``); shared with :mod:`videoact.frames`."""
+    from .frames import _main_script_hidden as hidden
+
+    return hidden()
+
+
+# ---------------------------------------------------------------- the scan
+
+
+def gather_sources(src: str | os.PathLike, root: str | os.PathLike | None = None,
+                   ) -> tuple[list[str], list[str]]:
+    """Paths to check for ``src`` and annotation problems.
+
+    ``src`` is a folder (all files with a video extension below it, hidden ones
+    skipped), a single video file, or an annotation list / CSV (every listed path,
+    missing ones included, so that they are reported; lines that cannot be used, such
+    as paths escaping the dataset root, come back as problems).
+    """
+    from .datasets import VIDEO_EXTENSIONS, read_annotations
+    from .decode import list_videos
+
+    path = Path(src)
+    if path.is_dir():
+        return [str(p) for p in list_videos(path)], []
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(f"{src}: no such folder, video or annotation list")
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return [str(path)], []
+    samples, _classes, problems = read_annotations(path, root=root, check_files=False)
+    return [str(s.path) for s in samples], [str(p) for p in problems]
+
+
+def check_videos(
+    src: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    root: str | os.PathLike | None = None,
+    workers: int | None = None,
+    timeout: float | None = 60.0,
+    deep: bool = False,
+    backend: str = "auto",
+    max_files_per_worker: int = 200,
+    progress: Callable[[FileHealth], None] | None = None,
+) -> HealthReport:
+    """Check every video of ``src`` (a folder, a video, an annotation list, or a list of paths).
+
+    Args:
+        root: dataset root for relative paths in an annotation list (default: its folder).
+        workers: worker processes (default: the CPU count, at most 8). ``0`` checks in
+            this process, without a time limit (a hanging decoder then hangs the call).
+        timeout: seconds allowed per file; a worker still busy after that is killed and
+            the file reported unreadable. ``None`` or ``0``: no limit.
+        deep: decode every frame instead of the first, middle and last.
+        backend: "auto" (decord, OpenCV fallback), "decord" or "opencv".
+        max_files_per_worker: a worker is replaced after this many files (bounded memory).
+        progress: called with each :class:`FileHealth` as it is done.
+
+    Returns a :class:`HealthReport` with files in the order of ``src``.
+    """
+    started = time.monotonic()
+    problems: list[str] = []
+    if isinstance(src, (str, os.PathLike)):
+        source = os.fspath(src)
+        paths, problems = gather_sources(src, root)
+    else:
+        paths = [os.fspath(p) for p in src]
+        source = f"{len(paths)} files"
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    if max_files_per_worker < 1:
+        raise ValueError(f"max_files_per_worker must be >= 1, got {max_files_per_worker}")
+    on_result = progress or (lambda _r: None)
+    restarts, peak = 0, 0.0
+    if workers <= 0 or not paths:
+        files = []
+        for p in paths:
+            files.append(check_file(p, deep=deep, backend=backend))
+            on_result(files[-1])
+        peak = _peak_rss_mb() if paths else 0.0
+    else:
+        files, restarts, peak = _run_pool(paths, workers, timeout or None, deep, backend,
+                                          max_files_per_worker, on_result)
+    return HealthReport(source=source, files=files, problems=problems, workers=max(0, workers),
+                        timeout=(timeout or None) if workers > 0 else None, deep=deep,
+                        seconds=time.monotonic() - started, worker_restarts=restarts,
+                        max_worker_rss_mb=peak)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def write_report(report: HealthReport, path: str | os.PathLike) -> Path:
+    """The JSON report, written atomically."""
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+    return Path(path)
+
+
+QUARANTINE_HEADER = "# videoact quarantine list: one path per line; `#` lines are comments"
+
+
+def write_quarantine(report: HealthReport, path: str | os.PathLike,
+                     statuses: Iterable[str] = (UNREADABLE,)) -> list[FileHealth]:
+    """Write the files with ``statuses`` (default: unreadable) as an exclusion list.
+
+    One absolute path per line, each after a ``#`` comment line with its status and
+    reason. Written atomically; returns the files listed.
+    """
+    from .atomic import atomic_write_text
+
+    wanted = set(statuses)
+    unknown = wanted - set(STATUSES)
+    if unknown:
+        raise ValueError(f"unknown statuses {sorted(unknown)}: use {STATUSES}")
+    chosen = [f for f in report.files if f.status in wanted]
+    lines = [QUARANTINE_HEADER, f"# from `videoact check {report.source}`: {len(chosen)} files"]
+    for f in chosen:
+        text = os.path.abspath(f.path)
+        if "\n" in text or "\r" in text:
+            continue  # cannot be listed one per line; nothing would match it anyway
+        reason = (f.reason or "").replace("\n", " ")
+        lines.append(f"# {f.status}: {reason}")
+        lines.append(text)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return chosen
+
+
+def _key(path: str | os.PathLike) -> str:
+    return os.path.normcase(os.path.realpath(os.fspath(path)))
+
+
+def read_exclude_list(path: str | os.PathLike) -> set[str]:
+    """Paths of an exclusion list (as :func:`write_quarantine` writes, or by hand).
+
+    One path per line; blank lines and lines starting with ``#`` are ignored; relative
+    paths are relative to the list's folder. Returns normalized real paths (compare
+    with :func:`exclude_paths`). Raises ``FileNotFoundError`` naming the list.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: exclusion list not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the exclusion list ({exc})") from None
+    out = set()
+    for line in text.splitlines():
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        p = Path(item)
+        out.add(_key(p if p.is_absolute() else path.parent / p))
+    return out
+
+
+def exclude_paths(paths: Sequence[Any], excluded: set[str],
+                  key: Callable[[Any], str | os.PathLike] = lambda p: p) -> tuple[list[Any], list[Any]]:
+    """Split ``paths`` (or objects, with ``key`` giving each one's path) into
+    ``(kept, excluded)`` by an exclusion set from :func:`read_exclude_list`."""
+    kept, dropped = [], []
+    for item in paths:
+        (dropped if _key(key(item)) in excluded else kept).append(item)
+    return kept, dropped
