@@ -69,18 +69,35 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sampling = SamplingSpec(mode=args.sampling, num_segments=args.num_segments, stride=args.stride,
                             target_fps=args.fps, max_frames=args.max_frames)
-    result = extract_features(
-        videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling,
-        image_size=args.image_size, sampling=sampling, batch_size=args.batch_size, num_workers=args.workers,
-        device=args.device, amp=not args.no_amp, compile=args.compile, backend=args.backend,
-        file_timeout=args.timeout, progress=not args.no_progress,
-    )
-    print(f"extracted {len(result.written)} videos ({result.frames} frames, "
-          f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s), "
-          f"skipped {len(result.skipped)} up to date, failed {len(result.failed)}")
-    if result.failed:
+    # Under torchrun (WORLD_SIZE > 1) each rank takes every WORLD_SIZE-th video.
+    from ..distributed import DistributedSetupError, all_gather_objects, distributed_session
+
+    try:
+        with distributed_session(args.device) as dist_info:
+            result = extract_features(
+                videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling,
+                image_size=args.image_size, sampling=sampling, batch_size=args.batch_size,
+                num_workers=args.workers, device=dist_info.device if dist_info.enabled else args.device,
+                amp=not args.no_amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
+                shard=(dist_info.rank, dist_info.world_size), progress=not args.no_progress and dist_info.is_main,
+            )
+            parts = all_gather_objects((len(result.written), len(result.skipped), result.failed,
+                                        result.frames, result.seconds))
+    except DistributedSetupError as exc:
+        print(f"videoact extract: {exc}", file=sys.stderr)
+        return 2
+    written, skipped = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    failed = [f for p in parts for f in p[2]]
+    frames, seconds = sum(p[3] for p in parts), max(p[4] for p in parts)
+    if not dist_info.is_main:
+        return 1 if failed else 0
+    ranks = f" on {len(parts)} ranks" if len(parts) > 1 else ""
+    print(f"extracted {written} videos ({frames} frames, "
+          f"{frames / max(seconds, 1e-9):.1f} frames/s{ranks}), "
+          f"skipped {skipped} up to date, failed {len(failed)}")
+    if failed:
         print(f"failures (also in {Path(args.out) / 'failures.jsonl'}):", file=sys.stderr)
-        for failure in result.failed:
+        for failure in failed:
             print(f"  {failure.reason}", file=sys.stderr)
         return 1
     return 0
