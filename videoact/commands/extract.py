@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
     p.add_argument("--pooling", default="avg", help="avg, grid2 or grid3 (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
+    p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
+                   help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
     p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"])
     p.add_argument("--num-segments", type=int, default=16, help="with --sampling uniform")
     p.add_argument("--stride", type=int, default=1, help="with --sampling dense")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         with distributed_session(args.device) as dist_info:
             result = extract_features(
                 videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling,
-                image_size=args.image_size, sampling=sampling, batch_size=args.batch_size,
+                image_size=args.image_size, sampling=sampling, resize=args.resize, batch_size=args.batch_size,
                 num_workers=args.workers, device=dist_info.device if dist_info.enabled else args.device,
                 amp=not args.no_amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
                 shard=(dist_info.rank, dist_info.world_size), progress=not args.no_progress and dist_info.is_main,
