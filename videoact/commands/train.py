@@ -1,0 +1,43 @@
+"""``videoact train [CONFIG] --data TRAIN [--val VAL] [--work-dir DIR] [--set key=value ...]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None,
+                   help="YAML config (default: configs/default.yaml, i.e. the built-in defaults)")
+    p.add_argument("--data", help="training videos: class-per-subfolder folder or annotation list (data.train)")
+    p.add_argument("--val", help="validation videos (data.val); default: a stratified hold-out of --data")
+    p.add_argument("--test", help="test videos (data.test), evaluated with best.pt at the end")
+    p.add_argument("--root", help="dataset root for relative paths in list files (data.root)")
+    p.add_argument("--work-dir", help="output folder: config.yaml, metrics.jsonl, last.pt, best.pt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, load_config
+    from ..training import TrainingError, train
+
+    overrides = list(args.overrides)
+    for key, value in (("data.train", args.data), ("data.val", args.val), ("data.test", args.test),
+                       ("data.root", args.root), ("work_dir", args.work_dir)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        cfg = load_config(args.config, overrides)
+        if not cfg.data.train:
+            raise ConfigError("no training data: give --data FOLDER_OR_LIST (or data.train in the config)")
+        summary = train(cfg)
+    except (ConfigError, TrainingError) as exc:
+        print(f"videoact train: {exc}", file=sys.stderr)
+        return 2
+    print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}% "
+          f"after {summary['epochs_run']} epochs; checkpoints in {summary['work_dir']}")
+    if "test" in summary:
+        t = summary["test"]
+        print(f"test: top-1 {t['top1'] * 100:.2f}%  top-5 {t['top5'] * 100:.2f}%  "
+              f"mean class accuracy {t['mean_class_acc'] * 100:.2f}%")
+    return 0

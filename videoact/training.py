@@ -1,0 +1,399 @@
+"""The training loop for temporal models on cached CNN features. Read it top to bottom.
+
+``train(cfg)``:
+
+1. read the data (class-per-subfolder folder or annotation list); without a validation
+   set, hold out a stratified part of the training data
+2. extract features for every video whose cache is missing or stale
+3. build the temporal model, AdamW, warm-up + cosine schedule
+4. resume from ``work_dir/last.pt`` when it exists
+5. epochs: train (label smoothing, gradient clipping, AMP on CUDA, non-finite checks),
+   validate, log to ``metrics.jsonl``, save ``last.pt`` and ``best.pt`` atomically,
+   stop early when validation accuracy stops improving
+6. evaluate ``best.pt`` on the test set when one is given
+
+Works in one process or under ``torchrun`` (DistributedDataParallel; rank 0 writes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .atomic import atomic_write_text
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, save_config
+from .datasets import FeatureDataset, collate_features, load_dataset, stratified_split
+from .extract import SamplingSpec, extract_features, extraction_settings, resolve_device
+from .temporal import create_temporal_model
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss with ``nonfinite: stop``)."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum numbers over ranks (identity in one process)."""
+    if _dist()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.01) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_factor``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalization weights (1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def feature_settings(cfg: Config) -> dict[str, Any]:
+    """What a checkpoint records about features, so inference can recompute them."""
+    from .backbones import create_backbone
+
+    backbone = create_backbone(cfg.feature.backbone, pretrained=True, weights=cfg.feature.weights,
+                               pooling=cfg.feature.pooling)
+    return {
+        "backbone": backbone.name,
+        "weights": cfg.feature.weights,
+        "weights_id": backbone.weights_id,
+        "pooling": backbone.pooling,
+        "image_size": int(cfg.feature.image_size or backbone.input_size),
+        "resize": cfg.feature.resize,
+        "mean": list(backbone.mean),
+        "std": list(backbone.std),
+        "feature_dim": int(backbone.feature_dim),
+        "sampling": dataclasses.asdict(sampling_spec(cfg)),
+        "num_segments": cfg.feature.num_segments,
+    }
+
+
+def sampling_spec(cfg: Config) -> SamplingSpec:
+    """Frames cached per video. Training then samples ``num_segments`` of them."""
+    f = cfg.feature
+    return SamplingSpec(mode=f.sampling, num_segments=f.num_segments, stride=f.stride,
+                        target_fps=f.target_fps, max_frames=f.max_frames)
+
+
+def rebase(samples: list, root: Path) -> list:
+    """Give every sample a cache key relative to one common root (train and val may differ)."""
+    return [dataclasses.replace(s, rel=Path(s.path).resolve().relative_to(root).as_posix()) for s in samples]
+
+
+def cache_root(samples: list, data_root: str | None) -> Path:
+    """The folder cache keys are relative to: ``data.root`` when every video lies inside it
+    (so the cache matches ``videoact extract --root``), else the videos' common folder."""
+    parents = [str(Path(s.path).resolve().parent) for s in samples]
+    if data_root:
+        root = Path(data_root).resolve()
+        if all(os.path.commonpath([p, str(root)]) == str(root) for p in parents):
+            return root
+    return Path(os.path.commonpath(parents)).resolve()
+
+
+def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> list:
+    """Extract missing or stale features; return the samples whose features exist."""
+    rank, world = _dist()
+    result = extract_features(
+        [s.path for s in samples], cache_dir, root=root, backbone=cfg.feature.backbone,
+        weights=cfg.feature.weights, pooling=cfg.feature.pooling, image_size=cfg.feature.image_size,
+        sampling=sampling_spec(cfg), resize=cfg.feature.resize, batch_size=cfg.feature.batch_size, device=cfg.feature.device,
+        num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0,
+    )
+    if world > 1:
+        dist.barrier()
+    failed = {f.path for f in result.failed}
+    for f in result.failed:
+        print(f"warning: skipping {f.reason}", file=sys.stderr)
+    return [s for s in samples if str(s.path) not in failed]
+
+
+# ---------------------------------------------------------------- evaluation pass
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``[N, C]`` and labels ``[N]`` for everything in ``loader`` (this rank's part)."""
+    model.eval()
+    probs, labels = [], []
+    for features, lengths, y in loader:
+        logits = model(features.to(device), lengths)
+        probs.append(logits.float().softmax(-1).cpu())
+        labels.append(y)
+    return torch.cat(probs), torch.cat(labels)
+
+
+def evaluate_loss_acc(model, loader, device) -> dict[str, float]:
+    model.eval()
+    totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
+    with torch.no_grad():
+        for features, lengths, y in loader:
+            logits = model(features.to(device), lengths).float()
+            y = y.to(device)
+            totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
+            totals[1] += (logits.argmax(-1) == y).sum().item()
+            totals[2] += len(y)
+    loss_sum, correct, count = _all_sum(totals, device)
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1)}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """Train a temporal model as configured; return the final metrics."""
+    rank, world = _dist()
+    is_main = rank == 0
+    device = resolve_device(cfg.train.device)
+    work_dir = Path(cfg.work_dir)
+    if is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, work_dir / "config.yaml")
+    seed_everything(cfg.train.seed)
+
+    # 1. data
+    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root)
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if not train_samples:
+        raise TrainingError(f"{cfg.data.train}: no training videos found")
+    if cfg.data.val:
+        val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+    else:
+        train_samples, val_samples = stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)
+    test_samples: list = []
+    if cfg.data.test:
+        test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=classes)
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+
+    # 2. features (one cache for all splits, keyed by paths relative to a common root)
+    everything = train_samples + val_samples + test_samples
+    root = cache_root(everything, cfg.data.root)
+    train_samples, val_samples, test_samples = (rebase(s, root) for s in (train_samples, val_samples, test_samples))
+    cache_dir = Path(cfg.feature.cache_dir) if cfg.feature.cache_dir else work_dir / "features"
+    ok = {str(s.path) for s in ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)}
+    train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
+                                                for x in (train_samples, val_samples, test_samples))
+    segments = cfg.feature.num_segments
+    train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
+                               temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed)
+    val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False)
+
+    per_rank_batch = max(1, cfg.train.batch_size // world)
+    sampler = None
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    workers = cfg.data.num_workers
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
+                              generator=generator, collate_fn=collate_features, num_workers=workers,
+                              drop_last=False)
+    val_sampler = None
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        val_sampler = DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False)
+    val_loader = DataLoader(val_set, batch_size=per_rank_batch, sampler=val_sampler,
+                            collate_fn=collate_features, num_workers=workers)
+
+    # 3. model and optimisation
+    in_dim = train_set[0][0].shape[-1]
+    model_kwargs = dataclasses.asdict(cfg.model)
+    name = model_kwargs.pop("name")
+    model = create_temporal_model(name, in_dim=in_dim, num_classes=len(classes), **model_kwargs).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    steps_per_epoch = max(1, len(train_loader))
+    total_steps = steps_per_epoch * cfg.train.epochs
+    warmup_steps = int(round(cfg.train.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
+    use_amp = cfg.train.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    ddp_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    features_info = feature_settings(cfg)
+    features_info["feature_dim"] = int(in_dim)
+
+    # 4. resume
+    start_epoch, step, best_acc, bad_epochs, skipped_steps = 0, 0, -1.0, 0, 0
+    last_path, best_path = work_dir / "last.pt", work_dir / "best.pt"
+    history: list[dict] = []
+    if last_path.exists():
+        state = load_checkpoint(last_path, map_location="cpu")
+        model.load_state_dict(state["model_state"])
+        ts = state["train_state"]
+        optimizer.load_state_dict(ts["optimizer"])
+        scheduler.load_state_dict(ts["scheduler"])
+        if scaler.is_enabled() and ts.get("scaler"):
+            scaler.load_state_dict(ts["scaler"])
+        start_epoch, step = int(ts["epoch"]) + 1, int(ts["step"])
+        best_acc, bad_epochs = float(ts["best_acc"]), int(ts["bad_epochs"])
+        skipped_steps = int(ts.get("skipped_steps", 0))
+        torch.set_rng_state(ts["torch_rng"])
+        generator.set_state(ts["loader_rng"])
+        history = [h for h in _read_metrics(work_dir / "metrics.jsonl") if h["epoch"] < start_epoch]
+        if is_main:
+            print(f"resuming from {last_path} at epoch {start_epoch + 1}")
+
+    def checkpoint(path: Path, epoch: int, metrics: dict) -> None:
+        save_checkpoint(
+            path, model_state=model.state_dict(), model_config=model.config, classes=list(classes),
+            feature=features_info,
+            train_state={
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "epoch": epoch, "step": step, "best_acc": best_acc, "bad_epochs": bad_epochs,
+                "skipped_steps": skipped_steps, "torch_rng": torch.get_rng_state(),
+                "loader_rng": generator.get_state(),
+            },
+            metrics=metrics,
+        )
+
+    # 5. epochs
+    from tqdm import tqdm
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if bad_epochs >= cfg.train.early_stopping_patience > 0:
+            break
+        ddp_model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        totals = [0.0, 0.0, 0.0]
+        t0 = time.perf_counter()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
+                   disable=not is_main or not cfg.train.progress, dynamic_ncols=True)
+        for features, lengths, y in bar:
+            features, y = features.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = ddp_model(features, lengths)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+            if not torch.isfinite(loss):
+                skipped_steps += 1
+                message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
+                if cfg.train.nonfinite == "stop":
+                    raise TrainingError(message + "; stopping (last good checkpoint kept: " f"{last_path})")
+                print(f"warning: {message}; step skipped", file=sys.stderr)
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                scheduler.step()
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or float("inf"))
+            if not torch.isfinite(grad_norm):
+                skipped_steps += 1
+                message = f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}"
+                if cfg.train.nonfinite == "stop":
+                    raise TrainingError(message + f"; stopping (last good checkpoint kept: {last_path})")
+                print(f"warning: {message}; step skipped", file=sys.stderr)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.update()
+                step += 1
+                scheduler.step()
+                continue
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            totals[0] += loss.item() * len(y)
+            totals[1] += (logits.argmax(-1) == y).sum().item()
+            totals[2] += len(y)
+            bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}")
+        loss_sum, correct, count = _all_sum(totals, device)
+        val = evaluate_loss_acc(model, val_loader, device)
+        record = {
+            "epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0],
+            "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
+            "val_loss": val["loss"], "val_acc": val["acc"], "seconds": time.perf_counter() - t0,
+            "skipped_steps": skipped_steps,
+        }
+        improved = val["acc"] > best_acc
+        if improved:
+            best_acc, bad_epochs = val["acc"], 0
+        else:
+            bad_epochs += 1
+        history.append(record)
+        if is_main:
+            if improved:
+                checkpoint(best_path, epoch, record)
+            checkpoint(last_path, epoch, record)
+            atomic_write_text(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            if cfg.train.progress:
+                print(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} acc {record['train_acc']:.3f} "
+                      f"| val loss {val['loss']:.4f} acc {val['acc']:.3f}" + (" *" if improved else ""))
+    if world > 1:
+        dist.barrier()
+
+    # 6. test the best checkpoint
+    summary: dict[str, Any] = {"best_val_acc": best_acc, "epochs_run": len(history), "work_dir": str(work_dir),
+                               "classes": list(classes), "history": history}
+    if test_samples and is_main:
+        from .evaluation import classification_metrics
+
+        best = load_checkpoint(best_path)
+        model.load_state_dict(best["model_state"])
+        test_set = FeatureDataset(test_samples, cache_dir, num_segments=segments, train=False)
+        probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch,
+                                                  collate_fn=collate_features), device)
+        summary["test"] = classification_metrics(probs, labels, list(classes))
+    return summary
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
