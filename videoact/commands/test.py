@@ -1,0 +1,41 @@
+"""``videoact test CHECKPOINT DATA [--out metrics.json]``: accuracy, per-class metrics, confusion matrix."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
+    p.add_argument("data", help="class-per-subfolder folder or annotation list")
+    p.add_argument("--root", help="dataset root for relative paths in a list file")
+    p.add_argument("--out", help="metrics JSON file (top1, top5, mean_class_acc, per_class, confusion_matrix)")
+    p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
+    p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
+    from ..evaluation import confusion_png, evaluate, format_report, save_metrics
+
+    try:
+        metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
+                           device=args.device, progress=not args.no_progress)
+    except (CheckpointError, RuntimeError, FileNotFoundError) as exc:
+        print(f"videoact test: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(metrics))
+    png = Path(args.confusion) if args.confusion else (
+        Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
+    confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
+    metrics["confusion_png"] = str(png)
+    print(f"\nconfusion matrix image: {png}")
+    if args.out:
+        save_metrics(metrics, args.out)
+        print(f"metrics: {args.out}")
+    for f in metrics["failures"]:
+        print(f"failed: {f['reason']}", file=sys.stderr)
+    return 1 if metrics["failures"] else 0

@@ -1,0 +1,157 @@
+"""Classification metrics: top-1/top-5, mean class accuracy, per-class precision and
+recall, and the confusion matrix as text and as a PNG."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write_bytes, atomic_write_text
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[C, C]`` counts, rows = true class, columns = predicted class."""
+    index = labels.long() * num_classes + pred.long()
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Metrics from scores ``[N, C]`` and true labels ``[N]``; accuracies are fractions in 0..1."""
+    probs, labels = probs.float().cpu(), labels.long().cpu()
+    num_classes = len(classes)
+    n = len(labels)
+    k = min(5, num_classes)
+    topk = probs.topk(k, dim=1).indices  # [N, k]
+    pred = topk[:, 0]
+    cm = confusion_matrix(pred, labels, num_classes)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    tp = cm.diag()
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.nan)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.nan)
+    present = support > 0
+    return {
+        "num_samples": int(n),
+        "top1": float((pred == labels).float().mean()) if n else 0.0,
+        "top5": float((topk == labels[:, None]).any(1).float().mean()) if n else 0.0,
+        "mean_class_acc": float(recall[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {
+                "precision": None if torch.isnan(precision[i]) else float(precision[i]),
+                "recall": None if torch.isnan(recall[i]) else float(recall[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "classes": list(classes),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
+    """The confusion matrix as aligned text (rows: true class, columns: predicted)."""
+    names = list(classes)
+    width = max(3, *(len(str(v)) for row in cm for v in row))
+    label_w = max(len(c) for c in names) + 4
+    lines = ["rows: true class, columns: predicted class (numbered as the rows)",
+             " " * label_w + " ".join(f"{j:>{width}}" for j in range(len(names)))]
+    for i, (name, row) in enumerate(zip(names, cm)):
+        lines.append(f"{i:>2}  {name:<{label_w - 4}}" + " ".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """A human-readable summary: accuracies, per-class table, confusion matrix."""
+    lines = [
+        f"samples: {metrics['num_samples']}",
+        f"top-1: {metrics['top1'] * 100:.2f}%   top-5: {metrics['top5'] * 100:.2f}%   "
+        f"mean class accuracy: {metrics['mean_class_acc'] * 100:.2f}%",
+        "",
+        f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
+    ]
+    for name, m in metrics["per_class"].items():
+        p = "-" if m["precision"] is None else f"{m['precision'] * 100:.1f}%"
+        r = "-" if m["recall"] is None else f"{m['recall'] * 100:.1f}%"
+        lines.append(f"{name:<24} {p:>9} {r:>9} {m['support']:>8}")
+    lines += ["", format_confusion(metrics["confusion_matrix"], metrics["classes"])]
+    return "\n".join(lines)
+
+
+def confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
+                  title: str = "confusion matrix") -> Path:
+    """Draw the row-normalized confusion matrix with counts into a PNG file (OpenCV, no GUI)."""
+    import cv2
+
+    cm = np.asarray(cm, dtype=np.float64)
+    c = len(classes)
+    cell = max(28, min(64, 900 // max(c, 1)))
+    label_w = 12 + 8 * max(len(n) for n in classes)
+    top = 40 + label_w
+    h, w = top + c * cell + 20, label_w + c * cell + 20
+    img = np.full((h, w, 3), 255, np.uint8)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, title, (10, 24), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    for i in range(c):
+        for j in range(c):
+            shade = int(255 * (1 - rows[i, j]))
+            x0, y0 = label_w + j * cell, top + i * cell
+            img[y0:y0 + cell - 1, x0:x0 + cell - 1] = (255, shade, shade) if i != j else (shade, 255, shade)
+            if cm[i, j]:
+                text = str(int(cm[i, j]))
+                colour = (255, 255, 255) if rows[i, j] > 0.6 else (0, 0, 0)
+                cv2.putText(img, text, (x0 + 3, y0 + cell // 2 + 4), font, 0.35, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, classes[i], (6, top + i * cell + cell // 2 + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    # column labels, written rotated: draw on a strip, rotate it, paste it
+    strip = np.full((cell * c, label_w, 3), 255, np.uint8)
+    for j, name in enumerate(classes):
+        cv2.putText(strip, name, (6, j * cell + cell // 2 + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    rotated = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)  # [label_w, cell*c]
+    img[40:40 + label_w, label_w:label_w + c * cell] = rotated
+    ok, data = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError(f"{path}: could not encode PNG")
+    path = Path(path)
+    atomic_write_bytes(path, data.tobytes())
+    return path
+
+
+def save_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+    return path
+
+
+def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
+             num_clips: int = 1, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint on a class-per-subfolder folder or an annotation list.
+
+    Returns :func:`classification_metrics` plus ``failures`` (videos that could not be read,
+    left out of the metrics) and ``problems`` (annotation problems).
+    """
+    from tqdm import tqdm
+
+    from .datasets import load_dataset
+    from .inference import VideoClassifier
+
+    classifier = VideoClassifier.from_checkpoint(checkpoint, device=device)
+    samples, _classes, problems = load_dataset(data, root=root, classes=classifier.classes)
+    probs, labels, failures = [], [], []
+    for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
+        results, failed = classifier.predict_many([sample.path], num_clips=num_clips)
+        failures += failed
+        for r in results:
+            probs.append(r.probs)
+            labels.append(sample.label)
+    if not probs:
+        raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed)")
+    metrics = classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes)
+    metrics["failures"] = [{"path": p, "reason": r} for p, r in failures]
+    metrics["problems"] = [str(p) for p in problems]
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["num_clips"] = num_clips
+    return metrics
