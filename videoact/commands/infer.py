@@ -1,0 +1,138 @@
+"""``videoact infer CHECKPOINT INPUT... [--top-k K] [--out FILE.json|FILE.csv]``.
+
+With ``--timeline`` each input is a long video classified in sliding windows
+(``--window SEC``, ``--stride SEC``) into a timeline and merged action segments
+(:mod:`videoact.timeline`); ``--out`` then writes the timeline as JSON or CSV and
+``--annotate OUT.mp4`` an annotated copy of the (single) input video.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
+    p.add_argument("inputs", nargs="+", help="video files or folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
+    p.add_argument("--out", help="write results to a .json or .csv file")
+    p.add_argument("--device", default="auto")
+    t = p.add_argument_group("long videos (--timeline)")
+    t.add_argument("--timeline", action="store_true",
+                   help="classify each input in sliding windows: per-window top-k and merged action segments")
+    t.add_argument("--window", type=float, metavar="SEC",
+                   help="window length in seconds (default 2; the model sees num_segments frames of it)")
+    t.add_argument("--stride", type=float, metavar="SEC", help="step between windows in seconds (default window/4)")
+    t.add_argument("--threshold", type=float, default=0.0,
+                   help="windows whose top probability is below this are 'no confident action' (default 0)")
+    t.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the input video with the timeline drawn on it")
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    from ..decode import list_videos
+
+    videos: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        videos.extend(list_videos(path) if path.is_dir() else [path])
+    return videos
+
+
+def write_results(path: Path, rows: list[dict]) -> None:
+    from ..atomic import atomic_write_text
+
+    if path.suffix.lower() == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["source", "rank", "label", "prob"])
+        for row in rows:
+            for rank, t in enumerate(row["top"], 1):
+                writer.writerow([row["source"], rank, t["label"], f"{t['prob']:.6f}"])
+        atomic_write_text(path, buf.getvalue())
+    else:
+        atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
+
+
+def check_timeline_args(args: argparse.Namespace) -> str | None:
+    """A usage error for the timeline options, or None."""
+    if not args.timeline:
+        used = [f"--{n}" for n in ("window", "stride", "annotate") if getattr(args, n) is not None]
+        return f"{', '.join(used)} only work with --timeline" if used else None
+    for name in ("window", "stride"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            return f"--{name} must be a positive number of seconds, got {value}"
+    if args.annotate and len(args.inputs) != 1:
+        return "--annotate writes one annotated video: give exactly one input"
+    return None
+
+
+def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> int:
+    from ..decode import VideoDecodeError
+    from ..timeline import annotate_video, classify_timeline, write_timeline
+
+    if args.annotate and len(videos) != 1:
+        print(f"videoact infer: --annotate needs exactly one video, {len(videos)} found", file=sys.stderr)
+        return 2
+    timelines, failures = [], []
+    for video in videos:
+        try:
+            tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
+                                   top_k=args.top_k, threshold=args.threshold)
+        except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
+            message = str(exc)
+            failures.append(message if str(video) in message else f"{video}: {message}")
+            continue
+        timelines.append(tl)
+        print(f"{tl.source}  ({tl.duration:.2f} s; {len(tl.windows)} windows of {tl.window:g} s every "
+              f"{tl.stride:g} s; {tl.frames_processed} frames through the CNN)")
+        for seg in tl.segments:
+            print(f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})")
+        if not tl.segments:
+            print("  no confident action")
+        if args.annotate:
+            try:
+                out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
+                print(f"annotated video written to {out}")
+            except (VideoDecodeError, OSError) as exc:
+                failures.append(f"{args.annotate}: {exc}")
+    if args.out and timelines:
+        write_timeline(timelines[0] if len(timelines) == 1 else timelines, Path(args.out))
+        print(f"timeline written to {args.out}")
+    for reason in failures:
+        print(f"failed: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
+    from ..inference import VideoClassifier
+
+    usage = check_timeline_args(args)
+    if usage:
+        print(f"videoact infer: {usage}", file=sys.stderr)
+        return 2
+    try:
+        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
+    except CheckpointError as exc:
+        print(f"videoact infer: {exc}", file=sys.stderr)
+        return 2
+    videos = collect_inputs(args.inputs)
+    if args.timeline:
+        return run_timeline(args, classifier, videos)
+    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips)
+    for r in results:
+        print(r.source)
+        for label, prob in r.top:
+            print(f"  {prob * 100:6.2f}%  {label}")
+    if args.out:
+        write_results(Path(args.out), [r.to_dict() for r in results])
+        print(f"results written to {args.out}")
+    for path, reason in failures:
+        print(f"failed: {reason}", file=sys.stderr)
+    return 1 if failures else 0

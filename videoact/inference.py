@@ -1,0 +1,185 @@
+"""Clip-level inference from a checkpoint: ``VideoClassifier.from_checkpoint(path).predict(video)``.
+
+A checkpoint holds the temporal model, the label names and the feature settings
+(backbone, weights, pooling, image size, normalization, sampling), so it is enough on
+its own. Frames are chosen exactly as for evaluation during training: the cached
+frame set of the extraction sampling, then ``num_segments`` segment centres of it.
+Features are rounded to float16 like the cached ones, so probabilities agree with
+those computed at the end of training.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import build_model_from_checkpoint, load_checkpoint
+from .cnn_lstm import CNNLSTM
+from .extract import SamplingSpec, resolve_device
+
+
+@dataclass
+class Prediction:
+    """The result for one video."""
+
+    source: str
+    top: list[tuple[str, float]]  # (label, probability), best first
+    probs: torch.Tensor  # [C]
+    frame_indices: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "label": self.label,
+                "top": [{"label": l, "prob": p} for l, p in self.top]}
+
+
+def segment_positions(length: int, num_segments: int | None, clip: int = 0, num_clips: int = 1) -> list[int]:
+    """Positions in ``range(length)`` for ``num_segments`` segments.
+
+    ``num_clips == 1`` gives the segment centres (as evaluation in training does);
+    clip ``k`` of ``K`` takes the point ``(k + 0.5) / K`` of the way through each segment.
+    ``num_segments=None`` keeps every position.
+    """
+    if num_segments is None:
+        return list(range(length))
+    if num_clips == 1:
+        from .sampling import uniform_segments
+
+        return list(uniform_segments(length, num_segments, train=False))
+    offset = (clip + 0.5) / num_clips
+    return [min(length - 1, int((i + offset) * length / num_segments)) for i in range(num_segments)]
+
+
+class VideoClassifier:
+    """Backbone + temporal model + labels, ready to classify videos or frame arrays."""
+
+    def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],
+                 device: torch.device, checkpoint_path: str | None = None):
+        self.model = model.to(device).eval()
+        self.model.backbone.to(memory_format=torch.channels_last)
+        self.classes = list(classes)
+        self.feature = dict(feature)
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+        self.sampling = SamplingSpec(**self.feature.get("sampling", {}))
+        self.num_segments = self.feature.get("num_segments")
+
+    @property
+    def backbone(self):
+        return self.model.backbone
+
+    @property
+    def temporal(self):
+        return self.model.temporal
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto",
+                        weights: str | None = None) -> "VideoClassifier":
+        """Load ``best.pt``/``last.pt``; ``weights`` overrides the backbone weights location."""
+        from .backbones import create_backbone
+
+        ckpt = load_checkpoint(path)
+        feature = dict(ckpt["feature"])
+        temporal = build_model_from_checkpoint(ckpt)
+        backbone = create_backbone(feature["backbone"], pretrained=True,
+                                   weights=weights if weights is not None else feature.get("weights"),
+                                   pooling=feature["pooling"])
+        backbone.input_size = int(feature["image_size"])
+        recorded = feature.get("weights_id")
+        if recorded and backbone.weights_id != recorded:
+            import warnings
+
+            warnings.warn(f"{path}: trained on backbone weights {recorded!r} but loaded "
+                          f"{backbone.weights_id!r}; predictions may be off")
+        model = CNNLSTM(backbone, temporal)
+        return cls(model, ckpt["classes"], feature, resolve_device(device), str(path))
+
+    # ------------------------------------------------------------ features
+
+    @torch.inference_mode()
+    def frame_features(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
+        from .preprocess import preprocess_frames
+
+        frames = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+        out = []
+        b = self.backbone
+        for start in range(0, len(frames), 64):
+            x = preprocess_frames(frames[start:start + 64], b.input_size, b.mean, b.std, device=self.device,
+                                  resize=self.feature.get("resize", "short_side_center_crop"), channels_last=True)
+            out.append(b(x).float())
+        # Same rounding as the feature cache, so cached and live features agree.
+        return torch.cat(out).half().float()
+
+    def select_frames(self, num_frames: int, fps: float, clip: int = 0, num_clips: int = 1) -> list[int]:
+        """Frame indices the model looks at for a video of ``num_frames`` frames."""
+        cached = self.sampling.indices(num_frames, fps)
+        return [cached[i] for i in segment_positions(len(cached), self.num_segments, clip, num_clips)]
+
+    # ------------------------------------------------------------ prediction
+
+    @torch.inference_mode()
+    def predict_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Features ``[T, D]`` or ``[B, T, D]`` -> probabilities ``[C]`` or ``[B, C]``."""
+        single = features.dim() == 2
+        x = features[None] if single else features
+        probs = self.temporal(x.float().to(self.device), lengths).float().softmax(-1).cpu()
+        return probs[0] if single else probs
+
+    def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
+        values, indices = probs.topk(min(top_k, len(self.classes)))
+        return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+    def predict(self, video: str | os.PathLike | torch.Tensor | np.ndarray, top_k: int = 5,
+                num_clips: int = 1, fps: float = 25.0) -> Prediction:
+        """Classify a video file (or frame folder) or decoded uint8 frames ``[T, H, W, 3]``.
+
+        With ``num_clips > 1`` the probabilities of several shifted clips are averaged.
+        ``fps`` is only used for frame arrays with fps-based sampling.
+        """
+        if isinstance(video, (str, os.PathLike)):
+            from .decode import open_video
+
+            with open_video(video) as reader:
+                n, fps = len(reader), float(reader.fps)
+                picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
+                wanted = sorted(set(i for p in picks for i in p))
+                clip = reader.get(wanted)
+                frames_by_index = dict(zip(clip.indices.tolist(), range(len(wanted))))
+                frames = clip.frames
+            source = str(video)
+        else:
+            frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video
+            if frames.dim() != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
+            n = len(frames)
+            picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
+            wanted = sorted(set(i for p in picks for i in p))
+            frames = frames[wanted]
+            frames_by_index = {i: j for j, i in enumerate(wanted)}
+            source = "<frames>"
+        feats = self.frame_features(frames)  # one CNN pass per distinct frame
+        clips = torch.stack([feats[[frames_by_index[i] for i in p]] for p in picks])  # [K, S, D]
+        probs = self.predict_features(clips).mean(0)
+        return Prediction(source, self._top(probs, top_k), probs, picks[0])
+
+    def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
+                     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """Classify many files; a bad file is reported in the second list, the rest go on."""
+        from .decode import VideoDecodeError
+
+        results, failures = [], []
+        for v in videos:
+            try:
+                results.append(self.predict(v, top_k=top_k, num_clips=num_clips))
+            except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
+                message = str(exc)
+                failures.append((str(v), message if str(v) in message else f"{v}: {message}"))
+        return results, failures
