@@ -86,7 +86,7 @@ def test_time_limit_kills_a_decoder_that_never_returns(tmp_path):
         hang.unlink()
     found = by_name(report)
     assert found["hang.avi"].status == "unreadable"
-    assert found["hang.avi"].reason == ("timed out: no result within 4 s (the decoder did not return; "
+    assert found["hang.avi"].reason == ("timed out: no progress within 4 s (the decoder did not return; "
                                         "its worker process was killed)")
     assert found["after.mp4"].status == "readable" and found["after.mp4"].frames == 10
     assert report.worker_restarts == 1

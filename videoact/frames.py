@@ -22,7 +22,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -184,6 +184,7 @@ def decode_to_frames(
     backend: str = "auto",
     num_threads: int = 1,
     overwrite: bool = False,
+    progress: Callable[[], None] | None = None,
 ) -> FramesResult:
     """Decode one video into ``out_dir/img_00001.jpg ...`` plus ``meta.json``.
 
@@ -193,6 +194,8 @@ def decode_to_frames(
         short_side: resize so the shorter side has this many pixels; ``None`` keeps size.
         quality: JPEG quality 1..100.
         overwrite: redo even when a complete, current folder exists.
+        progress: called after the video is opened and after each frame is written
+            (the heartbeat of :func:`decode_folder`'s per-video time limit).
 
     Returns a :class:`FramesResult` ("decoded" or "skipped"). Raises
     :class:`~videoact.decode.VideoDecodeError` when the video cannot be decoded;
@@ -215,6 +218,8 @@ def decode_to_frames(
         stat = _source_stat(video)
         with open_video(video, backend=backend, num_threads=num_threads) as reader:
             all_ts = reader.timestamps()
+            if progress is not None:
+                progress()
             wanted = timestamp_indices(all_ts, fps) if fps else list(range(len(all_ts)))
             jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
             written, times, size = [], [], (0, 0)
@@ -225,6 +230,8 @@ def decode_to_frames(
                     raise OSError(f"{path}: cannot write JPEG")
                 written.append(index)
                 times.append(seconds)
+                if progress is not None:
+                    progress()
                 size = (frame.shape[1], frame.shape[0])
             source_fps = float(reader.fps)
             used_backend = reader.backend
@@ -276,6 +283,12 @@ def _job(video: str, out_dir: str, options: dict[str, Any]) -> FramesResult:
         return FramesResult(video, out_dir, "failed", error=msg)
 
 
+def _killable_job(item: tuple[str, str], beat: Callable[[], None], **options: Any) -> FramesResult:
+    """One video in a :func:`videoact.health.run_killable` worker; ``beat`` on progress."""
+    video, out_dir = item
+    return _job(video, out_dir, {**options, "progress": beat})
+
+
 def _init_worker() -> None:
     limit_threads(1)
     # Ctrl-C goes to the parent, which stops the pool; workers should not print tracebacks.
@@ -313,6 +326,7 @@ def decode_folder(
     backend: str = "auto",
     extensions: Iterable[str] = VIDEO_EXTENSIONS,
     progress: bool = False,
+    timeout: float | None = None,
 ) -> DecodeReport:
     """Decode every video under ``src`` (recursive) into frame folders under ``out``.
 
@@ -321,6 +335,11 @@ def decode_folder(
     simply be repeated. A video that fails does not stop the others: failures are
     returned in the report and written to ``out/failures.jsonl`` (removed when a run
     has none).
+
+    ``timeout``: seconds a video may go without progress (opened, or one more frame
+    written) before its worker process is killed and the video reported as failed; a
+    decoder stuck inside C code cannot stop the run. With a ``timeout`` videos always
+    run in worker processes (at least one).
     """
     src, out = Path(src), Path(out)
     videos = list_videos(src, extensions)
@@ -344,7 +363,20 @@ def decode_folder(
 
     bar = _progress(len(jobs), progress)
     try:
-        if workers <= 1:
+        if timeout:
+            from .health import run_killable
+
+            def done(index: int, result: Any, failure: str | None, _seconds: float) -> None:
+                v, t = jobs[index]
+                if failure is not None:
+                    result = FramesResult(v, t, "failed", error=f"{v}: {failure}")
+                    _remove_stale_temporaries(Path(t))  # the killed worker's half-written folder
+                report.results.append(result)
+                bar.update(1)
+
+            run_killable(_killable_job, jobs, workers=max(1, workers), timeout=timeout, options=options,
+                         on_done=done)
+        elif workers <= 1:
             for v, t in jobs:
                 report.results.append(_job(v, t, options))
                 bar.update(1)

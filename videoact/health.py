@@ -22,6 +22,8 @@ costs one worker, which is replaced, and is reported as unreadable with that rea
 Workers are also replaced every ``max_files_per_worker`` files, so memory stays bounded
 however many files there are; the report records the workers' peak memory.
 
+The worker pool, :func:`run_killable`, is shared with ``videoact decode-frames``.
+
 The result is a :class:`HealthReport`: JSON (:meth:`HealthReport.to_dict`), a readable
 summary (:meth:`HealthReport.summary`) and a quarantine list
 (:func:`write_quarantine`), one path per line, that ``videoact extract --exclude`` and
@@ -53,6 +55,9 @@ __all__ = [
     "write_quarantine",
     "read_exclude_list",
     "exclude_paths",
+    "write_report",
+    "run_killable",
+    "WorkerRun",
 ]
 
 READABLE, FALLBACK, PARTIAL, UNREADABLE = "readable", "fallback", "partial", "unreadable"
@@ -321,7 +326,7 @@ def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "a
     return result
 
 
-# ---------------------------------------------------------------- worker processes
+# ---------------------------------------------------------------- killable worker processes
 
 
 def _peak_rss_mb() -> float:
@@ -331,14 +336,16 @@ def _peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _worker_main(conn: Any, deep: bool, backend: str) -> None:
-    """A worker: receive ``(index, path)``; send ``("begin", index)``, then
-    ``("done", index, FileHealth dict, peak RSS MB)``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    # Import the decoders (and torch, which reading a clip needs) before the first file,
-    # so the first file's time limit is not spent on start-up.
-    import torch  # noqa: F401
+def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], preload: tuple[str, ...]) -> None:
+    """A worker: receive ``(index, item)``; send ``("begin", index)``, any number of
+    ``("beat", index)`` (progress), then ``("done", index, fn(item, beat, **options), peak RSS MB)``."""
+    import importlib
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Import heavy modules before the first item, so that its time limit is not spent
+    # on start-up.
+    for name in preload:
+        importlib.import_module(name)
     from .decode import limit_threads
 
     limit_threads(1)
@@ -349,25 +356,25 @@ def _worker_main(conn: Any, deep: bool, backend: str) -> None:
             return
         if task is None:
             return
-        index, path = task
+        index, item = task
         conn.send(("begin", index))
-        result = check_file(path, deep=deep, backend=backend)
-        conn.send(("done", index, result.to_dict(), _peak_rss_mb()))
+        result = fn(item, lambda: conn.send(("beat", index)), **options)
+        conn.send(("done", index, result, _peak_rss_mb()))
 
 
 class _Worker:
-    def __init__(self, ctx: Any, deep: bool, backend: str) -> None:
+    def __init__(self, ctx: Any, fn: Callable[..., Any], options: dict[str, Any], preload: tuple[str, ...]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, deep, backend), daemon=True,
-                                name="videoact-check")
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn, options, preload), daemon=True,
+                                name="videoact-worker")
         self.proc.start()
         child.close()
-        self.task: tuple[int, str] | None = None
+        self.task: tuple[int, Any] | None = None
         self.given = 0.0  # when the task was sent
-        self.started: float | None = None  # when the worker said it began (the clock starts)
-        self.files = 0
+        self.started: float | None = None  # when the worker last reported (the clock starts)
+        self.items = 0
 
-    def give(self, task: tuple[int, str]) -> None:
+    def give(self, task: tuple[int, Any]) -> None:
         self.task, self.given, self.started = task, time.monotonic(), None
         self.conn.send(task)
 
@@ -406,24 +413,52 @@ def _death_reason(proc: Any) -> str:
     return f"the decoder crashed: its worker process exited with status {code}"
 
 
-def _run_pool(paths: list[str], workers: int, timeout: float | None, deep: bool, backend: str,
-              max_files_per_worker: int, on_result: Callable[[FileHealth], None],
-              ) -> tuple[list[FileHealth], int, float]:
-    """Check ``paths`` in killable worker processes.
+@dataclass
+class WorkerRun:
+    """What :func:`run_killable` returns: per item, ``results[i]`` (``None`` when the item
+    failed) or ``failures[i]`` (why: time limit or crash)."""
 
-    Returns (results in input order, workers replaced after a time-out or a crash, peak
-    worker RSS in MB).
+    results: list[Any]
+    failures: list[str | None]
+    restarts: int = 0  # workers killed (time limit) or lost (crash) and replaced
+    max_rss_mb: float = 0.0  # peak resident memory of any worker
+
+
+def run_killable(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    *,
+    workers: int,
+    timeout: float | None = None,
+    options: dict[str, Any] | None = None,
+    preload: Sequence[str] = (),
+    max_items_per_worker: int = 200,
+    on_done: Callable[[int, Any, str | None, float], None] | None = None,
+) -> WorkerRun:
+    """Run ``fn(item, beat, **options)`` for each item in worker processes that can be killed.
+
+    ``fn`` must be a module-level function (workers are spawned). It may call ``beat()``
+    to report progress: ``timeout`` is the number of seconds a worker may go without
+    finishing its item or calling ``beat`` (``None``: no limit). A worker past its limit
+    is killed; a worker that dies (a crash in C code, the out-of-memory killer) is
+    detected; either way the item fails with the reason and a fresh worker takes the
+    next item. Workers are replaced every ``max_items_per_worker`` items, which bounds
+    whatever memory decoders leak. ``on_done(index, result, failure, seconds)`` is called
+    as items finish (in completion order); the returned lists are in input order.
     """
+    if max_items_per_worker < 1:
+        raise ValueError(f"max_items_per_worker must be >= 1, got {max_items_per_worker}")
     ctx = mp.get_context("spawn")  # no fork: the parent may hold decoder/torch threads
-    results: list[FileHealth | None] = [None] * len(paths)
-    todo = deque(enumerate(paths))
-    restarts, peak_rss = 0, 0.0
+    options, preload = dict(options or {}), tuple(preload)
+    run = WorkerRun(results=[None] * len(items), failures=[None] * len(items))
+    todo = deque(enumerate(items))
+    report = on_done or (lambda _i, _r, _f, _s: None)
 
     def start() -> _Worker:
         with _main_script_hidden():
-            return _Worker(ctx, deep, backend)
+            return _Worker(ctx, fn, options, preload)
 
-    pool: list[_Worker | None] = [start() for _ in range(min(workers, len(paths)))]
+    pool: list[_Worker | None] = [start() for _ in range(min(max(1, workers), len(items)))]
     try:
         for w in pool:
             if w is not None and todo:
@@ -440,24 +475,27 @@ def _run_pool(paths: list[str], workers: int, timeout: float | None, deep: bool,
             for slot, w in enumerate(pool):
                 if w is None or w.task is None:
                     continue
-                index, path = w.task
+                index = w.task[0]
                 if w.conn in ready or w.proc.sentinel in ready:
                     try:
-                        message = w.conn.recv()
+                        while True:  # drain: a busy worker may have sent many beats
+                            message = w.conn.recv()
+                            assert message[1] == index, (message, index)
+                            if message[0] == "done" or not w.conn.poll():
+                                break
                     except (EOFError, OSError):  # the process died before answering
                         w.proc.join(5)
                         failure = _death_reason(w.proc)
                     else:
-                        assert message[1] == index, (message, index)
-                        if message[0] == "begin":
+                        if message[0] in ("begin", "beat"):
                             w.started = now
                             continue
-                        _, _, data, rss = message
-                        peak_rss = max(peak_rss, float(rss))
-                        results[index] = FileHealth(**data)
-                        on_result(results[index])
-                        w.task, w.files = None, w.files + 1
-                        if w.files >= max_files_per_worker and todo:
+                        _, _, result, rss = message
+                        run.max_rss_mb = max(run.max_rss_mb, float(rss))
+                        run.results[index] = result
+                        report(index, result, None, now - w.given)
+                        w.task, w.items = None, w.items + 1
+                        if w.items >= max_items_per_worker and todo:
                             w.stop()  # recycle: whatever the decoders leaked goes with the process
                             w = pool[slot] = start()
                         if todo:
@@ -467,16 +505,15 @@ def _run_pool(paths: list[str], workers: int, timeout: float | None, deep: bool,
                     if w.started is None:
                         failure = f"the worker process did not start within {max(STARTUP_TIMEOUT, timeout):g} s"
                     else:
-                        failure = (f"timed out: no result within {timeout:g} s (the decoder did not "
+                        failure = (f"timed out: no progress within {timeout:g} s (the decoder did not "
                                    "return; its worker process was killed)")
                 else:
                     continue
-                # Time-out or crash: report the file, replace the worker.
+                # Time-out or crash: report the item, replace the worker.
                 w.kill()
-                restarts += 1
-                results[index] = FileHealth(path=path, status=UNREADABLE, reason=failure,
-                                            seconds=now - (w.started or w.given))
-                on_result(results[index])
+                run.restarts += 1
+                run.failures[index] = failure
+                report(index, None, failure, now - w.given)
                 pool[slot] = None
                 if todo:
                     w = pool[slot] = start()
@@ -489,7 +526,11 @@ def _run_pool(paths: list[str], workers: int, timeout: float | None, deep: bool,
                 w.stop()
             else:
                 w.kill()
-    return [r for r in results if r is not None], restarts, peak_rss
+    return run
+
+
+def _check_task(path: str, beat: Callable[[], None], deep: bool, backend: str) -> dict[str, Any]:
+    return check_file(path, deep=deep, backend=backend).to_dict()
 
 
 def _main_script_hidden():
@@ -573,8 +614,19 @@ def check_videos(
             on_result(files[-1])
         peak = _peak_rss_mb() if paths else 0.0
     else:
-        files, restarts, peak = _run_pool(paths, workers, timeout or None, deep, backend,
-                                          max_files_per_worker, on_result)
+        found: dict[int, FileHealth] = {}
+
+        def done(index: int, data: dict[str, Any] | None, failure: str | None, seconds: float) -> None:
+            health = FileHealth(**data) if data is not None else FileHealth(
+                path=paths[index], status=UNREADABLE, reason=failure, seconds=seconds)
+            found[index] = health
+            on_result(health)
+
+        run = run_killable(_check_task, paths, workers=workers, timeout=timeout or None,
+                           options={"deep": deep, "backend": backend}, preload=("torch", "videoact.decode"),
+                           max_items_per_worker=max_files_per_worker, on_done=done)
+        files = [found[i] for i in range(len(paths))]
+        restarts, peak = run.restarts, run.max_rss_mb
     return HealthReport(source=source, files=files, problems=problems, workers=max(0, workers),
                         timeout=(timeout or None) if workers > 0 else None, deep=deep,
                         seconds=time.monotonic() - started, worker_restarts=restarts,

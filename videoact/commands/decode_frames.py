@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default: 95)")
     parser.add_argument("--backend", choices=("auto", "decord", "opencv"), default="auto",
                         help="decoder (default: auto = decord, OpenCV fallback)")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds a video may go without a decoded frame before its worker is "
+                             "killed and the video reported (default: %(default)s; 0 = no limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         report = decode_folder(
             args.src, args.out, fps=args.fps, short_side=args.short_side, quality=args.quality,
             workers=args.workers, backend=args.backend, progress=not args.quiet,
+            timeout=args.timeout or None,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
