@@ -356,6 +356,36 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
                 pass
 
 
+def inference_model(backbone: torch.nn.Module, device: torch.device, *, channels_last: bool = True,
+                    compile: bool = False) -> torch.nn.Module:
+    """The module extraction runs: a BatchNorm-folded copy of ``backbone`` on ``device``,
+    channels_last, optionally ``torch.compile``d. ``[B, 3, S, S] -> [B, D]``."""
+    size = int(getattr(backbone, "input_size", 224))
+    probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    model = fold_batchnorm(backbone.to(device).eval(), probe)  # a copy: the caller's module is left as it was
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile else model
+
+
+def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *, chunk_frames: int = 64,
+                  backend: str = "auto", file_timeout: float | None = 300.0, num_workers: int | None = None,
+                  pin_memory: bool = False) -> DataLoader:
+    """The decoding stage alone: a DataLoader whose items are chunks of one video,
+    ``{"video", "frames" uint8 [t, H, W, 3], "indices" [t], "fps", "num_frames",
+    "backend", "last"}``, or ``{"video", "error"}`` for a file that failed.
+    ``num_workers=None``: all cores but one (the main process runs the backbone), or
+    all cores when the backbone is on a GPU (``pin_memory``)."""
+    if num_workers is None:
+        num_workers = min(len(paths), max(1, (os.cpu_count() or 2) - (0 if pin_memory else 1)))
+    dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout)
+    return DataLoader(
+        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
+        pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
+        persistent_workers=False, multiprocessing_context="spawn" if num_workers else None,
+    )
+
+
 def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[str, Any]:
     """The settings a cache file must match to be reused."""
     return {
@@ -443,20 +473,9 @@ def extract_features(
     _remove_dead_temporaries(out_dir, mine if world > 1 else None)
 
     if todo:
-        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-        model = fold_batchnorm(backbone, probe)  # a copy: the caller's module is left as it was
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        run_backbone = torch.compile(model) if compile else model
-
-    if num_workers is None:
-        num_workers = min(len(todo), max(1, (os.cpu_count() or 2) - (0 if cuda else 1)))
-    dataset = _VideoChunks([t[0] for t in todo], sampling, chunk_frames, backend, file_timeout)
-    loader = DataLoader(
-        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
-        pin_memory=cuda, prefetch_factor=4 if num_workers else None,
-        persistent_workers=False, multiprocessing_context="spawn" if num_workers else None,
-    )
+        run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
+    loader = decode_loader([t[0] for t in todo], sampling, chunk_frames=chunk_frames, backend=backend,
+                           file_timeout=file_timeout, num_workers=num_workers, pin_memory=cuda)
 
     writer = _Writer()
     pending: dict[int, dict[str, Any]] = {}
@@ -534,7 +553,9 @@ def extract_features(
 
     try:
         t_prev, first = started, True
-        for item in loader:
+        ended = 0  # videos whose last chunk or error has arrived
+        batches = iter(loader)
+        for item in batches:
             now = time.perf_counter()
             stage["startup" if first else "wait"] += now - t_prev
             first = False
@@ -544,6 +565,9 @@ def extract_features(
                 broken.add(video)
                 result.failed.append(Failure(todo[video][0], item["error"]))
                 bar.update(1)
+                ended += 1
+                if ended == len(todo):
+                    break
                 t_prev = time.perf_counter()
                 continue
             state = pending.setdefault(video, {"features": [], "indices": [], "queued": 0, "done": 0})
@@ -557,7 +581,15 @@ def extract_features(
             queued_frames += len(frames)
             stage["preprocess"] += time.perf_counter() - now
             flush()
+            ended += bool(item["last"])
+            if ended == len(todo):
+                break  # all there: do not wait for the loader's end-of-data to run the last batch
             t_prev = time.perf_counter()
+        # Worker processes take about a second to exit (interpreter teardown); let them
+        # do that while the last batch runs and the writer finishes.
+        stopper = threading.Thread(target=getattr(batches, "_shutdown_workers", lambda: None),
+                                   name="videoact-loader-shutdown", daemon=True)
+        stopper.start()
         flush(final=True)
     finally:
         bar.close()
@@ -565,6 +597,7 @@ def extract_features(
             result.written.remove(source)
             result.failed.append(Failure(source, message))
         result.stage_seconds = dict(stage)
+    stopper.join()
 
     # Videos whose decode failed half-way after some chunks: drop partial state.
     for video in list(pending):
