@@ -1,0 +1,139 @@
+"""Training, resume, evaluation and inference end to end on a tiny synthetic benchmark,
+through the real command line, the real offline backbone and real encoded videos."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from videoact.checkpoint import load_checkpoint
+from videoact.synthetic import make_synthetic
+
+# Small and fast: 64 px input, 8 frames per clip, a few epochs.
+FAST = ["--set", "feature.image_size=64", "--set", "feature.resize=squash", "--set", "feature.num_segments=8",
+        "--set", "model.hidden=32", "--set", "model.proj_dim=32", "--set", "train.batch_size=8",
+        "--set", "data.num_workers=0", "--set", "train.progress=false"]
+
+
+def videoact(*args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "videoact", *map(str, args)], capture_output=True, text=True, **kw)
+    if check:
+        assert proc.returncode == 0, f"videoact {args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, train_per_class=3, val_per_class=1, test_per_class=1, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(bench, tmp_path_factory):
+    work = tmp_path_factory.mktemp("run")
+    proc = videoact("train", "--data", bench / "train", "--val", bench / "val", "--test", bench / "test",
+                    "--work-dir", work, "--set", "train.epochs=4", "--set", f"feature.cache_dir={work / 'cache'}",
+                    *FAST)
+    return work, proc
+
+
+def test_cli_train_writes_the_work_dir(trained):
+    work, proc = trained
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt"):
+        assert (work / name).is_file(), name
+    history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert all(0.0 <= h["val_acc"] <= 1.0 and h["train_loss"] > 0 for h in history)
+    assert "test: top-1" in proc.stdout
+    ckpt = load_checkpoint(work / "best.pt")
+    assert len(ckpt["classes"]) == 10
+    feature = ckpt["feature"]
+    assert feature["backbone"] == "efficientnet_lite0" and feature["image_size"] == 64
+    assert feature["resize"] == "squash" and feature["num_segments"] == 8
+    assert "weights_id" in feature and len(feature["mean"]) == 3
+
+
+def test_cli_test_writes_metrics_and_confusion_png(trained, bench, tmp_path):
+    work, _ = trained
+    out = tmp_path / "metrics.json"
+    proc = videoact("test", work / "best.pt", bench / "test", "--out", out, "--no-progress")
+    metrics = json.loads(out.read_text())
+    for key in ("top1", "top5", "mean_class_acc"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["num_samples"] == 10 and len(metrics["confusion_matrix"]) == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 10
+    png = Path(metrics["confusion_png"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mean class accuracy" in proc.stdout
+
+
+def test_infer_in_a_fresh_process_matches_training_time_probabilities(trained, bench, tmp_path):
+    """The checkpoint alone reproduces the probabilities computed from the feature cache."""
+    from torch.utils.data import DataLoader
+
+    from videoact.checkpoint import build_model_from_checkpoint
+    from videoact.datasets import FeatureDataset, collate_features, load_dataset
+    from videoact.training import predict
+
+    work, _ = trained
+    ckpt = load_checkpoint(work / "best.pt")
+    samples, _, _ = load_dataset(bench / "test", classes=ckpt["classes"])
+    # the cache keys used in training are relative to the common folder of all splits
+    import dataclasses
+
+    samples = [dataclasses.replace(s, rel=f"test/{s.rel}") for s in samples]
+    model = build_model_from_checkpoint(ckpt)
+    dataset = FeatureDataset(samples, work / "cache", num_segments=8, train=False)
+    probs, _ = predict(model, DataLoader(dataset, batch_size=4, collate_fn=collate_features), torch.device("cpu"))
+
+    out = tmp_path / "pred.json"
+    videoact("infer", work / "best.pt", *[s.path for s in samples], "--top-k", "10", "--out", out)
+    rows = json.loads(out.read_text())
+    assert [Path(r["source"]).name for r in rows] == [s.path.name for s in samples]
+    for row, expected in zip(rows, probs):
+        got = torch.zeros(10)
+        for t in row["top"]:
+            got[ckpt["classes"].index(t["label"])] = t["prob"]
+        torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)
+
+
+def test_killed_training_resumes_to_the_same_run(bench, tmp_path):
+    common = ["--data", bench / "train", "--val", bench / "val", "--set", "train.epochs=6",
+              "--set", f"feature.cache_dir={tmp_path / 'cache'}", *FAST]
+    videoact("train", "--work-dir", tmp_path / "reference", *common)
+    reference = [json.loads(l) for l in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+
+    work = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "train", "--work-dir", str(work), *map(str, common)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (work / "last.pt").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_done = load_checkpoint(work / "last.pt")["train_state"]["epoch"] + 1
+    assert epochs_done < 6, "the kill should land before the end"
+
+    resumed = videoact("train", "--work-dir", work, *common)
+    assert f"resuming from {work / 'last.pt'}" in resumed.stdout
+    history = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == list(range(6))
+    for a, b in zip(history, reference):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    assert not list(work.glob(".*.tmp-*")), "no temporary files left"
+
+
+def test_make_synthetic_cli(tmp_path):
+    videoact("make-synthetic", tmp_path / "s", "--train-per-class", 1, "--val-per-class", 1, "--test-per-class", 1,
+             "--workers", 1, "--quiet")
+    lines = (tmp_path / "s" / "train.txt").read_text().splitlines()
+    assert len(lines) == 10
+    for line in lines:
+        rel, label = line.rsplit(maxsplit=1)
+        assert (tmp_path / "s" / rel).is_file() and rel.split("/")[1] == label
