@@ -316,12 +316,21 @@ def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Mo
 
 
 def _relative_name(path: Path, root: Path | None) -> str:
+    """The cache key of ``path``: relative to ``root`` (as training computes it, through
+    resolved paths; else as listed, e.g. below a symlinked sub-folder), otherwise
+    ``__outside__/<absolute path>``. Never the bare file name: two videos called
+    ``clip.mp4`` in different folders must not share (and overwrite) one cache file."""
     if root is not None:
         try:
             return path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             pass
-    return path.name
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        if not rel.startswith("..") and not os.path.isabs(rel):
+            return Path(rel).as_posix()
+    from .datasets import OUTSIDE_PREFIX
+
+    return OUTSIDE_PREFIX + Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
 def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = None) -> None:
