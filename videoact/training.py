@@ -218,23 +218,26 @@ def train(cfg: Config) -> dict[str, Any]:
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed)
     val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False)
 
-    per_rank_batch = max(1, cfg.train.batch_size // world)
-    sampler = None
-    if world > 1:
-        from torch.utils.data.distributed import DistributedSampler
+    if cfg.train.batch_size % world:
+        raise TrainingError(f"train.batch_size={cfg.train.batch_size} is not divisible by the {world} ranks "
+                            "(each rank takes an equal share of every global batch)")
+    per_rank_batch = cfg.train.batch_size // world
+    # The same epoch-seeded permutation in one process and under torchrun: rank r takes
+    # positions r, r + world, ... of each global batch, so N ranks with batch B/N see
+    # exactly the batches one process sees with batch B (DistributedSampler pads the
+    # epoch to a multiple of world by repeating a few items when it does not divide).
+    from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+    from .distributed import ShardSampler
+
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     workers = cfg.data.num_workers
-    train_loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
                               generator=generator, collate_fn=collate_features, num_workers=workers,
                               drop_last=False)
-    val_sampler = None
-    if world > 1:
-        from torch.utils.data.distributed import DistributedSampler
-
-        val_sampler = DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False)
-    val_loader = DataLoader(val_set, batch_size=per_rank_batch, sampler=val_sampler,
+    # Evaluation: every item exactly once over the ranks (no padding), sums reduced.
+    val_loader = DataLoader(val_set, batch_size=per_rank_batch, sampler=ShardSampler(val_set, rank, world),
                             collate_fn=collate_features, num_workers=workers)
 
     # 3. model and optimisation
@@ -302,8 +305,7 @@ def train(cfg: Config) -> dict[str, Any]:
         if bad_epochs >= cfg.train.early_stopping_patience > 0:
             break
         ddp_model.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         totals = [0.0, 0.0, 0.0]
         t0 = time.perf_counter()
