@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
+    from ..distributed import DistributedSetupError, distributed_session
     from ..training import TrainingError, train
 
     overrides = list(args.overrides)
@@ -30,10 +31,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         if not cfg.data.train:
             raise ConfigError("no training data: give --data FOLDER_OR_LIST (or data.train in the config)")
-        summary = train(cfg)
-    except (ConfigError, TrainingError) as exc:
+        # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes and prints.
+        with distributed_session(cfg.train.device) as dist_info:
+            summary = train(cfg)
+    except (ConfigError, TrainingError, DistributedSetupError) as exc:
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
+    if not dist_info.is_main:
+        return 0
     print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}% "
           f"after {summary['epochs_run']} epochs; checkpoints in {summary['work_dir']}")
     if "test" in summary:
