@@ -368,13 +368,17 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
 def inference_model(backbone: torch.nn.Module, device: torch.device, *, channels_last: bool = True,
                     compile: bool = False) -> torch.nn.Module:
     """The module extraction runs: a BatchNorm-folded copy of ``backbone`` on ``device``,
-    channels_last, optionally ``torch.compile``d. ``[B, 3, S, S] -> [B, D]``."""
+    channels_last, optionally ``torch.compile``d. ``[B, 3, S, S] -> [B, D]``.
+
+    Compiling uses Inductor's ``freezing`` (weights become constants, so convolutions
+    fuse with their activations; measured about 1.15x over eager on a 2-core CPU, after
+    about 30 s of compiling). Extraction feeds fixed-shape batches, so it compiles once."""
     size = int(getattr(backbone, "input_size", 224))
     probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     model = fold_batchnorm(backbone.to(device).eval(), probe)  # a copy: the caller's module is left as it was
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile else model
+    return torch.compile(model, dynamic=False, options={"freezing": True}) if compile else model
 
 
 def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *, chunk_frames: int = 64,
