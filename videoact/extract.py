@@ -127,6 +127,9 @@ def _call_with_timeout(fn, timeout: float | None, what: str):
     return box["value"]
 
 
+MAX_CHUNK_BYTES = 256 * 2**20  # decoded frames per chunk (fewer frames for huge pictures)
+
+
 class _VideoChunks(IterableDataset):
     """Yields decoded chunks ``{"video", "frames" [t, H, W, 3] uint8, "indices", "last"}``.
 
@@ -149,7 +152,7 @@ class _VideoChunks(IterableDataset):
             yield from self._read(video)
 
     def _read(self, video: int) -> Iterator[dict]:
-        from .decode import open_video
+        from .decode import VideoDecodeError, open_video
 
         path = self.paths[video]
         timeout = self.file_timeout
@@ -162,10 +165,25 @@ class _VideoChunks(IterableDataset):
             if num_frames == 0:
                 raise RuntimeError(f"{path}: no decodable frames")
             indices = self.sampling.indices(num_frames, reader.fps)
-            for start in range(0, len(indices), self.chunk_frames):
-                part = indices[start:start + self.chunk_frames]
+            # Chunks hold at most MAX_CHUNK_BYTES of frames: 64 frames of 4000 x 2250
+            # would be 1.7 GB per chunk, times the prefetched chunks.
+            step = max(1, min(self.chunk_frames, MAX_CHUNK_BYTES // max(1, 3 * reader.width * reader.height)))
+            first_backend, start = reader.backend, 0
+            while start < len(indices):
+                part = indices[start:start + step]
                 left = None if not timeout else max(1.0, timeout - (time.monotonic() - started))
-                clip = _call_with_timeout(lambda: reader.get(part), left, f"{path}: decoding")
+                try:
+                    clip = _call_with_timeout(lambda: reader.get(part), left, f"{path}: decoding")
+                except VideoDecodeError:
+                    # decord opened the file but cannot decode it, and the OpenCV fallback
+                    # decodes fewer frames than decord counted. Nothing was sent yet:
+                    # choose the frames again among those OpenCV decodes.
+                    if start > 0 or reader.backend == first_backend:
+                        raise
+                    first_backend = reader.backend
+                    num_frames = _call_with_timeout(lambda: len(reader), left, f"{path}: counting frames")
+                    indices = self.sampling.indices(num_frames, reader.fps)
+                    continue
                 yield {
                     "video": video,
                     "frames": clip.frames,
@@ -173,8 +191,9 @@ class _VideoChunks(IterableDataset):
                     "fps": float(reader.fps),
                     "num_frames": int(num_frames),
                     "backend": str(reader.backend),
-                    "last": start + self.chunk_frames >= len(indices),
+                    "last": start + step >= len(indices),
                 }
+                start += step
         except Exception as exc:  # a bad file must not stop the run
             message = str(exc)
             if path not in message:
