@@ -1,0 +1,91 @@
+"""The benchmark tool runs end to end at a tiny size and reports every figure; the speed
+paths it measures compute what the plain ones compute. No timing asserts."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from videoact.backbones import create_backbone
+from videoact.benchmark import LSTMCellLoop
+from videoact.extract import fold_batchnorm
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--quick", "--no-distributed", "--set", "videos=3", "--set", "frames=20", "--set", "image_size=64",
+        "--set", "batch_size=8", "--set", "repeats=1", "--set", "lstm_batch=4", "--set", "lstm_steps=2",
+        "--set", "lstm_cell_steps=1", "--set", "backbone_batches=2"]
+FIGURES = [
+    "decode_ours_fps", "decode_decord_fps", "decode_opencv_fps", "decode_pipeline_fps", "backbone_fps",
+    "extract_fps", "extract_wall_fps", "naive_fps", "extract_vs_bottleneck_ratio", "extract_vs_naive_ratio",
+    "temporal_train_lstm_seq_per_s", "temporal_train_lstmcell_loop_seq_per_s", "lstm_vs_lstmcell_ratio",
+]
+
+
+def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *TINY, "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    figures = {f["name"]: f for f in report["figures"]}
+    for name in FIGURES:
+        f = figures[name]
+        assert isinstance(f["value"], (int, float)) and math.isfinite(f["value"]) and f["value"] > 0, f
+        assert f["unit"] and isinstance(f["bound"], str), f
+        assert name in proc.stdout  # in the printed table
+        assert report["values"][name] == f["value"]
+    assert figures["extract_vs_bottleneck_ratio"]["target"] == 0.9
+    assert figures["extract_vs_naive_ratio"]["target"] == 3.0  # CPU
+    # The ratios are what they say, from the same round's figures.
+    v = report["values"]
+    bottleneck = min(v["decode_pipeline_fps"], v["backbone_fps"])
+    assert v["extract_vs_bottleneck_ratio"] == pytest.approx(v["extract_fps"] / bottleneck, rel=1e-3)
+    assert v["extract_vs_naive_ratio"] == pytest.approx(v["extract_fps"] / v["naive_fps"], rel=1e-3)
+    assert report["sampled_frames"] == 3 * 16  # 16 uniform segments of each clip
+    assert report["machine"]["torch"] == torch.__version__ and report["machine"]["cpu_cores"] >= 1
+    assert report["settings"]["image_size"] == 64 and report["settings"]["device"] == "cpu"
+
+
+def test_bad_setting_is_refused():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "--set", "frams=3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "frams=3" in proc.stderr and "frames" in proc.stderr
+
+
+def test_lstmcell_loop_computes_what_nn_lstm_computes():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(12, 7, batch_first=True, bidirectional=True)
+    loop = LSTMCellLoop.from_lstm(lstm)
+    x = torch.randn(3, 5, 12)
+    out, (h, c) = lstm(x)
+    out2, (h2, c2) = loop(x)
+    torch.testing.assert_close(out2, out)
+    torch.testing.assert_close(h2, h)
+    torch.testing.assert_close(c2, c)
+    # gradients flow through the same weights
+    out2.sum().backward()
+    assert loop.backward_cell.weight_ih.grad is not None
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18"])
+def test_folded_backbone_has_no_batchnorm_and_the_same_output(name):
+    backbone = create_backbone(name, pretrained=name == "efficientnet_lite0").eval()
+    g = torch.Generator().manual_seed(1)
+    if name != "efficientnet_lite0":  # random weights: give BatchNorm statistics worth folding
+        for m in backbone.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.data.uniform_(0.5, 1.5, generator=g)
+                m.bias.data.normal_(0, 0.1, generator=g)
+    probe, x = torch.randn(2, 3, 64, 64, generator=g), torch.randn(3, 3, 64, 64, generator=g)
+    folded = fold_batchnorm(backbone, probe)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # the original is untouched
+    with torch.inference_mode():
+        ref, out = backbone(x), folded(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
