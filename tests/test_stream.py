@@ -1,0 +1,445 @@
+"""Online inference: StreamClassifier, the threaded engine, live sources, the stream command.
+
+Everything is real: index-coded videos encoded with OpenCV, decord/FFmpeg decoding, the
+offline efficientnet_lite0 backbone (at 64 px to keep it fast) with a tiny BiLSTM
+trained in the fixture, a real sleep inside a backbone for the lag test, and a real
+HTTP MJPEG server on 127.0.0.1 for the network-stream test.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from videoact.backbones import create_backbone
+from videoact.checkpoint import save_checkpoint
+from videoact.cli import main
+from videoact.cnn_lstm import BACKBONE_ATTRIBUTES, CNNLSTM
+from videoact.decode import open_video
+from videoact.inference import VideoClassifier
+from videoact.overlay import AtomicVideoWriter, draw_overlay
+from videoact.stream import (
+    CameraSource,
+    FileSource,
+    LatestSlot,
+    SourceError,
+    StreamClassifier,
+    StreamEngine,
+    URLSource,
+    open_source,
+    stream_predictions,
+)
+from videoact.temporal import create_temporal_model
+from videoact.testing import coded_frame, read_frame_index, write_coded_video
+
+T = 4  # ring size (num_segments)
+FPS = 25.0
+CLASSES = ["first", "second", "third", "fourth"]  # which second of the 4 s training video
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Single-frame passes on 2 shared cores: one intra-op thread is 10x faster than two
+    fighting with the capture thread and other processes (measured 14 vs 150-200 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A checkpoint (efficientnet_lite0 @ 64 px + tiny BiLSTM trained for a few steps), its
+    classifier loaded back from the file, and a 4 s index-coded video."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("stream")
+    backbone = create_backbone("efficientnet_lite0", pretrained=True)
+    backbone.input_size = 64
+    feature = {"backbone": backbone.name, "weights": None, "weights_id": backbone.weights_id,
+               "pooling": backbone.pooling, "image_size": 64, "mean": list(backbone.mean),
+               "std": list(backbone.std), "feature_dim": backbone.feature_dim,
+               "sampling": {"mode": "uniform", "num_segments": T}, "num_segments": T}
+    temporal = create_temporal_model("bilstm", backbone.feature_dim, len(CLASSES), hidden=16, proj_dim=16,
+                                     dropout=0.0, input_dropout=0.0)
+    clf = VideoClassifier(CNNLSTM(backbone, temporal), CLASSES, feature, torch.device("cpu"))
+    video = write_coded_video(root / "coded.mp4", 100, fps=FPS)
+    with open_video(video) as reader:
+        feats = clf.frame_features(reader.get(list(range(100))).frames)  # [100, D]
+    # Windows of T frames 3 apart (~8 Hz), labelled by the second their newest frame is in,
+    # so that predictions change along the video.
+    ends = list(range(3 * (T - 1), 100))
+    x = torch.stack([feats[e - 3 * (T - 1): e + 1: 3] for e in ends])
+    y = torch.tensor([e // 25 for e in ends])
+    opt = torch.optim.Adam(temporal.parameters(), lr=1e-2)
+    temporal.train()
+    for _ in range(120):
+        loss = nn.functional.cross_entropy(temporal(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    temporal.eval()
+    ckpt = save_checkpoint(root / "tiny.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                           classes=CLASSES, feature=feature)
+    return {"clf": VideoClassifier.from_checkpoint(ckpt, device="cpu"), "ckpt": ckpt, "video": video,
+            "root": root}
+
+
+def offline_probs(clf: VideoClassifier, video: Path, indices: list[int]) -> torch.Tensor:
+    with open_video(video) as reader:
+        frames = reader.get(indices).frames
+    return clf.predict_features(clf.frame_features(frames))
+
+
+# ------------------------------------------------------------------- StreamClassifier
+
+
+def test_push_without_threads_ring_ema_threshold(setup):
+    clf = setup["clf"]
+    with open_video(setup["video"]) as reader:
+        frames = [(i, ts, f) for i, ts, f in reader]
+    sc = StreamClassifier(clf, feature_rate=FPS / 3, ema=0.6, threshold=0.0, top_k=2)
+    assert sc.num_segments == T and sc.window_seconds == pytest.approx(T * 3 / FPS)
+    results = [r for r in (sc.push(f, ts, index=i) for i, ts, f in frames) if r is not None]
+    # Features every 3rd frame; the first prediction once the ring holds T of them.
+    assert sc.features_computed == 34
+    assert results[0].frame_indices == [0, 3, 6, 9]
+    assert all(np.all(np.diff(r.frame_indices) == 3) for r in results)
+    assert len(results) == sc.features_computed - T + 1
+    # Exponential moving average of the raw probabilities.
+    smoothed = results[0].raw_probs
+    for r in results[1:]:
+        smoothed = 0.6 * smoothed + 0.4 * r.raw_probs
+        torch.testing.assert_close(r.probs, smoothed)
+    # The trained model follows the video: every second gets its own label.
+    assert {r.raw_probs.argmax().item() for r in results} == {0, 1, 2, 3}
+
+    # Threshold: label None exactly when the smoothed top probability is below it.
+    cut = float(np.median([r.top[0][1] for r in results]))
+    sc2 = StreamClassifier(clf, feature_rate=FPS / 3, ema=0.6, threshold=cut)
+    out = [r for r in (sc2.push(f, ts) for _, ts, f in frames) if r is not None]
+    assert any(r.label is None for r in out) and any(r.label is not None for r in out)
+    assert all((r.label is None) == (r.top[0][1] < cut) for r in out)
+
+    # A jump in time (reconnect, seek) clears the ring: T new features before a result.
+    sc3 = StreamClassifier(clf, feature_rate=FPS / 3, ema=0.0, threshold=0.0)
+    got = [sc3.push(f, ts) for _, ts, f in frames[:30]]
+    assert any(g is not None for g in got)
+    after = [sc3.push(f, ts + 100.0) for _, ts, f in frames[:12]]
+    assert sc3.resets == 1 and after[:9] == [None] * 9 and after[9] is not None
+
+
+def test_stream_classifier_rejects_bad_input(setup):
+    clf = setup["clf"]
+    with pytest.raises(ValueError, match="ema"):
+        StreamClassifier(clf, ema=1.0)
+    with pytest.raises(ValueError, match="feature_rate"):
+        StreamClassifier(clf, feature_rate=0)
+    sc = StreamClassifier(clf)
+    with pytest.raises(ValueError, match=r"uint8 RGB frame \[H, W, 3\]"):
+        sc.push(np.zeros((8, 8), np.uint8), 0.0)
+
+
+def test_latest_slot_keeps_only_newest_and_counts_drops():
+    slot = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.get(timeout=0) == 4 and slot.dropped == 4
+    assert slot.get(timeout=0.01) is None
+    slot.put(7)
+    slot.close()
+    assert slot.get() == 7 and slot.get() is None  # drained, then closed
+    # Lossless: the producer waits for the consumer instead of dropping.
+    lossless = LatestSlot(lossless=True)
+    got = []
+    consumer = threading.Thread(target=lambda: [got.append(lossless.get(timeout=2)) for _ in range(20)])
+    consumer.start()
+    for i in range(20):
+        lossless.put(i)
+    consumer.join(5)
+    assert got == list(range(20)) and lossless.dropped == 0
+
+
+# -------------------------------------------------------------------------- engine
+
+
+def test_realtime_file_matches_offline_predictions(setup):
+    clf, video = setup["clf"], setup["video"]
+    t0 = time.monotonic()
+    results = list(stream_predictions(video, clf, realtime=True, feature_rate=FPS / 3, ema=0.0, threshold=0.0))
+    wall = time.monotonic() - t0
+    assert wall >= 0.9 * 100 / FPS  # played at its own frame rate, not as fast as possible
+    assert len(results) >= 20
+    labels = set()
+    for r in results:
+        expected = offline_probs(clf, video, r.frame_indices)
+        assert clf.classes[int(expected.argmax())] == r.top[0][0] == r.label
+        torch.testing.assert_close(r.probs, expected, atol=2e-3, rtol=0)
+        labels.add(r.label)
+        with open_video(video) as reader:
+            assert r.timestamp == pytest.approx(float(reader.timestamps([r.frame_indices[-1]])[0]))
+        assert 0 <= r.latency < 1.0
+    assert len(labels) >= 3  # the predictions really follow the content
+
+
+class SlowBackbone(nn.Module):
+    """A real backbone that really sleeps ``delay`` seconds per call (a slow model)."""
+
+    def __init__(self, inner: nn.Module, delay: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.delay = delay
+        for name in BACKBONE_ATTRIBUTES:
+            setattr(self, name, getattr(inner, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay)
+        return self.inner(x)
+
+
+def test_latency_stays_bounded_with_slow_model(setup):
+    clf = setup["clf"]
+    slow = VideoClassifier(CNNLSTM(SlowBackbone(clf.backbone, 0.08), clf.temporal), clf.classes, clf.feature,
+                           torch.device("cpu"))
+    video = write_coded_video(setup["root"] / "six_seconds.mp4", 150, fps=FPS)
+    sc = StreamClassifier(slow, feature_rate=FPS, ema=0.0, threshold=0.0)  # wants every frame
+    with StreamEngine(video, sc, realtime=True) as engine:
+        results = list(engine.results())
+        stats = engine.stats()
+    assert stats["frames_captured"] == 150
+    # The model manages ~11 frames/s of 25: the rest are dropped and counted, not queued.
+    assert stats["dropped"] > 40
+    assert sc.frames_pushed + stats["dropped"] == 150
+    assert results[-1].dropped <= stats["dropped"]
+    # Every result: at most one frame interval waiting in the 1-slot buffer plus the model's
+    # own time (plus scheduling slack); a queue would instead have grown to seconds.
+    for r in results:
+        assert r.latency <= 1 / FPS + r.cnn_seconds + r.temporal_seconds + 0.25, r
+    lat = np.array([r.latency for r in results])
+    third = len(lat) // 3
+    assert np.median(lat[-third:]) <= np.median(lat[:third]) + 0.1  # does not grow with run length
+    assert lat.max() < 1.0
+
+
+def test_file_as_fast_as_possible_loses_nothing(setup):
+    clf, video = setup["clf"], setup["video"]
+    sc = StreamClassifier(clf, feature_rate=FPS, ema=0.0, threshold=0.0)
+    shown, results = [], []
+    with StreamEngine(video, sc, display=True) as engine:
+        while True:
+            frame = engine.next_frame(timeout=0.2)
+            results.extend(engine.poll())
+            if frame is not None:
+                shown.append(frame.index)
+            elif engine.finished:
+                break
+    assert shown == list(range(100))
+    assert engine.dropped == 0 and sc.features_computed == 100
+    assert [r.frame_indices[-1] for r in results] == list(range(T - 1, 100))
+
+
+# ---------------------------------------------------------------------- live sources
+
+
+class MJPEGServer:
+    """multipart/x-mixed-replace JPEG stream of index-coded frames on 127.0.0.1."""
+
+    def __init__(self, port: int = 0, first_index: int = 0, fps: float = FPS) -> None:
+        self.first_index, self.fps = first_index, fps
+        self.stopping = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while not outer.stopping.is_set():
+                        image = coded_frame((outer.first_index + i) % 1024, 96, 128)
+                        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                        data = jpg.tobytes()
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n")
+                        i += 1
+                        time.sleep(1.0 / outer.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_mjpeg_stream_reconnects_after_server_restart(setup):
+    server = MJPEGServer(first_index=0)
+    port = server.port
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+    messages: list[str] = []
+    source = URLSource(url, open_timeout=5, read_timeout=2, backoff=0.2, max_backoff=0.5, log=messages.append)
+    engine = StreamEngine(source, setup["clf"], display=True, feature_rate=8, ema=0.0, threshold=0.0,
+                          log=messages.append)
+
+    def run_until(cond, seconds: float) -> tuple[list, list]:
+        frames, results = [], []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not cond(frames, results):
+            frame = engine.next_frame(timeout=0.05)
+            if frame is not None:
+                frames.append((read_frame_index(frame.image), frame.capture_time))
+            results.extend(engine.poll())
+        return frames, results
+
+    try:
+        engine.start()
+        frames1, results1 = run_until(lambda f, r: len(r) >= 3, 20)
+        assert len(results1) >= 3, messages
+        assert all(i < 600 for i, _ in frames1)
+        server.stop()
+        run_until(lambda f, r: False, 0.6)  # the engine notices the drop
+        server = MJPEGServer(port=port, first_index=600)
+        restarted = time.monotonic()
+        frames2, results2 = run_until(
+            lambda f, r: sum(x.capture_time > restarted for x in r) >= 3 and any(i >= 600 for i, _ in f), 25)
+    finally:
+        stopped = engine.stop()
+        server.stop()
+    assert stopped  # threads joined
+    assert any(i >= 600 for i, _ in frames2), messages  # frames of the restarted server
+    assert sum(r.capture_time > restarted for r in results2) >= 3, messages
+    assert source.reconnects >= 1
+    assert any("lost" in m for m in messages) and any("reconnected" in m for m in messages)
+
+
+def test_url_that_never_answers_times_out():
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(1)  # accepts connections, never says a word
+    url = f"http://127.0.0.1:{quiet.getsockname()[1]}/live"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(SourceError) as info:
+            URLSource(url, open_timeout=1.0, read_timeout=1.0).open()
+        assert time.monotonic() - t0 < 5.0
+        assert url in str(info.value)
+    finally:
+        quiet.close()
+
+
+def test_open_source_kinds(setup, tmp_path):
+    assert isinstance(open_source("0"), CameraSource)
+    assert isinstance(open_source(2), CameraSource)
+    assert isinstance(open_source("rtsp://127.0.0.1:1/cam"), URLSource)
+    assert isinstance(open_source(setup["video"], realtime=True), FileSource)
+    with pytest.raises(SourceError, match="nope.mp4.*not a camera index"):
+        open_source(str(tmp_path / "nope.mp4"))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(SourceError, match="bad.mp4"):
+        FileSource(bad).open()
+
+
+# -------------------------------------------------------------- overlay and recording
+
+
+def test_overlay_and_atomic_writer(tmp_path):
+    frame = coded_frame(5, 240, 320)
+    before = frame.copy()
+    out = draw_overlay(frame, [("walk", 0.8), ("run", 0.1)], label="walk", status=["latency 12 ms"])
+    assert out.shape == frame.shape and np.array_equal(frame, before)  # input untouched
+    assert not np.array_equal(out[:60, :100], frame[:60, :100])  # the panel is drawn
+    assert np.array_equal(out[-20:, -20:], frame[-20:, -20:])  # the rest of the picture is not
+
+    target = tmp_path / "clip.mp4"
+    with pytest.raises(RuntimeError):
+        with AtomicVideoWriter(target, 25) as w:
+            w.write(out)
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    with AtomicVideoWriter(target, 25) as w:
+        for i in range(10):
+            w.write(coded_frame(i, 96, 128))
+    with open_video(target) as reader:
+        assert len(reader) == 10 and read_frame_index(reader.get([7]).frames[0].numpy()) == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+# ------------------------------------------------------------------------- command
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    return subprocess.run([sys.executable, "-m", "videoact", *args], capture_output=True, text=True,
+                          timeout=120, env=env, **kwargs)
+
+
+def test_stream_command_no_window_writes_json_lines(setup, tmp_path):
+    record = tmp_path / "annotated.mp4"
+    proc = _cli("stream", str(setup["ckpt"]), "--source", str(setup["video"]), "--no-window", "--ema", "0",
+                "--threshold", "0", "--top-k", "2", "--record", str(record))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) >= 25
+    for line in lines:
+        assert set(line) >= {"timestamp", "label", "top", "latency_ms", "dropped"}
+        assert len(line["top"]) == 2 and line["label"] == line["top"][0]["label"]
+        assert line["latency_ms"] >= 0 and line["dropped"] == 0
+    assert [l["timestamp"] for l in lines] == sorted(l["timestamp"] for l in lines)
+    assert len({l["label"] for l in lines}) >= 3
+    # The recording has every frame (a file read as fast as possible drops nothing), annotated.
+    with open_video(record) as reader:
+        assert len(reader) == 100
+    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
+
+
+def test_stream_command_ctrl_c_finalises_recording(setup, tmp_path):
+    video = write_coded_video(tmp_path / "long.mp4", 250, fps=FPS)  # 10 s in real time
+    record = tmp_path / "rec.mp4"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source", str(video),
+                             "--realtime", "--no-window", "--record", str(record)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(3):  # running: predictions are coming
+            assert json.loads(proc.stdout.readline())["timestamp"] >= 0
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "recording saved" in err
+    with open_video(record) as reader:
+        assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
+
+
+def test_stream_command_bad_source(setup, tmp_path, capsys):
+    missing = tmp_path / "missing.mp4"
+    assert main(["stream", str(setup["ckpt"]), "--source", str(missing), "--no-window"]) == 2
+    assert "missing.mp4" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""``videoact stream CHECKPOINT --source SRC [--no-window] [--record OUT.mp4] [--realtime] ...``
+
+Live recognition on a webcam (``--source 0``), an RTSP/HTTP stream or a video file. The
+window shows the video at the source rate with the top-k labels, the prediction rate,
+the dropped-frame count and the latency drawn on it; ``q`` (or Esc, or closing the
+window) or Ctrl-C stops it cleanly. ``--no-window`` prints one JSON line per prediction
+(timestamp, label, top-k, latency, dropped). A file source ends at its end (exit 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
+    p.add_argument("--source", default="0",
+                   help="camera index (0), video file, or rtsp:// / http:// URL (default: camera 0)")
+    p.add_argument("--no-window", action="store_true",
+                   help="no window: print one JSON line per prediction on stdout")
+    p.add_argument("--record", metavar="OUT.mp4", help="save the annotated video (finalised on exit)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play a video file at its own frame rate (default: as fast as possible)")
+    p.add_argument("--feature-rate", type=float, metavar="HZ",
+                   help="frames per second that get CNN features (default: 8, or the checkpoint's fps "
+                        "sampling rate); the model sees num_segments / HZ seconds")
+    p.add_argument("--predict-rate", type=float, metavar="HZ",
+                   help="temporal-model runs per second (default: after every new feature)")
+    p.add_argument("--ema", type=float, default=0.5,
+                   help="smoothing: weight of the past in [0, 1), 0 = off (default 0.5)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="below this smoothed probability: no confident action (default 0.5)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of source time")
+    p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
+                   help="give up opening a URL or camera after S seconds (default 10)")
+    p.add_argument("--device", default="auto")
+
+
+def _err(message: str) -> None:
+    print(f"videoact stream: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
+    from ..inference import VideoClassifier
+    from ..overlay import AtomicVideoWriter, draw_stream_overlay, window_support
+    from ..stream import DEFAULT_LIVE_FPS, SourceError, StreamClassifier, StreamEngine, RateMeter
+
+    show = not args.no_window
+    if show:
+        ok, why = window_support()
+        if not ok:
+            _err(f"cannot open a window: {why}. Running headless instead (JSON lines on stdout); "
+                 "pass --no-window to skip this check.")
+            show = False
+    try:
+        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
+        sc = StreamClassifier(classifier, feature_rate=args.feature_rate, predict_rate=args.predict_rate,
+                              ema=args.ema, threshold=args.threshold, top_k=args.top_k)
+        engine = StreamEngine(args.source, sc, realtime=args.realtime, display=show or bool(args.record),
+                              max_seconds=args.max_seconds, log=_err, open_timeout=args.open_timeout)
+        engine.start()
+    except (CheckpointError, SourceError, ValueError) as exc:
+        _err(str(exc))
+        return 2
+    _err(f"{engine.source.name}: window {sc.window_seconds:.2f} s ({sc.num_segments} frames at "
+         f"{sc.feature_rate:g}/s); {'q or Ctrl-C to stop' if show else 'Ctrl-C to stop'}")
+
+    # SIGTERM stops as cleanly as Ctrl-C (threads joined, recording finalised).
+    def _terminate(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
+    window = f"videoact - {engine.source.name}"
+    status = 0
+    interrupted = False
+    try:
+        if show:
+            import cv2
+
+            cv2.namedWindow(window, cv2.WINDOW_NORMAL)
+        if not show and recorder is None:
+            for result in engine.results():
+                print(json.dumps(result.to_dict()), flush=True)
+        else:
+            shown = RateMeter()
+            waiting = f"collecting {sc.num_segments} frames ({sc.window_seconds:.1f} s)..."
+            while True:
+                frame = engine.next_frame(timeout=0.05)
+                for result in engine.poll():
+                    if not show:
+                        print(json.dumps(result.to_dict()), flush=True)
+                if frame is not None:
+                    shown.tick()
+                    image = draw_stream_overlay(frame.image, engine.latest, display_fps=shown.rate,
+                                                dropped=engine.dropped, top_k=args.top_k, waiting=waiting,
+                                                bgr_output=True)
+                    if recorder is not None:
+                        recorder.write(image, bgr=True)
+                    if show:
+                        cv2.imshow(window, image)
+                if show:
+                    key = cv2.waitKey(1) & 0xFF
+                    if key in (ord("q"), ord("Q"), 27):
+                        break
+                    if cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
+                        break  # closed with the mouse
+                if frame is None and engine.finished:
+                    for result in engine.poll():
+                        if not show:
+                            print(json.dumps(result.to_dict()), flush=True)
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    except (SourceError, OSError, RuntimeError, ValueError) as exc:
+        _err(str(exc))
+        status = 1
+    finally:
+        engine.stop()
+        if recorder is not None:
+            saved = recorder.close(commit=True)
+            if saved is not None:
+                _err(f"recording saved to {saved} ({recorder.frames} frames)")
+        if show:
+            import cv2
+
+            cv2.destroyAllWindows()
+        signal.signal(signal.SIGTERM, previous)
+    stats = engine.stats()
+    _err(f"{'stopped' if interrupted else 'done'}: {stats['frames_captured']} frames, "
+         f"{stats['predictions']} predictions, {stats['dropped']} dropped, {stats['reconnects']} reconnects")
+    return status

@@ -1,0 +1,1096 @@
+"""Online inference on live cameras, network streams and video files, without falling behind.
+
+One engine serves every source::
+
+    source --capture thread--> [1-slot buffer] --inference thread--> results
+                          \\--> [1-slot buffer] --> display / recording (optional)
+
+* The capture thread keeps only the **newest** frame. A frame overwritten before the
+  inference thread looked at it is *dropped* and counted, never queued: the known
+  failure of webcam demos (reading stale frames from a growing buffer and falling tens
+  of seconds behind) cannot happen. For a file read as fast as possible nothing is
+  dropped: the capture thread waits for the consumers instead.
+* :class:`StreamClassifier` (usable on its own, without threads) computes per-frame CNN
+  features once per sampled frame, at ``feature_rate`` frames per second of source
+  time, into a ring buffer of the last ``T`` vectors (``T`` = the checkpoint's
+  ``num_segments``); so each new frame costs one CNN pass, not ``T``. The temporal
+  model runs on the buffer at ``predict_rate``; probabilities are smoothed with an
+  exponential moving average; below ``threshold`` the label is ``None`` ("no
+  confident action").
+* Every :class:`StreamResult` carries the source timestamp of its newest frame, the
+  measured latency from capture to result, the dropped-frame count and the rates.
+
+Sources (:func:`open_source`): a camera index (``"0"``), a video file (paced at its own
+frame rate with ``realtime=True``, else as fast as possible) or an RTSP/HTTP URL that
+OpenCV's FFmpeg opens. Live sources reconnect with back-off when they drop (said on
+the log callback); a file source ends cleanly at its end. Memory is bounded: two
+1-frame slots, the ``[T, D]`` ring and a bounded result queue.
+
+Library use::
+
+    from videoact.inference import VideoClassifier
+    from videoact.stream import StreamClassifier, stream_predictions
+
+    clf = VideoClassifier.from_checkpoint("runs/x/best.pt")
+    for r in stream_predictions("0", clf, max_seconds=30):     # webcam 0
+        print(f"{r.timestamp:6.2f}s {r.label or '-'} {r.latency * 1000:.0f} ms")
+
+    sc = StreamClassifier(clf, feature_rate=8)                # inside your own loop
+    result = sc.push(frame_rgb_uint8, timestamp_seconds)       # StreamResult or None
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .inference import VideoClassifier
+
+log = logging.getLogger("videoact.stream")
+
+LogFn = Callable[[str], None]
+
+DEFAULT_FEATURE_RATE = 8.0  # frames per second of source time that get CNN features
+DEFAULT_LIVE_FPS = 30.0  # for recording when a camera does not say its rate
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or read; the message names the source."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+# =============================================================================== sources
+
+
+@dataclass
+class Frame:
+    """One captured frame.
+
+    ``image``: uint8 RGB ``[H, W, 3]``. ``timestamp``: seconds of source time (the
+    file's own timestamps; for live sources seconds since the source was opened).
+    ``index``: the source's frame counter (for files, the frame index in the file).
+    ``capture_time``: ``time.monotonic()`` when the frame became available (for a file
+    played in real time, the moment it was due).
+    """
+
+    image: np.ndarray
+    timestamp: float
+    index: int
+    capture_time: float
+
+
+class FrameSource:
+    """Base class: ``open()``, then ``frames(stop)`` yields :class:`Frame` until the end."""
+
+    name: str = "?"
+    live: bool = False
+    fps: float | None = None
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class FileSource(FrameSource):
+    """A video file (or JPEG frame folder) read with :func:`videoact.decode.open_video`.
+
+    ``realtime=True`` paces frames at their own timestamps (like a camera would deliver
+    them); otherwise frames come as fast as the consumers take them.
+    """
+
+    live = False
+
+    def __init__(self, path: str | os.PathLike, realtime: bool = False) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.realtime = bool(realtime)
+        self._reader: Any = None
+
+    def open(self) -> None:
+        from .decode import VideoDecodeError, open_video
+
+        try:
+            self._reader = open_video(self.path)
+            self.fps = float(self._reader.fps)
+            len(self._reader)  # verify now: errors surface at open, not mid-stream
+        except VideoDecodeError as exc:
+            raise SourceError(self.name, exc.reason) from exc
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        from .decode import VideoDecodeError
+
+        if self._reader is None:
+            self.open()
+        start: float | None = None
+        try:
+            for index, ts, image in self._reader.iter_frames():
+                if stop.is_set():
+                    return
+                now = time.monotonic()
+                if self.realtime:
+                    if start is None:
+                        start = now - ts
+                    due = start + ts
+                    if due > now and stop.wait(due - now):
+                        return
+                    capture = due  # a late decode counts against latency, honestly
+                else:
+                    capture = now
+                yield Frame(image, float(ts), int(index), capture)
+        except VideoDecodeError as exc:
+            raise SourceError(self.name, exc.reason) from exc
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class _CaptureSource(FrameSource):
+    """A live ``cv2.VideoCapture`` source that reconnects with back-off when it drops.
+
+    Args:
+        open_timeout: seconds to wait for the source to open (FFmpeg's own timeout for
+            URLs, plus a guard thread, since not every backend honours it).
+        read_timeout: seconds a read may block before FFmpeg gives up (URLs).
+        reconnect: try again after the stream drops (else end).
+        backoff: first wait before reconnecting; doubles up to ``max_backoff``.
+        give_up_after: stop reconnecting after this many seconds without a frame
+            (``None``: keep trying until stopped).
+        log: where reconnect messages go (default: the ``videoact.stream`` logger).
+    """
+
+    live = True
+
+    def __init__(self, open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
+                 backoff: float = 0.5, max_backoff: float = 8.0, give_up_after: float | None = None,
+                 log: LogFn | None = None) -> None:
+        self.open_timeout = float(open_timeout)
+        self.read_timeout = float(read_timeout)
+        self.reconnect = bool(reconnect)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.give_up_after = give_up_after
+        self._log = log or log_warning
+        self._cap: Any = None
+        self._t0: float | None = None
+        self._count = 0
+        self.reconnects = 0
+
+    # -- what subclasses provide
+    def _create(self) -> Any:
+        raise NotImplementedError
+
+    def _describe_failure(self) -> str:
+        return "cannot be opened"
+
+    # -- opening with a guard
+    def _open_capture(self) -> Any:
+        """Open in a helper thread; give up after ``open_timeout`` (+ margin)."""
+        box: dict[str, Any] = {}
+        abandoned = threading.Event()
+
+        def target() -> None:
+            try:
+                cap = self._create()
+            except Exception as exc:  # cv2.error and friends
+                box["error"] = exc
+                return
+            if abandoned.is_set():  # too late: nobody will use it
+                cap.release()
+                return
+            box["cap"] = cap
+
+        helper = threading.Thread(target=target, name=f"open {self.name}", daemon=True)
+        helper.start()
+        helper.join(self.open_timeout + 2.0)
+        if helper.is_alive():
+            abandoned.set()
+            raise SourceError(self.name, f"no answer within {self.open_timeout:g} s (open timed out)")
+        if "error" in box:
+            raise SourceError(self.name, f"{self._describe_failure()} ({box['error']})")
+        cap = box["cap"]
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(self.name, self._describe_failure())
+        return cap
+
+    def open(self) -> None:
+        self._cap = self._open_capture()
+        fps = self._cap.get(_cv2().CAP_PROP_FPS)
+        self.fps = float(fps) if fps and math.isfinite(fps) and 1.0 <= fps <= 240.0 else None
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+
+    def _read(self) -> np.ndarray | None:
+        ok, frame = self._cap.read()
+        return frame if ok and frame is not None and frame.size else None
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        cv2 = _cv2()
+        if self._cap is None:
+            self.open()
+        while not stop.is_set():
+            bgr = self._read()
+            if bgr is not None:
+                now = time.monotonic()
+                assert self._t0 is not None
+                image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+                yield Frame(image, now - self._t0, self._count, now)
+                self._count += 1
+                continue
+            if not self.reconnect:
+                self._log(f"{self.name}: stream ended (read failed)")
+                return
+            if not self._reconnect(stop):
+                return
+
+    def _reconnect(self, stop: threading.Event) -> bool:
+        """Re-open with exponential back-off; False when stopped or given up."""
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        lost = time.monotonic()
+        delay = self.backoff
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            self._log(f"{self.name}: stream lost; reconnecting in {delay:.1f} s (attempt {attempt})")
+            if stop.wait(delay):
+                return False
+            try:
+                self.open()
+            except SourceError as exc:
+                waited = time.monotonic() - lost
+                if self.give_up_after is not None and waited >= self.give_up_after:
+                    self._log(f"{self.name}: giving up after {waited:.1f} s without frames ({exc.reason})")
+                    raise SourceError(self.name, f"lost and not back after {waited:.1f} s ({exc.reason})") from None
+                delay = min(self.max_backoff, delay * 2)
+                continue
+            self.reconnects += 1
+            self._log(f"{self.name}: reconnected after {time.monotonic() - lost:.1f} s")
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class CameraSource(_CaptureSource):
+    """A local camera by index (``cv2.VideoCapture(index)``)."""
+
+    def __init__(self, index: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.index = int(index)
+        self.name = f"camera {self.index}"
+
+    def _create(self) -> Any:
+        cv2 = _cv2()
+        cap = cv2.VideoCapture(self.index)
+        if cap.isOpened():
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # where supported: less driver-side lag
+        return cap
+
+    def _describe_failure(self) -> str:
+        return "cannot open the camera (no such device, busy, or no permission)"
+
+
+class URLSource(_CaptureSource):
+    """An RTSP/HTTP(S) stream (MJPEG, H.264, ...) opened by OpenCV's FFmpeg backend."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.url = str(url)
+        self.name = self.url
+
+    def _create(self) -> Any:
+        cv2 = _cv2()
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+
+    def _describe_failure(self) -> str:
+        return "cannot open the stream (refused, not found, or not a video OpenCV can read)"
+
+
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+def open_source(spec: str | int | os.PathLike | FrameSource, *, realtime: bool = False,
+                open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
+                give_up_after: float | None = None, log: LogFn | None = None) -> FrameSource:
+    """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL or a video file.
+
+    Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` only applies
+    to files. Raises :class:`SourceError` for a spec that is none of these.
+    """
+    if isinstance(spec, FrameSource):
+        return spec
+    live = dict(open_timeout=open_timeout, read_timeout=read_timeout, reconnect=reconnect,
+                give_up_after=give_up_after, log=log)
+    if isinstance(spec, int):
+        return CameraSource(spec, **live)
+    text = os.fspath(spec)
+    if text.strip().isdigit():
+        return CameraSource(int(text), **live)
+    if text.lower().startswith(URL_SCHEMES):
+        return URLSource(text, **live)
+    if not os.path.exists(text):
+        raise SourceError(text, "not a camera index, a URL (rtsp://, http://, ...) or an existing video file")
+    return FileSource(text, realtime=realtime)
+
+
+def log_warning(message: str) -> None:
+    log.warning(message)
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
+
+
+# =========================================================================== buffers
+
+
+class LatestSlot:
+    """A 1-slot buffer between a producer and one consumer.
+
+    ``lossless=False``: :meth:`put` overwrites an item the consumer has not taken yet and
+    counts it in :attr:`dropped` (live sources: never fall behind). ``lossless=True``:
+    :meth:`put` waits until the slot is free (files read as fast as possible).
+    """
+
+    def __init__(self, lossless: bool = False) -> None:
+        self.lossless = bool(lossless)
+        self._item: Any = None
+        self._full = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.put_count = 0
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; False when the slot was closed (the consumer is gone)."""
+        with self._cond:
+            if self.lossless:
+                while self._full and not self._closed:
+                    self._cond.wait(0.5)
+            if self._closed:
+                return False
+            if self._full:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self.put_count += 1
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The newest item, waiting up to ``timeout``; ``None`` on timeout or when closed and empty."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._full:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
+            item, self._item, self._full = self._item, None, False
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        """No more items: the consumer drains what is left, the producer stops waiting."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class FeatureRing:
+    """The last ``size`` feature vectors ``[size, D]`` in a preallocated ring, with metadata."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        if size < 1:
+            raise ValueError(f"ring size must be >= 1, got {size}")
+        self.size = int(size)
+        self.data = torch.zeros(self.size, int(dim))
+        self.timestamps = np.zeros(self.size)
+        self.indices = np.full(self.size, -1, np.int64)
+        self.count = 0  # vectors pushed since the last clear
+
+    def push(self, vector: torch.Tensor, timestamp: float, index: int) -> None:
+        slot = self.count % self.size
+        self.data[slot] = vector
+        self.timestamps[slot] = timestamp
+        self.indices[slot] = index
+        self.count += 1
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def _order(self) -> np.ndarray:
+        n = len(self)
+        start = self.count - n
+        return np.arange(start, start + n) % self.size
+
+    def ordered(self) -> torch.Tensor:
+        """Features oldest first ``[len, D]``."""
+        return self.data[torch.from_numpy(self._order())]
+
+    def ordered_meta(self) -> tuple[list[float], list[int]]:
+        order = self._order()
+        return self.timestamps[order].tolist(), self.indices[order].tolist()
+
+    def clear(self) -> None:
+        self.count = 0
+
+
+class RateMeter:
+    """Events per second over the last ``window`` events (monotonic clock)."""
+
+    def __init__(self, window: int = 32) -> None:
+        self.times: collections.deque[float] = collections.deque(maxlen=window)
+
+    def tick(self, now: float | None = None) -> None:
+        self.times.append(time.monotonic() if now is None else now)
+
+    @property
+    def rate(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+class _Schedule:
+    """Due times on a fixed grid of ``1 / rate`` seconds; no catching up after a stall."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.period = 0.0 if rate is None else 1.0 / rate
+        self.next: float | None = None
+
+    def due(self, t: float) -> bool:
+        if self.period <= 0:
+            return True
+        # A quarter-period tolerance keeps e.g. 8 Hz out of 25 fps at ~8 Hz, not ~6 Hz.
+        return self.next is None or t >= self.next - 0.25 * self.period
+
+    def take(self, t: float) -> None:
+        if self.period <= 0:
+            return
+        if self.next is None:
+            self.next = t + self.period
+            return
+        self.next += self.period
+        if self.next <= t:  # fell behind (slow model, stall): re-anchor, do not burst
+            self.next = t + self.period
+
+    def reset(self) -> None:
+        self.next = None
+
+
+# ====================================================================== the classifier
+
+
+@dataclass
+class StreamResult:
+    """One prediction.
+
+    Attributes:
+        timestamp: source time (seconds) of the newest frame in the buffer.
+        capture_time: ``time.monotonic()`` when that frame was captured.
+        latency: seconds from capture of the newest frame to this result.
+        probs: smoothed probabilities ``[C]``; ``raw_probs``: this step's ``[C]``.
+        top: ``[(label, prob)]`` of the smoothed probabilities, best first.
+        label: the top label, or ``None`` below the threshold ("no confident action").
+        frame_indices / frame_timestamps: the source frames in the buffer, oldest first.
+        dropped: frames the engine never looked at (overwritten in the 1-slot buffer).
+        feature_rate / prediction_rate: measured, per second of wall time.
+    """
+
+    timestamp: float
+    capture_time: float
+    latency: float
+    probs: torch.Tensor
+    raw_probs: torch.Tensor
+    top: list[tuple[str, float]]
+    label: str | None
+    frame_indices: list[int] = field(default_factory=list)
+    frame_timestamps: list[float] = field(default_factory=list)
+    dropped: int = 0
+    feature_rate: float = 0.0
+    prediction_rate: float = 0.0
+    cnn_seconds: float = 0.0
+    temporal_seconds: float = 0.0
+
+    @property
+    def confident(self) -> bool:
+        return self.label is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (what ``videoact stream --no-window`` prints)."""
+        return {
+            "timestamp": round(self.timestamp, 4),
+            "label": self.label,
+            "top": [{"label": l, "prob": round(p, 5)} for l, p in self.top],
+            "latency_ms": round(self.latency * 1000.0, 2),
+            "dropped": self.dropped,
+            "frame_index": self.frame_indices[-1] if self.frame_indices else None,
+            "prediction_rate": round(self.prediction_rate, 3),
+            "feature_rate": round(self.feature_rate, 3),
+        }
+
+
+def default_feature_rate(classifier: "VideoClassifier") -> float:
+    """The checkpoint's frame rate when it was trained on fps sampling, else 8 Hz."""
+    sampling = getattr(classifier, "sampling", None)
+    if sampling is not None and getattr(sampling, "mode", None) == "fps":
+        return float(sampling.target_fps)
+    return DEFAULT_FEATURE_RATE
+
+
+class StreamClassifier:
+    """Push frames, get smoothed predictions; no threads (use it inside your own loop).
+
+    Args:
+        classifier: a :class:`~videoact.inference.VideoClassifier`.
+        feature_rate: frames per second of *source time* that get CNN features
+            (default :func:`default_feature_rate`). The window the model sees spans
+            ``num_segments / feature_rate`` seconds.
+        predict_rate: temporal-model runs per second of source time (default: after
+            every new feature vector). It never exceeds ``feature_rate``: a prediction
+            without a new feature would repeat the last one.
+        ema: weight of the past in the moving average, in ``[0, 1)``: ``smoothed =
+            ema * smoothed + (1 - ema) * probs``. 0 turns smoothing off.
+        threshold: below this smoothed top probability the label is ``None``.
+        top_k: labels in :attr:`StreamResult.top`.
+        num_segments: ring size ``T`` (default: the checkpoint's ``num_segments``).
+        max_gap: a jump of more than this many seconds between frames (a reconnect, a
+            seek, time going backwards) clears the buffer. Default: the window length,
+            at least 1 s.
+    """
+
+    def __init__(self, classifier: "VideoClassifier", *, feature_rate: float | None = None,
+                 predict_rate: float | None = None, ema: float = 0.5, threshold: float = 0.5,
+                 top_k: int = 5, num_segments: int | None = None, max_gap: float | None = None) -> None:
+        self.classifier = classifier
+        self.feature_rate = float(feature_rate) if feature_rate is not None else default_feature_rate(classifier)
+        if not (self.feature_rate > 0 and math.isfinite(self.feature_rate)):
+            raise ValueError(f"feature_rate must be a positive number of frames per second, got {feature_rate}")
+        if predict_rate is not None and not (predict_rate > 0 and math.isfinite(predict_rate)):
+            raise ValueError(f"predict_rate must be positive, got {predict_rate}")
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (weight of the past; 0 = no smoothing), got {ema}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.predict_rate = None if predict_rate is None or predict_rate >= self.feature_rate else float(predict_rate)
+        self.ema = float(ema)
+        self.threshold = float(threshold)
+        self.top_k = int(top_k)
+        self.num_segments = int(num_segments or classifier.num_segments or 16)
+        window = self.num_segments / self.feature_rate
+        self.max_gap = float(max_gap) if max_gap is not None else max(1.0, window)
+        dim = int(classifier.backbone.feature_dim)
+        self.ring = FeatureRing(self.num_segments, dim)
+        self._feature_schedule = _Schedule(self.feature_rate)
+        self._predict_schedule = _Schedule(self.predict_rate)
+        self._smoothed: torch.Tensor | None = None
+        self._last_ts: float | None = None
+        self._feature_meter = RateMeter()
+        self._predict_meter = RateMeter()
+        self.frames_pushed = 0
+        self.features_computed = 0
+        self.predictions = 0
+        self.resets = 0
+        self.dropped = 0  # set by whoever feeds this (the engine's capture slot)
+
+    @property
+    def window_seconds(self) -> float:
+        """Source time the buffer spans when full."""
+        return self.num_segments / self.feature_rate
+
+    @property
+    def classes(self) -> list[str]:
+        return self.classifier.classes
+
+    def reset(self) -> None:
+        """Forget the buffer and the smoothing (e.g. after a cut or a reconnect)."""
+        self.ring.clear()
+        self._smoothed = None
+        self._last_ts = None
+        self._feature_schedule.reset()
+        self._predict_schedule.reset()
+        self.resets += 1
+
+    def wants(self, timestamp: float) -> bool:
+        """Whether a frame at ``timestamp`` would get features (cheap; no work done)."""
+        if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
+            return True  # a jump: push() resets and takes it
+        return self._feature_schedule.due(timestamp)
+
+    @torch.inference_mode()
+    def push(self, frame: np.ndarray | torch.Tensor, timestamp: float, *, capture_time: float | None = None,
+             index: int = -1) -> StreamResult | None:
+        """Offer one frame (uint8 RGB ``[H, W, 3]``) captured at source time ``timestamp`` s.
+
+        Returns a :class:`StreamResult` when this frame completed a due prediction
+        (the buffer is full and a prediction is due), else ``None``. Frames that are not
+        due at ``feature_rate`` cost nothing. ``capture_time`` (``time.monotonic()``
+        when the frame arrived) defaults to now; latency is measured from it.
+        """
+        if capture_time is None:
+            capture_time = time.monotonic()
+        self.frames_pushed += 1
+        timestamp = float(timestamp)
+        if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
+            self.reset()  # stale context: do not mix frames across a gap
+        self._last_ts = timestamp
+        if not self._feature_schedule.due(timestamp):
+            return None
+        self._feature_schedule.take(timestamp)
+
+        frames = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, torch.Tensor) else frame
+        if frames.dim() != 3 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+        t0 = time.perf_counter()
+        vector = self.classifier.frame_features(frames[None])[0]  # one CNN pass  [D]
+        cnn_seconds = time.perf_counter() - t0
+        self.ring.push(vector, timestamp, index)
+        self.features_computed += 1
+        self._feature_meter.tick()
+
+        if not self.ring.full or not self._predict_schedule.due(timestamp):
+            return None
+        self._predict_schedule.take(timestamp)
+        t1 = time.perf_counter()
+        raw = self.classifier.predict_features(self.ring.ordered())  # [T, D] -> [C]
+        temporal_seconds = time.perf_counter() - t1
+        if self._smoothed is None or self.ema == 0.0:
+            self._smoothed = raw.clone()
+        else:
+            self._smoothed = self.ema * self._smoothed + (1.0 - self.ema) * raw
+        probs = self._smoothed
+        values, idx = probs.topk(min(self.top_k, len(self.classes)))
+        top = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]
+        label = top[0][0] if top[0][1] >= self.threshold else None
+        self.predictions += 1
+        now = time.monotonic()
+        self._predict_meter.tick(now)
+        stamps, indices = self.ring.ordered_meta()
+        return StreamResult(
+            timestamp=timestamp, capture_time=capture_time, latency=now - capture_time,
+            probs=probs.clone(), raw_probs=raw, top=top, label=label,
+            frame_indices=indices, frame_timestamps=stamps, dropped=self.dropped,
+            feature_rate=self._feature_meter.rate, prediction_rate=self._predict_meter.rate,
+            cnn_seconds=cnn_seconds, temporal_seconds=temporal_seconds,
+        )
+
+
+# ========================================================================== the engine
+
+
+class _ResultQueue:
+    """Bounded FIFO of results. Lossy: the oldest result goes when full. Lossless: put waits."""
+
+    def __init__(self, maxlen: int, lossless: bool) -> None:
+        self._items: collections.deque[StreamResult] = collections.deque()
+        self.maxlen = int(maxlen)
+        self.lossless = lossless
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: StreamResult, stop: threading.Event) -> None:
+        with self._cond:
+            if self.lossless:
+                while len(self._items) >= self.maxlen and not stop.is_set() and not self._closed:
+                    self._cond.wait(0.5)
+            if len(self._items) >= self.maxlen:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None) -> StreamResult | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._closed and not self._items
+
+
+class StreamEngine:
+    """Capture thread + inference thread around a :class:`StreamClassifier`.
+
+    Args:
+        source: a :class:`FrameSource` or a spec for :func:`open_source`.
+        classifier: a ``StreamClassifier`` or a ``VideoClassifier`` (then ``**options``
+            are the ``StreamClassifier`` arguments).
+        realtime: pace a file at its own frame rate (live sources always are).
+        display: also keep the newest frame for a display/recording loop
+            (:meth:`next_frame`).
+        max_seconds: stop after this much source time.
+        log: where source messages go (reconnects); default the module logger.
+        max_pending: bound on results waiting for the consumer.
+
+    Use as a context manager, or :meth:`start` / :meth:`stop`. :meth:`results` iterates
+    the predictions; it ends at the end of a file, on :meth:`stop` or on ``max_seconds``.
+    An error in a thread (an unreadable file, a backbone error) is re-raised there.
+    """
+
+    def __init__(self, source: FrameSource | str | int | os.PathLike,
+                 classifier: "StreamClassifier | VideoClassifier", *, realtime: bool = False,
+                 display: bool = False, max_seconds: float | None = None, log: LogFn | None = None,
+                 open_timeout: float = 10.0, max_pending: int = 256, **options: Any) -> None:
+        self.log = log or log_warning
+        self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, log=self.log)
+        if isinstance(classifier, StreamClassifier):
+            if options:
+                raise TypeError(f"options {sorted(options)} only apply when passing a VideoClassifier")
+            self.classifier = classifier
+        else:
+            self.classifier = StreamClassifier(classifier, **options)
+        # A file not played in real time loses nothing: the capture thread waits instead.
+        self.lossless = not self.source.live and not getattr(self.source, "realtime", False)
+        self.max_seconds = max_seconds
+        self._infer_slot = LatestSlot(lossless=self.lossless)
+        self._display_slot = LatestSlot(lossless=self.lossless) if display else None
+        self._results = _ResultQueue(max_pending, lossless=self.lossless)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self.latest: StreamResult | None = None
+        self.frames_captured = 0
+        self.started_at: float | None = None
+        self.ended = threading.Event()  # the source has no more frames (or stopped)
+        self._started = False
+
+    # -- lifecycle
+    def start(self) -> "StreamEngine":
+        """Open the source (errors surface here) and start the threads."""
+        if self._started:
+            return self
+        self.source.open()
+        self._started = True
+        self.started_at = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._capture_loop, name="videoact-capture", daemon=True),
+            threading.Thread(target=self._inference_loop, name="videoact-inference", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and join the threads; True when all of them ended within ``timeout``."""
+        self._stop.set()
+        self._infer_slot.close()
+        if self._display_slot is not None:
+            self._display_slot.close()
+        self._results.close()
+        ok = True
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                ok = False
+                self.log(f"{self.source.name}: {t.name} thread did not stop within {timeout:g} s "
+                         "(blocked inside the decoder); leaving it behind")
+        return ok
+
+    def __enter__(self) -> "StreamEngine":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._errors[0] if self._errors else None
+
+    def _raise_error(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    # -- threads
+    def _capture_loop(self) -> None:
+        first: float | None = None
+        try:
+            for frame in self.source.frames(self._stop):
+                if first is None:
+                    first = frame.timestamp
+                if self.max_seconds is not None and frame.timestamp - first >= self.max_seconds:
+                    break
+                self.frames_captured += 1
+                if self._display_slot is not None:
+                    self._display_slot.put(frame)
+                if not self._infer_slot.put(frame):
+                    break
+                self.classifier.dropped = self._infer_slot.dropped
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._errors.append(exc)
+        finally:
+            self.source.close()
+            self.ended.set()
+            self._infer_slot.close()
+            if self._display_slot is not None:
+                self._display_slot.close()
+
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self._infer_slot.get(timeout=0.5)
+                if frame is None:
+                    if self._infer_slot.closed:
+                        break
+                    continue
+                self.classifier.dropped = self._infer_slot.dropped
+                result = self.classifier.push(frame.image, frame.timestamp,
+                                              capture_time=frame.capture_time, index=frame.index)
+                if result is not None:
+                    self.latest = result
+                    self._results.put(result, self._stop)
+        except BaseException as exc:  # noqa: BLE001
+            self._errors.append(exc)
+            self._stop.set()
+            self._infer_slot.close()
+        finally:
+            self._results.close()
+
+    # -- consumers
+    def results(self) -> Iterator[StreamResult]:
+        """Predictions in order until the source ends or :meth:`stop`.
+
+        Errors from the threads (an unreadable file, a lost stream that was given up,
+        a backbone error) are raised here.
+        """
+        while True:
+            item = self._results.get(timeout=0.25)
+            if item is not None:
+                yield item
+            elif self._results.finished:
+                self._raise_error()
+                return
+
+    def poll(self) -> list[StreamResult]:
+        """Results ready now, without waiting (for a display loop)."""
+        out = []
+        while True:
+            item = self._results.get(timeout=0)
+            if item is None:
+                break
+            out.append(item)
+        self._raise_error()
+        return out
+
+    def next_frame(self, timeout: float = 0.1) -> Frame | None:
+        """The newest captured frame not yet shown (``display=True``), or None."""
+        if self._display_slot is None:
+            raise RuntimeError("StreamEngine(display=False) keeps no frames for display")
+        return self._display_slot.get(timeout=timeout)
+
+    @property
+    def finished(self) -> bool:
+        """The source ended (or stop()) and every result was taken."""
+        return self._results.finished
+
+    @property
+    def dropped(self) -> int:
+        return self._infer_slot.dropped
+
+    @property
+    def display_dropped(self) -> int:
+        return self._display_slot.dropped if self._display_slot is not None else 0
+
+    @property
+    def reconnects(self) -> int:
+        return int(getattr(self.source, "reconnects", 0))
+
+    def stats(self) -> dict[str, Any]:
+        sc = self.classifier
+        return {
+            "source": self.source.name, "frames_captured": self.frames_captured,
+            "dropped": self.dropped, "display_dropped": self.display_dropped,
+            "features": sc.features_computed, "predictions": sc.predictions,
+            "reconnects": self.reconnects, "resets": sc.resets, "results_dropped": self._results.dropped,
+        }
+
+
+def stream_predictions(source: FrameSource | str | int | os.PathLike,
+                       classifier: "StreamClassifier | VideoClassifier", *, realtime: bool = False,
+                       max_seconds: float | None = None, log: LogFn | None = None,
+                       open_timeout: float = 10.0, **options: Any) -> Iterator[StreamResult]:
+    """Iterate the predictions for a source; threads are stopped and joined on exit.
+
+    ``source``: a camera index, URL, video file or :class:`FrameSource`. ``options``:
+    the :class:`StreamClassifier` arguments (``feature_rate``, ``predict_rate``,
+    ``ema``, ``threshold``, ``top_k``, ...). Breaking out of the loop shuts it down.
+    """
+    engine = StreamEngine(source, classifier, realtime=realtime, max_seconds=max_seconds, log=log,
+                          open_timeout=open_timeout, **options)
+    with engine:
+        yield from engine.results()
+
+
+# ========================================================================= benchmark
+
+
+def _default_benchmark_classifier(device: str = "cpu") -> "VideoClassifier":
+    """efficientnet_lite0 (offline ImageNet weights, 224 px) + a default-size BiLSTM.
+
+    The temporal weights are untrained: speed does not depend on them.
+    """
+    from .backbones import create_backbone
+    from .cnn_lstm import CNNLSTM
+    from .extract import resolve_device
+    from .inference import VideoClassifier
+    from .temporal import create_temporal_model
+
+    backbone = create_backbone("efficientnet_lite0", pretrained=True)
+    torch.manual_seed(0)
+    temporal = create_temporal_model("bilstm", backbone.feature_dim, 10)
+    feature = {"backbone": backbone.name, "weights_id": backbone.weights_id, "pooling": backbone.pooling,
+               "image_size": backbone.input_size, "num_segments": 16}
+    classes = [f"class_{i}" for i in range(10)]
+    return VideoClassifier(CNNLSTM(backbone, temporal), classes, feature, resolve_device(device))
+
+
+def benchmark_stream(checkpoint: str | os.PathLike | None = None, *, seconds: float = 10.0,
+                     fps: float = 30.0, width: int = 640, height: int = 480,
+                     feature_rate: float | None = None, predict_rate: float | None = None,
+                     device: str = "cpu", video: str | os.PathLike | None = None,
+                     work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Measure the live engine on a real-time file source, with a display loop.
+
+    A ``width x height`` video of ``seconds`` at ``fps`` is written (unless ``video`` is
+    given) and played in real time through :class:`StreamEngine`; a display loop draws
+    the overlay on every frame it gets (no window: the drawing and colour conversion
+    are what a window would cost). ``checkpoint=None`` uses efficientnet_lite0 at its
+    224 px input with the offline ImageNet weights and an untrained default BiLSTM.
+
+    Returns: ``prediction_rate`` (predictions per second of wall time, sustained),
+    ``display_rate`` (frames drawn per second), ``source_fps``, ``dropped``
+    (frames the inference never looked at) and ``display_dropped``,
+    ``latency_p50_ms`` / ``latency_p95_ms`` / ``latency_max_ms`` (capture to result),
+    ``cnn_ms_p50`` (one backbone pass), ``feature_rate``, ``predictions``, ``frames``.
+    """
+    import tempfile
+
+    from .overlay import AtomicVideoWriter, draw_stream_overlay
+
+    if checkpoint is None:
+        classifier = _default_benchmark_classifier(device)
+    else:
+        from .inference import VideoClassifier
+
+        classifier = VideoClassifier.from_checkpoint(checkpoint, device=device)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        if video is None:
+            video = Path(tmp) / "bench.mp4"
+            with AtomicVideoWriter(video, fps) as writer:
+                for image in _benchmark_frames(int(round(seconds * fps)), height, width):
+                    writer.write(image)
+        sc = StreamClassifier(classifier, feature_rate=feature_rate, predict_rate=predict_rate,
+                              ema=0.5, threshold=0.0)
+        # Warm-up outside the timing (first-call allocations).
+        for i in range(3):
+            sc.classifier.frame_features(np.zeros((1, height, width, 3), np.uint8))
+        engine = StreamEngine(FileSource(video, realtime=True), sc, display=True)
+        latencies: list[float] = []
+        cnn: list[float] = []
+        shown = 0
+        with engine:
+            t_start = time.monotonic()
+            while True:
+                frame = engine.next_frame(timeout=0.2)
+                for r in engine.poll():
+                    latencies.append(r.latency)
+                    cnn.append(r.cnn_seconds)
+                if frame is not None:
+                    draw_stream_overlay(frame.image, engine.latest, display_fps=None, bgr_output=True)
+                    shown += 1
+                elif engine.finished:
+                    break
+            wall = time.monotonic() - t_start
+            stats = engine.stats()
+    lat = np.asarray(latencies) * 1000.0
+    return {
+        "source_fps": fps, "seconds": round(wall, 2), "frames": stats["frames_captured"],
+        "feature_rate": sc.feature_rate, "predict_rate_setting": sc.predict_rate,
+        "predictions": len(latencies),
+        "prediction_rate": round(len(latencies) / wall, 2) if wall > 0 else 0.0,
+        "display_rate": round(shown / wall, 2) if wall > 0 else 0.0,
+        "dropped": stats["dropped"], "display_dropped": stats["display_dropped"],
+        "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
+        "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
+        "latency_max_ms": round(float(lat.max()), 1) if lat.size else None,
+        "cnn_ms_p50": round(float(np.median(cnn)) * 1000.0, 1) if cnn else None,
+        "image_size": int(classifier.backbone.input_size), "backbone": classifier.backbone.name,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _benchmark_frames(n: int, height: int, width: int) -> Iterator[np.ndarray]:
+    """A moving textured scene (so the codec has real work), RGB ``[H, W, 3]`` per frame."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, size=(height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    base = np.kron(base, np.ones((8, 8, 1), np.uint8))[:height, :width]
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i in range(n):
+        frame = np.roll(base, i * 2, axis=1).copy()
+        cx, cy = (i * 5) % width, height // 2
+        frame[(xx - cx) ** 2 + (yy - cy) ** 2 < (height // 8) ** 2] = (255, 64, 32)
+        yield frame
