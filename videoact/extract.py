@@ -406,10 +406,17 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
     """The decoding stage alone: a DataLoader whose items are chunks of one video,
     ``{"video", "frames" uint8 [t, H, W, 3], "indices" [t], "fps", "num_frames",
     "backend", "last"}``, or ``{"video", "error"}`` for a file that failed.
-    ``num_workers=None``: all cores but one (the main process runs the backbone), or
-    all cores when the backbone is on a GPU (``pin_memory``)."""
+    ``num_workers=None``: this process's share of the cores (all of them, or
+    ``cores / LOCAL_WORLD_SIZE`` under torchrun), less one for the main process when
+    the backbone runs on the CPU; at least one, except that a CPU rank with a single
+    core decodes in its own process (a worker would only compete with it)."""
     if num_workers is None:
-        num_workers = min(len(paths), max(1, (os.cpu_count() or 2) - (0 if pin_memory else 1)))
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        cores = max(1, (os.cpu_count() or 2) // local_ranks)
+        wanted = cores if pin_memory else cores - 1
+        if wanted < 1 and (pin_memory or local_ranks == 1):
+            wanted = 1
+        num_workers = min(len(paths), max(0, wanted))
     dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout)
     return DataLoader(
         dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
