@@ -124,7 +124,20 @@ def save_checkpoint(
         payload = _to_safe(payload, "checkpoint")
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    atomic_save_torch(payload, path)
+    try:
+        atomic_save_torch(payload, path)
+    except (OSError, RuntimeError) as exc:
+        # torch reports a full disk as "unexpected pos ..." from its zip writer: say what it is.
+        import shutil
+
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        hint = f"; {free} bytes free on that disk (full?)" if free is not None and free < 64 * 2**20 else ""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: could not write the checkpoint ({first}{hint}); "
+                              "the previous file, if any, is unchanged") from None
     return path
 
 

@@ -689,7 +689,9 @@ class FeatureDataset(torch.utils.data.Dataset):
             )
         features = features.float()
         if not torch.isfinite(features).all():
-            raise FeatureCacheError(file, f"features of video {sample.path} contain NaN or inf")
+            raise FeatureCacheError(
+                file, f"features of video {sample.path} contain NaN or inf (delete this file to extract it again)"
+            )
         return features
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

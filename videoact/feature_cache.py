@@ -35,7 +35,17 @@ FAILURES_FILE = "failures.jsonl"
 class FeatureCacheError(RuntimeError):
     """A cache file that is missing, unreadable or not a videoact feature file."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str | None = None):
+        if reason is None:
+            # Re-raised from a DataLoader worker, torch rebuilds the error from its message
+            # alone, the worker's traceback included; keep the type and the original message.
+            text = str(path).rstrip()
+            if "Traceback" in text:
+                last = text.splitlines()[-1]
+                text = last.split(f"{type(self).__name__}: ", 1)[-1]
+            super().__init__(text)
+            self.path, _, self.reason = text.partition(": ")
+            return
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")

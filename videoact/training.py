@@ -320,7 +320,7 @@ def train(cfg: Config) -> dict[str, Any]:
                 skipped_steps += 1
                 message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
                 if cfg.train.nonfinite == "stop":
-                    raise TrainingError(message + "; stopping (last good checkpoint kept: " f"{last_path})")
+                    raise TrainingError(message + f"; stopping ({_kept(last_path)})")
                 print(f"warning: {message}; step skipped", file=sys.stderr)
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -334,7 +334,7 @@ def train(cfg: Config) -> dict[str, Any]:
                 skipped_steps += 1
                 message = f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}"
                 if cfg.train.nonfinite == "stop":
-                    raise TrainingError(message + f"; stopping (last good checkpoint kept: {last_path})")
+                    raise TrainingError(message + f"; stopping ({_kept(last_path)})")
                 print(f"warning: {message}; step skipped", file=sys.stderr)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.update()
@@ -366,8 +366,10 @@ def train(cfg: Config) -> dict[str, Any]:
         if is_main:
             if improved:
                 checkpoint(best_path, epoch, record)
-            checkpoint(last_path, epoch, record)
+            # metrics.jsonl before last.pt: a crash in between then repeats this epoch on
+            # resume (whose history keeps only epochs before last.pt's) instead of losing its line.
             atomic_write_text(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            checkpoint(last_path, epoch, record)
             if cfg.train.progress:
                 print(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} acc {record['train_acc']:.3f} "
                       f"| val loss {val['loss']:.4f} acc {val['acc']:.3f}" + (" *" if improved else ""))
@@ -387,6 +389,12 @@ def train(cfg: Config) -> dict[str, Any]:
                                                   collate_fn=collate_features), device)
         summary["test"] = classification_metrics(probs, labels, list(classes))
     return summary
+
+
+def _kept(last_path: Path) -> str:
+    if last_path.exists():
+        return f"last good checkpoint kept: {last_path}"
+    return "no checkpoint was written: the first epoch did not finish"
 
 
 def _read_metrics(path: Path) -> list[dict]:

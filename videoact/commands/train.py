@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
     from ..config import ConfigError, load_config
+    from ..feature_cache import FeatureCacheError
     from ..distributed import DistributedSetupError, distributed_session
     from ..training import TrainingError, train
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes and prints.
         with distributed_session(cfg.train.device) as dist_info:
             summary = train(cfg)
-    except (ConfigError, TrainingError, DistributedSetupError) as exc:
+    except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError) as exc:
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
     if not dist_info.is_main:
