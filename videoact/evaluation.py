@@ -127,11 +127,13 @@ def save_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
-             num_clips: int = 1, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+             num_clips: int = 1, device: str = "auto", progress: bool = True,
+             file_timeout: float | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on a class-per-subfolder folder or an annotation list.
 
     Returns :func:`classification_metrics` plus ``failures`` (videos that could not be read,
-    left out of the metrics) and ``problems`` (annotation problems).
+    left out of the metrics) and ``problems`` (annotation problems). ``file_timeout``: seconds
+    allowed per video (see :meth:`VideoClassifier.predict`).
     """
     from tqdm import tqdm
 
@@ -142,7 +144,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     samples, _classes, problems = load_dataset(data, root=root, classes=classifier.classes)
     probs, labels, failures = [], [], []
     for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
-        results, failed = classifier.predict_many([sample.path], num_clips=num_clips)
+        results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)
         failures += failed
         for r in results:
             probs.append(r.probs)

@@ -138,22 +138,18 @@ class VideoClassifier:
         return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
     def predict(self, video: str | os.PathLike | torch.Tensor | np.ndarray, top_k: int = 5,
-                num_clips: int = 1, fps: float = 25.0) -> Prediction:
+                num_clips: int = 1, fps: float = 25.0, file_timeout: float | None = None) -> Prediction:
         """Classify a video file (or frame folder) or decoded uint8 frames ``[T, H, W, 3]``.
 
         With ``num_clips > 1`` the probabilities of several shifted clips are averaged.
-        ``fps`` is only used for frame arrays with fps-based sampling.
+        ``fps`` is only used for frame arrays with fps-based sampling. ``file_timeout``:
+        seconds allowed for opening and decoding a file; a decoder still busy after that
+        raises ``TimeoutError`` (it is left running in a daemon thread until the process ends).
         """
         if isinstance(video, (str, os.PathLike)):
-            from .decode import open_video
-
-            with open_video(video) as reader:
-                n, fps = len(reader), float(reader.fps)
-                picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
-                wanted = sorted(set(i for p in picks for i in p))
-                clip = reader.get(wanted)
-                frames_by_index = dict(zip(clip.indices.tolist(), range(len(wanted))))
-                frames = clip.frames
+            picks, wanted, clip = self._read_file(video, num_clips, file_timeout)
+            frames_by_index = dict(zip(clip.indices.tolist(), range(len(wanted))))
+            frames = clip.frames
             source = str(video)
         else:
             frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video
@@ -170,15 +166,46 @@ class VideoClassifier:
         probs = self.predict_features(clips).mean(0)
         return Prediction(source, self._top(probs, top_k), probs, picks[0])
 
+    def _read_file(self, video: str | os.PathLike, num_clips: int, timeout: float | None):
+        """Open ``video`` and read the frames of ``num_clips`` clips, within ``timeout`` seconds."""
+        import time
+
+        from .decode import VideoDecodeError, open_video
+        from .extract import _call_with_timeout
+
+        path = str(video)
+        deadline = None if not timeout else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(1.0, deadline - time.monotonic())
+
+        reader = _call_with_timeout(lambda: open_video(video), left(), f"{path}: opening")
+        try:
+            first_backend = reader.backend
+            while True:
+                n = _call_with_timeout(lambda: len(reader), left(), f"{path}: counting frames")
+                picks = [self.select_frames(n, float(reader.fps), k, num_clips) for k in range(num_clips)]
+                wanted = sorted(set(i for p in picks for i in p))
+                try:
+                    return picks, wanted, _call_with_timeout(lambda: reader.get(wanted), left(), f"{path}: decoding")
+                except VideoDecodeError:
+                    # decord opened the file but cannot decode it, and the OpenCV fallback
+                    # decodes fewer frames than decord counted: choose among those.
+                    if reader.backend == first_backend:
+                        raise
+                    first_backend = reader.backend
+        finally:
+            reader.close()
+
     def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
-                     ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+                     file_timeout: float | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """Classify many files; a bad file is reported in the second list, the rest go on."""
         from .decode import VideoDecodeError
 
         results, failures = [], []
         for v in videos:
             try:
-                results.append(self.predict(v, top_k=top_k, num_clips=num_clips))
+                results.append(self.predict(v, top_k=top_k, num_clips=num_clips, file_timeout=file_timeout))
             except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
                 message = str(exc)
                 failures.append((str(v), message if str(v) in message else f"{v}: {message}"))

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
     t = p.add_argument_group("long videos (--timeline)")
     t.add_argument("--timeline", action="store_true",
                    help="classify each input in sliding windows: per-window top-k and merged action segments")
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_inputs(args.inputs)
     if args.timeline:
         return run_timeline(args, classifier, videos)
-    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips)
+    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
+                                                file_timeout=args.timeout or None)
     for r in results:
         print(r.source)
         for label, prob in r.top:

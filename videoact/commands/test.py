@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
     p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
     p.add_argument("--device", default="auto")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
-                           device=args.device, progress=not args.no_progress)
+                           device=args.device, progress=not args.no_progress, file_timeout=args.timeout or None)
     except (CheckpointError, RuntimeError, FileNotFoundError) as exc:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
