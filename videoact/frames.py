@@ -223,7 +223,9 @@ def decode_to_frames(
             wanted = timestamp_indices(all_ts, fps) if fps else list(range(len(all_ts)))
             jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
             written, times, size = [], [], (0, 0)
-            for k, (index, seconds, frame) in enumerate(reader.iter_frames(wanted)):
+            # Every frame: iter_frames(None) means "all that decode", so when decord fails
+            # part-way and OpenCV decodes fewer frames, the folder holds those.
+            for k, (index, seconds, frame) in enumerate(reader.iter_frames(wanted if fps else None)):
                 frame = _resize_short_side(frame, short_side)
                 path = tmp / FRAME_NAME.format(k + 1)
                 if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), jpeg):
