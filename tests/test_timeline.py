@@ -1,0 +1,229 @@
+"""Long-video timelines: sliding windows over once-per-frame features, merged segments, output.
+
+The model is real: efficientnet_lite0 (offline weights, 64 px) features and a tiny BiLSTM
+trained in the fixture on generated scenes (stripes / checks / smooth two-colour
+patterns with a moving disc; colours, scale and angle random per segment), so it really recognizes the classes; the test video
+is a different random draw of known segments, encoded and decoded for real.
+
+The temporal-order benchmark classes (move_left, zoom_in, fade_out) are not used here:
+a model that separates them needs far more training than a unit test can afford
+(measured: 20 rendered 3-segment sequences, ~85 s, 10-55 % window accuracy on new
+sequences).
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from videoact.backbones import create_backbone
+from videoact.checkpoint import save_checkpoint
+from videoact.cli import main
+from videoact.cnn_lstm import CNNLSTM
+from videoact.decode import open_video
+from videoact.inference import VideoClassifier
+from videoact.sampling import uniform_segments
+from videoact.temporal import create_temporal_model
+from videoact.testing import write_video
+from videoact.timeline import classify_timeline, merge_segments, window_starts, write_timeline
+
+T = 4
+FPS = 25.0
+WINDOW, STRIDE = 0.8, 0.2  # 20 frames; feature rate T / WINDOW = 5 Hz (every 5th frame)
+CLASSES = ["stripes", "checks", "smooth"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models on 2 shared cores: one thread is much faster
+    yield
+    torch.set_num_threads(threads)
+
+
+def scene(name: str, n: int, rng: np.random.Generator, height: int = 96, width: int = 128) -> np.ndarray:
+    """``n`` RGB frames ``[n, H, W, 3]`` of one class: a two-colour pattern (``stripes``,
+    ``checks`` or ``smooth`` blobs; random colours, period and angle) with a moving grey disc."""
+    c1, c2 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
+    if np.abs(c1 - c2).sum() < 150:  # keep the pattern visible
+        c2 = 255 - c1
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    period, theta = rng.uniform(10, 20), rng.uniform(0, np.pi)
+    u = xx * np.cos(theta) + yy * np.sin(theta)
+    v = -xx * np.sin(theta) + yy * np.cos(theta)
+    if name == "stripes":
+        mask = (np.sin(2 * np.pi * u / period) > 0).astype(np.float32)
+    elif name == "checks":
+        mask = ((np.sin(2 * np.pi * u / period) > 0) ^ (np.sin(2 * np.pi * v / period) > 0)).astype(np.float32)
+    else:
+        mask = np.clip(cv2.resize(rng.uniform(0, 1, (3, 4)).astype(np.float32), (width, height),
+                                  interpolation=cv2.INTER_CUBIC), 0, 1)
+    base = c1 * mask[..., None] + c2 * (1 - mask[..., None])
+    start, end = rng.uniform([10, 10], [width - 10, height - 10], (2, 2))
+    grey = (float(rng.uniform(0, 255)),) * 3
+    radius = int(rng.integers(6, 14))
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        img = base + rng.normal(0, 4, (height, width, 3)).astype(np.float32)
+        x, y = start + (end - start) * i / max(1, n - 1)
+        cv2.circle(img, (int(x), int(y)), radius, grey, -1)
+        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def sequence(segments: list[tuple[str, int]], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    frames = np.concatenate([scene(name, n, rng) for name, n in segments])
+    labels = np.concatenate([np.full(n, CLASSES.index(name)) for name, n in segments])
+    return frames, labels
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    backbone = create_backbone("efficientnet_lite0", pretrained=True)
+    backbone.input_size = 64
+    feature = {"backbone": backbone.name, "weights": None, "weights_id": backbone.weights_id,
+               "pooling": backbone.pooling, "image_size": 64, "mean": list(backbone.mean),
+               "std": list(backbone.std), "feature_dim": backbone.feature_dim,
+               "sampling": {"mode": "uniform", "num_segments": T}, "num_segments": T}
+    temporal = create_temporal_model("bilstm", backbone.feature_dim, len(CLASSES), hidden=16, proj_dim=16,
+                                     dropout=0.0, input_dropout=0.0)
+    clf = VideoClassifier(CNNLSTM(backbone, temporal), CLASSES, feature, torch.device("cpu"))
+    # Training windows like the timeline's: 20 frames, T segment centres, labelled by the
+    # class at the window centre (windows across cuts included).
+    xs, ys = [], []
+    n = int(WINDOW * FPS)
+    offsets = torch.tensor(uniform_segments(n, T))
+    for _ in range(16):
+        segs = [(CLASSES[int(c)], int(rng.integers(12, 30))) for c in rng.permutation(3)]
+        frames, labels = sequence(segs + segs[:1], rng)
+        feats = clf.frame_features(frames)
+        for s in range(0, len(frames) - n + 1):
+            xs.append(feats[s + offsets])
+            ys.append(int(labels[s + n // 2]))
+    x, y = torch.stack(xs), torch.tensor(ys)
+    opt = torch.optim.Adam(temporal.parameters(), lr=1e-2)
+    temporal.train()
+    for _ in range(150):
+        loss = nn.functional.cross_entropy(temporal(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    temporal.eval()
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("timeline") / "scenes.pt", model_state=temporal.state_dict(),
+                           model_config=temporal.config, classes=CLASSES, feature=feature)
+    return VideoClassifier.from_checkpoint(ckpt, device="cpu"), ckpt
+
+
+@pytest.fixture(scope="module")
+def known_video(tmp_path_factory):
+    """8 s: stripes 0-2 s, checks 2-4.4 s, smooth 4.4-6 s, stripes 6-8 s (a new random draw)."""
+    frames, _ = sequence([("stripes", 50), ("checks", 60), ("smooth", 40), ("stripes", 50)], np.random.default_rng(123))
+    path = write_video(tmp_path_factory.mktemp("video") / "known.mp4", frames, fps=FPS)
+    return path, [("stripes", 0.0, 2.0), ("checks", 2.0, 4.4), ("smooth", 4.4, 6.0), ("stripes", 6.0, 8.0)]
+
+
+def test_timeline_recovers_segment_boundaries(model, known_video):
+    clf, _ = model
+    path, truth = known_video
+    tl = classify_timeline(clf, path, window=WINDOW, stride=STRIDE, top_k=2)
+    assert tl.duration == pytest.approx(8.0)
+    got = [(s.label, s.start, s.end) for s in tl.segments]
+    assert [g[0] for g in got] == [t[0] for t in truth], got  # stripes again: a new segment
+    for (_, start, end), (_, true_start, true_end) in zip(got, truth):
+        assert abs(start - true_start) <= STRIDE + 1e-6, got
+        assert abs(end - true_end) <= STRIDE + 1e-6, got
+    for s in tl.segments:
+        assert 0.5 < s.score <= 1.0
+    # The CNN ran once per sampled frame (5 Hz over 8 s), not once per window.
+    assert tl.frames_processed == 40
+    assert len(tl.windows) * T > 3 * tl.frames_processed
+
+
+def test_windows_equal_offline_predictions_on_the_window(model, known_video):
+    clf, _ = model
+    path, _ = known_video
+    tl = classify_timeline(clf, path, window=WINDOW, stride=STRIDE)
+    with open_video(path) as reader:
+        frames = reader.get(list(range(len(reader)))).frames
+    n = int(WINDOW * FPS)
+    assert [round(w.start, 6) for w in tl.windows] == [round(k * STRIDE, 6) for k in range(37)]
+    for w in tl.windows[::3]:
+        first = int(round(w.start * FPS))
+        offline = clf.predict(frames[first:first + n], fps=FPS)
+        assert w.frame_indices == [first + i for i in offline.frame_indices]
+        torch.testing.assert_close(w.probs, offline.probs, atol=2e-3, rtol=0)
+
+
+def test_window_starts_and_merging():
+    assert window_starts(10.0, 2.0, 0.5)[-1] == (8.0, 10.0)
+    assert len(window_starts(10.0, 2.0, 0.5)) == 17
+    assert window_starts(10.3, 2.0, 1.0)[-1] == pytest.approx((8.3, 10.3))  # tail aligned to the end
+    assert window_starts(1.5, 2.0, 0.5) == [(0.0, 1.5)]  # shorter than a window
+    with pytest.raises(ValueError, match="positive"):
+        window_starts(5.0, 2.0, 0.0)
+
+    from videoact.timeline import WindowPrediction
+
+    def w(label, p):
+        probs = torch.tensor([p, 1 - p]) if label == "a" else torch.tensor([1 - p, p])
+        return WindowPrediction(0, 1, [(label or "a", p)], label, probs)
+
+    windows = [w("a", 0.9), w("a", 0.7), w(None, 0.4), w("b", 0.8), w("a", 0.6)]
+    segs = merge_segments(windows, [0, 1, 2, 3, 4, 5], ["a", "b"])
+    assert [(s.label, s.start, s.end, s.windows) for s in segs] == [("a", 0, 2, 2), ("b", 3, 4, 1), ("a", 4, 5, 1)]
+    assert segs[0].score == pytest.approx(0.8)
+
+
+def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path, capsys):
+    _, ckpt = model
+    path, _ = known_video
+    out_json, out_csv, annotated = tmp_path / "t.json", tmp_path / "t.csv", tmp_path / "annotated.mp4"
+    args = ["infer", str(ckpt), str(path), "--timeline", "--window", str(WINDOW), "--stride", str(STRIDE)]
+    assert main([*args, "--out", str(out_json), "--annotate", str(annotated)]) == 0
+    printed = capsys.readouterr().out
+    assert "checks" in printed and "40 frames through the CNN" in printed
+    data = json.loads(out_json.read_text())
+    assert [s["label"] for s in data["segments"]] == ["stripes", "checks", "smooth", "stripes"]
+    assert data["segments"][-1]["end"] == pytest.approx(8.0) and len(data["windows"]) == 37
+    assert set(data["windows"][0]) == {"start", "end", "label", "top"}
+
+    assert main([*args, "--out", str(out_csv), "--top-k", "2"]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    segments = [r for r in rows if r["kind"] == "segment"]
+    windows = [r for r in rows if r["kind"] == "window"]
+    assert [r["label"] for r in segments] == ["stripes", "checks", "smooth", "stripes"] and len(windows) == 37
+    assert all(len(r["top"].split("|")) == 2 for r in windows)
+
+    with open_video(annotated) as reader, open_video(path) as original:
+        assert len(reader) == len(original) == 200
+        a, o = reader.get([120]).frames[0].numpy(), original.get([120]).frames[0].numpy()
+    assert not np.array_equal(a[:20, :40], o[:20, :40])  # the panel is drawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "t.csv", "t.json"]
+
+
+def test_infer_timeline_bad_input(model, tmp_path, capsys):
+    _, ckpt = model
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    assert main(["infer", str(ckpt), str(bad), "--timeline"]) == 1
+    assert "broken.mp4" in capsys.readouterr().err
+    assert main(["infer", str(ckpt), str(bad), str(bad), "--timeline", "--annotate", str(tmp_path / "a.mp4")]) == 2
+    assert "--annotate" in capsys.readouterr().err
+    assert main(["infer", str(ckpt), str(bad), "--stride", "1"]) == 2
+    assert "only work with --timeline" in capsys.readouterr().err
+
+
+def test_write_timeline_single_and_many(model, known_video, tmp_path):
+    clf, _ = model
+    path, _ = known_video
+    tl = classify_timeline(clf, path, window=2.0, stride=1.0)
+    assert json.loads(write_timeline(tl, tmp_path / "one.json").read_text())["source"] == str(path)
+    many = json.loads(write_timeline([tl, tl], tmp_path / "many.json").read_text())
+    assert isinstance(many, list) and len(many) == 2
