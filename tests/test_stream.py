@@ -40,6 +40,7 @@ from videoact.stream import (
     StreamEngine,
     URLSource,
     open_source,
+    benchmark_stream,
     stream_predictions,
 )
 from videoact.temporal import create_temporal_model
@@ -353,6 +354,8 @@ def test_open_source_kinds(setup, tmp_path):
     assert isinstance(open_source(2), CameraSource)
     assert isinstance(open_source("rtsp://127.0.0.1:1/cam"), URLSource)
     assert isinstance(open_source(setup["video"], realtime=True), FileSource)
+    with pytest.raises(SourceError, match="camera 99: cannot open the camera"):
+        CameraSource(99, open_timeout=3).open()
     with pytest.raises(SourceError, match="nope.mp4.*not a camera index"):
         open_source(str(tmp_path / "nope.mp4"))
     bad = tmp_path / "bad.mp4"
@@ -443,3 +446,14 @@ def test_stream_command_bad_source(setup, tmp_path, capsys):
     missing = tmp_path / "missing.mp4"
     assert main(["stream", str(setup["ckpt"]), "--source", str(missing), "--no-window"]) == 2
     assert "missing.mp4" in capsys.readouterr().err
+
+
+def test_benchmark_stream_reports_consistent_figures(tmp_path):
+    """The benchmark runs end to end on the default offline backbone (no speed targets here)."""
+    out = benchmark_stream(seconds=2.5, fps=20, width=160, height=120, work_dir=tmp_path)
+    assert out["backbone"] == "efficientnet_lite0" and out["image_size"] == 224
+    assert out["frames"] == 50 and out["seconds"] >= 2.0  # real time
+    assert out["predictions"] >= 1 and out["display_rate"] > 0
+    assert out["latency_p95_ms"] >= out["latency_p50_ms"] > 0
+    assert out["dropped"] >= 0 and out["display_dropped"] >= 0
+    assert list(tmp_path.iterdir()) == []  # the generated video is cleaned up

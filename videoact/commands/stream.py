@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
                    help="give up opening a URL or camera after S seconds (default 10)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads for the CNN (default: torch's choice; on a busy 2-core machine "
+                        "1 is often faster for one frame at a time)")
 
 
 def _err(message: str) -> None:
@@ -56,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
             _err(f"cannot open a window: {why}. Running headless instead (JSON lines on stdout); "
                  "pass --no-window to skip this check.")
             show = False
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            _err(f"--threads must be >= 1, got {args.threads}")
+            return 2
+        torch.set_num_threads(args.threads)
     try:
         classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
         sc = StreamClassifier(classifier, feature_rate=args.feature_rate, predict_rate=args.predict_rate,
