@@ -82,14 +82,25 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> in
         print(f"videoact infer: --annotate needs exactly one video, {len(videos)} found", file=sys.stderr)
         return 2
     timelines, failures = [], []
+    from tqdm import tqdm
+
     for video in videos:
+        # Long files take a while: show sampled frames done (on a terminal only).
+        bar = tqdm(desc=Path(video).name, unit="frame", leave=False, disable=not sys.stderr.isatty())
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
         try:
             tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
-                                   top_k=args.top_k, threshold=args.threshold)
+                                   top_k=args.top_k, threshold=args.threshold, progress=progress)
         except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
             message = str(exc)
             failures.append(message if str(video) in message else f"{video}: {message}")
             continue
+        finally:
+            bar.close()
         timelines.append(tl)
         print(f"{tl.source}  ({tl.duration:.2f} s; {len(tl.windows)} windows of {tl.window:g} s every "
               f"{tl.stride:g} s; {tl.frames_processed} frames through the CNN)")
