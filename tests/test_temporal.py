@@ -280,3 +280,20 @@ def test_bilstm_cuda_matches_cpu_with_padding():
         cpu = model(x, torch.tensor(LENGTHS))
         gpu = model.cuda()(x.cuda(), torch.tensor(LENGTHS).cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["bilstm", "meanpool"])
+def test_centering_ignores_a_constant_offset_and_padding(name):
+    """With center=True a feature offset shared by every frame of a clip cancels out."""
+    torch.manual_seed(0)
+    model = create_temporal_model(name, in_dim=6, num_classes=3, center=True, hidden=8, proj_dim=8).eval()
+    x = torch.randn(2, 5, 6)
+    lengths = torch.tensor([5, 3])
+    x[1, 3:] = 1e6  # padding
+    shifted = x.clone()
+    shifted[0] += torch.randn(6) * 10
+    shifted[1, :3] += torch.randn(6) * 10
+    torch.testing.assert_close(model(x, lengths), model(shifted, lengths), atol=1e-4, rtol=1e-4)
+    # and without centering the offset matters
+    plain = create_temporal_model(name, in_dim=6, num_classes=3, hidden=8, proj_dim=8).eval()
+    assert not torch.allclose(plain(x, lengths), plain(shifted, lengths), atol=1e-4)

@@ -93,6 +93,7 @@ class ModelConfig:
     input_dropout: float = _opt(0.1, ge=0.0, lt=1.0)
     proj_dim: int = _opt(256, ge=1)
     temporal_pool: str = _opt("attention", choices=("attention", "mean", "last"))
+    center: bool = _opt(False, doc="subtract each clip's mean feature first: keeps what changes, drops the static scene")
 
 
 @dataclass

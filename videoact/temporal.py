@@ -53,6 +53,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.sum(dim=1) / count
 
 
+def center_over_time(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Subtract each sequence's mean feature over its valid steps: ``[B, T, D] -> [B, T, D]``.
+
+    What stays constant through a clip (the scene, the background) cancels out and what
+    changes (the motion) remains; padded steps are zero.
+    """
+    centered = features - masked_mean(features, mask)[:, None, :]
+    return centered.masked_fill(~mask[..., None], 0.0)
+
+
 class InputProjection(nn.Module):
     """Per-step projection ``[B, T, D] -> [B, T, P]``: LayerNorm, dropout, Linear, GELU.
 
@@ -142,6 +152,9 @@ class BiLSTMRecognizer(_Recognizer):
             (masked mean) or ``"last"`` (forward state at each sequence's real last step
             concatenated with the backward state at step 0).
         attention_dim: hidden size of the attention scorer.
+        center: subtract each sequence's mean feature over its valid steps first
+            (see :func:`center_over_time`); helps when the classes differ in motion
+            rather than in scene, as in the temporal-order benchmark.
     """
 
     name = "bilstm"
@@ -158,6 +171,7 @@ class BiLSTMRecognizer(_Recognizer):
         proj_dim: int = 256,
         temporal_pool: str = "attention",
         attention_dim: int = 128,
+        center: bool = False,
     ) -> None:
         super().__init__()
         if temporal_pool not in TEMPORAL_POOLS:
@@ -170,6 +184,7 @@ class BiLSTMRecognizer(_Recognizer):
             in_dim=int(in_dim), num_classes=int(num_classes), hidden=int(hidden), layers=int(layers),
             bidirectional=bool(bidirectional), dropout=float(dropout), input_dropout=float(input_dropout),
             proj_dim=int(proj_dim), temporal_pool=temporal_pool, attention_dim=int(attention_dim),
+            center=bool(center),
         )
         self.temporal_pool = temporal_pool
         self.bidirectional = bool(bidirectional)
@@ -200,7 +215,10 @@ class BiLSTMRecognizer(_Recognizer):
         batch, steps, _ = features.shape
         lengths = normalize_lengths(lengths, batch, steps)
         mask = length_mask(lengths, steps, features.device)
-        x = self.proj(features.masked_fill(~mask[..., None], 0.0))  # [B, T, P]
+        features = features.masked_fill(~mask[..., None], 0.0)
+        if self._config["center"]:
+            features = center_over_time(features, mask)
+        x = self.proj(features)  # [B, T, P]
 
         if bool((lengths == steps).all()):
             # Nothing padded: the plain call is the same computation, without pack/unpack.
@@ -259,6 +277,7 @@ class MeanPoolRecognizer(_Recognizer):
         dropout: float = 0.3,
         input_dropout: float = 0.1,
         proj_dim: int = 256,
+        center: bool = False,
     ) -> None:
         super().__init__()
         for key, value in (("in_dim", in_dim), ("num_classes", num_classes), ("proj_dim", proj_dim)):
@@ -266,7 +285,7 @@ class MeanPoolRecognizer(_Recognizer):
                 raise ValueError(f"{key} must be >= 1, got {value}")
         self._config = dict(
             in_dim=int(in_dim), num_classes=int(num_classes), dropout=float(dropout),
-            input_dropout=float(input_dropout), proj_dim=int(proj_dim),
+            input_dropout=float(input_dropout), proj_dim=int(proj_dim), center=bool(center),
         )
         self.proj = InputProjection(in_dim, proj_dim, input_dropout)
         self.out_dim = int(proj_dim)
@@ -281,7 +300,10 @@ class MeanPoolRecognizer(_Recognizer):
         batch, steps, _ = features.shape
         lengths = normalize_lengths(lengths, batch, steps)
         mask = length_mask(lengths, steps, features.device)
-        x = self.proj(features.masked_fill(~mask[..., None], 0.0))  # [B, T, P]
+        features = features.masked_fill(~mask[..., None], 0.0)
+        if self._config["center"]:
+            features = center_over_time(features, mask)
+        x = self.proj(features)  # [B, T, P]
         weights = mask.to(x.dtype) / lengths.to(x.device, x.dtype)[:, None]
         return masked_mean(x, mask), weights
 
