@@ -89,3 +89,19 @@ def test_folded_backbone_has_no_batchnorm_and_the_same_output(name):
     with torch.inference_mode():
         ref, out = backbone(x), folded(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("name,fused", [("efficientnet_lite0", 17), ("resnet18", 9)])
+def test_inference_model_fuses_activations_and_keeps_the_output(name, fused):
+    """ResNet's ReLU after `out += identity` must not be fused into the conv before it."""
+    from videoact.extract import _SkipIfFused, inference_model
+
+    backbone = create_backbone(name, pretrained=name == "efficientnet_lite0").eval()
+    backbone.input_size = 64
+    model = inference_model(backbone, torch.device("cpu"))
+    assert sum(isinstance(m, _SkipIfFused) for m in model.modules()) == fused
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = backbone(x)
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))

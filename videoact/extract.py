@@ -281,21 +281,22 @@ def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Mo
 
     model = copy.deepcopy(model).eval()
     modules = dict(model.named_modules())
-    outputs: dict[int, tuple[str, torch.Tensor]] = {}  # id(conv output) -> (conv name, tensor kept alive)
+    # id(conv output) -> (conv name, tensor kept alive, its version: unchanged in place)
+    outputs: dict[int, tuple[str, torch.Tensor, int]] = {}
     calls: dict[str, int] = defaultdict(int)
     pairs: list[tuple[str, str]] = []
 
     def conv_hook(name):
         def hook(_module, _inputs, output):
             calls[name] += 1
-            outputs[id(output)] = (name, output)
+            outputs[id(output)] = (name, output, output._version)
         return hook
 
     def bn_hook(name):
         def hook(_module, inputs):
             calls[name] += 1
             found = outputs.get(id(inputs[0]))
-            if found is not None and found[1] is inputs[0]:
+            if found is not None and found[1] is inputs[0] and found[2] == inputs[0]._version:
                 pairs.append((found[0], name))
         return hook
 
@@ -384,10 +385,151 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
                 pass
 
 
+# Activations oneDNN can apply inside a convolution: module type -> (name, scalars).
+def _fusable_activation(m: torch.nn.Module) -> tuple[str, list[float]] | None:
+    if type(m) is torch.nn.ReLU:
+        return "relu", []
+    if type(m) in (torch.nn.ReLU6, torch.nn.Hardtanh):
+        return "hardtanh", [float(m.min_val), float(m.max_val)]
+    if type(m) is torch.nn.SiLU:
+        return "swish", []
+    if type(m) is torch.nn.Hardswish:
+        return "hardswish", []
+    return None
+
+
+class _FusedMark:
+    """The output of the last fused convolution, so the activation after it is skipped."""
+
+    last: torch.Tensor | None = None
+
+
+class _SkipIfFused(torch.nn.Module):
+    """An activation whose work may already be done by the convolution before it."""
+
+    def __init__(self, act: torch.nn.Module, mark: _FusedMark) -> None:
+        super().__init__()
+        self.act = act
+        self.mark = mark
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x is self.mark.last:
+            self.mark.last = None
+            return x
+        return self.act(x)
+
+
+def _fused_conv_forward(conv: torch.nn.Conv2d, activation: tuple[str, list[float]], mark: _FusedMark):
+    name, scalars = activation
+
+    def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out = torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+            name, scalars, "")
+        mark.last = out
+        return out
+
+    return conv_forward
+
+
+def fuse_conv_activations(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """On the CPU: an inference copy of ``model`` in which each ``Conv2d`` directly followed
+    by a ReLU, ReLU6/Hardtanh, SiLU or Hardswish module computes the activation inside
+    oneDNN's convolution (``torch.ops.mkldnn._convolution_pointwise``), and that module
+    then passes the convolution's output through untouched.
+
+    Saves one full read and write of every such activation map (measured 1.2-1.35x on
+    EfficientNet-Lite0, 2-core CPU, channels_last). The convolution's own ``forward``
+    (e.g. TensorFlow "SAME" padding) is kept; only its final ``conv2d`` call is replaced.
+    Pairs are found on ``example`` (``[B, 3, H, W]``) as in :func:`fold_batchnorm` (a
+    folded BatchNorm is an ``Identity`` between them); the result is checked against
+    ``model`` on ``example`` and ``model`` is returned when they differ or the oneDNN op
+    is unavailable. Only for inference (no autograd through the fused op).
+    """
+    import copy
+
+    if example.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return model
+    if not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        return model
+    modules = dict(model.named_modules())
+    # id(conv output) -> (conv name, the tensor, its version: an in-place op in between,
+    # like ResNet's `out += identity` before its ReLU, changes the version)
+    produced: dict[int, tuple[str, torch.Tensor, int]] = {}
+    calls: dict[str, int] = defaultdict(int)
+    pairs: dict[str, str] = {}
+
+    def untouched(x: torch.Tensor) -> tuple[str, torch.Tensor, int] | None:
+        found = produced.get(id(x))
+        return found if found is not None and found[1] is x and found[2] == x._version else None
+
+    def conv_hook(name):
+        def hook(_m, _inputs, output):
+            calls[name] += 1
+            produced[id(output)] = (name, output, output._version)
+        return hook
+
+    def pass_hook(_m, inputs, output):  # Identity (a folded BatchNorm) forwards the conv's output
+        found = untouched(inputs[0])
+        if found is not None:
+            produced[id(output)] = (found[0], output, output._version)
+
+    def act_hook(name):
+        def hook(_m, inputs):
+            calls[name] += 1
+            found = untouched(inputs[0])
+            if found is not None:
+                pairs.setdefault(found[0], name)
+        return hook
+
+    handles = []
+    for name, m in modules.items():
+        if isinstance(m, torch.nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook(name)))
+        elif isinstance(m, torch.nn.Identity):
+            handles.append(m.register_forward_hook(pass_hook))
+        elif _fusable_activation(m) is not None:
+            handles.append(m.register_forward_pre_hook(act_hook(name)))
+    try:
+        with torch.no_grad():
+            reference = model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    produced.clear()
+    pairs = {c: a for c, a in pairs.items()
+             if calls[c] == 1 and modules[c].padding_mode == "zeros" and not isinstance(modules[c].padding, str)}
+    if not pairs:
+        return model
+    fused = copy.deepcopy(model)
+    fmods = dict(fused.named_modules())
+    mark = _FusedMark()
+    wrapped: set[str] = set()
+    for conv_name, act_name in pairs.items():
+        conv = fmods[conv_name]
+        conv._conv_forward = _fused_conv_forward(conv, _fusable_activation(fmods[act_name]), mark)
+        if act_name not in wrapped:
+            parent, _, attr = act_name.rpartition(".")
+            setattr(fmods[parent] if parent else fused, attr, _SkipIfFused(fmods[act_name], mark))
+            wrapped.add(act_name)
+    try:
+        with torch.no_grad():
+            out = fused(example)
+    except RuntimeError:
+        return model  # e.g. an oneDNN build without this fusion
+    mark.last = None
+    tolerance = 1e-4 * float(reference.abs().max()) + 1e-6
+    if out.shape != reference.shape or float((out - reference).abs().max()) > tolerance:
+        return model
+    return fused
+
+
 def inference_model(backbone: torch.nn.Module, device: torch.device, *, channels_last: bool = True,
                     compile: bool = False) -> torch.nn.Module:
-    """The module extraction runs: a BatchNorm-folded copy of ``backbone`` on ``device``,
-    channels_last, optionally ``torch.compile``d. ``[B, 3, S, S] -> [B, D]``.
+    """The module extraction runs: a copy of ``backbone`` on ``device`` with BatchNorm
+    folded into the convolutions (:func:`fold_batchnorm`), on the CPU with activations
+    fused into them (:func:`fuse_conv_activations`), channels_last, optionally
+    ``torch.compile``d. ``[B, 3, S, S] -> [B, D]``.
 
     Compiling uses Inductor's ``freezing`` (weights become constants, so convolutions
     fuse with their activations; measured about 1.15x over eager on a 2-core CPU, after
@@ -397,7 +539,10 @@ def inference_model(backbone: torch.nn.Module, device: torch.device, *, channels
     model = fold_batchnorm(backbone.to(device).eval(), probe)  # a copy: the caller's module is left as it was
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model, dynamic=False, options={"freezing": True}) if compile else model
+        probe = probe.contiguous(memory_format=torch.channels_last)
+    if compile:  # Inductor does its own fusions
+        return torch.compile(model, dynamic=False, options={"freezing": True})
+    return fuse_conv_activations(model, probe)
 
 
 def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *, chunk_frames: int = 64,
