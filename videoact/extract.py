@@ -88,8 +88,9 @@ class ExtractResult:
     frames: int = 0
     seconds: float = 0.0
     # Where the main process spent its time: "startup" (until the first decoded chunk),
-    # "wait" (for decoded chunks after that), "preprocess", "backbone". On CUDA the
-    # last two only count launching work, which runs asynchronously.
+    # "wait" (for decoded chunks after that), "preprocess", "backbone", "write" (waiting
+    # for the writer thread at the end) and "teardown" (waiting for decode workers to
+    # exit). On CUDA "preprocess" and "backbone" only count launching asynchronous work.
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -776,12 +777,16 @@ def extract_features(
         stopper.start()
         flush(final=True)
     finally:
+        t_written = time.perf_counter()
         bar.close()
         for source, message in writer.close():
             result.written.remove(source)
             result.failed.append(Failure(source, message))
-        result.stage_seconds = dict(stage)
+        stage["write"] = time.perf_counter() - t_written
+    t_stop = time.perf_counter()
     stopper.join()
+    stage["teardown"] = time.perf_counter() - t_stop
+    result.stage_seconds = dict(stage)
 
     # Videos whose decode failed half-way after some chunks: drop partial state.
     for video in list(pending):
