@@ -50,11 +50,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     print(report.summary())
-    if args.json:
-        write_report(report, args.json)
-        print(f"JSON report: {args.json}")
-    if args.quarantine:
-        statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
-        listed = write_quarantine(report, args.quarantine, statuses)
-        print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    target = None
+    try:
+        if args.json:
+            target = args.json
+            write_report(report, args.json)
+            print(f"JSON report: {args.json}")
+        if args.quarantine:
+            target = args.quarantine
+            statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
+            listed = write_quarantine(report, args.quarantine, statuses)
+            print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    except OSError as exc:  # e.g. a full disk; the atomic write left nothing half-written
+        print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0 if report.ok else 1

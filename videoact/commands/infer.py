@@ -115,8 +115,11 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> in
             except (VideoDecodeError, OSError) as exc:
                 failures.append(f"{args.annotate}: {exc}")
     if args.out and timelines:
-        write_timeline(timelines[0] if len(timelines) == 1 else timelines, Path(args.out))
-        print(f"timeline written to {args.out}")
+        try:
+            write_timeline(timelines[0] if len(timelines) == 1 else timelines, Path(args.out))
+            print(f"timeline written to {args.out}")
+        except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
+            failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
     for reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if failures else 0
@@ -145,8 +148,11 @@ def run(args: argparse.Namespace) -> int:
         for label, prob in r.top:
             print(f"  {prob * 100:6.2f}%  {label}")
     if args.out:
-        write_results(Path(args.out), [r.to_dict() for r in results])
-        print(f"results written to {args.out}")
+        try:
+            write_results(Path(args.out), [r.to_dict() for r in results])
+            print(f"results written to {args.out}")
+        except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
+            failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
     for path, reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if failures else 0

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes and prints.
         with distributed_session(cfg.train.device) as dist_info:
             summary = train(cfg)
-    except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError) as exc:
+    except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError,
+            OSError) as exc:  # OSError: missing data, a full disk, ... (the message names the file)
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
     if not dist_info.is_main:
