@@ -162,3 +162,38 @@ def run_cli(*args: str, timeout: float = 300, prefix: list[str] | None = None,
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"`videoact {' '.join(map(str, args))}` hung for more than {timeout:g} s "
                     f"(stderr: {(exc.stderr or b'')[-1500:]!r})")
+
+
+# ------------------------------------------------------------------ a model for the commands
+
+# Small and fast training settings for `videoact train` in tests.
+FAST_TRAIN = ["--set", "feature.image_size=32", "--set", "feature.resize=squash", "--set", "feature.num_segments=4",
+              "--set", "model.hidden=8", "--set", "model.proj_dim=8", "--set", "train.batch_size=4",
+              "--set", "data.num_workers=0", "--set", "train.progress=false", "--set", "data.val_fraction=0.25"]
+
+
+def write_tiny_checkpoint(path: Path) -> Path:
+    """A real (untrained) checkpoint: EfficientNet-Lite0 at 32 px, 4 segments, a small BiLSTM."""
+    import torch
+
+    from videoact.backbones import create_backbone
+    from videoact.checkpoint import save_checkpoint
+    from videoact.temporal import create_temporal_model
+
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet_lite0", pretrained=True)
+    feature = {"backbone": backbone.name, "weights": None, "weights_id": backbone.weights_id,
+               "pooling": backbone.pooling, "image_size": 32, "mean": list(backbone.mean), "std": list(backbone.std),
+               "feature_dim": backbone.feature_dim, "sampling": {"mode": "uniform", "num_segments": 4},
+               "num_segments": 4}
+    temporal = create_temporal_model("bilstm", backbone.feature_dim, 2, hidden=8, proj_dim=8)
+    return save_checkpoint(path, model_state=temporal.state_dict(), model_config=temporal.config,
+                           classes=["a", "b"], feature=feature)
+
+
+def write_two_class_folder(root: Path) -> Path:
+    """``root/a`` and ``root/b``, four index-coded videos each (class b is longer)."""
+    for c, extra in (("a", 0), ("b", 10)):
+        for i in range(4):
+            write_coded_video(root / c / f"v{i}.mp4", 20 + 5 * i + extra)
+    return root
