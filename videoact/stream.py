@@ -118,26 +118,36 @@ class FileSource(FrameSource):
     """A video file (or JPEG frame folder) read with :func:`videoact.decode.open_video`.
 
     ``realtime=True`` paces frames at their own timestamps (like a camera would deliver
-    them); otherwise frames come as fast as the consumers take them.
+    them); otherwise frames come as fast as the consumers take them. ``open_timeout``:
+    seconds allowed for opening and verifying the file (a decoder that does not return
+    is left in a daemon thread and the source fails); ``None``: no limit.
     """
 
     live = False
 
-    def __init__(self, path: str | os.PathLike, realtime: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, realtime: bool = False, open_timeout: float | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
         self.realtime = bool(realtime)
+        self.open_timeout = open_timeout
         self._reader: Any = None
 
     def open(self) -> None:
         from .decode import VideoDecodeError, open_video
+        from .extract import _call_with_timeout
+
+        def open_and_verify() -> Any:
+            reader = open_video(self.path)
+            len(reader)  # verify now: errors surface at open, not mid-stream
+            return reader
 
         try:
-            self._reader = open_video(self.path)
+            self._reader = _call_with_timeout(open_and_verify, self.open_timeout, "opening")
             self.fps = float(self._reader.fps)
-            len(self._reader)  # verify now: errors surface at open, not mid-stream
         except VideoDecodeError as exc:
             raise SourceError(self.name, exc.reason) from exc
+        except TimeoutError as exc:
+            raise SourceError(self.name, f"{exc}; the file is not readable in time") from None
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         from .decode import VideoDecodeError
@@ -343,11 +353,14 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://"
 
 def open_source(spec: str | int | os.PathLike | FrameSource, *, realtime: bool = False,
                 open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
-                give_up_after: float | None = None, log: LogFn | None = None) -> FrameSource:
+                give_up_after: float | None = None, log: LogFn | None = None,
+                file_timeout: float | None = 300.0) -> FrameSource:
     """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL or a video file.
 
     Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` only applies
-    to files. Raises :class:`SourceError` for a spec that is none of these.
+    to files; ``file_timeout`` is the time allowed to open and verify a file (a file
+    only OpenCV reads is scanned to its end, so it is longer than ``open_timeout``).
+    Raises :class:`SourceError` for a spec that is none of these.
     """
     if isinstance(spec, FrameSource):
         return spec
@@ -362,7 +375,7 @@ def open_source(spec: str | int | os.PathLike | FrameSource, *, realtime: bool =
         return URLSource(text, **live)
     if not os.path.exists(text):
         raise SourceError(text, "not a camera index, a URL (rtsp://, http://, ...) or an existing video file")
-    return FileSource(text, realtime=realtime)
+    return FileSource(text, realtime=realtime, open_timeout=file_timeout)
 
 
 def log_warning(message: str) -> None:
@@ -794,9 +807,11 @@ class StreamEngine:
     def __init__(self, source: FrameSource | str | int | os.PathLike,
                  classifier: "StreamClassifier | VideoClassifier", *, realtime: bool = False,
                  display: bool = False, max_seconds: float | None = None, log: LogFn | None = None,
-                 open_timeout: float = 10.0, max_pending: int = 256, **options: Any) -> None:
+                 open_timeout: float = 10.0, max_pending: int = 256, file_timeout: float | None = 300.0,
+                 **options: Any) -> None:
         self.log = log or log_warning
-        self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, log=self.log)
+        self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, log=self.log,
+                                  file_timeout=file_timeout)
         if isinstance(classifier, StreamClassifier):
             if options:
                 raise TypeError(f"options {sorted(options)} only apply when passing a VideoClassifier")

@@ -166,7 +166,8 @@ def _ownership_bounds(windows: Sequence[tuple[float, float]], duration: float) -
 def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *, window: float | None = None,
                       stride: float | None = None, feature_rate: float | None = None, top_k: int = 5,
                       threshold: float = 0.0, batch_size: int = 32,
-                      progress: Callable[[int, int], None] | None = None) -> Timeline:
+                      progress: Callable[[int, int], None] | None = None,
+                      file_timeout: float | None = None) -> Timeline:
     """Classify a long video as a timeline of windows and merged action segments.
 
     Args:
@@ -179,6 +180,8 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         threshold: windows whose top probability is below it get ``label=None``.
         batch_size: frames per CNN batch.
         progress: called as ``progress(done, total)`` in sampled frames.
+        file_timeout: seconds allowed for opening and verifying the file; a decoder still
+            busy then raises ``TimeoutError`` (it is left in a daemon thread). ``None``: no limit.
 
     Raises:
         VideoDecodeError: the file cannot be read (the message names it).
@@ -197,10 +200,18 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         raise ValueError(f"window ({window}), stride ({stride}) and feature_rate ({feature_rate}) must be positive")
     top_k = max(1, min(int(top_k), len(classifier.classes)))
 
-    with open_video(video) as reader:
+    from .extract import _call_with_timeout
+
+    def open_and_verify() -> Any:
+        reader = open_video(video)
+        return reader, reader.timestamps()  # [n] seconds, verified
+
+    # A decoder that does not return (a damaged container it scans for ever) fails this
+    # video after file_timeout seconds instead of hanging the caller.
+    reader, ts = _call_with_timeout(open_and_verify, file_timeout, f"{video}: opening")
+    with reader:
         n = len(reader)
         fps = float(reader.fps)
-        ts = reader.timestamps()  # [n] seconds, verified
         duration = float(ts[-1] + (1.0 / fps if fps > 0 else 0.0))
         spans = window_starts(duration, window, stride)
 

@@ -94,7 +94,8 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> in
 
         try:
             tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
-                                   top_k=args.top_k, threshold=args.threshold, progress=progress)
+                                   top_k=args.top_k, threshold=args.threshold, progress=progress,
+                                   file_timeout=args.timeout or None)
         except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
             message = str(exc)
             failures.append(message if str(video) in message else f"{video}: {message}")

@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of source time")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
                    help="give up opening a URL or camera after S seconds (default 10)")
+    p.add_argument("--file-timeout", type=float, default=300.0, metavar="S",
+                   help="give up opening and checking a video file after S seconds (default 300; 0 = no limit)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads for the CNN (default: torch's choice; on a busy 2-core machine "
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         sc = StreamClassifier(classifier, feature_rate=args.feature_rate, predict_rate=args.predict_rate,
                               ema=args.ema, threshold=args.threshold, top_k=args.top_k)
         engine = StreamEngine(args.source, sc, realtime=args.realtime, display=show or bool(args.record),
-                              max_seconds=args.max_seconds, log=_err, open_timeout=args.open_timeout)
+                              max_seconds=args.max_seconds, log=_err, open_timeout=args.open_timeout,
+                              file_timeout=args.file_timeout or None)
         engine.start()
     except (CheckpointError, SourceError, ValueError) as exc:
         _err(str(exc))
