@@ -57,6 +57,7 @@ class DataConfig:
     val: Optional[str] = None
     test: Optional[str] = None
     root: Optional[str] = _opt(None, doc="prefix for relative paths inside list files")
+    exclude: Optional[str] = _opt(None, doc="file listing videos to leave out (`videoact check --quarantine`)")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
     num_workers: int = _opt(2, ge=0)
 

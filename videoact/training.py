@@ -188,13 +188,34 @@ def train(cfg: Config) -> dict[str, Any]:
     seed_everything(cfg.train.seed)
 
     # 1. data
+    excluded: set[str] = set()
+    if cfg.data.exclude:  # e.g. the unreadable files found by `videoact check --quarantine`
+        from .health import read_exclude_list
+
+        try:
+            excluded = read_exclude_list(cfg.data.exclude)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+
+    def without_excluded(samples: list, split: str) -> list:
+        if not excluded:
+            return samples
+        from .health import exclude_paths
+
+        kept, dropped = exclude_paths(samples, excluded, key=lambda s: s.path)
+        if dropped and is_main:
+            print(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}", file=sys.stderr)
+        return kept
+
     train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root)
+    train_samples = without_excluded(train_samples, "training")
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not train_samples:
         raise TrainingError(f"{cfg.data.train}: no training videos found")
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
+        val_samples = without_excluded(val_samples, "validation")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
     else:
@@ -202,6 +223,7 @@ def train(cfg: Config) -> dict[str, Any]:
     test_samples: list = []
     if cfg.data.test:
         test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=classes)
+        test_samples = without_excluded(test_samples, "test")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
 
