@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -386,6 +387,38 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
                 pass
 
 
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc serve every allocation from the heap and keep freed memory in
+    the process (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``).
+
+    Why: by default glibc maps each allocation above 32 MiB freshly from the kernel and
+    unmaps it on free, so every CPU batch pays page faults on first touch of every large
+    activation map (measured: allocating and zeroing a 300 MB tensor 228 ms, zeroing a
+    reused one 22 ms; EfficientNet-Lite0 at batch 64 ran 1.7-2.2x faster with this).
+    This is what the usual advice (preloading jemalloc or tcmalloc) achieves, without a
+    dependency. Process-wide and permanent: the process keeps its peak heap until exit
+    (peak RSS measured unchanged, 1.7 GB at batch 64). Linux with glibc only; returns
+    whether it is in effect.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+        _ALLOCATOR_TUNED = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return False
+    return _ALLOCATOR_TUNED
+
+
 # Activations oneDNN can apply inside a convolution: module type -> (name, scalars).
 def _fusable_activation(m: torch.nn.Module) -> tuple[str, list[float]] | None:
     if type(m) is torch.nn.ReLU:
@@ -605,6 +638,7 @@ def extract_features(
     file_timeout: float | None = 300.0,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    tune_allocator: bool = True,
 ) -> ExtractResult:
     """Extract per-frame features of ``videos`` into ``out_dir``.
 
@@ -612,6 +646,7 @@ def extract_features(
     ``features`` ``[T, D]`` float16 and ``frame_indices`` ``[T]``. ``backbone`` is a name
     for :func:`videoact.create_backbone` or a ready backbone module. ``shard=(rank,
     world)`` processes every ``world``-th video starting at ``rank`` (distributed runs).
+    On the CPU, ``tune_allocator`` calls :func:`keep_freed_memory` (process-wide).
     Returns what was written, skipped and failed; never raises for a bad video file.
     """
     from .backbones import create_backbone
@@ -658,6 +693,8 @@ def extract_features(
     _remove_dead_temporaries(out_dir, mine if world > 1 else None)
 
     if todo:
+        if device.type == "cpu" and tune_allocator:
+            keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
     loader = decode_loader([t[0] for t in todo], sampling, chunk_frames=chunk_frames, backend=backend,
                            file_timeout=file_timeout, num_workers=num_workers, pin_memory=cuda)
