@@ -257,10 +257,10 @@ def train(cfg: Config) -> dict[str, Any]:
     workers = cfg.data.num_workers
     train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
                               generator=generator, collate_fn=collate_features, num_workers=workers,
-                              drop_last=False)
+                              persistent_workers=workers > 0, drop_last=False)
     # Evaluation: every item exactly once over the ranks (no padding), sums reduced.
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, sampler=ShardSampler(val_set, rank, world),
-                            collate_fn=collate_features, num_workers=workers)
+                            collate_fn=collate_features, num_workers=workers, persistent_workers=workers > 0)
 
     # 3. model and optimisation
     in_dim = train_set[0][0].shape[-1]
