@@ -615,7 +615,8 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str | os.PathLike | Non
             fixed = res.stage_seconds.get("startup", 0.0) + res.stage_seconds.get("teardown", 0.0)
             s["extract"].append(res.frames / (res.seconds - fixed))
             s["extract_wall"].append(res.frames / res.seconds)
-            stage_log.append({k: round(v, 3) for k, v in res.stage_seconds.items()} | {"total": round(res.seconds, 3)})
+            stage_log.append({k: round(v, 3) for k, v in res.stage_seconds.items()}
+                             | {"total": round(res.seconds, 3), "load_average": _load()})
             n, sec = naive_pool.submit(_naive_job, [str(v) for v in videos], indices, settings.backbone,
                                        settings.image_size, str(work / "naive"), str(device)).result()
             s["naive"].append(n / sec)
