@@ -231,7 +231,7 @@ def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _short_fraction(frames: int, claimed: int | None, claimed_by: str | None) -> bool:
+def _fewer_than_claimed(frames: int, claimed: int | None, claimed_by: str | None) -> bool:
     """True when fewer frames decode than claimed. OpenCV's count is an estimate
     (duration x rate, often one frame high for Matroska): allow 1 frame + 1% there."""
     if claimed is None:
@@ -300,7 +300,7 @@ def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "a
             result.reason = f"decoding stopped after {decoded} frames: {deep_error}"
             if result.claimed is None or result.claimed <= decoded:
                 result.claimed, result.claimed_by = len(reader), "verified count"
-        elif _short_fraction(decoded, result.claimed, result.claimed_by):
+        elif _fewer_than_claimed(decoded, result.claimed, result.claimed_by):
             result.status = PARTIAL
             result.reason = f"{decoded} of {result.claimed} claimed frames decode"
             if reader.fallback_reason:
