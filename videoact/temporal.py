@@ -125,6 +125,22 @@ class _Recognizer(nn.Module):
     def num_classes(self) -> int:
         return int(self._config["num_classes"])
 
+    def _project(
+        self, features: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checked input ``[B, T, D]`` -> projected ``[B, T, P]``, lengths ``[B]``, valid mask ``[B, T]``.
+
+        Padded steps are zeroed first, so whatever they hold never reaches the output.
+        """
+        self._check_input(features)
+        batch, steps, _ = features.shape
+        lengths = normalize_lengths(lengths, batch, steps)
+        mask = length_mask(lengths, steps, features.device)
+        features = features.masked_fill(~mask[..., None], 0.0)
+        if self._config.get("center"):
+            features = center_over_time(features, mask)
+        return self.proj(features), lengths, mask
+
     def _check_input(self, features: torch.Tensor) -> None:
         if features.dim() != 3:
             raise ValueError(f"expected features [B, T, D], got shape {tuple(features.shape)}")
@@ -211,14 +227,8 @@ class BiLSTMRecognizer(_Recognizer):
         self, features: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pooled clip embedding ``[B, out_dim]`` and pooling weights ``[B, T]`` (None for "last")."""
-        self._check_input(features)
-        batch, steps, _ = features.shape
-        lengths = normalize_lengths(lengths, batch, steps)
-        mask = length_mask(lengths, steps, features.device)
-        features = features.masked_fill(~mask[..., None], 0.0)
-        if self._config["center"]:
-            features = center_over_time(features, mask)
-        x = self.proj(features)  # [B, T, P]
+        x, lengths, mask = self._project(features, lengths)  # x [B, T, P]
+        steps = x.shape[1]
 
         if bool((lengths == steps).all()):
             # Nothing padded: the plain call is the same computation, without pack/unpack.
@@ -296,14 +306,7 @@ class MeanPoolRecognizer(_Recognizer):
         self, features: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled embedding ``[B, P]`` and the uniform pooling weights ``[B, T]``."""
-        self._check_input(features)
-        batch, steps, _ = features.shape
-        lengths = normalize_lengths(lengths, batch, steps)
-        mask = length_mask(lengths, steps, features.device)
-        features = features.masked_fill(~mask[..., None], 0.0)
-        if self._config["center"]:
-            features = center_over_time(features, mask)
-        x = self.proj(features)  # [B, T, P]
+        x, lengths, mask = self._project(features, lengths)  # x [B, T, P]
         weights = mask.to(x.dtype) / lengths.to(x.device, x.dtype)[:, None]
         return masked_mean(x, mask), weights
 

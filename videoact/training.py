@@ -323,6 +323,17 @@ def train(cfg: Config) -> dict[str, Any]:
     # 5. epochs
     from tqdm import tqdm
 
+    def skip_step(message: str) -> None:
+        """A non-finite loss or gradient: stop (nothing is saved) or drop this step, as configured."""
+        nonlocal skipped_steps, step
+        skipped_steps += 1
+        if cfg.train.nonfinite == "stop":
+            raise TrainingError(message + f"; stopping ({_kept(last_path)})")
+        print(f"warning: {message}; step skipped", file=sys.stderr)
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        scheduler.step()
+
     for epoch in range(start_epoch, cfg.train.epochs):
         if bad_epochs >= cfg.train.early_stopping_patience > 0:
             break
@@ -339,29 +350,15 @@ def train(cfg: Config) -> dict[str, Any]:
                 logits = ddp_model(features, lengths)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
             if not torch.isfinite(loss):
-                skipped_steps += 1
-                message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
-                if cfg.train.nonfinite == "stop":
-                    raise TrainingError(message + f"; stopping ({_kept(last_path)})")
-                print(f"warning: {message}; step skipped", file=sys.stderr)
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                scheduler.step()
+                skip_step(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
                 continue
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or float("inf"))
             if not torch.isfinite(grad_norm):
-                skipped_steps += 1
-                message = f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}"
-                if cfg.train.nonfinite == "stop":
-                    raise TrainingError(message + f"; stopping ({_kept(last_path)})")
-                print(f"warning: {message}; step skipped", file=sys.stderr)
-                optimizer.zero_grad(set_to_none=True)
+                skip_step(f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}")
                 scaler.update()
-                step += 1
-                scheduler.step()
                 continue
             scaler.step(optimizer)
             scaler.update()
