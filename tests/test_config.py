@@ -35,7 +35,8 @@ def test_default_yaml_equals_dataclass_defaults():
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():
     cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
-    assert cfg.feature.pooling == "grid2" and cfg.feature.num_segments == 16
+    assert cfg.feature.pooling == "grid3" and cfg.feature.num_segments == 16
+    assert cfg.model.center is True and cfg.feature.resize == "squash"
     assert cfg.train.epochs > Config().train.epochs
     assert cfg.model.bidirectional is True  # from the base file / defaults
     assert cfg.work_dir == "runs/synthetic"
