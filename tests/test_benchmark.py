@@ -105,22 +105,3 @@ def test_inference_model_fuses_activations_and_keeps_the_output(name, fused):
         ref = backbone(x)
         out = model(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
-
-
-@pytest.mark.parametrize("resize", ["short_side_center_crop", "squash"])
-def test_resizing_in_the_decode_worker_gives_the_same_input(resize):
-    """Workers resize uint8 frames on the CPU; normalizing those equals preprocessing the originals."""
-    import numpy as np
-
-    from videoact.extract import resize_uint8
-    from videoact.preprocess import preprocess_frames
-    from videoact.testing import coded_frame
-
-    frames = torch.from_numpy(np.stack([coded_frame(i, 97, 131) for i in range(5)]))
-    frames[:, ::7] = 17  # some detail for the antialiasing filter
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    small = resize_uint8(frames, 64, resize)
-    assert small.shape == (5, 64, 64, 3) and small.dtype == torch.uint8 and small.is_contiguous()
-    direct = preprocess_frames(frames, 64, mean, std, resize=resize, channels_last=True)
-    two_step = preprocess_frames(small, 64, mean, std, resize=resize, channels_last=True)
-    assert torch.equal(direct, two_step)

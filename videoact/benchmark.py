@@ -276,17 +276,15 @@ def decode_opencv(videos: Sequence[Path], indices: Sequence[list[int]]) -> int:
 
 
 def decode_pipeline(videos: Sequence[Path], sampling: SamplingSpec, workers: int | None,
-                    pin_memory: bool = False, resize_to: tuple[int, str] | None = None
-                    ) -> tuple[int, float, int, float]:
-    """Extraction's decoding stage alone (worker processes; on the CPU they also resize,
-    ``resize_to``, as in extraction).
+                    pin_memory: bool = False) -> tuple[int, float, int, float]:
+    """Extraction's decoding stage alone (worker processes).
 
     Returns ``(frames after the first chunk, seconds from the first chunk to the last,
     all frames, seconds from the start to the last chunk)``: steady-state and wall rates."""
     t0 = time.perf_counter()
     first = last = None
     frames = first_frames = 0
-    for item in decode_loader(videos, sampling, num_workers=workers, pin_memory=pin_memory, resize_to=resize_to):
+    for item in decode_loader(videos, sampling, num_workers=workers, pin_memory=pin_memory):
         last = time.perf_counter()
         if "error" in item:
             raise RuntimeError(item["error"])
@@ -598,9 +596,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str | os.PathLike | Non
                     seconds[key] += sec
             for key, _ in decoders:
                 s[key].append(counts[key] / seconds[key])
-            n, steady, n_all, wall = decode_pipeline(
-                videos, sampling, settings.workers, pin_memory=cuda,
-                resize_to=None if cuda else (backbone.input_size, "short_side_center_crop"))
+            n, steady, n_all, wall = decode_pipeline(videos, sampling, settings.workers, pin_memory=cuda)
             s["decode_pipeline"].append(n / steady)
             s["decode_pipeline_wall"].append(n_all / wall)
             # Backbone-only right before and right after end-to-end (their mean is the
@@ -641,7 +637,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str | os.PathLike | Non
             _figure("decode_ours_vs_decord_ratio", [a / b for a, b in zip(s["decode_ours"], s["decode_decord"])],
                     "x", "1 = no cost over raw decord (verification costs most on short clips)"),
             _figure("decode_pipeline_fps", s["decode_pipeline"], "frames/s",
-                    "stage bound for end-to-end (worker processes, resizing on the CPU, steady state)"),
+                    "stage bound for end-to-end (worker processes, steady state)"),
             _figure("decode_pipeline_wall_fps", s["decode_pipeline_wall"], "frames/s",
                     "including worker start-up"),
             _figure("backbone_fps", s["backbone"], "images/s",

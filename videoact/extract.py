@@ -132,36 +132,20 @@ def _call_with_timeout(fn, timeout: float | None, what: str):
 MAX_CHUNK_BYTES = 256 * 2**20  # decoded frames per chunk (fewer frames for huge pictures)
 
 
-def resize_uint8(frames: torch.Tensor, size: int, resize: str) -> torch.Tensor:
-    """The geometric half of preprocessing: ``uint8 [t, H, W, 3] -> uint8 [t, size, size, 3]``
-    (resize and crop exactly as :func:`videoact.preprocess.preprocess_frames` does on
-    the CPU, where it resizes the uint8 pixels themselves; normalizing the result gives
-    the same numbers as preprocessing the original frames)."""
-    from .preprocess import preprocess_frames
-
-    # mean 0, std 1/255: the normalization multiplies by exactly 1, so casting back to
-    # uint8 returns the resized pixels unchanged.
-    x = preprocess_frames(frames, size, (0.0, 0.0, 0.0), (1 / 255,) * 3, device="cpu", resize=resize,
-                          channels_last=True, dtype=torch.uint8)
-    return x.permute(0, 2, 3, 1)  # [t, size, size, 3], contiguous (channels_last memory)
-
-
 class _VideoChunks(IterableDataset):
     """Yields decoded chunks ``{"video", "frames" [t, H, W, 3] uint8, "indices", "last"}``.
 
     Videos are dealt out to workers round-robin; one worker reads a video from start
-    to end, so its chunks arrive in order. With ``resize_to=(size, mode)`` the worker
-    also resizes and crops (:func:`resize_uint8`): frames arrive ``[t, size, size, 3]``.
+    to end, so its chunks arrive in order.
     """
 
     def __init__(self, paths: Sequence[str], sampling: SamplingSpec, chunk_frames: int,
-                 backend: str, file_timeout: float | None, resize_to: tuple[int, str] | None = None):
+                 backend: str, file_timeout: float | None):
         self.paths = list(paths)
         self.sampling = sampling
         self.chunk_frames = chunk_frames
         self.backend = backend
         self.file_timeout = file_timeout
-        self.resize_to = resize_to
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -202,12 +186,9 @@ class _VideoChunks(IterableDataset):
                     num_frames = _call_with_timeout(lambda: len(reader), left, f"{path}: counting frames")
                     indices = self.sampling.indices(num_frames, reader.fps)
                     continue
-                frames = clip.frames
-                if self.resize_to is not None:
-                    frames = resize_uint8(frames, *self.resize_to)
                 yield {
                     "video": video,
-                    "frames": frames,
+                    "frames": clip.frames,
                     "indices": clip.indices,
                     "fps": float(reader.fps),
                     "num_frames": int(num_frames),
@@ -600,11 +581,10 @@ def inference_model(backbone: torch.nn.Module, device: torch.device, *, channels
 
 def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *, chunk_frames: int = 64,
                   backend: str = "auto", file_timeout: float | None = 300.0, num_workers: int | None = None,
-                  pin_memory: bool = False, resize_to: tuple[int, str] | None = None) -> DataLoader:
+                  pin_memory: bool = False) -> DataLoader:
     """The decoding stage alone: a DataLoader whose items are chunks of one video,
     ``{"video", "frames" uint8 [t, H, W, 3], "indices" [t], "fps", "num_frames",
     "backend", "last"}``, or ``{"video", "error"}`` for a file that failed.
-    ``resize_to=(size, resize mode)``: workers also resize (:func:`resize_uint8`).
     ``num_workers=None``: this process's share of the cores (all of them, or
     ``cores / LOCAL_WORLD_SIZE`` under torchrun), less one for the main process when
     the backbone runs on the CPU; at least one, except that a CPU rank with a single
@@ -616,7 +596,7 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
         if wanted < 1 and (pin_memory or local_ranks == 1):
             wanted = 1
         num_workers = min(len(paths), max(0, wanted))
-    dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout, resize_to)
+    dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout)
     return DataLoader(
         dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
         pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
@@ -716,13 +696,8 @@ def extract_features(
         if device.type == "cpu" and tune_allocator:
             keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
-    # On the CPU the decode workers also resize (uint8), in parallel with the backbone
-    # instead of between its batches (measured: resizing was 18% of the backbone's time
-    # once the backbone ran at 250 images/s); the main process only normalizes. On a GPU
-    # full frames travel and are resized there.
     loader = decode_loader([t[0] for t in todo], sampling, chunk_frames=chunk_frames, backend=backend,
-                           file_timeout=file_timeout, num_workers=num_workers, pin_memory=cuda,
-                           resize_to=None if device.type != "cpu" else (size, resize))
+                           file_timeout=file_timeout, num_workers=num_workers, pin_memory=cuda)
 
     writer = _Writer()
     pending: dict[int, dict[str, Any]] = {}
