@@ -17,11 +17,12 @@ from videoact.extract import fold_batchnorm
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--quick", "--no-distributed", "--set", "videos=3", "--set", "frames=20", "--set", "image_size=64",
         "--set", "batch_size=8", "--set", "repeats=1", "--set", "lstm_batch=4", "--set", "lstm_steps=2",
-        "--set", "lstm_cell_steps=1", "--set", "backbone_batches=2"]
+        "--set", "lstm_cell_steps=1", "--set", "backbone_batches=2", "--set", "stream_seconds=3"]
 FIGURES = [
     "decode_ours_fps", "decode_decord_fps", "decode_opencv_fps", "decode_pipeline_fps", "backbone_fps",
     "extract_fps", "extract_wall_fps", "naive_fps", "extract_vs_bottleneck_ratio", "extract_vs_naive_ratio",
     "temporal_train_lstm_seq_per_s", "temporal_train_lstmcell_loop_seq_per_s", "lstm_vs_lstmcell_ratio",
+    "stream_display_fps", "stream_prediction_rate", "stream_latency_p50_ms", "stream_latency_p95_ms",
 ]
 
 
@@ -40,6 +41,9 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
         assert report["values"][name] == f["value"]
     assert figures["extract_vs_bottleneck_ratio"]["target"] == 0.9
     assert figures["extract_vs_naive_ratio"]["target"] == 3.0  # CPU
+    assert figures["stream_latency_p95_ms"]["target"] == 250.0
+    assert figures["stream_latency_p95_ms"]["met"] == (figures["stream_latency_p95_ms"]["value"] <= 250.0)
+    assert figures["stream_dropped_frames"]["value"] >= 0
     # The ratios are what they say, from the same round's figures.
     v = report["values"]
     bottleneck = min(v["decode_pipeline_fps"], v["backbone_fps"])

@@ -118,12 +118,14 @@ class BenchmarkSettings:
     naive_same_process: bool = True
     dist_videos: int = 16
     gpu_models: bool = True
+    stream: bool = True
+    stream_seconds: float = 15.0  # real-time file source for the live-engine figures
     seed: int = 0
 
     @classmethod
     def quick(cls, **overrides: Any) -> "BenchmarkSettings":
         values = dict(videos=8, frames=50, repeats=2, backbone_batches=2, lstm_steps=12,
-                      lstm_cell_steps=4, dist_videos=8, naive_same_process=False)
+                      lstm_cell_steps=4, dist_videos=8, naive_same_process=False, stream_seconds=8.0)
         values.update(overrides)
         return cls(**values)
 
@@ -691,6 +693,9 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str | os.PathLike | Non
 
         if settings.distributed:
             figures += _distributed_figures(work, settings, log)
+
+        if settings.stream:
+            figures += _stream_figures(work, settings, log)
     finally:
         stack.close()
         if tmp is not None:
@@ -733,6 +738,26 @@ def _gpu_backbones(device: torch.device, settings: BenchmarkSettings, log) -> li
         figures.append(_figure(f"gpu_backbone_{name}_bf16_fps", samples, "images/s", bound,
                                note="batch 256, channels_last, BN folded, bf16 autocast"))
     return figures
+
+
+def _stream_figures(work: Path, settings: BenchmarkSettings, log) -> list[Figure]:
+    """The live engine on a real-time 640x480 30 fps file source (``videoact.stream.benchmark_stream``)."""
+    from .stream import benchmark_stream
+
+    log(f"live engine on a real-time 30 fps file source for {settings.stream_seconds:g} s ...")
+    (work / "stream").mkdir(parents=True, exist_ok=True)
+    r = benchmark_stream(seconds=settings.stream_seconds, device=settings.device, work_dir=work / "stream")
+    p95 = r["latency_p95_ms"]
+    return [
+        _figure("stream_display_fps", [r["display_rate"]], "frames/s", ">= source rate (30)", 0.95 * r["source_fps"]),
+        _figure("stream_prediction_rate", [r["prediction_rate"]], "predictions/s", ">= 5", 5.0),
+        _figure("stream_latency_p50_ms", [r["latency_p50_ms"]], "ms", "capture to result"),
+        Figure("stream_latency_p95_ms", round(float(p95), 2), "ms", "<= 250 (capture to result)", 250.0,
+               bool(p95 <= 250.0), [round(float(p95), 2)], "upper bound"),
+        _figure("stream_dropped_frames", [r["dropped"]], "frames",
+                "frames replaced before the model looked at them (most on purpose at the feature rate)",
+                note=f"feature rate {r['feature_rate']} Hz over {settings.stream_seconds:g} s"),
+    ]
 
 
 def _distributed_figures(work: Path, settings: BenchmarkSettings, log) -> list[Figure]:
@@ -790,6 +815,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampling", choices=["uniform", "all"], default=None,
                    help="frames per clip: 16 uniform segments (default) or all")
     p.add_argument("--no-distributed", action="store_true", help="skip the torchrun one-vs-two-ranks runs")
+    p.add_argument("--no-stream", action="store_true", help="skip the live-engine (webcam-like) figures")
     p.add_argument("--work-dir", help="keep clips and caches here (default: a temporary folder)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any BenchmarkSettings field, e.g. --set frames=120 --set image_size=160 (repeatable)")
@@ -830,6 +856,7 @@ def run(args: argparse.Namespace) -> int:
                                    ("sampling", args.sampling)) if v is not None}
     overrides["device"] = args.device
     overrides["distributed"] = not args.no_distributed
+    overrides["stream"] = not args.no_stream
     settings = BenchmarkSettings.quick(**overrides) if args.quick else BenchmarkSettings(**overrides)
     try:
         _apply_overrides(settings, args.overrides)
