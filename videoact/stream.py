@@ -391,50 +391,51 @@ def _cv2() -> Any:
 # =========================================================================== buffers
 
 
-class LatestSlot:
-    """A 1-slot buffer between a producer and one consumer.
+class BoundedBuffer:
+    """A bounded FIFO between producer threads and one consumer.
 
-    ``lossless=False``: :meth:`put` overwrites an item the consumer has not taken yet and
-    counts it in :attr:`dropped` (live sources: never fall behind). ``lossless=True``:
-    :meth:`put` waits until the slot is free (files read as fast as possible).
+    ``lossless=False``: :meth:`put` on a full buffer drops the oldest item and counts it in
+    :attr:`dropped` (live sources: never fall behind). ``lossless=True``: :meth:`put` waits
+    for room (files read as fast as possible).
     """
 
-    def __init__(self, lossless: bool = False) -> None:
+    def __init__(self, maxlen: int = 1, lossless: bool = False) -> None:
+        self.maxlen = int(maxlen)
         self.lossless = bool(lossless)
-        self._item: Any = None
-        self._full = False
+        self._items: collections.deque[Any] = collections.deque()
         self._closed = False
         self._cond = threading.Condition()
         self.dropped = 0
         self.put_count = 0
 
-    def put(self, item: Any) -> bool:
-        """Store ``item``; False when the slot was closed (the consumer is gone)."""
+    def put(self, item: Any, stop: threading.Event | None = None) -> bool:
+        """Store ``item``; False when the buffer was closed (the consumer is gone)."""
         with self._cond:
             if self.lossless:
-                while self._full and not self._closed:
+                while len(self._items) >= self.maxlen and not self._closed and not (stop and stop.is_set()):
                     self._cond.wait(0.5)
             if self._closed:
                 return False
-            if self._full:
+            if len(self._items) >= self.maxlen:
+                self._items.popleft()
                 self.dropped += 1
-            self._item, self._full = item, True
+            self._items.append(item)
             self.put_count += 1
             self._cond.notify_all()
             return True
 
     def get(self, timeout: float | None = None) -> Any:
-        """The newest item, waiting up to ``timeout``; ``None`` on timeout or when closed and empty."""
+        """The oldest item, waiting up to ``timeout``; ``None`` on timeout or when closed and empty."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._full:
+            while not self._items:
                 if self._closed:
                     return None
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
-            item, self._item, self._full = self._item, None, False
+            item = self._items.popleft()
             self._cond.notify_all()
             return item
 
@@ -447,6 +448,18 @@ class LatestSlot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._closed and not self._items
+
+
+class LatestSlot(BoundedBuffer):
+    """A 1-slot buffer: a live producer overwrites the frame the consumer has not taken yet."""
+
+    def __init__(self, lossless: bool = False) -> None:
+        super().__init__(maxlen=1, lossless=lossless)
 
 
 class FeatureRing:
@@ -738,53 +751,6 @@ class StreamClassifier:
 # ========================================================================== the engine
 
 
-class _ResultQueue:
-    """Bounded FIFO of results. Lossy: the oldest result goes when full. Lossless: put waits."""
-
-    def __init__(self, maxlen: int, lossless: bool) -> None:
-        self._items: collections.deque[StreamResult] = collections.deque()
-        self.maxlen = int(maxlen)
-        self.lossless = lossless
-        self._cond = threading.Condition()
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, item: StreamResult, stop: threading.Event) -> None:
-        with self._cond:
-            if self.lossless:
-                while len(self._items) >= self.maxlen and not stop.is_set() and not self._closed:
-                    self._cond.wait(0.5)
-            if len(self._items) >= self.maxlen:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(item)
-            self._cond.notify_all()
-
-    def get(self, timeout: float | None) -> StreamResult | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._items:
-                if self._closed:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
-            item = self._items.popleft()
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return self._closed and not self._items
-
-
 class StreamEngine:
     """Capture thread + inference thread around a :class:`StreamClassifier`.
 
@@ -823,7 +789,7 @@ class StreamEngine:
         self.max_seconds = max_seconds
         self._infer_slot = LatestSlot(lossless=self.lossless)
         self._display_slot = LatestSlot(lossless=self.lossless) if display else None
-        self._results = _ResultQueue(max_pending, lossless=self.lossless)
+        self._results = BoundedBuffer(max_pending, lossless=self.lossless)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
