@@ -43,7 +43,7 @@ def run_demo(out_dir: str | Path = "demo_output", size: str = "demo", seed: int 
     for name in ("bilstm", "meanpool"):
         say(f"[{2 if name == 'bilstm' else 3}/4] training the {name} model "
             + ("(features are extracted first and cached)" if name == "bilstm" else "on the same cached features"))
-        cfg = load_config("configs/synthetic.yaml" if Path("configs/synthetic.yaml").exists() else None, [
+        cfg = load_config("synthetic", [  # configs/synthetic.yaml, found next to the package
             f"data.train={data / 'train'}", f"data.val={data / 'val'}", f"data.test={data / 'test'}",
             f"work_dir={out / name}", f"feature.cache_dir={out / 'features'}", f"model.name={name}",
             f"train.seed={seed}", f"train.progress={progress}", *(overrides or []),
