@@ -9,11 +9,14 @@ The pipeline, stage by stage (they overlap):
 2. The main process moves the uint8 chunks to the device (pinned, non-blocking on
    CUDA), resizes and normalizes them there, and packs frames from several videos
    into one backbone batch of ``batch_size`` frames.
-3. The backbone (a copy with BatchNorm folded into the convolutions) runs under
-   ``torch.inference_mode``, channels_last, on CUDA in bf16/fp16 autocast, on exactly
-   ``batch_size`` frames per call (the last batch is padded). Fixed shapes make a
-   frame's features independent of which other videos share its batch, so one process
-   and N distributed ranks write byte-identical files (and ``torch.compile`` compiles once).
+3. The backbone (a copy with BatchNorm folded into the convolutions, and on the CPU
+   activations fused into them) runs under ``torch.inference_mode``, channels_last, on
+   CUDA in bf16/fp16 autocast, on ``batch_size`` frames per call. Only the last call
+   of a run is smaller; it is padded with copies of its last frame, to ``batch_size`` on
+   CUDA or when compiled, to 2 on the CPU (oneDNN gives a frame the same bits in any
+   batch of 2 or more, measured, but not alone). A frame's features then do not depend
+   on which other videos share its batch, so one process and N distributed ranks write
+   byte-identical features (and ``torch.compile`` compiles once).
 4. Features leave the GPU through pinned memory without blocking; a writer thread
    waits for them and saves each finished video atomically, off the critical path.
 
@@ -721,13 +724,19 @@ def extract_features(
         bar.update(1)
 
     def run_batch(parts: list[tuple[int, torch.Tensor]]) -> None:
-        """One backbone call on exactly ``batch_size`` frames (padded with copies of the last)."""
+        """One backbone call on ``batch_size`` frames; only the last call of a run has
+        fewer, and it is padded with copies of its last frame: to ``batch_size`` on CUDA
+        or when compiled (cuDNN chooses algorithms by shape, compiled code is specialised
+        to one), to 2 on the CPU, where oneDNN gives a frame the same bits in any batch
+        of 2 or more (measured) but not alone. So features never depend on which videos
+        share a batch, and padding costs no more than one frame on the CPU."""
         nonlocal ready
         t0 = time.perf_counter()
         x = torch.cat([frames for _, frames in parts])
         n = len(x)
-        if n < batch_size:
-            x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
+        padded = batch_size if (cuda or compile) else 2
+        if n < padded:
+            x = torch.cat([x, x[-1:].expand(padded - n, *x.shape[1:])])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
