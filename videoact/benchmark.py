@@ -8,7 +8,8 @@ same frames of every clip for every stage, and measures
 * decode-only, one process and one decoder thread each: our reader
   (:func:`videoact.decode.open_video`, frame counts verified), raw decord
   (``VideoReader.get_batch``), raw OpenCV (sequential ``grab``/``retrieve``);
-* decode-only as the extraction pipeline runs it (DataLoader worker processes);
+* decode-only as the extraction pipeline runs it (its DataLoader: worker processes, or
+  the main process with a CPU backbone on up to 2 cores);
 * backbone-only: the model extraction runs (BatchNorm folded, channels_last, on CUDA
   autocast) on already-preprocessed frames, at the extraction batch size;
 * end-to-end extraction (:func:`videoact.extract.extract_features`: decode, resize,
@@ -639,7 +640,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str | os.PathLike | Non
             _figure("decode_ours_vs_decord_ratio", [a / b for a, b in zip(s["decode_ours"], s["decode_decord"])],
                     "x", "1 = no cost over raw decord (verification costs most on short clips)"),
             _figure("decode_pipeline_fps", s["decode_pipeline"], "frames/s",
-                    "stage bound for end-to-end (worker processes, steady state)"),
+                    "stage bound for end-to-end (extraction's decode stage, steady state)"),
             _figure("decode_pipeline_wall_fps", s["decode_pipeline_wall"], "frames/s",
                     "including worker start-up"),
             _figure("backbone_fps", s["backbone"], "images/s",
