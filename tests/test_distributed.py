@@ -165,22 +165,21 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
     assert any(p.startswith(cache) for p in rank0) and any(p.startswith(cache) for p in rank1)
 
 
-def test_cpu_features_do_not_depend_on_batch_neighbours():
-    """What extraction's padding rule relies on: on the CPU a frame's output has the same
-    bits in any batch of 2 or more, at any position (so the last batch is padded to 2)."""
+def test_features_do_not_depend_on_batch_neighbours():
+    """What extraction's fixed batch shape relies on: at one batch size a frame's output
+    has the same bits whatever frames share the batch and wherever it sits in it."""
     from videoact.backbones import create_backbone
     from videoact.extract import inference_model
 
     backbone = create_backbone("efficientnet_lite0")
     backbone.input_size = 64
     model = inference_model(backbone, torch.device("cpu"))
-    x = torch.randn(12, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
-        full = model(x)
-        for start, size in ((0, 2), (5, 2), (3, 5), (0, 8), (4, 8)):
-            part = model(x[start:start + size].contiguous(memory_format=torch.channels_last))
-            assert torch.equal(part, full[start:start + size]), (start, size)
+        a = model(x[:8].contiguous(memory_format=torch.channels_last))
+        shuffled = torch.cat([x[12:16], x[:8:2], x[8:12]])  # frames 0, 2, 4, 6 moved, new neighbours
+        b = model(shuffled.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(b[4:8], a[0:8:2])
 
 
 def test_shard_sampler_covers_each_item_once():

@@ -12,12 +12,11 @@ The pipeline, stage by stage (they overlap):
    into one backbone batch of ``batch_size`` frames.
 3. The backbone (a copy with BatchNorm folded into the convolutions, and on the CPU
    activations fused into them) runs under ``torch.inference_mode``, channels_last, on
-   CUDA in bf16/fp16 autocast, on ``batch_size`` frames per call. Only the last call
-   of a run is smaller; it is padded with copies of its last frame, to ``batch_size`` on
-   CUDA or when compiled, to 2 on the CPU (oneDNN gives a frame the same bits in any
-   batch of 2 or more, measured, but not alone). A frame's features then do not depend
-   on which other videos share its batch, so one process and N distributed ranks write
-   byte-identical features (and ``torch.compile`` compiles once).
+   CUDA in bf16/fp16 autocast, on exactly ``batch_size`` frames per call (the last
+   call of a run is padded). Fixed shapes make a frame's features independent of which
+   other videos share its batch, so one process and N distributed ranks write
+   byte-identical features (with the same threads per process), and ``torch.compile``
+   compiles once.
 4. Features leave the GPU through pinned memory without blocking; a writer thread
    waits for them and saves each finished video atomically, off the critical path.
 
@@ -729,19 +728,18 @@ def extract_features(
         bar.update(1)
 
     def run_batch(parts: list[tuple[int, torch.Tensor]]) -> None:
-        """One backbone call on ``batch_size`` frames; only the last call of a run has
-        fewer, and it is padded with copies of its last frame: to ``batch_size`` on CUDA
-        or when compiled (cuDNN chooses algorithms by shape, compiled code is specialised
-        to one), to 2 on the CPU, where oneDNN gives a frame the same bits in any batch
-        of 2 or more (measured) but not alone. So features never depend on which videos
-        share a batch, and padding costs no more than one frame on the CPU."""
+        """One backbone call on exactly ``batch_size`` frames: the last call of a run is
+        padded with copies of its last frame. Libraries choose kernels by shape (oneDNN
+        with one thread, measured: batches of 2 and 8 give other bits than 64, batches
+        of 16 or more the same; cuDNN chooses algorithms by shape), so only a fixed shape
+        makes a frame's features independent of which videos share its batch. Costs at
+        most ``batch_size - 1`` frames of compute per run; compiled code needs one shape too."""
         nonlocal ready
         t0 = time.perf_counter()
         x = torch.cat([frames for _, frames in parts])
         n = len(x)
-        padded = batch_size if (cuda or compile) else 2
-        if n < padded:
-            x = torch.cat([x, x[-1:].expand(padded - n, *x.shape[1:])])
+        if n < batch_size:
+            x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
