@@ -29,7 +29,8 @@ apart (a 50% ceiling on the 10-way accuracy). A model that uses order can reach 
   off-centre dot, a two-tone half, a 90-degree wedge, or stripes plus a dot), so a
   rotating circle or square is visibly rotating: rotation is not label noise;
 - zero to two distractor shapes that translate, scale and rotate in random directions
-  (in front of or behind the foreground), carrying no class information;
+  (in front of or behind the foreground), carrying no class information; their motions
+  stay below the smallest class motion, so no distractor mimics another class;
 - Gaussian sensor noise with a random sigma (0.5-8 grey levels), clipped to uint8.
 
 Each clip is a pure function of explicit parameters (:class:`ClipParams`, from
@@ -86,7 +87,7 @@ MIN_WIDTH, MIN_HEIGHT = 160, 120
 DEFAULT_FPS = 25.0
 # Bump when the rendering or sampling changes: a folder made by another version is
 # refused rather than silently mixed (see make_synthetic).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _PROGRESS_QUANTUM = 2.0**-20  # dyadic progress values make 1 - (1 - p) == p exactly
 _SUPERSAMPLE = 4  # anti-aliasing of shape outlines: k x k samples per pixel
 
@@ -332,12 +333,18 @@ def _sample_foreground(
 def _sample_distractor(
     rng: np.random.Generator, height: int, width: int, num_frames: int, background_mean: np.ndarray
 ) -> ObjectParams:
-    """A shape whose translation, scaling and rotation all have random directions."""
+    """A shape whose translation, scaling and rotation all have random directions.
+
+    Its motions stay below the smallest class motion (translation at most 15% of the
+    width against 25%, scaling at most 1.25x against 1.5x, rotation at most 60 degrees
+    against 90, constant opacity against a fade), so a distractor never looks like the
+    foreground of another class: the label is always decidable from the clip.
+    """
     shape = _sample_shape(rng, background_mean)
     size = float(rng.uniform(0.06, 0.14) * width)
     progress = _sample_progress(rng, num_frames)
-    disp = _random_direction(rng) * rng.uniform(0.0, 0.4) * width
-    scale1 = float(np.exp(rng.uniform(-np.log(1.5), np.log(1.5))))
+    disp = _random_direction(rng) * rng.uniform(0.0, 0.15) * width
+    scale1 = float(np.exp(rng.uniform(-np.log(1.25), np.log(1.25))))
     start = _path_start(rng, disp, size / 2 * max(1.0, scale1), height, width)
     angle0 = float(rng.uniform(0, 360))
     return ObjectParams(
@@ -345,7 +352,7 @@ def _sample_distractor(
         size=size,
         center=Track(tuple(start), tuple(start + disp), progress),
         scale=Track((1.0,), (scale1,), progress),
-        angle=Track((angle0,), (angle0 + float(rng.uniform(-120, 120)),), progress),
+        angle=Track((angle0,), (angle0 + float(rng.uniform(-60, 60)),), progress),
         opacity=_const([rng.uniform(0.6, 1.0)], progress),
         in_front=bool(rng.random() < 0.5),
     )
