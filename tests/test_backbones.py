@@ -13,6 +13,9 @@ from videoact.efficientnet_lite import EfficientNetLite, SameConv2d
 from videoact.testing import write_coded_video
 
 TORCHVISION_DIMS = {"resnet18": 512, "resnet50": 2048, "mobilenet_v3_large": 960, "efficientnet_b0": 1280}
+# layer="penultimate": channels and the feature map's downsampling of a 64x64 input.
+PENULTIMATE = {"efficientnet_lite0": (320, 32), "resnet18": (256, 16), "resnet50": (1024, 16),
+               "mobilenet_v3_large": (160, 32), "efficientnet_b0": (320, 32)}
 
 
 def _lite0_file():
@@ -118,6 +121,33 @@ def test_grid_pooling_dimensions_and_content(lite0):
     assert torch.allclose(g2.view(2, d, 4).mean(-1), avg, atol=1e-5)
 
 
+def test_penultimate_layer_is_the_last_blocks_output(lite0):
+    """Lite0's penultimate map is what the head convolution reads: head(it) == last map."""
+    pen = create_backbone("efficientnet_lite0", layer="penultimate", pooling="grid4")
+    x = torch.randn(2, 3, 128, 128)  # maps 4 x 4
+    with torch.inference_mode():
+        p_map, last = pen.forward_features(x), lite0.forward_features(x)
+        m = lite0.model
+        head = m._act(m._bn1(m._conv_head(p_map)))
+        out = pen(x)
+    assert p_map.shape == (2, 320, 4, 4) and pen.channels == 320
+    assert torch.allclose(head, last, atol=1e-5)
+    assert pen.feature_dim == 320 * 16 and out.shape == (2, 320 * 16)
+    assert torch.equal(out, p_map.flatten(1))  # a 4x4 map pooled to 4x4 is itself, channel-major
+    assert "layer='penultimate'" in repr(pen)
+
+
+@pytest.mark.parametrize("name", list(PENULTIMATE))
+def test_penultimate_layer_shapes(name):
+    channels, stride = PENULTIMATE[name]
+    backbone = create_backbone(name, pretrained=name == "efficientnet_lite0", layer="penultimate")
+    with torch.inference_mode():
+        fmap = backbone.forward_features(torch.randn(1, 3, 64, 64))
+        out = backbone(torch.randn(1, 3, 64, 64))
+    assert fmap.shape == (1, channels, 64 // stride, 64 // stride)
+    assert backbone.feature_dim == channels and out.shape == (1, channels)
+
+
 @pytest.mark.parametrize("name", list(TORCHVISION_DIMS))
 def test_torchvision_backbones_build_offline(name):
     backbone = create_backbone(name, pretrained=False)
@@ -192,6 +222,10 @@ def test_bad_names_and_options_fail_clearly():
         create_backbone("resnet18", pretrained=False, weights="DEFAULT")
     with pytest.raises(ValueError, match="pooling='avg'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, pooling="grid2")
+    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate"):
+        create_backbone("resnet18", pretrained=False, layer="first")
+    with pytest.raises(ValueError, match="layer='last'"):
+        create_backbone("resnet18", pretrained=False, keep_head=True, layer="penultimate")
     assert list_backbones()[0] == "efficientnet_lite0"
     assert set(TORCHVISION_DIMS) <= set(list_backbones())
 

@@ -35,7 +35,7 @@ def test_default_yaml_equals_dataclass_defaults():
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():
     cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
-    assert cfg.feature.pooling == "grid3" and cfg.feature.num_segments == 16
+    assert cfg.feature.pooling == "grid4" and cfg.feature.layer == "penultimate" and cfg.feature.num_segments == 16
     assert cfg.model.center is True and cfg.feature.resize == "squash"
     assert cfg.train.epochs > Config().train.epochs
     assert cfg.model.bidirectional is True  # from the base file / defaults
@@ -175,10 +175,9 @@ def test_model_config_builds_both_models():
         dataclasses.asdict(ModelConfig(hidden=8, proj_dim=4))
 
 
-def test_pooling_choices_match_backbones():
-    backbones = pytest.importorskip("videoact.backbones")
-    from videoact.config import POOLINGS
+def test_pooling_and_layer_choices_match_backbones():
+    from videoact import backbones
+    from videoact.config import LAYERS, POOLINGS
 
-    if not hasattr(backbones, "POOLINGS"):
-        pytest.skip("videoact.backbones has no POOLINGS")
     assert tuple(POOLINGS) == tuple(backbones.POOLINGS)
+    assert tuple(LAYERS) == tuple(backbones.LAYERS)

@@ -126,6 +126,11 @@ def test_changed_source_is_extracted_again(tmp_path):
     third = extract_features(videos, tmp_path / "out", pooling="grid2", **kw)
     assert len(third.written) == 2
     assert load_features(tmp_path / "out" / "class0" / "clip0.mp4.safetensors").features.shape[1] == 4 * 1280
+    # so does another backbone layer; the cache records it
+    fourth = extract_features(videos, tmp_path / "out", pooling="grid2", layer="penultimate", **kw)
+    assert len(fourth.written) == 2
+    cached = load_features(tmp_path / "out" / "class0" / "clip0.mp4.safetensors")
+    assert cached.features.shape[1] == 4 * 320 and cached.metadata["layer"] == "penultimate"
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "testvideos").is_dir(),

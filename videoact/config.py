@@ -31,8 +31,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # repo root (ed
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# Must match videoact.backbones.POOLINGS (a test checks); not imported here to keep this module light.
-POOLINGS = ("avg", "grid2", "grid3")
+# Must match videoact.backbones.POOLINGS and LAYERS (a test checks); not imported here to keep this module light.
+POOLINGS = ("avg", "grid2", "grid3", "grid4")
+LAYERS = ("last", "penultimate")
 
 
 class ConfigError(ValueError):
@@ -68,7 +69,8 @@ class FeatureConfig:
 
     backbone: str = "efficientnet_lite0"
     weights: Optional[str] = _opt(None, doc="weights file or id; None = the backbone's default")
-    pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2 or grid3 (g x g spatial cells)")
+    layer: str = _opt("last", choices=LAYERS, doc="backbone feature map: last, or penultimate (the stage before)")
+    pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2, grid3 or grid4 (g x g spatial cells)")
     image_size: int = _opt(224, ge=16)
     resize: str = _opt("short_side_center_crop", choices=("short_side_center_crop", "squash"),
                        doc="keep aspect and crop the centre, or stretch the whole frame")

@@ -202,14 +202,18 @@ class EfficientNetLite(nn.Module):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W] -> [B, 1280, ceil(H/32), ceil(W/32)]``."""
+    def extract_block_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output, before the head: ``[B, 3, H, W] -> [B, 320, ceil(H/32), ceil(W/32)]``."""
         x = self._act(self._bn0(self._conv_stem(x)))
         n = len(self._blocks)
         for idx, block in enumerate(self._blocks):
             # Stochastic depth grows linearly with depth, as in the reference.
             x = block(x, self.drop_connect_rate * idx / n)
-        return self._act(self._bn1(self._conv_head(x)))
+        return x
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W] -> [B, 1280, ceil(H/32), ceil(W/32)]``."""
+        return self._act(self._bn1(self._conv_head(self.extract_block_features(x))))
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, 1280]`` -> logits ``[B, num_classes]``."""

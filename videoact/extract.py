@@ -617,6 +617,7 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[s
         "backbone": backbone.name,
         "weights": backbone.weights_id,
         "pooling": backbone.pooling,
+        "layer": getattr(backbone, "layer", "last"),
         "image_size": int(backbone.input_size),
         "resize": resize,
         "sampling": asdict(sampling),
@@ -631,6 +632,7 @@ def extract_features(
     backbone: str | torch.nn.Module = "efficientnet_lite0",
     weights: Any = None,
     pooling: str = "avg",
+    layer: str = "last",
     image_size: int | None = None,
     sampling: SamplingSpec | None = None,
     resize: str = "short_side_center_crop",
@@ -665,7 +667,7 @@ def extract_features(
     sampling = sampling or SamplingSpec()
     device = resolve_device(device)
     if isinstance(backbone, str):
-        backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling)
+        backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)
     if image_size is not None and image_size != backbone.input_size:
         backbone.input_size = int(image_size)
     backbone = backbone.to(device).eval()

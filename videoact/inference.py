@@ -90,7 +90,7 @@ class VideoClassifier:
         temporal = build_model_from_checkpoint(ckpt)
         backbone = create_backbone(feature["backbone"], pretrained=True,
                                    weights=weights if weights is not None else feature.get("weights"),
-                                   pooling=feature["pooling"])
+                                   pooling=feature["pooling"], layer=feature.get("layer", "last"))
         backbone.input_size = int(feature["image_size"])
         recorded = feature.get("weights_id")
         if recorded and backbone.weights_id != recorded:

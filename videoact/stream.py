@@ -984,7 +984,7 @@ def _default_benchmark_classifier(device: str = "cpu") -> "VideoClassifier":
     torch.manual_seed(0)
     temporal = create_temporal_model("bilstm", backbone.feature_dim, 10)
     feature = {"backbone": backbone.name, "weights_id": backbone.weights_id, "pooling": backbone.pooling,
-               "image_size": backbone.input_size, "num_segments": 16}
+               "layer": backbone.layer, "image_size": backbone.input_size, "num_segments": 16}
     classes = [f"class_{i}" for i in range(10)]
     return VideoClassifier(CNNLSTM(backbone, temporal), classes, feature, resolve_device(device))
 

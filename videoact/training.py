@@ -88,12 +88,13 @@ def feature_settings(cfg: Config) -> dict[str, Any]:
     from .backbones import create_backbone
 
     backbone = create_backbone(cfg.feature.backbone, pretrained=True, weights=cfg.feature.weights,
-                               pooling=cfg.feature.pooling)
+                               pooling=cfg.feature.pooling, layer=cfg.feature.layer)
     return {
         "backbone": backbone.name,
         "weights": cfg.feature.weights,
         "weights_id": backbone.weights_id,
         "pooling": backbone.pooling,
+        "layer": backbone.layer,
         "image_size": int(cfg.feature.image_size or backbone.input_size),
         "resize": cfg.feature.resize,
         "mean": list(backbone.mean),
@@ -132,7 +133,8 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
     rank, world = _dist()
     result = extract_features(
         [s.path for s in samples], cache_dir, root=root, backbone=cfg.feature.backbone,
-        weights=cfg.feature.weights, pooling=cfg.feature.pooling, image_size=cfg.feature.image_size,
+        weights=cfg.feature.weights, pooling=cfg.feature.pooling, layer=cfg.feature.layer,
+        image_size=cfg.feature.image_size,
         sampling=sampling_spec(cfg), resize=cfg.feature.resize, batch_size=cfg.feature.batch_size, device=cfg.feature.device,
         num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0,
     )

@@ -12,7 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
-    p.add_argument("--pooling", default="avg", help="avg, grid2 or grid3 (default: %(default)s)")
+    p.add_argument("--pooling", default="avg", help="avg, grid2, grid3 or grid4 (default: %(default)s)")
+    p.add_argument("--layer", default="last", choices=("last", "penultimate"),
+                   help="backbone feature map: the last, or the stage before it (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with distributed_session(args.device) as dist_info:
             result = extract_features(
-                videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling,
+                videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling, layer=args.layer,
                 image_size=args.image_size, sampling=sampling, resize=args.resize, batch_size=args.batch_size,
                 num_workers=args.workers, device=dist_info.device if dist_info.enabled else args.device,
                 amp=not args.no_amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
