@@ -4,6 +4,7 @@ writing a checkpoint with NaN weights."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,21 @@ def test_nonfinite_loss_stops_and_writes_no_nan_checkpoint(small_dataset, tmp_pa
     assert ("videoact train: non-finite loss (nan) at epoch 1, step 2; stopping "
             "(no checkpoint was written: the first epoch did not finish)") in proc.stderr
     assert checkpoints_finite(work) == []
+
+
+def test_nonfinite_gradient_with_a_finite_loss_stops(small_dataset, tmp_path):
+    """lr 1e10 blows the weights up slowly: the loss stays finite (large) for a step while
+    the gradient norm overflows, so the gradient check, not the loss check, must catch it."""
+    data, cache = small_dataset
+    work = tmp_path / "w"
+    proc = run_cli("train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
+                   "--set", "train.lr=1e10", "--set", "train.grad_clip=0", "--set", "train.epochs=3", *FAST_TRAIN)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"videoact train: non-finite gradient norm at epoch \d+, step \d+; stopping \(.*\)", message), message
+    assert "non-finite loss" not in proc.stderr
+    assert "epoch 1," not in message  # the first epoch finished and was saved, finite
+    assert checkpoints_finite(work) == ["best.pt", "last.pt"]
 
 
 def test_nonfinite_loss_skip_goes_on_without_nan_weights(small_dataset, tmp_path):
