@@ -12,7 +12,7 @@ Keys::
     model_state       temporal model state_dict
     model_config      create_temporal_model kwargs: name, in_dim, num_classes, ... (model.config)
     classes           class names, index = label
-    feature           how features were made: backbone, weights_id, pooling, image_size,
+    feature           how features were made: backbone, weights_id, layer, pooling, image_size,
                       mean, std, sampling settings (what inference must reproduce)
     metrics           e.g. {"val_top1": 0.93, "epoch": 12}
     train_state       None, or optimizer/scheduler/epoch/step/best metric/rng states (resume)

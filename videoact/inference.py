@@ -1,7 +1,7 @@
 """Clip-level inference from a checkpoint: ``VideoClassifier.from_checkpoint(path).predict(video)``.
 
 A checkpoint holds the temporal model, the label names and the feature settings
-(backbone, weights, pooling, image size, normalization, sampling), so it is enough on
+(backbone, weights, layer, pooling, image size, normalization, sampling), so it is enough on
 its own. Frames are chosen exactly as for evaluation during training: the cached
 frame set of the extraction sampling, then ``num_segments`` segment centres of it.
 Features are rounded to float16 like the cached ones, so probabilities agree with
