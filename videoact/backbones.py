@@ -163,7 +163,9 @@ class Backbone(nn.Module):
         self.pooling = pooling
         self.layer = layer
         self.keep_head = keep_head
-        self.channels = arch.channels if layer == "last" else arch.penultimate_channels
+        penultimate = layer == "penultimate"
+        self.channels = arch.penultimate_channels if penultimate else arch.channels
+        self._feature_map = arch.penultimate if penultimate else arch.features
         self.grid = _grid_size(pooling)
         self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
         self.mean = tuple(float(v) for v in mean)
@@ -193,9 +195,7 @@ class Backbone(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map of ``layer``: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about
         H/32, W/32; H/16, W/16 for a ResNet's penultimate layer)."""
-        if self.layer == "penultimate":
-            return self._arch.penultimate(self.model, x)
-        return self._arch.features(self.model, x)
+        return self._feature_map(self.model, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized ``float [B, 3, H, W]`` (any layout, channels_last is fine) ->

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import LAYERS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="folder of videos (searched recursively) or an annotation list file")
@@ -13,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
     p.add_argument("--pooling", default="avg", help="avg, grid2, grid3 or grid4 (default: %(default)s)")
-    p.add_argument("--layer", default="last", choices=("last", "penultimate"),
+    p.add_argument("--layer", default="last", choices=LAYERS,
                    help="backbone feature map: the last, or the stage before it (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
