@@ -8,7 +8,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .openmp import prefer_short_spin
 from .version import __version__
+
+prefer_short_spin()  # before anything imports torch: see videoact/openmp.py
 
 # public name -> module that defines it
 _EXPORTS = {
