@@ -146,3 +146,56 @@ def test_awkward_real_files(tmp_path):
     for n in names:
         cached = load_features(tmp_path / "out" / (n + ".safetensors"))
         assert cached.features.shape == (4, 1280) and torch.isfinite(cached.features.float()).all()
+
+
+def _chunks_by_video(dataset) -> dict[int, list]:
+    seen: dict[int, list] = {}
+    for item in dataset:
+        seen.setdefault(item["video"], []).append(
+            item["error"] if "error" in item else (item["indices"].tolist(), item["frames"].numpy().copy(), item["last"]))
+    return seen
+
+
+def test_side_by_side_decoding_reads_what_one_thread_reads(tmp_path):
+    """Main-process decoding with two threads (two videos at a time, in lock step) yields,
+    per video, the same chunks in the same order as one thread, and a bad file in the
+    middle is one error item while the files after it are still read."""
+    from videoact.extract import _VideoChunks
+
+    videos = make_folder(tmp_path / "v", n=5, frames=20)
+    bad = tmp_path / "v" / "bad.mp4"
+    bad.write_text("not a video\n")
+    paths = [str(p) for p in videos[:2]] + [str(bad)] + [str(p) for p in videos[2:]]
+    sampling = SamplingSpec(mode="uniform", num_segments=8)
+    # chunk_frames=3: several chunks per video, so the lock step spans many steps
+    one = _chunks_by_video(_VideoChunks(paths, sampling, 3, "auto", 30.0, inline_threads=1))
+    two = _chunks_by_video(_VideoChunks(paths, sampling, 3, "auto", 30.0, inline_threads=2))
+    assert sorted(one) == sorted(two) == list(range(len(paths)))
+    for video in range(len(paths)):
+        if video == 2:
+            assert len(two[2]) == 1 and isinstance(two[2][0], str) and "bad.mp4" in two[2][0]
+            continue
+        assert len(one[video]) == len(two[video]) >= 3
+        for (idx1, frames1, last1), (idx2, frames2, last2) in zip(one[video], two[video]):
+            assert idx1 == idx2 and last1 == last2
+            assert (frames1 == frames2).all()
+        assert [last for _, _, last in two[video]] == [False] * (len(two[video]) - 1) + [True]
+
+
+def test_side_by_side_decoding_stops_cleanly_when_the_caller_stops(tmp_path):
+    """Extraction stops reading as soon as every video has ended; the decode threads end
+    with the generator instead of lingering to interpreter exit."""
+    import threading
+
+    from videoact.extract import _VideoChunks
+
+    paths = [str(p) for p in make_folder(tmp_path / "v", n=4, frames=12)]
+    chunks = iter(_VideoChunks(paths, SamplingSpec(mode="uniform", num_segments=4), 64, "auto", 30.0,
+                               inline_threads=2))
+    first = next(chunks)
+    assert "frames" in first
+    chunks.close()
+    deadline = time.monotonic() + 10
+    while any(t.name == "videoact-decode" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "videoact-decode" for t in threading.enumerate())

@@ -33,6 +33,9 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
         runs = {
             "extract": run_cli("extract", src, tmp_path / "f", "--timeout", "5", "--image-size", "32",
                                "--workers", "1", "--no-progress", timeout=150),
+            # decoding in the main process, two videos side by side (the CPU default on 2 cores)
+            "extract-inline": run_cli("extract", src, tmp_path / "g", "--timeout", "5", "--image-size", "32",
+                                      "--workers", "0", "--no-progress", timeout=150),
             "decode-frames": run_cli("decode-frames", src, tmp_path / "j", "--timeout", "5", "--quiet", timeout=150),
             "infer": run_cli("infer", tiny_checkpoint, src, "--timeout", "5", "--device", "cpu", timeout=150),
             "test": run_cli("test", tiny_checkpoint, listing, "--timeout", "5", "--device", "cpu", "--no-progress",
@@ -48,6 +51,8 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
         assert proc.returncode == (2 if name == "stream" else 1), (name, proc.stderr[-2000:])
         assert "hang.avi" in proc.stderr, name
     assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["extract"].stderr
+    assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["extract-inline"].stderr
+    assert (tmp_path / "g" / "next.mp4.safetensors").exists()
     assert "hang.avi: timed out: no progress within 5 s" in runs["decode-frames"].stderr
     assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["infer"].stderr
     assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["test"].stderr
