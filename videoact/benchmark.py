@@ -161,6 +161,9 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # OpenMP's busy-wait changes the CPU figures (videoact/openmp.py)
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
