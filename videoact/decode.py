@@ -51,6 +51,7 @@ import math
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -156,30 +157,37 @@ class _Verified:
 
 
 class _VerifiedCache:
-    """Small per-process LRU of verification results."""
+    """Small per-process LRU of verification results; thread-safe (extraction opens
+    videos from several threads at once)."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
+        self._lock = threading.Lock()
         self._data: collections.OrderedDict[tuple[Any, ...], _Verified] = (
             collections.OrderedDict()
         )
 
     def get(self, key: tuple[Any, ...] | None) -> _Verified | None:
-        if key is None or key not in self._data:
+        if key is None:
             return None
-        self._data.move_to_end(key)
-        return self._data[key]
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
 
     def put(self, key: tuple[Any, ...] | None, value: _Verified) -> None:
         if key is None:
             return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
 
     def clear(self) -> None:
-        self._data.clear()
+        with self._lock:
+            self._data.clear()
 
 
 _CACHE = _VerifiedCache()

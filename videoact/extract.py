@@ -261,7 +261,10 @@ class _VideoChunks(IterableDataset):
         finally:
             for slot in slots:
                 if slot is not None:
-                    slot[1].close()
+                    try:
+                        slot[1].close()
+                    except ValueError:  # still running in its thread (we were interrupted)
+                        pass
             for thread in threads:
                 thread.requests.put(None)
             for thread in threads:
