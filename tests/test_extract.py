@@ -190,12 +190,11 @@ def test_side_by_side_decoding_stops_cleanly_when_the_caller_stops(tmp_path):
     from videoact.extract import _VideoChunks
 
     paths = [str(p) for p in make_folder(tmp_path / "v", n=4, frames=12)]
+    before = set(threading.enumerate())
     chunks = iter(_VideoChunks(paths, SamplingSpec(mode="uniform", num_segments=4), 64, "auto", 30.0,
                                inline_threads=2))
     first = next(chunks)
     assert "frames" in first
     chunks.close()
-    deadline = time.monotonic() + 10
-    while any(t.name == "videoact-decode" for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(t.name == "videoact-decode" for t in threading.enumerate())
+    left = [t for t in set(threading.enumerate()) - before if t.name == "videoact-decode"]
+    assert not left, left

@@ -7,7 +7,7 @@ in the main thread, and the spinning worker slows that decoding: measured on a 2
 machine (docs/benchmarks.md), decoding between batches took 0.19-0.23 s per 256 frames
 with the default spin and 0.15 s with 10,000 spins, while backbone-only throughput
 stayed the same (the gaps between operators inside one forward pass are far shorter
-than 10,000 spins). End to end: 0.74-0.78 of backbone-only rose to 0.82-0.86.
+than 10,000 spins). End to end: 0.73-0.78 of backbone-only rose to 0.82-0.86.
 
 libgomp reads the environment once, when it is loaded (with ``import torch``), so this
 is applied when ``videoact`` is imported: before torch for the ``videoact`` command,
