@@ -106,6 +106,11 @@ class ExtractResult:
 # ---------------------------------------------------------------- stage 1: decoding
 
 
+def _decoder_hung(what: str, timeout: float) -> TimeoutError:
+    """The error for a decoder call that ran past its limit (tests and users grep it)."""
+    return TimeoutError(f"{what} did not finish within {timeout:g} s (decoder hung)")
+
+
 def _call_with_timeout(fn, timeout: float | None, what: str):
     """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds.
 
@@ -127,7 +132,7 @@ def _call_with_timeout(fn, timeout: float | None, what: str):
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise TimeoutError(f"{what} did not finish within {timeout:g} s (decoder hung)")
+        raise _decoder_hung(what, timeout)
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -177,7 +182,7 @@ class _DecodeThread:
                 item = self.replies.get(timeout=wait)
             except queue.Empty:
                 if self.phase is phase:
-                    raise TimeoutError(f"{what} did not finish within {limit:g} s (decoder hung)") from None
+                    raise _decoder_hung(what, limit) from None
                 continue
             if item is self._PHASE:
                 continue
@@ -273,9 +278,9 @@ class _VideoChunks(IterableDataset):
                 thread.thread.join(5.0)
 
     def _read(self, video: int, guard=None) -> Iterator[dict]:
-        """The chunks of one video, then ``None``; a failure is one ``{"video", "error"}``
-        item. ``guard(fn, timeout, what)`` runs each decoder call under a time limit
-        (default :func:`_call_with_timeout`)."""
+        """The chunks of one video, the last marked ``"last"``; a failure ends it with
+        one ``{"video", "error"}`` item. ``guard(fn, timeout, what)`` runs each decoder
+        call under a time limit (default :func:`_call_with_timeout`)."""
         from .decode import VideoDecodeError, open_video
 
         guard = guard or _call_with_timeout
