@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="frames per backbone batch")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16/fp16 autocast on CUDA: a faster backbone, but features that differ from the "
+                        "float32 ones live inference computes (default: float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per video file")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling, layer=args.layer,
                 image_size=args.image_size, sampling=sampling, resize=args.resize, batch_size=args.batch_size,
                 num_workers=args.workers, device=dist_info.device if dist_info.enabled else args.device,
-                amp=not args.no_amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
+                amp=args.amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
                 shard=(dist_info.rank, dist_info.world_size), progress=not args.no_progress and dist_info.is_main,
             )
             parts = all_gather_objects((len(result.written), len(result.skipped), result.failed,
