@@ -335,6 +335,46 @@ def test_feature_dataset_sampling(feature_cache):
     assert train_rows(0, jitter=False) == rows  # jitter off: the eval centres
 
 
+def test_feature_dataset_time_reversal(feature_cache):
+    samples, cache = feature_cache
+    pairs = {0: 1, 1: 0}  # class 2 has no reverse: never flipped
+
+    def items(epoch, reverse):
+        ds = FeatureDataset(samples, cache, num_segments=4, train=True, seed=3,
+                            reverse_labels=pairs if reverse else None)
+        ds.set_epoch(epoch)
+        return [(rows_of(ds[i]), ds[i][1]) for i in range(3)]
+
+    flipped = 0
+    for epoch in range(12):
+        plain, mixed = items(epoch, False), items(epoch, True)
+        for i, ((rows, label), (rows2, label2)) in enumerate(zip(plain, mixed)):
+            if i == 2 or (rows2, label2) == (rows, label):
+                assert (rows2, label2) == (rows, label)
+            else:  # the same jittered rows, backwards, with the partner's label
+                assert rows2 == rows[::-1] and label2 == pairs[label]
+                flipped += 1
+    assert 6 <= flipped <= 18  # about half of the 24 draws of classes 0 and 1
+    ev = FeatureDataset(samples, cache, num_segments=4, train=False, reverse_labels=pairs)
+    assert [rows_of(ev[i]) for i in range(3)] == [rows_of(FeatureDataset(samples, cache, 4)[i]) for i in range(3)]
+
+
+def test_reverse_label_map(capsys):
+    from videoact.training import TrainingError, reverse_label_map
+
+    classes = ["fade_in", "fade_out", "spin"]
+    assert reverse_label_map(["fade_in:fade_out", "spin:spin"], classes) == {0: 1, 1: 0, 2: 2}
+    assert reverse_label_map([], classes) == {}
+    with pytest.raises(TrainingError, match="'fade_in-fade_out' is not 'class_a:class_b'"):
+        reverse_label_map(["fade_in-fade_out"], classes)
+    with pytest.raises(TrainingError, match="names 'zoom', not a class"):
+        reverse_label_map(["fade_in:zoom"], classes)
+    assert reverse_label_map(["zoom_in:zoom_out", "spin:spin"], classes) == {2: 2}  # neither: skipped
+    assert "'zoom_in:zoom_out': neither class is in the training data; ignored" in capsys.readouterr().err
+    with pytest.raises(TrainingError, match="'fade_in' is paired twice"):
+        reverse_label_map(["fade_in:fade_out", "fade_in:spin"], classes)
+
+
 def test_feature_dataset_variable_length_and_collate(feature_cache):
     samples, cache = feature_cache
     ds = FeatureDataset(samples, cache, num_segments=None)

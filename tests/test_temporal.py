@@ -20,6 +20,9 @@ MODELS = {
     "lstm-last-2layers": dict(name="bilstm", temporal_pool="last", bidirectional=False, layers=2),
     "bilstm-attention-2layers": dict(name="bilstm", temporal_pool="attention", layers=2),
     "meanpool": dict(name="meanpool"),
+    # D = 12 read as a 2x2 grid of 3 channels; time kernel 3 mixes neighbouring steps.
+    "bilstm-convhead": dict(name="bilstm", head="conv", grid=2, head_channels=4),
+    "meanpool-convhead": dict(name="meanpool", head="conv", grid=2, head_channels=4),
 }
 
 
@@ -77,9 +80,10 @@ def reverse_valid(x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("pool", ["attention", "mean", "last"])
+@pytest.mark.parametrize("pool", ["attention", "mean", "last", "attention-convhead"])
 def test_time_reversal_changes_bilstm(pool):
-    model = make_model(dict(name="bilstm", temporal_pool=pool))
+    head = dict(head="conv", grid=2, head_channels=4) if pool.endswith("convhead") else {}
+    model = make_model(dict(name="bilstm", temporal_pool=pool.split("-")[0], **head))
     lengths = [7, 6, 5]
     x = padded_batch(lengths)
     with torch.no_grad():
@@ -89,8 +93,9 @@ def test_time_reversal_changes_bilstm(pool):
     assert ((forward - backward).abs().amax(dim=1) > 1e-3).all()
 
 
-def test_time_reversal_leaves_meanpool_unchanged():
-    model = make_model(MODELS["meanpool"])
+@pytest.mark.parametrize("name", ["meanpool", "meanpool-convhead"])
+def test_time_reversal_leaves_meanpool_unchanged(name):
+    model = make_model(MODELS[name])
     x = padded_batch(LENGTHS)
     with torch.no_grad():
         forward = model(x, torch.tensor(LENGTHS))
@@ -173,6 +178,14 @@ def test_bad_inputs_are_clear_errors():
         create_temporal_model("meanpool", D, C, bogus=1)
     # recurrent settings are accepted and ignored by the baseline
     assert isinstance(create_temporal_model("meanpool", D, C, hidden=8, temporal_pool="last"), MeanPoolRecognizer)
+    with pytest.raises(ValueError, match="needs grid features"):
+        create_temporal_model("bilstm", D, C, head="conv", grid=1)
+    with pytest.raises(ValueError, match="not C x 5 x 5"):
+        create_temporal_model("bilstm", D, C, head="conv", grid=5)
+    with pytest.raises(ValueError, match="odd"):
+        create_temporal_model("bilstm", D, C, head="conv", grid=2, head_time_kernel=2)
+    with pytest.raises(ValueError, match="head must be one of"):
+        create_temporal_model("meanpool", D, C, head="mlp")
 
 
 # --------------------------------------------------------------------------- CNN-LSTM

