@@ -35,7 +35,8 @@ def test_default_yaml_equals_dataclass_defaults():
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():
     cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
-    assert cfg.feature.pooling == "grid4" and cfg.feature.layer == "penultimate" and cfg.feature.num_segments == 16
+    assert cfg.feature.pooling == "grid7" and cfg.feature.layer == "penultimate" and cfg.feature.num_segments == 16
+    assert cfg.model.head == "conv" and "rotate_cw:rotate_ccw" in cfg.train.reverse_pairs
     assert cfg.model.center is True and cfg.feature.resize == "squash"
     assert cfg.train.epochs > Config().train.epochs
     assert cfg.model.bidirectional is True  # from the base file / defaults
@@ -87,7 +88,7 @@ def test_file_then_overrides_order(tmp_path):
     ("data.val_fraction=1", "data.val_fraction: must be < 1.0"),
     ("data.val_fraction=0", "data.val_fraction: must be > 0.0"),
     ("feature.sampling=random", "feature.sampling: must be one of ['uniform', 'dense', 'fps', 'all']"),
-    ("feature.pooling=grid7", "feature.pooling: must be one of"),
+    ("feature.pooling=grid5", "feature.pooling: must be one of"),
     ("model.temporal_pool=max", "model.temporal_pool: must be one of"),
     ("train.nonfinite=ignore", "train.nonfinite: must be one of ['stop', 'skip']"),
     ("train.device=gpu", "train.device: invalid value 'gpu'"),

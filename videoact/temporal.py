@@ -125,7 +125,7 @@ class GridConvProjection(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C*G*G]`` (padded steps zero), ``mask [B, T]`` -> ``[B, T, P]``."""
-        batch, steps = x.shape[:2]
+        batch = x.shape[0]
         keep = rearrange(mask.to(x.dtype), "b t -> b 1 t 1 1")
         x = rearrange(x, "b t (c h w) -> b c t h w", h=self.grid, w=self.grid)
         x = self.reduce(x)
@@ -352,7 +352,7 @@ class MeanPoolRecognizer(_Recognizer):
 
     Blind to frame order by construction (reversing or shuffling the valid steps gives
     the same output). With ``head="conv"`` its head sees each frame alone (time kernel
-    1, whatever ``head_time_kernel`` says), so that stays true.
+    1; :func:`create_temporal_model` drops ``head_time_kernel`` for it), so that stays true.
     """
 
     name = "meanpool"
