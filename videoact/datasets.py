@@ -639,9 +639,9 @@ class FeatureDataset(torch.utils.data.Dataset):
     true of the data: it doubles what the model sees of each direction.
 
     Files are opened per item and closed again, so the dataset pickles into DataLoader
-    workers. Training jitter and reversal depend on ``(seed, epoch, index)``: call :meth:`set_epoch`
-    every epoch (before iterating; with ``persistent_workers`` the workers keep the epoch
-    they were started with).
+    workers. Training jitter and reversal depend on ``(seed, epoch, index)``: call
+    :meth:`set_epoch` every epoch (before iterating; with ``persistent_workers`` the
+    workers keep the epoch they were started with).
     """
 
     def __init__(
