@@ -117,8 +117,10 @@ def list_backbones() -> list[str]:
 
 
 def grid_size(pooling: str) -> int:
-    """Cells per side of a pooling: 1 for ``"avg"``, G for ``"gridG"``."""
-    return {"avg": 1, "grid2": 2, "grid3": 3, "grid4": 4, "grid7": 7}[pooling]
+    """Cells per side of a pooling in :data:`POOLINGS`: 1 for ``"avg"``, G for ``"gridG"``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; available: {', '.join(POOLINGS)}")
+    return 1 if pooling == "avg" else int(pooling.removeprefix("grid"))
 
 
 class Backbone(nn.Module):
@@ -419,8 +421,7 @@ def create_backbone(
     arch = _ARCHS.get(name)
     if arch is None:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; available: {', '.join(POOLINGS)}")
+    grid_size(pooling)  # raises for an unknown pooling, before any model is built
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; available: {', '.join(LAYERS)}")
     if keep_head and (pooling != "avg" or layer != "last"):

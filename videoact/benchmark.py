@@ -733,14 +733,14 @@ def _gpu_backbones(device: torch.device, settings: BenchmarkSettings, log) -> li
         bb = create_backbone(name, pretrained=False).to(device).eval()
         model = inference_model(bb, device)
         x = torch.randn(256, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+        bound = ("published: about 4,300 images/s for ResNet-50 with AMP on an RTX 4090 (timm)"
+                 if name == "resnet50" else "compare with resnet50 (Lite0 has ~10x fewer FLOPs)")
         # Lite0 also in float32, the precision extraction uses by default.
         for dtype in ((torch.bfloat16, None) if name == "efficientnet_lite0" else (torch.bfloat16,)):
             samples = []
             for _ in range(max(1, settings.repeats)):
                 n, sec = backbone_throughput(model, x, 20, device, dtype, warmup=3)
                 samples.append(n / sec)
-            bound = ("published: about 4,300 images/s for ResNet-50 with AMP on an RTX 4090 (timm)"
-                     if name == "resnet50" else "compare with resnet50 (Lite0 has ~10x fewer FLOPs)")
             tag = "bf16" if dtype else "fp32"
             figures.append(_figure(f"gpu_backbone_{name}_{tag}_fps", samples, "images/s", bound,
                                    note="batch 256, channels_last, BN folded, "

@@ -40,13 +40,14 @@ class ConfigError(ValueError):
     """A bad configuration value, key or file; the message names the source and the key."""
 
 
-def _opt(default: Any, *, gt: Optional[float] = None, ge: Optional[float] = None,
+def _opt(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
+         gt: Optional[float] = None, ge: Optional[float] = None,
          lt: Optional[float] = None, le: Optional[float] = None,
          choices: Optional[Tuple[Any, ...]] = None, pattern: Optional[re.Pattern] = None,
          doc: str = "") -> Any:
-    """A dataclass field with its valid range in metadata."""
+    """A dataclass field with its valid range in metadata; ``factory`` for mutable defaults."""
     meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "pattern": pattern, "doc": doc}
-    return field(default=default, metadata=meta)
+    return field(default=default, default_factory=factory, metadata=meta)
 
 
 @dataclass
@@ -118,10 +119,9 @@ class TrainConfig:
     seed: int = _opt(0, ge=0)
     amp: bool = _opt(True, doc="mixed precision on CUDA (ignored on CPU)")
     temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
-    reverse_pairs: List[str] = field(default_factory=list, metadata={
-        "gt": None, "ge": None, "lt": None, "le": None, "choices": None, "pattern": None,
-        "doc": "class pairs 'a:b' whose clips played backwards are clips of the other: "
-               "such training clips are time-reversed and relabelled half of the time"})
+    reverse_pairs: List[str] = _opt(factory=list, doc="class pairs 'a:b' whose clips played backwards are "
+                                    "clips of the other: such training clips are time-reversed and relabelled "
+                                    "half of the time")
     nonfinite: str = _opt("stop", choices=("stop", "skip"), doc="on a nan/inf loss")
     progress: bool = _opt(True, doc="progress bars and per-epoch lines")
     device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")

@@ -291,7 +291,7 @@ class _VideoChunks(IterableDataset):
         reader = None
         try:
             reader = guard(lambda: open_video(path, backend=self.backend, num_threads=1),
-                                        timeout, f"{path}: opening")
+                           timeout, f"{path}: opening")
             num_frames = guard(lambda: len(reader), timeout, f"{path}: counting frames")
             if num_frames == 0:
                 raise RuntimeError(f"{path}: no decodable frames")
