@@ -34,6 +34,7 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 LITE0_INPUT_SIZE = 224
 LITE0_FEATURE_DIM = 1280
+
 # TF batch norm: momentum 0.99 (PyTorch momentum 0.01), epsilon 1e-3.
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
