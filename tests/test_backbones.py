@@ -139,11 +139,12 @@ def test_penultimate_layer_is_the_last_blocks_output(lite0):
     assert "layer='penultimate'" in repr(pen)
 
 
-def test_stride16_layer_feeds_the_remaining_blocks(lite0):
+def test_stride16_layer_feeds_the_remaining_blocks():
     """Lite0's stride16 map is what its sixth stage reads: the rest of the blocks on it
     give the penultimate map, so it is a prefix of the same network, not another one."""
     from videoact.efficientnet_lite import LITE0_STRIDE16_BLOCKS
 
+    _lite0_file()
     s16 = create_backbone("efficientnet_lite0", layer="stride16", pooling="grid2")
     pen = create_backbone("efficientnet_lite0", layer="penultimate")
     x = torch.randn(2, 3, 128, 128)

@@ -22,6 +22,7 @@ astronaut, cat): mean top-1 probability 0.484 with both, 0.479 with symmetric pa
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -210,7 +211,8 @@ class EfficientNetLite(nn.Module):
         ``[B, 112, ceil(H/16), ceil(W/16)]`` for :data:`LITE0_STRIDE16_BLOCKS`."""
         x = self._act(self._bn0(self._conv_stem(x)))
         n = len(self._blocks)
-        for idx, block in enumerate(self._blocks[:blocks]):
+        # islice, not a slice: slicing a ModuleList builds a new one on every call.
+        for idx, block in enumerate(itertools.islice(self._blocks, blocks)):
             # Stochastic depth grows linearly with depth, as in the reference.
             x = block(x, self.drop_connect_rate * idx / n)
         return x
