@@ -13,11 +13,14 @@ from videoact.efficientnet_lite import EfficientNetLite, SameConv2d
 from videoact.testing import write_coded_video
 
 TORCHVISION_DIMS = {"resnet18": 512, "resnet50": 2048, "mobilenet_v3_large": 960, "efficientnet_b0": 1280}
-# layer="penultimate" / "stride16": channels and the feature map's downsampling of a 64x64 input.
+# layer="penultimate" / "stride16" / "stride8": channels and the feature map's downsampling of a 64x64 input.
 PENULTIMATE = {"efficientnet_lite0": (320, 32), "resnet18": (256, 16), "resnet50": (1024, 16),
                "mobilenet_v3_large": (160, 32), "efficientnet_b0": (320, 32)}
 STRIDE16 = {"efficientnet_lite0": (112, 16), "resnet18": (256, 16), "mobilenet_v3_small": (48, 16),
             "mobilenet_v3_large": (112, 16), "efficientnet_b0": (112, 16)}
+STRIDE8 = {"efficientnet_lite0": (40, 8), "resnet18": (128, 8), "resnet50": (512, 8),
+           "mobilenet_v3_small": (24, 8), "mobilenet_v3_large": (40, 8), "efficientnet_b0": (40, 8)}
+LAYER_SHAPES = {"penultimate": PENULTIMATE, "stride16": STRIDE16, "stride8": STRIDE8}
 
 
 def _lite0_file():
@@ -139,30 +142,34 @@ def test_penultimate_layer_is_the_last_blocks_output(lite0):
     assert "layer='penultimate'" in repr(pen)
 
 
-def test_stride16_layer_feeds_the_remaining_blocks():
-    """Lite0's stride16 map is what its sixth stage reads: the rest of the blocks on it
-    give the penultimate map, so it is a prefix of the same network, not another one."""
-    from videoact.efficientnet_lite import LITE0_STRIDE16_BLOCKS
+@pytest.mark.parametrize("layer,pooling,channels,size", [("stride16", "grid2", 112, 8), ("stride8", "grid14", 40, 16)])
+def test_stride_layers_feed_the_remaining_blocks(layer, pooling, channels, size):
+    """Lite0's stride16 / stride8 map is what its next stage reads: the rest of the blocks
+    on it give the penultimate map, so it is a prefix of the same network, not another one."""
+    from videoact.efficientnet_lite import LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS
 
     _lite0_file()
-    s16 = create_backbone("efficientnet_lite0", layer="stride16", pooling="grid2")
+    blocks = {"stride16": LITE0_STRIDE16_BLOCKS, "stride8": LITE0_STRIDE8_BLOCKS}[layer]
+    prefix = create_backbone("efficientnet_lite0", layer=layer, pooling=pooling)
     pen = create_backbone("efficientnet_lite0", layer="penultimate")
+    grid = int(pooling.removeprefix("grid"))
     x = torch.randn(2, 3, 128, 128)
     with torch.inference_mode():
-        fmap = s16.forward_features(x)
+        fmap = prefix.forward_features(x)
         rest = fmap
-        for block in pen.model._blocks[LITE0_STRIDE16_BLOCKS:]:
+        for block in pen.model._blocks[blocks:]:
             rest = block(rest)
-        out = s16(x)
+        out = prefix(x)
         expected = pen.forward_features(x)
-    assert fmap.shape == (2, 112, 8, 8) and s16.feature_dim == 112 * 4 and out.shape == (2, 448)
+    assert fmap.shape == (2, channels, size, size)
+    assert prefix.feature_dim == channels * grid * grid and out.shape == (2, channels * grid * grid)
     assert torch.allclose(rest, expected, atol=1e-5)
-    assert pen.model._blocks[LITE0_STRIDE16_BLOCKS]._depthwise_conv.stride == (2, 2)  # the next stage starts at stride 32
+    assert pen.model._blocks[blocks]._depthwise_conv.stride == (2, 2)  # the next stage halves the map
 
 
-@pytest.mark.parametrize("name,layer", [(n, "penultimate") for n in PENULTIMATE] + [(n, "stride16") for n in STRIDE16])
+@pytest.mark.parametrize("name,layer", [(n, layer) for layer, table in LAYER_SHAPES.items() for n in table])
 def test_layer_shapes(name, layer):
-    channels, stride = (PENULTIMATE if layer == "penultimate" else STRIDE16)[name]
+    channels, stride = LAYER_SHAPES[layer][name]
     backbone = create_backbone(name, pretrained=name == "efficientnet_lite0", layer=layer)
     with torch.inference_mode():
         fmap = backbone.forward_features(torch.randn(1, 3, 64, 64))
@@ -245,7 +252,7 @@ def test_bad_names_and_options_fail_clearly():
         create_backbone("resnet18", pretrained=False, weights="DEFAULT")
     with pytest.raises(ValueError, match="pooling='avg'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, pooling="grid2")
-    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate, stride16"):
+    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate, stride16, stride8"):
         create_backbone("resnet18", pretrained=False, layer="first")
     with pytest.raises(ValueError, match="layer='last'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, layer="penultimate")

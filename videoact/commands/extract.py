@@ -14,9 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
-    p.add_argument("--pooling", default="avg", help="avg, grid2, grid3, grid4 or grid7 (default: %(default)s)")
+    p.add_argument("--pooling", default="avg", help="avg, grid2, grid3, grid4, grid7, grid14 or grid28 (default: %(default)s)")
     p.add_argument("--layer", default="last", choices=LAYERS,
-                   help="backbone feature map: the last, or the stage before it (default: %(default)s)")
+                   help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
