@@ -35,7 +35,7 @@ def test_default_yaml_equals_dataclass_defaults():
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():
     cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
-    assert cfg.feature.pooling == "grid7" and cfg.feature.layer == "penultimate" and cfg.feature.num_segments == 16
+    assert cfg.feature.pooling == "grid14" and cfg.feature.layer == "stride8" and cfg.feature.num_segments == 8
     assert cfg.model.head == "conv" and "rotate_cw:rotate_ccw" in cfg.train.reverse_pairs
     assert cfg.model.center is True and cfg.feature.resize == "squash"
     assert cfg.train.epochs > Config().train.epochs

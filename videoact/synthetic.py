@@ -801,7 +801,7 @@ def _run_workers(jobs: list[tuple], workers: int, bar: Any) -> int:
 def make_synthetic(
     out: str | os.PathLike,
     *,
-    train_per_class: int = 100,
+    train_per_class: int = 300,
     val_per_class: int = 20,
     test_per_class: int = 20,
     seed: int = 0,

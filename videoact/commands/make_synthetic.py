@@ -17,7 +17,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (created; a rerun resumes and keeps existing clips)")
-    parser.add_argument("--train-per-class", type=int, default=100, metavar="N", help="training clips per class (100)")
+    parser.add_argument("--train-per-class", type=int, default=300, metavar="N", help="training clips per class (300)")
     parser.add_argument("--val-per-class", type=int, default=20, metavar="N", help="validation clips per class (20)")
     parser.add_argument("--test-per-class", type=int, default=20, metavar="N", help="test clips per class (20)")
     parser.add_argument("--seed", type=int, default=0, help="benchmark seed (0); each clip is seeded from it")
