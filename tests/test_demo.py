@@ -17,4 +17,4 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (out / model / "best.pt").is_file()
     assert (out / "bilstm" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     # the shipped synthetic config was used although the working directory is elsewhere
-    assert "layer: penultimate" in (out / "bilstm" / "config.yaml").read_text()
+    assert "layer: stride8" in (out / "bilstm" / "config.yaml").read_text()
