@@ -28,8 +28,8 @@ Pooling of the feature map ``[B, C, h, w]``:
 
 * ``"avg"``: global average, ``[B, C]``.
 * ``"grid2"`` / ``"grid3"`` / ``"grid4"`` / ``"grid7"`` / ``"grid14"`` / ``"grid28"``:
-  adaptive average to a ``g x g``
-  grid, flattened channel-major (index ``c * g * g + row * g + col``) to ``[B, C * g * g]``.
+  adaptive average to a ``g x g`` grid, flattened channel-major (index
+  ``c * g * g + row * g + col``) to ``[B, C * g * g]``.
   Keeps coarse position, which global averaging throws away: needed for tasks like
   "moving left" vs "moving right". ``"grid7"`` is the whole map of a stride-32 network
   at 224 px, for the temporal models' convolutional head; ``"grid14"`` and ``"grid28"``
@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet_lite import LITE0_INPUT_SIZE, LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS, LITE_MEAN, LITE_STD, EfficientNetLite
+from .efficientnet_lite import (LITE0_INPUT_SIZE, LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS, LITE_MEAN, LITE_STD,
+                               EfficientNetLite)
 from .preprocess import preprocess_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -153,7 +154,8 @@ class Backbone(nn.Module):
     """A per-frame CNN: normalized ``float [B, 3, H, W]`` -> features ``[B, feature_dim]``.
 
     Build it with :func:`create_backbone`. ``feature_dim`` is the size of what
-    :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"gridG"``), or 1000 ImageNet logits when the classifier was kept.
+    :meth:`forward` returns: ``C`` (``pooling="avg"``), ``C * g * g`` (``"gridG"``), or
+    1000 ImageNet logits when the classifier was kept.
 
     Attributes:
         name: architecture name, e.g. ``"efficientnet_lite0"``.
