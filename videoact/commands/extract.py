@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import LAYERS
+from ..config import LAYERS, POOLINGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
-    p.add_argument("--pooling", default="avg", help="avg, grid2, grid3, grid4, grid7, grid14 or grid28 (default: %(default)s)")
+    p.add_argument("--pooling", default="avg", help=f"{', '.join(POOLINGS)} (default: %(default)s)")
     p.add_argument("--layer", default="last", choices=LAYERS,
                    help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
