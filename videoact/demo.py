@@ -18,7 +18,7 @@ from .config import load_config
 # Clips per class for each size; "full" is the benchmark recorded in docs/benchmarks.md.
 SIZES = {
     "tiny": dict(train_per_class=6, val_per_class=2, test_per_class=2),
-    "demo": dict(train_per_class=60, val_per_class=6, test_per_class=10),
+    "demo": dict(train_per_class=100, val_per_class=10, test_per_class=20),
     "full": dict(train_per_class=300, val_per_class=20, test_per_class=20),
 }
 
