@@ -12,7 +12,7 @@ import torch
 
 from videoact.backbones import create_backbone
 from videoact.decode import open_video
-from videoact.extract import SamplingSpec, extract_features
+from videoact.extract import SamplingSpec, default_batch_size, extract_features
 from videoact.feature_cache import load_features
 from videoact.preprocess import preprocess_frames
 from videoact.testing import write_coded_video
@@ -53,6 +53,17 @@ def test_features_match_backbone_on_the_same_frames(tmp_path):
         assert meta["backbone"] == "efficientnet_lite0" and meta["image_size"] == 64
         assert meta["source_size"] == video.stat().st_size
         assert meta["sampling"]["mode"] == "uniform" and "videoact_version" in meta
+
+
+def test_default_batch_holds_at_most_64_frames_of_224_px_on_a_cpu():
+    # Larger CPU batches of large frames ran 3x slower (docs/benchmarks.md, item 12).
+    assert default_batch_size("cpu", 224) == 64
+    assert default_batch_size("cpu", 64) == 64  # never more than 64
+    assert default_batch_size("cpu", 448) == 16
+    assert default_batch_size("cpu", 384) == 21
+    assert default_batch_size("cpu", 4000) == 1
+    assert default_batch_size("cuda", 448) == 64
+    assert default_batch_size(torch.device("cpu"), 448) == 16
 
 
 def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):

@@ -81,7 +81,7 @@ class FeatureConfig:
     target_fps: float = _opt(8.0, gt=0.0, doc="frame rate for fps sampling")
     max_frames: Optional[int] = _opt(None, ge=1, doc="cap on cached frames per video (spread over the video)")
     cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features")
-    batch_size: int = _opt(64, ge=1, doc="frames per backbone batch")
+    batch_size: Optional[int] = _opt(None, ge=1, doc="frames per backbone batch; None = 64, fewer on a CPU above 224 px")
     device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")
 
 

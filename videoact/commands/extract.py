@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=1, help="with --sampling dense")
     p.add_argument("--fps", type=float, default=8.0, help="with --sampling fps")
     p.add_argument("--max-frames", type=int, default=None, help="cap frames per video (spread over the video)")
-    p.add_argument("--batch-size", type=int, default=64, help="frames per backbone batch")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="frames per backbone batch (default: 64; on a CPU fewer above 224 px, 16 at 448)")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", action="store_true",
