@@ -136,9 +136,12 @@ def test_timeline_recovers_segment_boundaries(model, known_video):
     assert tl.duration == pytest.approx(8.0)
     got = [(s.label, s.start, s.end) for s in tl.segments]
     assert [g[0] for g in got] == [t[0] for t in truth], got  # stripes again: a new segment
+    # Within two strides: windows across a cut are ambiguous. Measured over fixture seeds
+    # 0-4, with and without BatchNorm folded into the backbone: errors up to 0.3 s (1.5
+    # strides), and which seeds stayed within one stride changed with the 1e-5 difference.
     for (_, start, end), (_, true_start, true_end) in zip(got, truth):
-        assert abs(start - true_start) <= STRIDE + 1e-6, got
-        assert abs(end - true_end) <= STRIDE + 1e-6, got
+        assert abs(start - true_start) <= 2 * STRIDE + 1e-6, got
+        assert abs(end - true_end) <= 2 * STRIDE + 1e-6, got
     for s in tl.segments:
         assert 0.5 < s.score <= 1.0
     # The CNN ran once per sampled frame (5 Hz over 8 s), not once per window.

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import tune_cpu_allocator
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if usage:
         print(f"videoact infer: {usage}", file=sys.stderr)
         return 2
+    tune_cpu_allocator(args.device)
     try:
         classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
     except CheckpointError as exc:

@@ -13,6 +13,8 @@ import json
 import signal
 import sys
 
+from . import tune_cpu_allocator
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             _err(f"--threads must be >= 1, got {args.threads}")
             return 2
         torch.set_num_threads(args.threads)
+    tune_cpu_allocator(args.device)
     try:
         classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
         sc = StreamClassifier(classifier, feature_rate=args.feature_rate, predict_rate=args.predict_rate,

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import tune_cpu_allocator
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
@@ -23,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..evaluation import confusion_png, evaluate, format_report, save_metrics
 
+    tune_cpu_allocator(args.device)
     try:
         metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
                            device=args.device, progress=not args.no_progress, file_timeout=args.timeout or None)
