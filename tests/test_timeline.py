@@ -138,7 +138,7 @@ def test_timeline_recovers_segment_boundaries(model, known_video):
     assert [g[0] for g in got] == [t[0] for t in truth], got  # stripes again: a new segment
     # Within two strides: windows across a cut are ambiguous. Measured over fixture seeds
     # 0-4, with and without BatchNorm folded into the backbone: errors up to 0.3 s (1.5
-    # strides), and which seeds stayed within one stride changed with the 1e-5 difference.
+    # strides), and which seeds stayed within one stride changed with that 2e-5 feature difference.
     for (_, start, end), (_, true_start, true_end) in zip(got, truth):
         assert abs(start - true_start) <= 2 * STRIDE + 1e-6, got
         assert abs(end - true_end) <= 2 * STRIDE + 1e-6, got
