@@ -262,8 +262,14 @@ def test_cnn_lstm_gradients_and_frozen_backbone():
     frames = torch.randn(2, 4, 3, 32, 32)
     target = torch.tensor([1, 3])
     for freeze in (True, False):
-        model = CNNLSTM(TinyBackbone(), create_temporal_model("bilstm", D, C, hidden=8, proj_dim=8),
-                        freeze_backbone=freeze).train()
+        backbone = TinyBackbone()
+        model = CNNLSTM(backbone, create_temporal_model("bilstm", D, C, hidden=8, proj_dim=8), freeze_backbone=freeze)
+        assert backbone.training is not freeze  # frozen from the start, before any train()/eval() call
+        stats = backbone.bn.running_mean.clone()
+        with torch.no_grad():
+            model(frames, [4, 2])
+        assert torch.equal(backbone.bn.running_mean, stats) is freeze
+        model.train()
         assert model.backbone.training is not freeze  # frozen BatchNorm keeps its statistics
         nn.functional.cross_entropy(model(frames, [4, 2]), target).backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.temporal.parameters())

@@ -58,7 +58,9 @@ class CNNLSTM(nn.Module):
         self.chunk_size = int(chunk_size)
         self.freeze_backbone = bool(freeze_backbone)
         if self.freeze_backbone:
-            self.backbone.requires_grad_(False)
+            # eval() here too, not only in train(): a new module is in train mode, and a
+            # forward before any train()/eval() call would overwrite BatchNorm's statistics.
+            self.backbone.requires_grad_(False).eval()
 
     @property
     def feature_dim(self) -> int:
