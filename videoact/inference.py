@@ -188,6 +188,7 @@ class VideoClassifier:
             return None if deadline is None else max(1.0, deadline - time.monotonic())
 
         reader = _call_with_timeout(lambda: open_video(video), left(), f"{path}: opening")
+        hung = False
         try:
             first_backend = reader.backend
             while True:
@@ -202,8 +203,14 @@ class VideoClassifier:
                     if reader.backend == first_backend:
                         raise
                     first_backend = reader.backend
+        except TimeoutError:
+            hung = True
+            raise
         finally:
-            reader.close()
+            # A hung call still runs in its thread: closing the reader under it could crash
+            # the process in native code. The abandoned thread keeps it.
+            if not hung:
+                reader.close()
 
     def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
                      file_timeout: float | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
