@@ -278,6 +278,24 @@ def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
                 _check_range(key, value, f.metadata, sources.get(key, "default"))
 
     walk(cfg, "")
+
+    # Checks across fields: caught here, not after hours of feature extraction.
+    def origin(key: str) -> str:
+        return sources.get(key, "default")
+
+    if cfg.model.head == "conv" and not cfg.feature.pooling.startswith("grid"):
+        raise ConfigError(
+            f"{origin('model.head')}: model.head: conv reads a grid of cells, but feature.pooling is "
+            f"{cfg.feature.pooling!r} ({origin('feature.pooling')}): use a gridG pooling or model.head: linear"
+        )
+    if cfg.model.head_time_kernel % 2 == 0:
+        raise ConfigError(f"{origin('model.head_time_kernel')}: model.head_time_kernel: must be odd (a "
+                          f"convolution centred on each step), got {cfg.model.head_time_kernel}")
+    for i, pair in enumerate(cfg.train.reverse_pairs):
+        names = pair.split(":")
+        if len(names) != 2 or not all(n.strip() for n in names):
+            raise ConfigError(f"{origin('train.reverse_pairs')}: train.reverse_pairs[{i}]: {pair!r} is not "
+                              "'class_a:class_b'")
     return cfg
 
 
