@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from videoact.datasets import (
     AnnotationError,
+    EpochSampler,
     FeatureDataset,
     VideoSample,
     collate_features,
@@ -357,6 +358,26 @@ def test_feature_dataset_time_reversal(feature_cache):
     assert 6 <= flipped <= 18  # about half of the 24 draws of classes 0 and 1
     ev = FeatureDataset(samples, cache, num_segments=4, train=False, reverse_labels=pairs)
     assert [rows_of(ev[i]) for i in range(3)] == [rows_of(FeatureDataset(samples, cache, 4)[i]) for i in range(3)]
+
+
+def test_epochs_reach_persistent_workers(feature_cache):
+    """Persistent DataLoader workers keep their own dataset copy: the epoch, and with it the
+    jitter and the reversals, must still change every epoch (EpochSampler carries it)."""
+    samples, cache = feature_cache
+    ds = FeatureDataset(samples, cache, num_segments=4, train=True, seed=5, reverse_labels={0: 1, 1: 0})
+    sampler = EpochSampler(torch.utils.data.SequentialSampler(ds))
+    loader = DataLoader(ds, batch_size=3, sampler=sampler, collate_fn=collate_features,
+                        num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        (features, _, labels), = list(loader)
+        ds.set_epoch(epoch)  # the main process's copy, indexed directly, as the reference
+        direct = [ds[i] for i in range(3)]
+        assert all(torch.equal(features[i], direct[i][0]) for i in range(3))
+        assert labels.tolist() == [label for _, label in direct]
+        seen.append((features[0, :, 0].tolist(), labels.tolist()))
+    assert len({str(s) for s in seen}) > 1  # epochs differ in the workers too
 
 
 def test_reverse_label_map(capsys):

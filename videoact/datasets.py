@@ -32,7 +32,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -640,8 +640,9 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     Files are opened per item and closed again, so the dataset pickles into DataLoader
     workers. Training jitter and reversal depend on ``(seed, epoch, index)``: call
-    :meth:`set_epoch` every epoch (before iterating; with ``persistent_workers`` the
-    workers keep the epoch they were started with).
+    :meth:`set_epoch` every epoch before iterating. ``persistent_workers`` keep the copy
+    of the dataset they were started with, so with them sample through
+    :class:`EpochSampler`, whose ``(epoch, index)`` items carry the epoch to the workers.
     """
 
     def __init__(
@@ -701,21 +702,48 @@ class FeatureDataset(torch.utils.data.Dataset):
             )
         return features
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Item ``index`` of the epoch set by :meth:`set_epoch`, or ``(epoch, index)``."""
         from .sampling import uniform_segments
 
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         features = self.load(index)
         label = self.samples[index].label
         if self.num_segments is not None:
             jitter = self.train and self.temporal_jitter
-            rng = np.random.default_rng([self.seed, self.epoch, index]) if jitter else None
+            rng = np.random.default_rng([self.seed, epoch, index]) if jitter else None
             rows = uniform_segments(int(features.shape[0]), self.num_segments, train=jitter, rng=rng)
             features = features[torch.as_tensor(rows, dtype=torch.long)]
         if self.train and label in self.reverse_labels:
             # Its own stream (the 1 at the end), so turning reversal on leaves the jitter as it was.
-            if np.random.default_rng([self.seed, self.epoch, index, 1]).random() < 0.5:
+            if np.random.default_rng([self.seed, epoch, index, 1]).random() < 0.5:
                 features, label = features.flip(0), self.reverse_labels[label]
         return features, label
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Wraps a sampler of indices into one of ``(epoch, index)`` pairs for
+    :class:`FeatureDataset`: DataLoader workers get their items through the sampler, so
+    the epoch reaches them even when they persist across epochs (they keep the dataset
+    copy they started with, and a ``set_epoch`` on the main process's copy would not).
+    """
+
+    def __init__(self, sampler: torch.utils.data.Sampler):
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next iteration; passed on to the wrapped sampler if it has one."""
+        self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def collate_features(
