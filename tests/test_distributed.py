@@ -167,6 +167,28 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
     assert any(p.startswith(cache) for p in rank0) and any(p.startswith(cache) for p in rank1)
 
 
+FINITE_CHECK = '''
+import json, torch, torch.distributed as dist
+from videoact.training import all_finite
+dist.init_process_group("gloo")
+rank, cpu = dist.get_rank(), torch.device("cpu")
+print(json.dumps([all_finite(torch.tensor(1.0), cpu),
+                  all_finite(torch.tensor(float("nan") if rank == 1 else 2.0), cpu),
+                  all_finite(torch.tensor([1.0, float("inf")]) if rank == 0 else torch.ones(2), cpu)]))
+dist.destroy_process_group()
+'''
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_all(tmp_path):
+    """A rank that skipped backward alone would pair DDP's gradient reductions with other steps."""
+    script = tmp_path / "finite.py"
+    script.write_text(FINITE_CHECK)
+    proc = torchrun(str(script))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert answers == [[True, False, False]] * 2
+
+
 def test_features_do_not_depend_on_batch_neighbours():
     """What extraction's fixed batch shape relies on: at one batch size a frame's output
     has the same bits whatever frames share the batch and wherever it sits in it."""

@@ -137,3 +137,52 @@ def test_make_synthetic_cli(tmp_path):
     for line in lines:
         rel, label = line.rsplit(maxsplit=1)
         assert (tmp_path / "s" / rel).is_file() and rel.split("/")[1] == label
+
+
+def test_optimizer_step_outcomes():
+    """The step the training loop takes: a float16 loss-scale overflow is routine (the scaler
+    skips the update and halves its scale), a non-finite gradient at scale <= 1 is not."""
+    from videoact.training import optimizer_step
+
+    def setup(weight):
+        model = torch.nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            model.weight.fill_(weight)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    model, opt = setup(1.0)
+    off = torch.amp.GradScaler("cpu", enabled=False)
+    assert optimizer_step(model(torch.ones(1, 1)).sum() * 3, model, opt, off, 1.0) == "ok"
+    assert model.weight.item() == pytest.approx(0.9)  # gradient 3 clipped to norm 1
+
+    # scale 2**127 times a gradient of 3 overflows float32 (max ~2**128): no update, scale halved
+    model, opt = setup(1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)
+    assert optimizer_step(model(torch.ones(1, 1)).sum() * 3, model, opt, scaler, 1.0) == "overflow"
+    assert model.weight.item() == 1.0 and scaler.get_scale() == 2.0**126
+    assert optimizer_step(model(torch.ones(1, 1)).sum() * 3, model, opt, scaler, 1.0) == "ok"  # 3 * 2**126 fits
+    assert model.weight.item() == pytest.approx(0.9)
+
+    # sqrt at 0: a finite loss with an infinite gradient, with or without a scaler
+    for scaler in (torch.amp.GradScaler("cpu", init_scale=1.0), torch.amp.GradScaler("cpu", enabled=False)):
+        model, opt = setup(0.0)
+        assert optimizer_step(model.weight.sqrt().sum(), model, opt, scaler, 1.0) == "nonfinite"
+        assert model.weight.item() == 0.0
+
+
+def test_data_problems_are_refused_before_extraction(tmp_path):
+    """An empty validation split or a reverse pair naming no class would surface only after
+    extraction (hours on a real dataset): both are refused first, with nothing extracted."""
+    from videoact.testing import write_coded_video
+
+    for c in ("a", "b"):
+        write_coded_video(tmp_path / "one" / c / "v0.mp4", 12)
+        for i in range(3):
+            write_coded_video(tmp_path / "three" / c / f"v{i}.mp4", 12 + i)
+    proc = videoact("train", "--data", tmp_path / "one", "--work-dir", tmp_path / "w1", *FAST, check=False)
+    assert proc.returncode == 2
+    assert "no validation videos: each class has a single video" in proc.stderr and "--val" in proc.stderr
+    proc = videoact("train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w2",
+                    "--set", "train.reverse_pairs=[a:c]", *FAST, check=False)
+    assert proc.returncode == 2 and "train.reverse_pairs: 'a:c' names 'c', not a class" in proc.stderr
+    assert not (tmp_path / "w1" / "features").exists() and not (tmp_path / "w2" / "features").exists()

@@ -34,9 +34,9 @@ from torch.utils.data import DataLoader
 
 from .atomic import atomic_write_text
 from .backbones import grid_size
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, save_config
-from .datasets import FeatureDataset, collate_features, load_dataset, stratified_split
+from .datasets import EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .extract import SamplingSpec, extract_features, extraction_settings, resolve_device
 from .temporal import create_temporal_model
 
@@ -67,6 +67,38 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_finite(value: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``value`` is finite on every rank (itself in one process). Ranks must skip a
+    step together: DDP's backward is a collective, one rank skipping it would pair the
+    others' gradient reductions with the wrong steps."""
+    finite = bool(torch.isfinite(value).all())
+    if _dist()[1] == 1:
+        return finite
+    return _all_sum([float(not finite)], device)[0] == 0
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, grad_clip: float | None) -> str:
+    """Backward, clip the gradient norm, step. Returns ``"ok"``; ``"overflow"`` when float16
+    loss scaling overflowed (the scaler skipped the update and lowered its scale: routine, it
+    is how the scaler finds its scale); ``"nonfinite"`` when the gradient is not finite
+    otherwise (nothing updated; the caller decides)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
+    if torch.isfinite(grad_norm):
+        scaler.step(optimizer)
+        scaler.update()
+        return "ok"
+    # An overflow at a scale of 1 or less is no longer the scaling's doing.
+    overflow = scaler.is_enabled() and scaler.get_scale() > 1.0
+    if overflow:
+        scaler.step(optimizer)  # sees the inf gradients and skips the update
+    scaler.update()
+    return "overflow" if overflow else "nonfinite"
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.01) -> float:
@@ -255,6 +287,12 @@ def train(cfg: Config) -> dict[str, Any]:
         test_samples = without_excluded(test_samples, "test")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
+    # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
+    if not val_samples:
+        raise TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
+                            f"{cfg.data.train}: no validation videos: each class has a single video, so none "
+                            "can be held out; pass --val (data.val) or add videos")
+    reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
     everything = train_samples + val_samples + test_samples
@@ -264,10 +302,13 @@ def train(cfg: Config) -> dict[str, Any]:
     ok = {str(s.path) for s in ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)}
     train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
                                                 for x in (train_samples, val_samples, test_samples))
+    for split, kept in (("training", train_samples), ("validation", val_samples)):
+        if not kept:
+            raise TrainingError(f"no {split} video has usable features (the warnings above say why)")
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
-                               reverse_labels=reverse_label_map(cfg.train.reverse_pairs, classes))
+                               reverse_labels=reverse_labels)
     val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False)
 
     if cfg.train.batch_size % world:
@@ -282,7 +323,9 @@ def train(cfg: Config) -> dict[str, Any]:
 
     from .distributed import ShardSampler
 
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
+    # (epoch, index) items: persistent workers would otherwise keep the first epoch's jitter.
+    sampler = EpochSampler(DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                              seed=cfg.train.seed))
     generator = torch.Generator().manual_seed(cfg.train.seed)
     workers = cfg.data.num_workers
     train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
@@ -307,7 +350,7 @@ def train(cfg: Config) -> dict[str, Any]:
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
     use_amp = cfg.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     ddp_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -332,7 +375,10 @@ def train(cfg: Config) -> dict[str, Any]:
         start_epoch, step = int(ts["epoch"]) + 1, int(ts["step"])
         best_acc, bad_epochs = float(ts["best_acc"]), int(ts["bad_epochs"])
         skipped_steps = int(ts.get("skipped_steps", 0))
-        torch.set_rng_state(ts["torch_rng"])
+        if "rng" in ts:
+            restore_rng_state(ts["rng"])
+        else:  # written before 2026-11-29: the CPU generator only
+            torch.set_rng_state(ts["torch_rng"])
         generator.set_state(ts["loader_rng"])
         history = [h for h in _read_metrics(work_dir / "metrics.jsonl") if h["epoch"] < start_epoch]
         if is_main:
@@ -346,7 +392,7 @@ def train(cfg: Config) -> dict[str, Any]:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                 "epoch": epoch, "step": step, "best_acc": best_acc, "bad_epochs": bad_epochs,
-                "skipped_steps": skipped_steps, "torch_rng": torch.get_rng_state(),
+                "skipped_steps": skipped_steps, "rng": capture_rng_state(),  # CUDA's too: dropout there
                 "loader_rng": generator.get_state(),
             },
             metrics=metrics,
@@ -371,7 +417,6 @@ def train(cfg: Config) -> dict[str, Any]:
             break
         ddp_model.train()
         sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
         totals = [0.0, 0.0, 0.0]
         t0 = time.perf_counter()
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
@@ -381,19 +426,15 @@ def train(cfg: Config) -> dict[str, Any]:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = ddp_model(features, lengths)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
-            if not torch.isfinite(loss):
-                skip_step(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
+            if not all_finite(loss, device):
+                value = f"({loss.item()})" if world == 1 else f"on some rank (here {loss.item()})"
+                skip_step(f"non-finite loss {value} at epoch {epoch + 1}, step {step + 1}")
                 continue
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or float("inf"))
-            if not torch.isfinite(grad_norm):
+            # DDP has averaged the gradients by now: every rank sees the same norm.
+            outcome = optimizer_step(loss, model, optimizer, scaler, cfg.train.grad_clip)
+            if outcome == "nonfinite":
                 skip_step(f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}")
-                scaler.update()
                 continue
-            scaler.step(optimizer)
-            scaler.update()
             scheduler.step()
             step += 1
             totals[0] += loss.item() * len(y)
