@@ -142,6 +142,30 @@ def test_changed_source_is_extracted_again(tmp_path):
     assert len(fourth.written) == 2
     cached = load_features(tmp_path / "out" / "class0" / "clip0.mp4.safetensors")
     assert cached.features.shape[1] == 4 * 320 and cached.metadata["layer"] == "penultimate"
+    # one path, as a str or a Path, is one video (not a sequence of its characters)
+    for one in (str(videos[1]), videos[1]):
+        single = extract_features(one, tmp_path / "one", **kw)
+        assert single.failed == [] and len(single.written) + len(single.skipped) == 1
+
+
+def test_unusable_devices_are_refused_up_front(tmp_path):
+    from videoact.device import DeviceError, resolve_device
+
+    missing = "cuda:99"  # not on this machine, with or without CUDA
+    with pytest.raises(DeviceError, match="device 'cuda:99': "):
+        resolve_device(missing)
+    with pytest.raises(DeviceError, match="device 'gpu0': not a device name"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="device 'cuda': CUDA is not available here"):
+            resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    make_folder(tmp_path / "v", n=1, frames=4)
+    for device in (missing, "gpu0"):
+        proc = subprocess.run([sys.executable, "-m", "videoact", "extract", str(tmp_path / "v"), str(tmp_path / "out"),
+                               "--device", device], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"videoact extract: device '{device}': " in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "testvideos").is_dir(),

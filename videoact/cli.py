@@ -48,8 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"videoact.commands.{COMMANDS[args.command][0]}")
+    from .device import DeviceError  # no torch import: `videoact --help` stays fast
+
     try:
         return int(module.run(args) or 0)
+    except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
+        print(f"videoact {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

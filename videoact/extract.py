@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .atomic import atomic_write_text, is_temporary
+from .device import resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, is_cache_current, save_features, source_stat
 
 
@@ -381,18 +382,6 @@ class _Writer:
 
 
 # ---------------------------------------------------------------- the pipeline
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU. Under torchrun with several ranks,
-    ``"auto"``/``"cuda"`` mean this rank's GPU, ``cuda:LOCAL_RANK``."""
-    from .distributed import launched_distributed, local_device
-
-    if launched_distributed():
-        return local_device(device)
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
@@ -773,7 +762,7 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[s
 
 
 def extract_features(
-    videos: Sequence[str | os.PathLike],
+    videos: Sequence[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     root: str | os.PathLike | None = None,
@@ -816,6 +805,8 @@ def extract_features(
     from .preprocess import preprocess_frames
 
     started = time.perf_counter()
+    if isinstance(videos, (str, os.PathLike)):  # one path, not a sequence of its characters
+        videos = [videos]
     out_dir = Path(out_dir)
     root_path = Path(root) if root is not None else None
     sampling = sampling or SamplingSpec()

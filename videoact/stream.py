@@ -976,7 +976,7 @@ def _default_benchmark_classifier(device: str = "cpu") -> "VideoClassifier":
     """
     from .backbones import create_backbone
     from .cnn_lstm import CNNLSTM
-    from .extract import resolve_device
+    from .device import resolve_device
     from .inference import VideoClassifier
     from .temporal import create_temporal_model
 

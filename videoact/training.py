@@ -37,7 +37,8 @@ from .backbones import grid_size
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, save_config
 from .datasets import EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
-from .extract import SamplingSpec, extract_features, extraction_settings, resolve_device
+from .device import resolve_device
+from .extract import SamplingSpec, extract_features, extraction_settings
 from .temporal import create_temporal_model
 
 
