@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from videoact.decode import VideoDecodeError, list_videos, open_video
+from videoact.sampling import fps_indices
 from videoact.testing import read_frame_index, write_coded_video
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testvideos"
@@ -186,6 +187,70 @@ def test_damaged_file_decord_errors_and_auto_falls_back(tmp_path):
     assert [i for i, _, _ in items] == list(range(len(items)))
     assert len(reader) == n_cv
     assert codes(f for _, _, f in items[:20]) == list(range(20))
+
+
+
+# decord's sequential next() returns mis-strided frames for some sizes (96x96 mp4v and
+# MJPG give [96, 96, 4]; widths 8..48 and 144 too), while get_batch raises on them.
+MALFORMED = [(".mp4", "mp4v"), (".avi", "MJPG")]
+
+
+@pytest.mark.parametrize("ext,fourcc", MALFORMED)
+def test_malformed_decord_frames_raise_and_auto_iterates_with_opencv(tmp_path, ext, fourcc):
+    n = 30
+    path = write_coded_video(tmp_path / f"square{ext}", n, height=96, width=96, fourcc=fourcc)
+    with open_video(path, backend="opencv") as cv_reader:
+        expected = cv_reader.get(range(n)).frames.numpy()
+    assert expected.shape == (n, 96, 96, 3) and codes(expected) == list(range(n))
+
+    with open_video(path, backend="decord") as reader:
+        assert (reader.height, reader.width) == (96, 96)
+        with pytest.raises(VideoDecodeError) as info:
+            next(iter(reader))
+        err = info.value
+        assert err.path == str(path) and "decord returned a malformed frame 0" in err.reason
+        assert "expected [96, 96, 3] uint8" in err.reason
+
+    reader = open_video(path)  # auto
+    assert reader.backend == "decord"
+    items = list(reader.iter_frames())
+    assert reader.backend == "opencv" and "malformed frame 0" in reader.fallback_reason
+    assert [i for i, _, _ in items] == list(range(n))
+    assert all(f.shape == (96, 96, 3) and f.dtype == np.uint8 for _, _, f in items)
+    np.testing.assert_array_equal(np.stack([f for _, _, f in items]), expected)
+    np.testing.assert_allclose([t for _, t, _ in items], np.arange(n) / FPS, atol=1e-3)
+    np.testing.assert_array_equal(open_video(path).get(range(n)).frames.numpy(), expected)
+    reader.close()
+
+    # a subset, falling back at its first frame: each requested frame once, in order
+    with open_video(path) as reader:
+        some = list(reader.iter_frames([29, 4, 17, 4]))
+        assert reader.backend == "opencv"
+    assert [i for i, _, _ in some] == [4, 17, 29]
+    np.testing.assert_array_equal(np.stack([f for _, _, f in some]), expected[[4, 17, 29]])
+
+
+@pytest.mark.parametrize("ext,fourcc", MALFORMED)
+def test_decode_frames_of_malformed_decord_sizes_match_opencv(tmp_path, ext, fourcc):
+    from videoact.frames import decode_to_frames
+
+    n = 30
+    path = write_coded_video(tmp_path / f"square{ext}", n, height=96, width=96, fourcc=fourcc)
+    with open_video(path, backend="opencv") as cv_reader:
+        expected = cv_reader.get(range(n)).frames.numpy().astype(np.int16)
+    for fps, wanted in [(None, list(range(n))), (10.0, fps_indices(n, FPS, 10))]:
+        out = tmp_path / f"frames_{fps}"
+        result = decode_to_frames(path, out, fps=fps)
+        assert result.num_frames == len(wanted)
+        meta = json.loads((out / "meta.json").read_text())
+        assert meta["backend"] == "opencv" and "malformed" in meta["fallback_reason"]
+        assert meta["indices"] == wanted and (meta["width"], meta["height"]) == (96, 96)
+        with open_video(out) as folder:
+            frames = folder.get(range(len(folder))).frames.numpy().astype(np.int16)
+        assert frames.shape == (len(wanted), 96, 96, 3)
+        assert codes(frames.astype(np.uint8)) == wanted
+        # JPEG (quality 95) of the same pictures: close, not garbage
+        assert np.abs(frames - expected[wanted]).mean() < 2.0
 
 
 def test_readers_pickle_by_reopening(coded):

@@ -137,3 +137,40 @@ def test_invalid_arguments():
     with pytest.raises(ValueError):
         sample_indices(10, "fps", target_fps=5, timestamps=[0.0, 0.1])
     assert sample_indices(10, "all", max_frames=3) == [0, 1, 2]
+
+
+def test_timestamp_indices_keep_the_last_frame():
+    """The reported case: 120 frames at 29.97 fps sampled at 60 fps lost frame 119."""
+    ts = np.arange(120) / 29.97
+    assert timestamp_indices(ts, 60) == fps_indices(120, 29.97, 60) == list(range(120))
+    assert timestamp_indices(ts.astype(np.float32), 60) == list(range(120))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("video_fps", [12.5, 23.976, 24000 / 1001, 25, 29.97, 30, 59.94, 60])
+def test_timestamp_indices_equal_fps_indices_for_constant_rate(video_fps, dtype):
+    """Float32 times (what decord reports) included; targets below, at and above the rate."""
+    for n in (1, 2, 3, 31, 120, 301, 1000, 3001):
+        ts = (np.arange(n) / video_fps).astype(dtype)
+        for target in (1, 5, 7.5, 10, 15, 24, 25, 29.97, 30, 60, 120):
+            expected = fps_indices(n, video_fps, target)
+            assert timestamp_indices(ts, target) == expected, (n, target)
+            if target >= video_fps:
+                assert expected == list(range(n)), (n, target)
+    # times that do not start at 0 (container start offsets)
+    ts = 12.0 + np.arange(300) / video_fps
+    assert timestamp_indices(ts.astype(dtype), 60) == list(range(300))
+
+
+def test_timestamp_indices_last_frame_of_variable_rate_video():
+    # ends with a slow part (10 fps): every frame of it is kept at 10 fps, the last too
+    ts = np.concatenate([np.arange(60) / 60, 1 + np.arange(10) / 10])
+    assert timestamp_indices(ts, 10)[-3:] == [67, 68, 69]
+    assert timestamp_indices(ts, 60) == list(range(70))
+    # ends with a fast part (60 fps): at 10 fps the last frame is not on the grid, and
+    # as one of six frames per grid step it is not kept
+    ts = np.concatenate([np.arange(10) / 10, 1 + np.arange(60) / 60])
+    assert timestamp_indices(ts, 10) == list(range(10)) + list(range(10, 70, 6))
+    assert timestamp_indices(ts, 60) == list(range(70))
+    assert timestamp_indices(ts, 60, max_frames=5) == list(range(5))
+    assert timestamp_indices([3.5], 10) == [0]

@@ -466,6 +466,7 @@ class DecordReader(VideoReader):
             raise VideoDecodeError(
                 self.path, f"decord returned {frames.shape[0]} frames for {len(indices)} indices"
             )
+        self._check_frames(frames, f"batch of frames {_summarize(indices)}")
         return frames
 
     def _iter(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
@@ -483,7 +484,20 @@ class DecordReader(VideoReader):
                     self.path, f"decord failed while reading frame {i}: {_decord_message(e)}"
                 ) from e
             pos = i + 1
+            # decord's next() can return mis-strided data for some sizes (e.g. 96x96
+            # gives [96, 96, 4]) where get_batch raises: never pass such frames on.
+            self._check_frames(frame[None], f"frame {i}")
             yield i, frame
+
+    def _check_frames(self, frames: np.ndarray, what: str) -> None:
+        """Raise unless ``frames`` is uint8 ``[T, height, width, 3]``."""
+        expected = (self.height, self.width, 3)
+        if tuple(frames.shape[1:]) != expected or frames.dtype != np.uint8:
+            raise VideoDecodeError(
+                self.path,
+                f"decord returned a malformed {what}: shape {list(frames.shape[1:])} "
+                f"{frames.dtype}, expected {list(expected)} uint8",
+            )
 
     def close(self) -> None:
         self._vr = None

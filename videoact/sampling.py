@@ -156,20 +156,32 @@ def timestamp_indices(
 
     For each time ``t0 + k / target_fps`` up to the last frame's time, the frame on
     screen then (the last one with ``timestamp <= t``) is taken; a frame is taken at
-    most once, so where the video's own rate is below ``target_fps`` every frame is
-    used. For constant-rate timestamps this equals :func:`fps_indices`.
+    most once, so where the video's own rate is at most ``target_fps`` every frame is
+    used. The last frame has no next frame to bound it: it is on screen for as long as
+    the interval before it, so it is also taken when that interval is at least
+    ``1 / target_fps``. For constant-rate timestamps this equals :func:`fps_indices`
+    (float32 times included: times are compared with float32 precision).
     """
     ts = np.asarray(timestamps, dtype=np.float64)
-    _check_num_frames(len(ts))
+    n = _check_num_frames(len(ts))
     target_fps = _positive_float("target_fps", target_fps)
     if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) < 0):
         raise ValueError("timestamps must be finite and non-decreasing")
     rel = ts - ts[0]
-    count = math.floor(rel[-1] * target_fps + 1e-6) + 1
+    # A grid time that coincides with a frame's start (0.1 s and frame 3 at 30 -> 10
+    # fps) must pick that frame although the times are rounded. Decoders report float32
+    # times (decord), off by up to half a float32 unit of the absolute time: ~1e-6 s at
+    # 16 s, 1e-4 s at 1 h. One unit covers that and stays far below a frame interval.
+    tol = np.maximum(1e-6, float(np.finfo(np.float32).eps) * np.abs(ts))
+    start = rel - tol  # non-decreasing: tol grows far slower than the times
+    count = math.floor((rel[-1] + tol[-1]) * target_fps) + 1
     grid = np.arange(count, dtype=np.float64) / target_fps
-    # Tolerance: container times are rounded (e.g. to 1 ms).
-    picked = np.searchsorted(rel, grid + 1e-6, side="right") - 1
+    picked = np.searchsorted(start, grid, side="right") - 1
     out = [int(i) for i in dict.fromkeys(picked.tolist())]  # unique, order kept
+    # The grid stops at the last frame's start, so it can fall just short of it (120
+    # frames at 29.97 fps sampled at 60 fps: 3.9667 s < 3.9706 s).
+    if n > 1 and out[-1] != n - 1 and rel[-1] - rel[-2] >= 1.0 / target_fps - 2 * tol[-1]:
+        out.append(n - 1)
     if max_frames is not None:
         out = out[: _positive_int("max_frames", max_frames)]
     return out
