@@ -124,7 +124,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         torch.testing.assert_close(a.features, b.features, atol=1e-3, rtol=1e-3)
 
 
-def test_changed_source_is_extracted_again(tmp_path):
+def test_changed_source_is_extracted_again(tmp_path, capsys):
     src = tmp_path / "v"
     videos = make_folder(src, n=2, frames=10)
     kw = dict(root=src, image_size=64, num_workers=0, progress=False)
@@ -133,9 +133,12 @@ def test_changed_source_is_extracted_again(tmp_path):
     write_coded_video(videos[0], 14)  # rewritten: new size and mtime
     second = extract_features(videos, tmp_path / "out", **kw)
     assert second.written == [str(videos[0])] and second.skipped == [str(videos[1])]
-    # other settings make a different cache
+    assert "note: 1 cached feature file(s) in" in capsys.readouterr().err  # "... (clip0...: the video changed)"
+    # other settings make a different cache, replacing the files, and say so
     third = extract_features(videos, tmp_path / "out", pooling="grid2", **kw)
     assert len(third.written) == 2
+    err = capsys.readouterr().err
+    assert "note: 2 cached feature file(s) in" in err and "pooling: 'avg' -> 'grid2'" in err
     assert load_features(tmp_path / "out" / "class0" / "clip0.mp4.safetensors").features.shape[1] == 4 * 1280
     # so does another backbone layer; the cache records it
     fourth = extract_features(videos, tmp_path / "out", pooling="grid2", layer="penultimate", **kw)

@@ -6,6 +6,7 @@ import torch
 from videoact.feature_cache import (
     FeatureCacheError,
     cache_path,
+    cache_staleness,
     is_cache_current,
     load_features,
     read_metadata,
@@ -42,9 +43,13 @@ def test_staleness(tmp_path):
     path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(2, 3), torch.arange(2), meta)
     assert is_cache_current(path, {"backbone": "b", "image_size": 224}, src)
     assert not is_cache_current(path, {"backbone": "b", "image_size": 160}, src)
+    assert cache_staleness(path, {"backbone": "b", "image_size": 160}, src) == ["image_size: 224 -> 160"]
     src.write_bytes(b"y" * 11)  # the source changed
     assert not is_cache_current(path, {"backbone": "b", "image_size": 224}, src)
+    assert cache_staleness(path, {"backbone": "c", "image_size": 224}, src) == ["backbone: 'b' -> 'c'",
+                                                                             "the video changed"]
     assert not is_cache_current(tmp_path / "missing.safetensors", {}, src)
+    assert cache_staleness(tmp_path / "missing.safetensors", {}, src) is None
 
 
 def test_corrupt_file_gives_clear_error(tmp_path):

@@ -1,6 +1,7 @@
 """Training, resume, evaluation and inference end to end on a tiny synthetic benchmark,
 through the real command line, the real offline backbone and real encoded videos."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -181,8 +182,52 @@ def test_data_problems_are_refused_before_extraction(tmp_path):
             write_coded_video(tmp_path / "three" / c / f"v{i}.mp4", 12 + i)
     proc = videoact("train", "--data", tmp_path / "one", "--work-dir", tmp_path / "w1", *FAST, check=False)
     assert proc.returncode == 2
-    assert "no validation videos: each class has a single video" in proc.stderr and "--val" in proc.stderr
+    assert "no validation videos: each class has a single usable video" in proc.stderr and "--val" in proc.stderr
     proc = videoact("train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w2",
                     "--set", "train.reverse_pairs=[a:c]", *FAST, check=False)
     assert proc.returncode == 2 and "train.reverse_pairs: 'a:c' names 'c', not a class" in proc.stderr
     assert not (tmp_path / "w1" / "features").exists() and not (tmp_path / "w2" / "features").exists()
+
+
+def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path):
+    """A work dir holds one run: other model/feature settings would not fit last.pt, and
+    config.yaml must go on describing it; train settings (more epochs) may change."""
+    import shutil
+
+    work, _ = trained
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl"):
+        shutil.copy(work / name, copy / name)
+    saved = (copy / "config.yaml").read_text()
+    args = ["train", "--data", bench / "train", "--val", bench / "val", "--work-dir", copy,
+            "--set", f"feature.cache_dir={work / 'cache'}", *FAST]
+    proc = videoact(*args, "--set", "model.hidden=16", check=False)
+    assert proc.returncode == 2
+    assert f"{copy} holds a run with other settings (model.hidden: 32 -> 16)" in proc.stderr
+    assert (copy / "config.yaml").read_text() == saved
+    # without config.yaml to compare, the checkpoint itself does not fit: still a clear error
+    (copy / "config.yaml").unlink()
+    proc = videoact(*args, "--set", "model.hidden=16", check=False)
+    assert proc.returncode == 2 and "last.pt does not fit the configured model" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (copy / "config.yaml").exists()  # nothing describes it wrongly
+    # a longer run of the same model resumes
+    proc = videoact(*args, "--set", "train.epochs=5")
+    assert "resuming from" in proc.stdout and "at epoch 5" in proc.stdout
+
+
+def test_validation_is_held_out_of_the_readable_videos(tmp_path):
+    """Broken files are dropped before the hold-out is drawn, so none of them takes a
+    validation place (with two good videos per class, one of each is held out)."""
+    from videoact.testing import write_coded_video
+
+    for c in ("a", "b"):
+        for i in range(2):
+            write_coded_video(tmp_path / "data" / c / f"v{i}.mp4", 12 + i)
+    (tmp_path / "data" / "a" / "text.mp4").write_text("not a video\n")
+    (tmp_path / "data" / "a" / "zero.mp4").write_bytes(b"")
+    proc = videoact("train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=2",
+                    "--set", "data.val_fraction=0.5", "--set", "train.early_stopping_patience=1", *FAST)
+    assert "2 classes: 2 training videos, 2 validation videos (held out of the training videos)" in proc.stdout
+    assert proc.stderr.count("warning: skipping") == 2 and "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
+    assert re.search(r"best validation accuracy: [\d.]+% at epoch [12] of \d run", proc.stdout), proc.stdout

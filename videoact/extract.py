@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .atomic import atomic_write_text, is_temporary
 from .device import resolve_device
-from .feature_cache import FAILURES_FILE, cache_path, is_cache_current, save_features, source_stat
+from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 
 
 @dataclass
@@ -832,6 +832,7 @@ def extract_features(
     rank, world = shard
     todo: list[tuple[str, str, Path]] = []  # (source, relative name, cache file)
     mine: list[Path] = []  # cache files of this shard
+    replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
     for i, video in enumerate(videos):
         if i % world != rank:
             continue
@@ -839,10 +840,17 @@ def extract_features(
         rel = _relative_name(video, root_path)
         target = cache_path(out_dir, rel)
         mine.append(target)
-        if is_cache_current(target, settings, video):
+        stale = cache_staleness(target, settings, video)
+        if stale == []:
             result.skipped.append(str(video))
-        else:
-            todo.append((str(video), rel, target))
+            continue
+        todo.append((str(video), rel, target))
+        if stale:
+            replaced.append((target, stale))
+    if replaced:  # say so: these may be someone's features made with other settings
+        target, why = replaced[0]
+        print(f"note: {len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
+              f"replaced ({target.name}: {'; '.join(why)})", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several ranks (maybe on other machines, where our pid check means nothing)
     # only this shard's leftovers are ours to remove.

@@ -130,25 +130,35 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
     return FeatureFile(features=features, frame_indices=frame_indices, metadata=metadata)
 
 
+def cache_staleness(
+    path: str | os.PathLike,
+    settings: Mapping[str, Any],
+    source: str | os.PathLike | None = None,
+) -> list[str] | None:
+    """Why the cache file ``path`` is out of date: ``None`` when it is missing or unreadable,
+    ``[]`` when it was made with ``settings`` from ``source`` as it is now, else the reasons
+    (``["sampling: 'all' -> 'uniform'"]``, ``["the video changed"]``)."""
+    try:
+        meta = read_metadata(path)
+    except FeatureCacheError:
+        return None
+    # JSON round trip so tuples compare equal to the lists read back.
+    wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
+    reasons = [f"{key}: {meta.get(key)!r} -> {value!r}" for key, value in wanted.items() if meta.get(key) != value]
+    if source is not None:
+        try:
+            stat = source_stat(source)
+        except OSError:
+            return reasons + ["the video is unreadable"]
+        if any(meta.get(key) != value for key, value in stat.items()):
+            reasons.append("the video changed")
+    return reasons
+
+
 def is_cache_current(
     path: str | os.PathLike,
     settings: Mapping[str, Any],
     source: str | os.PathLike | None = None,
 ) -> bool:
     """True when ``path`` exists, is readable, was made with ``settings`` and ``source`` is unchanged."""
-    try:
-        meta = read_metadata(path)
-    except FeatureCacheError:
-        return False
-    # JSON round trip so tuples compare equal to the lists read back.
-    wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
-    if any(meta.get(key) != value for key, value in wanted.items()):
-        return False
-    if source is not None:
-        try:
-            stat = source_stat(source)
-        except OSError:
-            return False
-        if any(meta.get(key) != value for key, value in stat.items()):
-            return False
-    return True
+    return cache_staleness(path, settings, source) == []

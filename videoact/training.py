@@ -238,15 +238,44 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
     return out
 
 
+# What a resumed run may change: how it runs, not what it trains.
+_FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.device"}
+
+
+def check_resumable(work_dir: Path, cfg: Config) -> None:
+    """Refuse to resume ``work_dir/last.pt`` under other ``model``/``feature`` settings
+    than its ``config.yaml`` records (the weights would not fit, or the features would
+    differ); ``train`` and ``data`` settings may change (more epochs, other paths)."""
+    import yaml
+
+    saved_file = work_dir / "config.yaml"
+    if not (work_dir / "last.pt").exists() or not saved_file.exists():
+        return
+    try:
+        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # unreadable: the checkpoint's own check (load_state_dict) still applies
+    now = cfg.to_dict()
+    changed = [f"{section}.{key}: {old!r} -> {now[section].get(key)!r}"
+               for section in ("model", "feature") if isinstance(saved.get(section), dict)
+               for key, old in saved[section].items()
+               if f"{section}.{key}" not in _FREE_ON_RESUME and now[section].get(key) != old]
+    if changed:
+        raise TrainingError(f"{work_dir} holds a run with other settings ({'; '.join(changed)}): it would "
+                            "resume from last.pt; use another --work-dir, or delete last.pt to start over")
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics."""
     rank, world = _dist()
     is_main = rank == 0
     device = resolve_device(cfg.train.device)
     work_dir = Path(cfg.work_dir)
+    check_resumable(work_dir, cfg)  # before config.yaml is rewritten: it describes last.pt
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, work_dir / "config.yaml")
+        if not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
+            save_config(cfg, work_dir / "config.yaml")
     seed_everything(cfg.train.seed)
 
     # 1. data
@@ -280,8 +309,8 @@ def train(cfg: Config) -> dict[str, Any]:
         val_samples = without_excluded(val_samples, "validation")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
-    else:
-        train_samples, val_samples = stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)
+    else:  # held out after extraction, so that no unreadable video is among them
+        val_samples = []
     test_samples: list = []
     if cfg.data.test:
         test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=classes)
@@ -289,10 +318,13 @@ def train(cfg: Config) -> dict[str, Any]:
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
     # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
-    if not val_samples:
-        raise TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
-                            f"{cfg.data.train}: no validation videos: each class has a single video, so none "
-                            "can be held out; pass --val (data.val) or add videos")
+    def no_validation() -> TrainingError:
+        return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
+                             f"{cfg.data.train}: no validation videos: each class has a single usable video, "
+                             "so none can be held out; pass --val (data.val) or add videos")
+
+    if not (val_samples or stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)[1]):
+        raise no_validation()
     reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
@@ -303,9 +335,17 @@ def train(cfg: Config) -> dict[str, Any]:
     ok = {str(s.path) for s in ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)}
     train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
                                                 for x in (train_samples, val_samples, test_samples))
-    for split, kept in (("training", train_samples), ("validation", val_samples)):
-        if not kept:
-            raise TrainingError(f"no {split} video has usable features (the warnings above say why)")
+    if not train_samples:
+        raise TrainingError("no training video has usable features (the warnings above say why)")
+    if not cfg.data.val:
+        train_samples, val_samples = stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)
+    if not val_samples:
+        raise no_validation() if not cfg.data.val else TrainingError(
+            "no validation video has usable features (the warnings above say why)")
+    if is_main:
+        held_out = f"from {cfg.data.val}" if cfg.data.val else "held out of the training videos"
+        print(f"{len(classes)} classes: {len(train_samples)} training videos, {len(val_samples)} validation "
+              f"videos ({held_out})" + (f", {len(test_samples)} test videos" if test_samples else ""))
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
@@ -367,7 +407,13 @@ def train(cfg: Config) -> dict[str, Any]:
     history: list[dict] = []
     if last_path.exists():
         state = load_checkpoint(last_path, map_location="cpu")
-        model.load_state_dict(state["model_state"])
+        try:
+            model.load_state_dict(state["model_state"])
+        except RuntimeError as exc:  # e.g. config.yaml gone, so check_resumable could not tell
+            raise TrainingError(f"{last_path} does not fit the configured model (another run's checkpoint?); "
+                                f"use another --work-dir, or delete it to start over: {exc}") from None
+        if is_main:
+            save_config(cfg, work_dir / "config.yaml")
         ts = state["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
@@ -470,7 +516,9 @@ def train(cfg: Config) -> dict[str, Any]:
         dist.barrier()
 
     # 6. test the best checkpoint
-    summary: dict[str, Any] = {"best_val_acc": best_acc, "epochs_run": len(history), "work_dir": str(work_dir),
+    best_epoch = next((h["epoch"] for h in history if h["val_acc"] == best_acc), None)  # counted from 0
+    summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+                               "stopped_early": len(history) < cfg.train.epochs, "work_dir": str(work_dir),
                                "classes": list(classes), "history": history}
     if test_samples and is_main:
         from .evaluation import classification_metrics

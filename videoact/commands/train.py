@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not dist_info.is_main:
         return 0
-    print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}% "
-          f"after {summary['epochs_run']} epochs; checkpoints in {summary['work_dir']}")
+    stopped = " (stopped early: no better validation accuracy for train.early_stopping_patience epochs)"
+    at = f" at epoch {summary['best_epoch'] + 1}" if summary["best_epoch"] is not None else ""
+    print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}%{at} of {summary['epochs_run']} run"
+          f"{stopped if summary['stopped_early'] else ''}; checkpoints in {summary['work_dir']}")
     if "test" in summary:
         t = summary["test"]
         print(f"test: top-1 {t['top1'] * 100:.2f}%  top-5 {t['top5'] * 100:.2f}%  "
