@@ -183,10 +183,15 @@ def test_data_problems_are_refused_before_extraction(tmp_path):
     proc = videoact("train", "--data", tmp_path / "one", "--work-dir", tmp_path / "w1", *FAST, check=False)
     assert proc.returncode == 2
     assert "no validation videos: each class has a single usable video" in proc.stderr and "--val" in proc.stderr
+    (tmp_path / "single").mkdir()
+    (tmp_path / "three" / "a").rename(tmp_path / "single" / "a")
+    proc = videoact("train", "--data", tmp_path / "single", "--work-dir", tmp_path / "w4", *FAST, check=False)
+    assert proc.returncode == 2 and "one class only (a): a classifier needs videos of at least two" in proc.stderr
+    (tmp_path / "single" / "a").rename(tmp_path / "three" / "a")
     proc = videoact("train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w2",
                     "--set", "train.reverse_pairs=[a:c]", *FAST, check=False)
     assert proc.returncode == 2 and "train.reverse_pairs: 'a:c' names 'c', not a class" in proc.stderr
-    assert not (tmp_path / "w1" / "features").exists() and not (tmp_path / "w2" / "features").exists()
+    assert not any((tmp_path / w / "features").exists() for w in ("w1", "w2", "w4"))
 
 
 def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path):

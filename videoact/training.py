@@ -304,6 +304,9 @@ def train(cfg: Config) -> dict[str, Any]:
         print(f"warning: {p}", file=sys.stderr)
     if not train_samples:
         raise TrainingError(f"{cfg.data.train}: no training videos found")
+    if len(classes) < 2:
+        raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
+                            "of at least two classes (one folder per class, or two labels in the list)")
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
         val_samples = without_excluded(val_samples, "validation")
