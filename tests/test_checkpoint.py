@@ -160,8 +160,12 @@ def test_truncated_and_corrupt_files(tmp_path):
         assert str(path) in str(info.value) and member.filename in str(info.value)
     text = tmp_path / "notes.pt"
     text.write_text("this is not a checkpoint\n")
-    with pytest.raises(CheckpointError, match=r"notes\.pt"):
+    with pytest.raises(CheckpointError, match=r"notes\.pt: not a checkpoint file .*starts with b'this is "):
         load_checkpoint(text)
+    image = tmp_path / "photo.pt"  # not "could run arbitrary code": it is no pickle at all
+    image.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100))
+    with pytest.raises(CheckpointError, match=r"photo\.pt: not a checkpoint file"):
+        load_checkpoint(image)
 
 
 def test_missing_file_and_wrong_contents(tmp_path):

@@ -155,6 +155,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty (an interrupted copy?)")
     _check_zip_integrity(path)
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        # torch's zip archive (PK...: here a damaged one, torch.load says how) or the legacy
+        # format, a pickle of protocol >= 2; anything else is some other kind of file
+        if not head.startswith((b"PK", b"\x80")):
+            raise CheckpointError(f"{path}: not a checkpoint file (neither a torch zip archive nor a pickle; "
+                                  f"it starts with {head!r})")
     try:
         with warnings.catch_warnings():
             # torch asks to "file an issue" for bare pickles; the load fails clearly below anyway
