@@ -219,7 +219,7 @@ def test_timeline_inference_killed_at_random_moments(tmp_path):
     args = ["infer", checkpoint, video, "--timeline", "--device", "cpu"]
     took = timed_run(*args, "--out", tmp_path / "reference.json", "--annotate", tmp_path / "reference.mp4")
     expected = json.loads((tmp_path / "reference.json").read_text())
-    assert len(expected["windows"]) > 10
+    assert len(expected) == 1 and len(expected[0]["windows"]) > 10  # a list, one object per video
     kills = 0
     for seed in SEEDS[:2]:
         out, annotated = tmp_path / f"run{seed}.json", tmp_path / f"run{seed}.mp4"

@@ -192,7 +192,7 @@ def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path,
     assert main([*args, "--out", str(out_json), "--annotate", str(annotated)]) == 0
     printed = capsys.readouterr().out
     assert "checks" in printed and "40 frames through the CNN" in printed
-    data = json.loads(out_json.read_text())
+    [data] = json.loads(out_json.read_text())  # a list, one object per video, even for one
     assert [s["label"] for s in data["segments"]] == ["stripes", "checks", "smooth", "stripes"]
     assert data["segments"][-1]["end"] == pytest.approx(8.0) and len(data["windows"]) == 37
     assert set(data["windows"][0]) == {"start", "end", "label", "top"}

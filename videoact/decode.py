@@ -870,13 +870,15 @@ def open_video(
 
 
 def list_videos(
-    root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS
+    root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS, frame_folders: bool = False
 ) -> list[Path]:
     """Video files under ``root`` (recursive, following symlinks), sorted by relative path.
 
     Extensions match case-insensitively. Hidden files and folders (names starting
     with ".", e.g. macOS "._clip.mp4" files or unfinished temporaries) are skipped.
-    A ``root`` that is itself a video file gives ``[root]``.
+    A ``root`` that is itself a video file gives ``[root]``. With ``frame_folders``, a
+    folder holding ``img_<n>.jpg`` frames (what ``videoact decode-frames`` writes, read
+    by :class:`FrameFolderReader`) is listed too, as one video.
     """
     root = Path(root)
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
@@ -893,6 +895,8 @@ def list_videos(
             continue
         seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if frame_folders and any(_frame_number(name) is not None for name in filenames):
+            found.append(Path(dirpath))
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
                 found.append(Path(dirpath) / name)

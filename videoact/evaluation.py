@@ -149,8 +149,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
         for r in results:
             probs.append(r.probs)
             labels.append(sample.label)
-    if not probs:
-        raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed)")
+    if not probs:  # say why, entry by entry: there are no metrics to carry the reasons
+        reasons = [str(p) for p in problems] + [reason for _, reason in failures]
+        shown = "".join(f"\n  {r}" for r in reasons[:20]) + (f"\n  ... {len(reasons) - 20} more" if len(reasons) > 20 else "")
+        raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed, "
+                           f"{len(problems)} entries with problems):{shown}")
     metrics = classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes)
     metrics["failures"] = [{"path": p, "reason": r} for p, r in failures]
     metrics["problems"] = [str(p) for p in problems]

@@ -22,6 +22,14 @@ from .cnn_lstm import CNNLSTM
 from .extract import SamplingSpec, default_batch_size, inference_model, resolve_device
 
 
+def _as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Frames as a tensor. A numpy view with negative strides (``frames[..., ::-1]``, the
+    usual BGR -> RGB flip) is copied: ``torch.as_tensor`` refuses those."""
+    if isinstance(frames, torch.Tensor):
+        return frames
+    return torch.as_tensor(np.ascontiguousarray(frames))
+
+
 @dataclass
 class Prediction:
     """The result for one video."""
@@ -115,7 +123,7 @@ class VideoClassifier:
         """uint8 frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
         from .preprocess import preprocess_frames
 
-        frames = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+        frames = _as_tensor(frames)
         out = []
         b = self.backbone
         step = default_batch_size(self.device, b.input_size)
@@ -160,13 +168,15 @@ class VideoClassifier:
             frames = clip.frames
             source = str(video)
         else:
-            frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video
-            if frames.dim() != 4 or frames.shape[-1] != 3:
+            # A numpy array stays one until the frames are picked: only those are copied
+            # (fancy indexing also makes a flipped view, frames[..., ::-1], contiguous).
+            frames = video if isinstance(video, torch.Tensor) else np.asarray(video)
+            if frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
             n = len(frames)
             picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
             wanted = sorted(set(i for p in picks for i in p))
-            frames = frames[wanted]
+            frames = _as_tensor(frames[wanted])
             frames_by_index = {i: j for j, i in enumerate(wanted)}
             source = "<frames>"
         feats = self.frame_features(frames)  # one CNN pass per distinct frame

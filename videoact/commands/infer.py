@@ -2,8 +2,13 @@
 
 With ``--timeline`` each input is a long video classified in sliding windows
 (``--window SEC``, ``--stride SEC``) into a timeline and merged action segments
-(:mod:`videoact.timeline`); ``--out`` then writes the timeline as JSON or CSV and
-``--annotate OUT.mp4`` an annotated copy of the (single) input video.
+(:mod:`videoact.timeline`); ``--out`` then writes the timelines as JSON (a list with
+one object per video, however many there are) or CSV and ``--annotate OUT.mp4`` an
+annotated copy of the (single) input video.
+
+Inputs are video files, frame folders (``img_00001.jpg ...``, as ``videoact
+decode-frames`` writes them) and folders searched recursively for both. Outputs that
+are one of the inputs (or the checkpoint) are refused before any work (exit 2).
 """
 from __future__ import annotations
 
@@ -14,17 +19,20 @@ import json
 import sys
 from pathlib import Path
 
-from . import tune_cpu_allocator
+from . import clobber_error, positive_int, probability, seconds_limit, tune_cpu_allocator
+
+OUT_SUFFIXES = (".json", ".csv")  # write_results and write_timeline: CSV, or JSON
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
-    p.add_argument("inputs", nargs="+", help="video files or folders (searched recursively)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
+    p.add_argument("inputs", nargs="+",
+                   help="video files, frame folders, or folders of either (searched recursively)")
+    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, scores averaged")
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--timeout", type=seconds_limit, default=300.0,
                    help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
     t = p.add_argument_group("long videos (--timeline)")
     t.add_argument("--timeline", action="store_true",
@@ -32,19 +40,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--window", type=float, metavar="SEC",
                    help="window length in seconds (default 2; the model sees num_segments frames of it)")
     t.add_argument("--stride", type=float, metavar="SEC", help="step between windows in seconds (default window/4)")
-    t.add_argument("--threshold", type=float, default=0.0,
+    t.add_argument("--threshold", type=probability, default=0.0,
                    help="windows whose top probability is below this are 'no confident action' (default 0)")
     t.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the input video with the timeline drawn on it")
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
+def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """The videos named by ``inputs`` and, for each folder with none, ``no videos found in DIR``.
+
+    A file (or a name that does not exist) is kept as given: reading it reports what is wrong."""
     from ..decode import list_videos
 
     videos: list[Path] = []
+    empty: list[str] = []
     for item in inputs:
         path = Path(item)
-        videos.extend(list_videos(path) if path.is_dir() else [path])
-    return videos
+        if path.is_dir():
+            found = list_videos(path, frame_folders=True)
+            if not found:
+                empty.append(f"no videos found in {item}")
+            videos.extend(found)
+        else:
+            videos.append(path)
+    return videos, empty
+
+
+def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
+    """A usage error for ``--out`` / ``--annotate``, or None."""
+    if args.out and Path(args.out).suffix.lower() not in OUT_SUFFIXES:
+        return (f"--out {args.out}: unsupported file type {Path(args.out).suffix or '(no suffix)'!r}; "
+                f"results are written as {' or '.join(OUT_SUFFIXES)}")
+    # A frame folder's meta.json is part of that input too.
+    protected = [args.checkpoint, *args.inputs, *videos,
+                 *(v / "meta.json" for v in videos if v.is_dir())]
+    return clobber_error([("--out", args.out), ("--annotate", args.annotate)], protected)
 
 
 def write_results(path: Path, rows: list[dict]) -> None:
@@ -76,14 +105,11 @@ def check_timeline_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> int:
+def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failures: list[str]) -> int:
     from ..decode import VideoDecodeError
     from ..timeline import annotate_video, classify_timeline, write_timeline
 
-    if args.annotate and len(videos) != 1:
-        print(f"videoact infer: --annotate needs exactly one video, {len(videos)} found", file=sys.stderr)
-        return 2
-    timelines, failures = [], []
+    timelines, failures = [], list(failures)
     from tqdm import tqdm
 
     for video in videos:
@@ -117,9 +143,11 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path]) -> in
                 print(f"annotated video written to {out}")
             except (VideoDecodeError, OSError) as exc:
                 failures.append(f"{args.annotate}: {exc}")
-    if args.out and timelines:
+    if args.out:
+        # Always a list (one object per video), and written even when every input
+        # failed (an empty list), as plain infer does: no stale results are left.
         try:
-            write_timeline(timelines[0] if len(timelines) == 1 else timelines, Path(args.out))
+            write_timeline(timelines, Path(args.out))
             print(f"timeline written to {args.out}")
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
@@ -133,20 +161,27 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import VideoClassifier
 
     usage = check_timeline_args(args)
+    videos, missing = collect_inputs(args.inputs)
+    usage = usage or check_outputs(args, videos)
+    if usage is None and videos and args.annotate and len(videos) != 1:
+        usage = f"--annotate needs exactly one video, {len(videos)} found"
     if usage:
         print(f"videoact infer: {usage}", file=sys.stderr)
         return 2
+    if not videos:  # as `videoact extract` reports it; nothing is written
+        print(f"videoact infer: no videos found in {', '.join(args.inputs)}", file=sys.stderr)
+        return 1
     tune_cpu_allocator(args.device)
     try:
         classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
     except CheckpointError as exc:
         print(f"videoact infer: {exc}", file=sys.stderr)
         return 2
-    videos = collect_inputs(args.inputs)
     if args.timeline:
-        return run_timeline(args, classifier, videos)
+        return run_timeline(args, classifier, videos, missing)
     results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
                                                 file_timeout=args.timeout or None)
+    failures = [(reason, reason) for reason in missing] + failures
     for r in results:
         print(r.source)
         for label, prob in r.top:

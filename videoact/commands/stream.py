@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
-from . import tune_cpu_allocator
+from . import clobber_error, positive_int, probability, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="temporal-model runs per second (default: after every new feature)")
     p.add_argument("--ema", type=float, default=0.5,
                    help="smoothing: weight of the past in [0, 1), 0 = off (default 0.5)")
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--threshold", type=probability, default=0.5,
                    help="below this smoothed probability: no confident action (default 0.5)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=positive_int, default=3)
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of source time")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
                    help="give up opening a URL or camera after S seconds (default 10)")
-    p.add_argument("--file-timeout", type=float, default=300.0, metavar="S",
+    p.add_argument("--file-timeout", type=seconds_limit, default=300.0, metavar="S",
                    help="give up opening and checking a video file after S seconds (default 300; 0 = no limit)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, metavar="N",
@@ -56,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from ..overlay import AtomicVideoWriter, draw_stream_overlay, window_support
     from ..stream import DEFAULT_LIVE_FPS, SourceError, StreamClassifier, StreamEngine, RateMeter
 
+    # --record on the source file (or the checkpoint) would replace it: refuse first.
+    # A camera index or a URL is no file here and cannot be overwritten.
+    sources = [args.checkpoint] + ([args.source] if os.path.exists(args.source) else [])
+    clash = clobber_error([("--record", args.record)], sources)
+    if clash:
+        _err(clash)
+        return 2
     show = not args.no_window
     if show:
         ok, why = window_support()

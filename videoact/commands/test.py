@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import tune_cpu_allocator
+from . import clobber_error, positive_int, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,17 +14,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file")
     p.add_argument("--out", help="metrics JSON file (top1, top5, mean_class_acc, per_class, confusion_matrix)")
     p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
-    p.add_argument("--num-clips", type=int, default=1, help="clips per video, scores averaged")
+    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, scores averaged")
     p.add_argument("--device", default="auto")
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--timeout", type=seconds_limit, default=300.0,
                    help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _warn(problems) -> None:
+    """Annotation problems (missing files, lines without a label, unknown classes): the
+    entries left out of the metrics, reported as ``videoact train`` does."""
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..evaluation import confusion_png, evaluate, format_report, save_metrics
 
+    png = Path(args.confusion) if args.confusion else (
+        Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
+    clash = clobber_error([("--out", args.out), ("--confusion" if args.confusion else "the confusion PNG", png)],
+                          [args.checkpoint, args.data])
+    if clash:
+        print(f"videoact test: {clash}", file=sys.stderr)
+        return 2
     tune_cpu_allocator(args.device)
     try:
         metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
@@ -32,15 +46,18 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, RuntimeError, FileNotFoundError) as exc:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
+    problems, failures = metrics["problems"], metrics["failures"]
+    _warn(problems)
     print(format_report(metrics))
-    png = Path(args.confusion) if args.confusion else (
-        Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
+    if problems or failures:
+        print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
+              f"{len(failures)} videos that could not be read")
     confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
     metrics["confusion_png"] = str(png)
     print(f"\nconfusion matrix image: {png}")
     if args.out:
         save_metrics(metrics, args.out)
         print(f"metrics: {args.out}")
-    for f in metrics["failures"]:
+    for f in failures:
         print(f"failed: {f['reason']}", file=sys.stderr)
-    return 1 if metrics["failures"] else 0
+    return 1 if failures else 0

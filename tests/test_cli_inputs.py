@@ -1,0 +1,204 @@
+"""User-facing input/output handling of `videoact infer`, `test` and `stream`, on real
+small videos and a real tiny checkpoint: outputs that would overwrite an input, list
+problems, frame folders and empty folders, bad numbers, flipped numpy frames, and the
+shape of `infer --timeline --out`."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faults import run_cli, write_tiny_checkpoint, write_two_class_folder
+from videoact.testing import coded_frame, write_coded_video
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    return {"ckpt": write_tiny_checkpoint(root / "tiny.pt"),
+            "data": write_two_class_folder(root / "data"),
+            "clip": write_coded_video(root / "clip.mp4", 30)}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ 1. outputs that are inputs
+
+
+def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path):
+    ckpt, clip = setup["ckpt"], tmp_path / "clip.mp4"
+    clip.write_bytes(setup["clip"].read_bytes())
+    os.link(clip, tmp_path / "same.json")  # another name for the same file
+    os.symlink(clip, tmp_path / "link.mp4")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{setup['data'] / 'a' / 'v0.mp4'} a\n")
+    before = {p: digest(p) for p in (clip, listing, ckpt)}
+    cases = [
+        (["infer", ckpt, clip, "--out", clip], f"--out {clip}: unsupported file type '.mp4'"),
+        (["infer", ckpt, clip, "--out", tmp_path / "same.json"],
+         f"--out {tmp_path / 'same.json'} is the input {clip}"),
+        (["infer", ckpt, clip, "--timeline", "--annotate", tmp_path / "sub" / ".." / "clip.mp4"],
+         f"--annotate {tmp_path / 'sub' / '..' / 'clip.mp4'} is the input {clip}"),
+        (["infer", ckpt, clip, "--timeline", "--out", tmp_path / "t.json", "--annotate", tmp_path / "t.json"],
+         "--out and --annotate are the same file"),
+        (["stream", ckpt, "--source", clip, "--record", clip, "--no-window"], f"--record {clip} is the input {clip}"),
+        (["stream", ckpt, "--source", clip, "--record", tmp_path / "link.mp4", "--no-window"],
+         f"--record {tmp_path / 'link.mp4'} is the input {clip}"),
+        (["test", ckpt, listing, "--out", listing], f"--out {listing} is the input {listing}"),
+        (["test", ckpt, listing, "--confusion", ckpt], f"--confusion {ckpt} is the input {ckpt}"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, "--device", "cpu", timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert f"videoact {args[0]}: {message}" in proc.stderr, (args, proc.stderr[-2000:])
+        assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert {p: digest(p) for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "link.mp4", "list.txt", "same.json"]
+
+    # Other names for the outputs work.
+    ok = run_cli("infer", ckpt, clip, "--out", tmp_path / "r.csv", "--device", "cpu", timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert [r["source"] for r in csv.DictReader((tmp_path / "r.csv").open())] == [str(clip), str(clip)]
+    assert digest(clip) == before[clip]
+
+
+# ------------------------------------------------------------------ 2. list problems in `videoact test`
+
+
+def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path):
+    data = setup["data"]
+    listing = data / "problems.txt"
+    listing.write_text("a/v0.mp4 a\nb/v1.mp4 b\na/gone.mp4 a\nb/v2.mp4\na/v3.mp4 zebra\n")
+    try:
+        proc = run_cli("test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
+                       "--out", tmp_path / "m.json", timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+        assert [w.split(": ")[1] for w in warnings] == [f"{listing}:3", f"{listing}:4", f"{listing}:5"]
+        assert "gone.mp4" in warnings[0] and "'b/v2.mp4'" in warnings[1] and "'zebra'" in warnings[2]
+        assert "left out of the metrics: 3 entries with problems" in proc.stdout
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert metrics["num_samples"] == 2 and len(metrics["problems"]) == 3
+
+        # Nothing usable: the error, and in it each reason.
+        listing.write_text("a/gone.mp4 a\nb/v2.mp4\n")
+        none = run_cli("test", setup["ckpt"], listing, "--device", "cpu", "--no-progress", timeout=120)
+        assert none.returncode == 2
+        assert "no video could be evaluated (0 failed, 2 entries with problems):" in none.stderr
+        assert f"\n  {listing}:1: missing" in none.stderr and f"\n  {listing}:2: malformed" in none.stderr
+    finally:
+        listing.unlink()
+
+
+# ------------------------------------------------------------------ 3. frame folders, empty folders
+
+
+def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp_path):
+    ckpt, data = setup["ckpt"], setup["data"]
+    frames = tmp_path / "frames"
+    decoded = run_cli("decode-frames", data, frames, "--workers", "1", "--quiet", timeout=120)
+    assert decoded.returncode == 0, decoded.stderr[-2000:]
+    proc = run_cli("infer", ckpt, frames, "--out", tmp_path / "f.json", "--device", "cpu", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "f.json").read_text())
+    assert [Path(r["source"]).relative_to(frames).as_posix() for r in rows] == \
+        [f"{c}/v{i}" for c in "ab" for i in range(4)]
+    one = run_cli("infer", ckpt, frames / "b" / "v2", "--timeline", "--device", "cpu", timeout=120)
+    assert one.returncode == 0 and f"{frames / 'b' / 'v2'}  (" in one.stdout, one.stderr[-2000:]
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no videos here\n")
+    for mode in ([], ["--timeline"]):
+        nothing = run_cli("infer", ckpt, empty, *mode, "--out", tmp_path / "e.json", "--device", "cpu", timeout=120)
+        assert nothing.returncode == 1 and f"videoact infer: no videos found in {empty}\n" in nothing.stderr
+        assert nothing.stdout == "" and not (tmp_path / "e.json").exists()
+    mixed = run_cli("infer", ckpt, empty, setup["clip"], "--device", "cpu", timeout=120)
+    assert mixed.returncode == 1
+    assert f"{setup['clip']}\n" in mixed.stdout and f"failed: no videos found in {empty}" in mixed.stderr
+
+
+# ------------------------------------------------------------------ 4. bad numbers
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("infer", ["--top-k", "-1"], "argument --top-k: must be >= 1, got -1"),
+    ("infer", ["--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
+    ("infer", ["--num-clips", "0"], "argument --num-clips: must be >= 1, got 0"),
+    ("infer", ["--timeout", "-5"], "argument --timeout: must be a number of seconds >= 0 (0 = no limit), got -5"),
+    ("infer", ["--timeline", "--threshold", "1.5"], "argument --threshold: must be a probability in [0, 1], got 1.5"),
+    ("test", ["--num-clips", "0"], "argument --num-clips: must be >= 1, got 0"),
+    ("test", ["--timeout", "-1"], "argument --timeout: must be a number of seconds >= 0"),
+    ("stream", ["--threshold", "-0.1"], "argument --threshold: must be a probability in [0, 1], got -0.1"),
+    ("stream", ["--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
+])
+def test_bad_numbers_are_refused_up_front(setup, command, args, message):
+    target = ["--source", setup["clip"], "--no-window"] if command == "stream" else [setup["clip"]]
+    proc = run_cli(command, setup["ckpt"], *target, *args, timeout=60)
+    assert proc.returncode == 2 and f"videoact {command}: error: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout == ""
+
+
+# ------------------------------------------------------------------ 5. flipped numpy frames
+
+
+@pytest.fixture(scope="module")
+def classifier(setup):
+    from videoact.inference import VideoClassifier
+
+    return VideoClassifier.from_checkpoint(setup["ckpt"], device="cpu")
+
+
+def test_predict_accepts_a_flipped_numpy_array(classifier):
+    bgr = np.stack([coded_frame(i) for i in range(12)])[..., ::-1].copy()
+    rgb = bgr[..., ::-1]  # a view with a negative stride, the usual BGR -> RGB flip
+    assert rgb.strides[-1] < 0
+    expected = classifier.predict(np.ascontiguousarray(rgb), top_k=2)
+    got = classifier.predict(rgb, top_k=2)
+    assert got.top == expected.top and np.array_equal(got.probs.numpy(), expected.probs.numpy())
+    assert np.array_equal(classifier.frame_features(rgb[:3]).numpy(),
+                          classifier.frame_features(np.ascontiguousarray(rgb[:3])).numpy())
+
+
+def test_stream_push_accepts_a_flipped_frame(classifier):
+    from videoact.stream import StreamClassifier
+
+    sc = StreamClassifier(classifier, feature_rate=8, threshold=0.0)
+    frame = coded_frame(3)[..., ::-1].copy()[..., ::-1]
+    sc.push(frame, 0.0)
+    assert sc.ring is not None and sc.frames_pushed == 1
+
+
+# ------------------------------------------------------------------ 6. the shape of --timeline --out
+
+
+def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(setup, tmp_path):
+    ckpt, clip, other = setup["ckpt"], setup["clip"], setup["data"] / "b" / "v3.mp4"
+    out = tmp_path / "t.json"
+    for inputs in ([clip], [clip, other]):
+        proc = run_cli("infer", ckpt, *inputs, "--timeline", "--out", out, "--device", "cpu", timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        data = json.loads(out.read_text())
+        assert isinstance(data, list) and [d["source"] for d in data] == [str(p) for p in inputs]
+        assert all(d["windows"] and {"segments", "duration"} <= set(d) for d in data)
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    for mode, name in (([], "plain.json"), (["--timeline"], "timeline.json"), (["--timeline"], "timeline.csv"),
+                       ([], "plain.csv")):
+        stale = tmp_path / name
+        stale.write_text("results of an earlier run\n")
+        proc = run_cli("infer", ckpt, broken, *mode, "--out", stale, "--device", "cpu", timeout=120)
+        assert proc.returncode == 1 and f"failed: {broken}: " in proc.stderr, proc.stderr[-2000:]
+        if name.endswith(".json"):
+            assert json.loads(stale.read_text()) == []
+        else:  # the header only
+            assert len(list(csv.reader(stale.open()))) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
