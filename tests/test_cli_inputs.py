@@ -129,15 +129,15 @@ def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp
 
 
 @pytest.mark.parametrize("command,args,message", [
-    ("infer", ["--top-k", "-1"], "argument --top-k: must be >= 1, got -1"),
-    ("infer", ["--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
-    ("infer", ["--num-clips", "0"], "argument --num-clips: must be >= 1, got 0"),
+    ("infer", ["--top-k", "-1"], "argument --top-k: must be a whole number >= 1, got -1"),
+    ("infer", ["--top-k", "0"], "argument --top-k: must be a whole number >= 1, got 0"),
+    ("infer", ["--num-clips", "0"], "argument --num-clips: must be a whole number >= 1, got 0"),
     ("infer", ["--timeout", "-5"], "argument --timeout: must be a number of seconds >= 0 (0 = no limit), got -5"),
     ("infer", ["--timeline", "--threshold", "1.5"], "argument --threshold: must be a probability in [0, 1], got 1.5"),
-    ("test", ["--num-clips", "0"], "argument --num-clips: must be >= 1, got 0"),
+    ("test", ["--num-clips", "0"], "argument --num-clips: must be a whole number >= 1, got 0"),
     ("test", ["--timeout", "-1"], "argument --timeout: must be a number of seconds >= 0"),
     ("stream", ["--threshold", "-0.1"], "argument --threshold: must be a probability in [0, 1], got -0.1"),
-    ("stream", ["--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
+    ("stream", ["--top-k", "0"], "argument --top-k: must be a whole number >= 1, got 0"),
 ])
 def test_bad_numbers_are_refused_up_front(setup, command, args, message):
     target = ["--source", setup["clip"], "--no-window"] if command == "stream" else [setup["clip"]]

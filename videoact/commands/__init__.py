@@ -28,37 +28,29 @@ def tune_cpu_allocator(device: str) -> None:
 # ``videoact CMD: error: argument --top-k: ...``) before any work starts.
 
 
+def _checked(text: str, convert, ok, expected: str):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """``--top-k``, ``--num-clips``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _checked(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def seconds_limit(text: str) -> float:
     """``--timeout``: seconds >= 0, where 0 means no limit."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (0 = no limit), got {text}")
-    return value
+    return _checked(text, float, lambda v: math.isfinite(v) and v >= 0, "a number of seconds >= 0 (0 = no limit)")
 
 
 def probability(text: str) -> float:
     """``--threshold``: a probability in [0, 1] (the check ``StreamClassifier`` makes)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
-    return value
+    return _checked(text, float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
 # ------------------------------------------------------------------ outputs vs inputs
