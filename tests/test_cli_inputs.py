@@ -128,6 +128,17 @@ def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp
 # ------------------------------------------------------------------ 4. bad numbers
 
 
+def test_sampling_options_of_another_mode_are_refused(setup, tmp_path):
+    """extract --num-segments without --sampling uniform was silently ignored (every frame extracted)."""
+    for args, message in ((["--num-segments", "8"], "--num-segments is for --sampling uniform, and the sampling "
+                                                      "is all (the default: every frame)"),
+                          (["--sampling", "uniform", "--fps", "4"], "--fps is for --sampling fps, and the "
+                                                                    "sampling is uniform")):
+        proc = run_cli("extract", setup["data"], tmp_path / "out", *args, timeout=60)
+        assert proc.returncode == 2 and f"videoact extract: {message}" in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("command,args,message", [
     ("infer", ["--top-k", "-1"], "argument --top-k: must be a whole number >= 1, got -1"),
     ("infer", ["--top-k", "0"], "argument --top-k: must be a whole number >= 1, got 0"),

@@ -220,7 +220,9 @@ def test_infer_timeline_bad_input(model, tmp_path, capsys):
     assert main(["infer", str(ckpt), str(bad), str(bad), "--timeline", "--annotate", str(tmp_path / "a.mp4")]) == 2
     assert "--annotate" in capsys.readouterr().err
     assert main(["infer", str(ckpt), str(bad), "--stride", "1"]) == 2
-    assert "only work with --timeline" in capsys.readouterr().err
+    assert "--stride only works with --timeline" in capsys.readouterr().err
+    assert main(["infer", str(ckpt), str(bad), "--stride", "1", "--window", "2"]) == 2
+    assert "--window, --stride only work with --timeline" in capsys.readouterr().err
 
 
 def test_write_timeline_single_and_many(model, known_video, tmp_path):

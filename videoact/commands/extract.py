@@ -21,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
     p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"])
-    p.add_argument("--num-segments", type=int, default=16, help="with --sampling uniform")
-    p.add_argument("--stride", type=int, default=1, help="with --sampling dense")
-    p.add_argument("--fps", type=float, default=8.0, help="with --sampling fps")
+    # Defaults filled in run(): an option given for another --sampling mode is an error, not ignored.
+    p.add_argument("--num-segments", type=int, default=None, help="with --sampling uniform (default 16)")
+    p.add_argument("--stride", type=int, default=None, help="with --sampling dense (default 1)")
+    p.add_argument("--fps", type=float, default=None, help="with --sampling fps (default 8)")
     p.add_argument("--max-frames", type=int, default=None, help="cap frames per video (spread over the video)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="frames per backbone batch (default: 64; on a CPU fewer above 224 px, 16 at 448)")
@@ -62,6 +63,12 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
 def run(args: argparse.Namespace) -> int:
     from ..extract import SamplingSpec, extract_features
 
+    for option, value, mode in (("--num-segments", args.num_segments, "uniform"), ("--stride", args.stride, "dense"),
+                                ("--fps", args.fps, "fps")):
+        if value is not None and args.sampling != mode:
+            print(f"videoact extract: {option} is for --sampling {mode}, and the sampling is {args.sampling}"
+                  + (" (the default: every frame)" if args.sampling == "all" else ""), file=sys.stderr)
+            return 2
     videos, root = gather_videos(args.src, args.root)
     if args.exclude:
         from ..health import exclude_paths, read_exclude_list
@@ -76,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
         return 1
-    sampling = SamplingSpec(mode=args.sampling, num_segments=args.num_segments, stride=args.stride,
-                            target_fps=args.fps, max_frames=args.max_frames)
+    given = {"num_segments": args.num_segments, "stride": args.stride, "target_fps": args.fps}
+    sampling = SamplingSpec(mode=args.sampling, max_frames=args.max_frames,
+                            **{key: value for key, value in given.items() if value is not None})
     # Under torchrun (WORLD_SIZE > 1) each rank takes every WORLD_SIZE-th video.
     from ..distributed import DistributedSetupError, all_gather_objects, distributed_session
 

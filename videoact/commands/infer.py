@@ -95,7 +95,7 @@ def check_timeline_args(args: argparse.Namespace) -> str | None:
     """A usage error for the timeline options, or None."""
     if not args.timeline:
         used = [f"--{n}" for n in ("window", "stride", "annotate") if getattr(args, n) is not None]
-        return f"{', '.join(used)} only work with --timeline" if used else None
+        return f"{', '.join(used)} only {'work' if len(used) > 1 else 'works'} with --timeline" if used else None
     for name in ("window", "stride"):
         value = getattr(args, name)
         if value is not None and not value > 0:
