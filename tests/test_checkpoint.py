@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def test_round_trip_and_rebuild(tmp_path, name):
         assert not rebuilt.training
         with torch.no_grad():
             torch.testing.assert_close(rebuilt(x, [5, 2, 4]), model(x, [5, 2, 4]), atol=0, rtol=0)
+
+    # a checkpoint whose class list does not match its model: the error names the file it came from
+    bad = dict(ckpt, classes=CLASSES[:2])
+    for source, expected in ((None, "<checkpoint>"), (path, str(path))):
+        with pytest.raises(CheckpointError, match=f"^{re.escape(expected)}: model_config has num_classes=3"):
+            build_model_from_checkpoint(bad, source)
 
     # the optimizer resumes from its saved state
     fresh = torch.optim.AdamW(build_model_from_checkpoint(ckpt).parameters(), lr=1e-2)

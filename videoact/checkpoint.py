@@ -223,11 +223,13 @@ def check_checkpoint(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> Non
         raise CheckpointError(f"{path}: model_config has no model 'name'")
 
 
-def build_model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike) -> nn.Module:
-    """The temporal model of a checkpoint (dict or path), weights loaded, in eval mode."""
+def build_model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike,
+                                path: str | os.PathLike | None = None) -> nn.Module:
+    """The temporal model of a checkpoint (dict or path), weights loaded, in eval mode.
+    ``path``: the file a dict came from, for the error messages."""
     from .temporal import create_temporal_model
 
-    path = "<checkpoint>"
+    path = str(path) if path is not None else "<checkpoint>"
     if not isinstance(ckpt, Mapping):
         path = str(ckpt)
         ckpt = load_checkpoint(ckpt)

@@ -102,7 +102,7 @@ class VideoClassifier:
 
         ckpt = load_checkpoint(path)
         feature = dict(ckpt["feature"])
-        temporal = build_model_from_checkpoint(ckpt)
+        temporal = build_model_from_checkpoint(ckpt, path)
         backbone = create_backbone(feature["backbone"], pretrained=True,
                                    weights=weights if weights is not None else feature.get("weights"),
                                    pooling=feature["pooling"], layer=feature.get("layer", "last"))
