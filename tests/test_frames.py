@@ -141,3 +141,20 @@ def test_colliding_outputs_and_broken_frame_folders(tmp_path):
     empty.mkdir()
     with pytest.raises(VideoDecodeError, match="no frames"):
         open_video(empty)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nested_output_folders_are_refused(tmp_path, workers):
+    """x.mp4 -> OUT/x and x/y.mp4 -> OUT/x/y: committing OUT/x replaced the whole folder,
+    deleting y's frames after y had been reported decoded."""
+    root = tmp_path / "videos"
+    write_coded_video(root / "x.mp4", 40)
+    write_coded_video(root / "x" / "y.mp4", 3)
+    write_coded_video(root / "z" / "w.mp4", 3)
+    report = decode_folder(root, tmp_path / "out", workers=workers)
+    status = {Path(r.video).relative_to(root).as_posix(): r for r in report.results}
+    assert status["x.mp4"].status == status["z/w.mp4"].status == "decoded"
+    assert status["x/y.mp4"].status == "failed" and "lies inside" in status["x/y.mp4"].error
+    assert is_complete(tmp_path / "out" / "x") and is_complete(tmp_path / "out" / "z" / "w")
+    for r in report.results:  # whatever is reported decoded is there
+        assert r.status != "decoded" or is_complete(Path(r.out_dir)), r

@@ -352,15 +352,26 @@ def decode_folder(
     report = DecodeReport()
     jobs: list[tuple[str, str]] = []
     owner: dict[Path, Path] = {}
+    inside: dict[Path, Path] = {}  # each folder that holds a frame folder -> that folder
     for v in videos:
         target = frame_folder_for(v, root, out)
+        clash = None
         if target in owner:  # clip.mp4 and clip.avi would share OUT/clip
-            report.results.append(FramesResult(
-                str(v), str(target), "failed",
-                error=f"{v}: output folder {target} is already used by {owner[target]}",
-            ))
+            clash = f"output folder {target} is already used by {owner[target]}"
+        elif target in inside:  # x.mp4 -> OUT/x holds OUT/x/y of x/y.mp4
+            clash = (f"output folder {target} holds {inside[target]}, the frame folder of "
+                     f"{owner[inside[target]]} (rewriting one would delete the other)")
+        else:
+            outer = next((a for a in target.parents if a in owner), None)
+            if outer is not None:
+                clash = (f"output folder {target} lies inside {outer}, the frame folder of {owner[outer]} "
+                         "(rewriting one would delete the other)")
+        if clash:
+            report.results.append(FramesResult(str(v), str(target), "failed", error=f"{v}: {clash}"))
             continue
         owner[target] = v
+        for a in target.parents:
+            inside.setdefault(a, target)
         jobs.append((str(v), str(target)))
 
     bar = _progress(len(jobs), progress)
