@@ -237,3 +237,17 @@ def test_exclusion_list_matching(tmp_path):
     report = check_videos([a], workers=0)
     with pytest.raises(ValueError, match="unknown statuses"):
         write_quarantine(report, tmp_path / "q.txt", statuses=("broken",))
+
+
+def test_quarantine_of_a_file_name_that_is_not_utf8(tmp_path):
+    """A name with undecodable bytes (Linux allows any bytes) made the whole list fail to write."""
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.mp4"))
+    odd.write_bytes(b"")  # empty: refused before any decoder opens it
+    good = tmp_path / "plain.mp4"
+    good.write_bytes(b"")
+    report = check_videos([odd, good], workers=0)
+    listed = write_quarantine(report, tmp_path / "q.txt")
+    assert sorted(f.path for f in listed) == sorted([str(odd), str(good)])
+    assert os.fsencode(str(odd)) in (tmp_path / "q.txt").read_bytes()  # the name's own bytes
+    kept, dropped = exclude_paths([odd, good, tmp_path / "other.mp4"], read_exclude_list(tmp_path / "q.txt"))
+    assert sorted(dropped) == sorted([odd, good]) and kept == [tmp_path / "other.mp4"]

@@ -654,7 +654,7 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
     One absolute path per line, each after a ``#`` comment line with its status and
     reason. Written atomically; returns the files listed.
     """
-    from .atomic import atomic_write_text
+    from .atomic import atomic_write
 
     wanted = set(statuses)
     unknown = wanted - set(STATUSES)
@@ -669,7 +669,9 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
         reason = (f.reason or "").replace("\n", " ")
         lines.append(f"# {f.status}: {reason}")
         lines.append(text)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
+    with atomic_write(path, "wb") as f:
+        f.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
     return chosen
 
 
@@ -686,7 +688,7 @@ def read_exclude_list(path: str | os.PathLike) -> set[str]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8", "surrogateescape")  # as os.fsdecode reads file names
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: exclusion list not found") from None
     except (OSError, UnicodeDecodeError) as exc:
