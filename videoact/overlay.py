@@ -162,6 +162,8 @@ class AtomicVideoWriter:
         if self._writer is not None:
             self._writer.release()
         if commit and self.frames > 0:
+            with open(self.tmp, "rb+") as f:  # on disk before the rename, as atomic_write does
+                os.fsync(f.fileno())
             os.replace(self.tmp, self.path)
             return self.path
         with contextlib.suppress(FileNotFoundError):
