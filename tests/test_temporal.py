@@ -61,6 +61,19 @@ def test_padded_row_equals_sequence_alone(spec):
 
 
 @pytest.mark.parametrize("spec", MODELS.values(), ids=MODELS.keys())
+def test_cached_float16_and_float64_features_are_accepted(spec):
+    """load_features returns float16 (the cache's dtype): the model reads it as float32."""
+    model = make_model(spec)
+    x = padded_batch(LENGTHS).half()
+    with torch.no_grad():
+        expected = model(x.float(), LENGTHS)
+        for dtype in (torch.float16, torch.float64):
+            got = model(x.to(dtype), LENGTHS)
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("spec", MODELS.values(), ids=MODELS.keys())
 def test_padding_content_does_not_matter(spec):
     model = make_model(spec)
     lengths = torch.tensor(LENGTHS)

@@ -200,6 +200,9 @@ class _Recognizer(nn.Module):
         Padded steps are zeroed first, so whatever they hold never reaches the output.
         """
         self._check_input(features)
+        # The cache stores float16 (load_features); the weights decide the dtype (under
+        # autocast, matmuls still run in the autocast dtype).
+        features = features.to(next(self.parameters()).dtype)
         batch, steps, _ = features.shape
         lengths = normalize_lengths(lengths, batch, steps)
         mask = length_mask(lengths, steps, features.device)
