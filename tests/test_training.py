@@ -1,6 +1,7 @@
 """Training, resume, evaluation and inference end to end on a tiny synthetic benchmark,
 through the real command line, the real offline backbone and real encoded videos."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -236,3 +237,26 @@ def test_validation_is_held_out_of_the_readable_videos(tmp_path):
     assert "2 classes: 2 training videos, 2 validation videos (held out of the training videos)" in proc.stdout
     assert proc.stderr.count("warning: skipping") == 2 and "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
     assert re.search(r"best validation accuracy: [\d.]+% at epoch [12] of \d run", proc.stdout), proc.stdout
+
+
+def test_training_reuses_features_of_symlinked_videos(tmp_path):
+    """Videos that are symlinks into a content store (DVC, git-annex, a Hugging Face cache)
+    keep their listed names as cache keys, as `videoact extract` names them: training
+    reuses that cache instead of extracting every video again under the store's names."""
+    from videoact.testing import write_coded_video
+
+    for c in ("a", "b"):
+        for i in range(3):
+            blob = write_coded_video(tmp_path / "objects" / f"{c}{i}" / f"{c}{i}f00d.mp4", 12 + i)
+            link = tmp_path / "data" / c / f"clip{i}.mp4"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    cache = tmp_path / "cache"
+    videoact("extract", tmp_path / "data", cache, "--image-size", "64", "--resize", "squash", "--sampling", "uniform",
+             "--num-segments", "8", "--no-progress")
+    extracted = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.safetensors"))
+    assert extracted == [f"{c}/clip{i}.mp4.safetensors" for c in ("a", "b") for i in range(3)]
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")}
+    videoact("train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=1",
+             "--set", "data.val_fraction=0.3", "--set", f"feature.cache_dir={cache}", *FAST)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")} == stamps  # nothing new, nothing redone

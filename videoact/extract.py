@@ -455,9 +455,9 @@ def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Mo
     return folded
 
 
-def _relative_name(path: Path, root: Path | None) -> str:
-    """The cache key of ``path``: relative to ``root`` (as training computes it, through
-    resolved paths; else as listed, e.g. below a symlinked sub-folder), otherwise
+def cache_key(path: Path, root: Path | None) -> str:
+    """The cache key of ``path``: relative to ``root`` (through resolved paths; else as
+    listed, e.g. a symlink into a content store outside ``root``), otherwise
     ``__outside__/<absolute path>``. Never the bare file name: two videos called
     ``clip.mp4`` in different folders must not share (and overwrite) one cache file."""
     if root is not None:
@@ -837,7 +837,7 @@ def extract_features(
         if i % world != rank:
             continue
         video = Path(video)
-        rel = _relative_name(video, root_path)
+        rel = cache_key(video, root_path)
         target = cache_path(out_dir, rel)
         mine.append(target)
         stale = cache_staleness(target, settings, video)

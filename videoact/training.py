@@ -36,9 +36,9 @@ from .atomic import atomic_write_text
 from .backbones import grid_size
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, save_config
-from .datasets import EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
+from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .device import resolve_device
-from .extract import SamplingSpec, extract_features, extraction_settings
+from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
 from .temporal import create_temporal_model
 
 
@@ -147,19 +147,20 @@ def sampling_spec(cfg: Config) -> SamplingSpec:
 
 
 def rebase(samples: list, root: Path) -> list:
-    """Give every sample a cache key relative to one common root (train and val may differ)."""
-    return [dataclasses.replace(s, rel=Path(s.path).resolve().relative_to(root).as_posix()) for s in samples]
+    """Give every sample its cache key relative to one common root (train and val may
+    differ), as ``videoact extract --root`` names it: a cache it filled is reused."""
+    return [dataclasses.replace(s, rel=cache_key(Path(s.path), root)) for s in samples]
 
 
 def cache_root(samples: list, data_root: str | None) -> Path:
     """The folder cache keys are relative to: ``data.root`` when every video lies inside it
-    (so the cache matches ``videoact extract --root``), else the videos' common folder."""
-    parents = [str(Path(s.path).resolve().parent) for s in samples]
+    (so the cache matches ``videoact extract --root``), else the videos' common folder, as
+    listed: videos that are symlinks into a content store (DVC, git-annex) keep their names."""
     if data_root:
-        root = Path(data_root).resolve()
-        if all(os.path.commonpath([p, str(root)]) == str(root) for p in parents):
+        root = Path(data_root)
+        if not any(cache_key(Path(s.path), root).startswith(OUTSIDE_PREFIX) for s in samples):
             return root
-    return Path(os.path.commonpath(parents)).resolve()
+    return Path(os.path.commonpath([os.path.abspath(Path(s.path).parent) for s in samples]))
 
 
 def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> list:
