@@ -251,6 +251,72 @@ def test_file_as_fast_as_possible_loses_nothing(setup):
     assert [r.frame_indices[-1] for r in results] == list(range(T - 1, 100))
 
 
+def _consume_results(engine: StreamEngine, seconds: float) -> tuple[list, list, bool]:
+    """Iterate ``engine.results()`` in a thread for at most ``seconds``: (results, errors, finished)."""
+    got, errors = [], []
+
+    def run() -> None:
+        try:
+            got.extend(engine.results())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return got, errors, not thread.is_alive()
+
+
+def test_display_slot_never_blocks_a_results_only_consumer(setup):
+    """display=True on a file read as fast as possible, and nobody calls next_frame(): the
+    capture thread used to wait for ever on the display slot, so results() gave nothing."""
+    sc = StreamClassifier(setup["clf"], feature_rate=FPS, ema=0.0, threshold=0.0)
+    engine = StreamEngine(setup["video"], sc, display=True, display_wait=600)  # only results() may unblock it
+    engine.start()
+    try:
+        results, errors, finished = _consume_results(engine, 60)
+    finally:
+        stopped = engine.stop(timeout=10)
+    assert finished and not errors, (engine.stats(), errors)
+    # The inference side stays lossless: every frame, every result.
+    assert [r.frame_indices[-1] for r in results] == list(range(T - 1, 100))
+    assert engine.frames_captured == 100 and engine.dropped == 0
+    assert stopped
+
+
+def test_display_consumer_that_stops_taking_frames_is_not_waited_for(setup):
+    """A display loop that took frames and then went away holds the capture thread up for
+    ``display_wait`` at most; stop() ends a capture thread that is waiting on the display."""
+    messages: list[str] = []
+    sc = StreamClassifier(setup["clf"], feature_rate=FPS, ema=0.0, threshold=0.0)
+    engine = StreamEngine(setup["video"], sc, display=True, display_wait=0.5, log=messages.append)
+    engine.start()
+    try:
+        shown = [engine.next_frame(timeout=10).index for _ in range(5)]
+        results, errors, finished = _consume_results(engine, 60)
+    finally:
+        stopped = engine.stop(timeout=10)
+    assert shown == [0, 1, 2, 3, 4]  # while it took frames, it got every one
+    assert finished and not errors, (engine.stats(), errors, messages)
+    assert [r.frame_indices[-1] for r in results] == list(range(T - 1, 100))
+    assert engine.display_dropped > 0 and any("display took no frame" in m for m in messages)
+    assert stopped
+
+    # Nobody takes anything, the display wait is long: stop() still ends the threads at once.
+    engine = StreamEngine(setup["video"], StreamClassifier(setup["clf"], feature_rate=FPS), display=True,
+                          display_wait=600)
+    engine.start()
+    engine.next_frame(timeout=10)  # a display consumer exists, so the capture thread waits for it
+    deadline = time.monotonic() + 30
+    while engine.frames_captured < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert engine.frames_captured < 100  # held up by the untaken display frame, not finished
+    started = time.monotonic()
+    assert engine.stop(timeout=10)
+    assert time.monotonic() - started < 5
+
+
 # ---------------------------------------------------------------------- live sources
 
 
@@ -347,6 +413,102 @@ def test_url_that_never_answers_times_out():
         assert url in str(info.value)
     finally:
         quiet.close()
+
+
+class VideoFileServer:
+    """Serves a video file over HTTP on 127.0.0.1; ``payloads(n)`` gives the bytes for the n-th
+    connection (from 0): a camera that can open and then send frames, or none at all."""
+
+    def __init__(self, payloads) -> None:
+        self.connections = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                data = payloads(outer.connections)
+                outer.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "video/x-msvideo")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cam.avi"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _empty_avi(path: Path) -> bytes:
+    """A valid AVI with a video track and no frame: FFmpeg opens it, every read fails."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (128, 96))
+    assert writer.isOpened()
+    writer.release()
+    return path.read_bytes()
+
+
+def _drain(source, seconds: float) -> tuple[list[int], BaseException | None, float]:
+    """Run ``source.frames`` in a thread for at most ``seconds``: (frame indices, error, elapsed)."""
+    stop, got, errors = threading.Event(), [], []
+
+    def run() -> None:
+        try:
+            for frame in source.frames(stop):
+                got.append(read_frame_index(frame.image))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    stop.set()  # the old code never gave up: end it here
+    thread.join(10)
+    assert not thread.is_alive()
+    source.close()
+    return got, (errors[0] if errors else None), time.monotonic() - started
+
+
+def test_source_that_opens_but_sends_no_frames_backs_off_and_gives_up(setup, tmp_path):
+    """An HTTP camera that delivers 3 frames on each of its first 3 connections, then opens
+    fine but sends nothing: only frames count as reconnected, the back-off grows, the
+    attempts are counted, and give_up_after is measured from the last frame."""
+    three = write_coded_video(tmp_path / "three.avi", 3, fps=FPS).read_bytes()
+    empty = _empty_avi(tmp_path / "empty.avi")
+    server = VideoFileServer(lambda n: three if n < 3 else empty)
+    messages: list[str] = []
+    source = URLSource(server.url, open_timeout=5, read_timeout=2, backoff=0.05, max_backoff=0.4,
+                       give_up_after=2.0, log=messages.append)
+    try:
+        got, error, elapsed = _drain(source, 30)
+    finally:
+        server.stop()
+    assert got == [0, 1, 2] * 3, messages
+    assert source.reconnects == 2, messages  # connections 2 and 3 gave frames; later opens did not
+    assert isinstance(error, SourceError), messages  # it gave up, instead of looping until stopped
+    assert "lost and not back after" in str(error) and "opened but no frame could be read" in str(error)
+    assert 2.0 <= elapsed < 15  # the limit after the last frame, plus slack for a loaded machine
+    # After the last frame: the attempt counter grows and the back-off doubles up to its cap.
+    last = max(i for i, m in enumerate(messages) if "reconnected" in m)
+    lost = [m for m in messages[last + 1:] if "reconnecting in" in m]
+    attempts = [int(m.split("(attempt ")[1].rstrip(")")) for m in lost]
+    delays = [float(m.split("reconnecting in ")[1].split(" s")[0]) for m in lost]
+    assert attempts == list(range(1, len(attempts) + 1)) and len(attempts) >= 4, messages
+    assert max(delays) == pytest.approx(0.4) and delays[:3] == sorted(delays[:3]), messages
+    assert server.connections >= 3 + len(attempts)  # each attempt really re-opened the stream
+    # Before it, every loss was mended at the first attempt (a frame resets the count).
+    before = [m for m in messages[:last + 1] if "reconnecting in" in m]
+    assert before and all(m.endswith("(attempt 1)") for m in before), messages
+    assert "giving up" in messages[-1]
 
 
 def test_open_source_kinds(setup, tmp_path):

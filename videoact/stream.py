@@ -9,7 +9,8 @@ One engine serves every source::
   inference thread looked at it is *dropped* and counted, never queued: the known
   failure of webcam demos (reading stale frames from a growing buffer and falling tens
   of seconds behind) cannot happen. For a file read as fast as possible nothing is
-  dropped: the capture thread waits for the consumers instead.
+  dropped: the capture thread waits for the consumers instead (for the display, only
+  while a display loop keeps taking frames: see :class:`StreamEngine`).
 * :class:`StreamClassifier` (usable on its own, without threads) computes per-frame CNN
   features once per sampled frame, at ``feature_rate`` frames per second of source
   time, into a ring buffer of the last ``T`` vectors (``T`` = the checkpoint's
@@ -209,6 +210,12 @@ class _CaptureSource(FrameSource):
         self._t0: float | None = None
         self._count = 0
         self.reconnects = 0
+        # Kept across _reconnect() calls and reset only by a frame: a source that opens
+        # but never delivers must still back off, count attempts and give up.
+        self._last_frame: float | None = None  # monotonic time of the last frame (or first open)
+        self._delay = self.backoff
+        self._attempt = 0
+        self._lost_reason = "read failed"
 
     # -- what subclasses provide
     def _create(self) -> Any:
@@ -254,6 +261,8 @@ class _CaptureSource(FrameSource):
         self.fps = float(fps) if fps and math.isfinite(fps) and 1.0 <= fps <= 240.0 else None
         if self._t0 is None:
             self._t0 = time.monotonic()
+        if self._last_frame is None:
+            self._last_frame = self._t0
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self._cap.read()
@@ -268,6 +277,13 @@ class _CaptureSource(FrameSource):
             if bgr is not None:
                 now = time.monotonic()
                 assert self._t0 is not None
+                if self._attempt:  # back after a loss: only a frame counts as reconnected
+                    self.reconnects += 1
+                    self._log(f"{self.name}: reconnected after {now - (self._last_frame or now):.1f} s "
+                              f"({self._attempt} attempt{'s' if self._attempt > 1 else ''})")
+                self._last_frame = now
+                self._delay = self.backoff
+                self._attempt = 0
                 image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
                 yield Frame(image, now - self._t0, self._count, now)
                 self._count += 1
@@ -275,34 +291,41 @@ class _CaptureSource(FrameSource):
             if not self.reconnect:
                 self._log(f"{self.name}: stream ended (read failed)")
                 return
+            self._lost_reason = "opened but no frame could be read" if self._attempt else "read failed"
             if not self._reconnect(stop):
                 return
 
     def _reconnect(self, stop: threading.Event) -> bool:
-        """Re-open with exponential back-off; False when stopped or given up."""
+        """Re-open with exponential back-off; False when stopped, :class:`SourceError` when given up.
+
+        The back-off, the attempt count and the time of the last frame live on the source,
+        so a source that opens but yields no frame keeps backing off and gives up after
+        ``give_up_after`` seconds without a frame, like one that does not open at all.
+        """
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-        lost = time.monotonic()
-        delay = self.backoff
-        attempt = 0
         while not stop.is_set():
-            attempt += 1
-            self._log(f"{self.name}: stream lost; reconnecting in {delay:.1f} s (attempt {attempt})")
+            now = time.monotonic()
+            last = self._last_frame if self._last_frame is not None else now
+            waited = now - last
+            if self.give_up_after is not None and waited >= self.give_up_after:
+                self._log(f"{self.name}: giving up after {waited:.1f} s without frames ({self._lost_reason})")
+                raise SourceError(self.name, f"lost and not back after {waited:.1f} s ({self._lost_reason})")
+            delay = self._delay
+            if self.give_up_after is not None:  # one last try at the deadline, not a full back-off past it
+                delay = max(0.0, min(delay, self.give_up_after - waited))
+            self._attempt += 1
+            self._delay = min(self.max_backoff, self._delay * 2)
+            self._log(f"{self.name}: stream lost; reconnecting in {delay:.1f} s (attempt {self._attempt})")
             if stop.wait(delay):
                 return False
             try:
                 self.open()
             except SourceError as exc:
-                waited = time.monotonic() - lost
-                if self.give_up_after is not None and waited >= self.give_up_after:
-                    self._log(f"{self.name}: giving up after {waited:.1f} s without frames ({exc.reason})")
-                    raise SourceError(self.name, f"lost and not back after {waited:.1f} s ({exc.reason})") from None
-                delay = min(self.max_backoff, delay * 2)
+                self._lost_reason = exc.reason
                 continue
-            self.reconnects += 1
-            self._log(f"{self.name}: reconnected after {time.monotonic() - lost:.1f} s")
-            return True
+            return True  # opened; frames() counts the reconnect when a frame comes
         return False
 
     def close(self) -> None:
@@ -408,12 +431,20 @@ class BoundedBuffer:
         self.dropped = 0
         self.put_count = 0
 
-    def put(self, item: Any, stop: threading.Event | None = None) -> bool:
-        """Store ``item``; False when the buffer was closed (the consumer is gone)."""
+    def put(self, item: Any, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
+        """Store ``item``; False when the buffer was closed (the consumer is gone).
+
+        Lossless: waits for room until the buffer is closed, ``stop`` is set or ``timeout``
+        seconds passed (``None``: no limit); then, if still full, the oldest item is dropped.
+        """
         with self._cond:
             if self.lossless:
+                deadline = None if timeout is None else time.monotonic() + timeout
                 while len(self._items) >= self.maxlen and not self._closed and not (stop and stop.is_set()):
-                    self._cond.wait(0.5)
+                    wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
             if self._closed:
                 return False
             if len(self._items) >= self.maxlen:
@@ -422,6 +453,17 @@ class BoundedBuffer:
             self._items.append(item)
             self.put_count += 1
             self._cond.notify_all()
+            return True
+
+    def wait_for_room(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait up to ``timeout`` s for room; True when there is room or the buffer is closed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._items) >= self.maxlen and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                self._cond.wait(min(0.5, remaining))
             return True
 
     def get(self, timeout: float | None = None) -> Any:
@@ -761,7 +803,12 @@ class StreamEngine:
             are the ``StreamClassifier`` arguments).
         realtime: pace a file at its own frame rate (live sources always are).
         display: also keep the newest frame for a display/recording loop
-            (:meth:`next_frame`).
+            (:meth:`next_frame`). For a file read as fast as possible the capture thread
+            waits for that loop, so a recording gets every frame, but only while the loop
+            keeps taking frames: a frame it leaves for ``display_wait`` seconds is
+            overwritten, and the slot stays lossy until it calls :meth:`next_frame` again.
+            A caller that only iterates :meth:`results` is never held up by the display.
+        display_wait: see ``display``; longer than a display loop's time per frame.
         max_seconds: stop after this much source time.
         log: where source messages go (reconnects); default the module logger.
         max_pending: bound on results waiting for the consumer.
@@ -775,7 +822,7 @@ class StreamEngine:
                  classifier: "StreamClassifier | VideoClassifier", *, realtime: bool = False,
                  display: bool = False, max_seconds: float | None = None, log: LogFn | None = None,
                  open_timeout: float = 10.0, max_pending: int = 256, file_timeout: float | None = 300.0,
-                 **options: Any) -> None:
+                 display_wait: float = 2.0, **options: Any) -> None:
         self.log = log or log_warning
         self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, log=self.log,
                                   file_timeout=file_timeout)
@@ -790,6 +837,11 @@ class StreamEngine:
         self.max_seconds = max_seconds
         self._infer_slot = LatestSlot(lossless=self.lossless)
         self._display_slot = LatestSlot(lossless=self.lossless) if display else None
+        # Wait for the display consumer only while one is taking frames: nobody may be
+        # (results() alone), and the capture thread must not block on it for ever.
+        self.display_wait = float(display_wait)
+        self._display_armed = self.lossless
+        self._display_taken = False  # next_frame() was called at least once
         self._results = BoundedBuffer(max_pending, lossless=self.lossless)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -858,7 +910,7 @@ class StreamEngine:
                     break
                 self.frames_captured += 1
                 if self._display_slot is not None:
-                    self._display_slot.put(frame)
+                    self._put_display(frame)
                 if not self._infer_slot.put(frame):
                     break
                 self.classifier.dropped = self._infer_slot.dropped
@@ -870,6 +922,25 @@ class StreamEngine:
             self._infer_slot.close()
             if self._display_slot is not None:
                 self._display_slot.close()
+
+    def _put_display(self, frame: Frame) -> None:
+        slot = self._display_slot
+        assert slot is not None
+        if not slot.lossless:
+            slot.put(frame)
+            return
+        # Short waits, so that results() or stop() disarming the wait takes effect at once.
+        deadline = time.monotonic() + self.display_wait
+        while self._display_armed and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._display_armed = False  # not taken in time: the consumer is gone or idle
+                self.log(f"{self.source.name}: the display took no frame for {self.display_wait:g} s; "
+                         "overwriting display frames until it takes one")
+                break
+            if slot.wait_for_room(min(0.1, remaining), self._stop):
+                break
+        slot.put(frame, timeout=0)  # only this thread puts: the room found is still there
 
     def _inference_loop(self) -> None:
         try:
@@ -899,6 +970,8 @@ class StreamEngine:
         Errors from the threads (an unreadable file, a lost stream that was given up,
         a backbone error) are raised here.
         """
+        if not self._display_taken:
+            self._display_armed = False  # iterating results() here means no display loop is
         while True:
             item = self._results.get(timeout=0.25)
             if item is not None:
@@ -922,6 +995,8 @@ class StreamEngine:
         """The newest captured frame not yet shown (``display=True``), or None."""
         if self._display_slot is None:
             raise RuntimeError("StreamEngine(display=False) keeps no frames for display")
+        self._display_taken = True
+        self._display_armed = self._display_slot.lossless  # a consumer again: wait for it
         return self._display_slot.get(timeout=timeout)
 
     @property
