@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from videoact.cli import main
 from videoact.synthetic import (
     CLASSES,
+    GENERATOR_VERSION,
     MAX_FRAMES,
     MIN_FRAMES,
     PAIRS,
@@ -262,6 +264,112 @@ def test_rotation_of_a_circle_is_visible():
     still = dataclasses.replace(p.foreground, center=Track(c, c, p.foreground.center.progress))
     frames = render(dataclasses.replace(p, foreground=still)).astype(np.int16)
     assert np.abs(frames[-1] - frames[0]).max() > 60
+
+
+# ----------------------------------------------- non-class motions, at every frame size
+
+# (height, width): the default, 16:9, very wide (4:1) and portrait frames.
+SIZES = [(120, 160), (180, 320), (120, 480), (400, 200)]
+TRANSLATION_AXIS = {"move_left": 0, "move_right": 0, "move_up": 1, "move_down": 1}
+
+
+def _displacement(track: Track) -> np.ndarray:
+    return np.abs(np.subtract(track.end, track.start))
+
+
+@pytest.mark.parametrize("height, width", SIZES)
+def test_non_class_motions_stay_below_the_class_translations_on_each_axis(height, width):
+    # The smallest class translation is 25% of the width (left/right) or of the height
+    # (up/down). Random-direction motions must stay clearly below it on *both* axes at
+    # every size: scaled by the width alone, wide frames moved distractors and drifts
+    # vertically as far as move_up/move_down (480x120: a third of the distractors).
+    least = np.array([0.25 * width, 0.25 * height])  # (x, y)
+    frame = np.array([width, height], np.float64)
+    seen = {"distractor": 0, "drift": 0, "background": 0}
+    for name in CLASSES:
+        for i in range(12):
+            p = sample_params(name, clip_rng(0, "train", name, i), height=height, width=width)
+            fg = _displacement(p.foreground.center)
+            if name in TRANSLATION_AXIS:
+                axis = TRANSLATION_AXIS[name]
+                assert least[axis] <= fg[axis] <= 2 * least[axis] + 1e-9, (name, i, fg)
+                assert fg[1 - axis] <= 0.05 * frame[1 - axis] + 1e-9, (name, i, fg)
+            else:
+                assert np.all(fg <= 0.45 * least), (name, i, fg, least)  # drift: 8% W, 10.7% H
+                seen["drift"] += bool(fg.any())
+            for d in p.distractors:
+                assert np.all(_displacement(d.center) <= 0.8 * least + 1e-9), (name, i, _displacement(d.center), least)
+                seen["distractor"] += 1
+            background = _displacement(p.background_offset)
+            assert np.all(background <= 0.35 * least + 1e-9), (name, i, background, least)
+            seen["background"] += bool(background.any())
+            # Every shape stays whole inside the frame all along its path, at its
+            # largest scale (a 3x zoom included: sizes follow min(W, 4/3 H) too).
+            for obj in (p.foreground, *p.distractors):
+                radius = obj.size / 2 * obj.scale.values().max()
+                centers = obj.center.values()
+                assert np.all(centers - radius >= -1e-9) and np.all(centers + radius <= frame + 1e-9), (name, i)
+    assert min(seen.values()) > 20, seen  # the checks above really ran
+
+
+# The parameters of a few clips as sampled before the per-axis fix (GENERATOR_VERSION
+# 2), at the default size and at two other sizes up to 4:3: the fix left them exactly
+# as they were (the shipped figures were measured on 160x120 clips).
+PINNED = {
+    (0, "train", 4, 120, 160): "456d9feb879eb3c3acb6061d6fe4faedb402ec5d53c589ac55a498baee8a05a1",
+    (5, "test", 2, 120, 160): "206bb69f95f77df47acb757227fc4b44fc0f83c36ba2dafe553e75005ba7c947",
+    (0, "train", 2, 240, 320): "f87bff8dbc4f47b3f31788c82b8b46deda32b7348594f4e22a74e2fdfe227269",
+    (0, "train", 2, 400, 200): "ff987e80f0eba80a9a0e14154cba0def21fb385d6f7334f149d8c6a0fcd40de3",
+}
+
+
+def _flat(x) -> str:
+    """Every value of a parameter tree as text, floats to 7 significant digits."""
+    if dataclasses.is_dataclass(x):
+        return _flat(dataclasses.astuple(x))
+    if isinstance(x, (tuple, list)):
+        return "(" + ",".join(_flat(v) for v in x) + ")"
+    if isinstance(x, float):
+        return f"{x:.6e}"
+    return repr(x)
+
+
+@pytest.mark.parametrize("key", list(PINNED))
+def test_frames_up_to_4_3_sample_exactly_as_before(key):
+    seed, split, n, height, width = key
+    digest = hashlib.sha256()
+    for name in CLASSES:
+        for i in range(n):
+            p = sample_params(name, clip_rng(seed, split, name, i), height=height, width=width)
+            digest.update(_flat(p).encode())
+    assert digest.hexdigest() == PINNED[key]
+
+
+def test_folders_of_the_previous_version_are_extended_only_where_the_clips_are_the_same(tmp_path):
+    import json
+
+    kw = dict(train_per_class=0, val_per_class=0, test_per_class=0, progress=False)
+    for (height, width), same in [((120, 160), True), ((240, 320), True), ((180, 320), False)]:
+        out = tmp_path / f"{width}x{height}"
+        make_synthetic(out, height=height, width=width, **kw)
+        manifest = json.loads((out / "synthetic.json").read_text())
+        assert manifest["version"] == GENERATOR_VERSION == 3
+        (out / "synthetic.json").write_text(json.dumps({**manifest, "version": 2}))
+        if same:  # version 2 wrote these very clips: the folder may grow
+            make_synthetic(out, height=height, width=width, **kw)
+        else:  # wider than 4:3: version 2 clips differ, mixing them is refused
+            with pytest.raises(ValueError, match="version: 2 there, 3 now"):
+                make_synthetic(out, height=height, width=width, **kw)
+        for version in (1, 4, "2", [2]):
+            (out / "synthetic.json").write_text(json.dumps({**manifest, "version": version}))
+            with pytest.raises(ValueError, match="version"):
+                make_synthetic(out, height=height, width=width, **kw)
+        (out / "synthetic.json").write_text(json.dumps({**manifest, "version": 2, "seed": 1}))
+        with pytest.raises(ValueError, match="seed"):
+            make_synthetic(out, height=height, width=width, **kw)
+    (out / "synthetic.json").write_text("[2]")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        make_synthetic(out, height=180, width=320, **kw)
 
 
 # ------------------------------------------------------------------------- sequences

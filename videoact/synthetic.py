@@ -19,12 +19,13 @@ apart (a 50% ceiling on the 10-way accuracy). A model that uses order can reach 
 - a smooth textured background (blended low-frequency colour fields, a gradient and a
   fine texture) that drifts slightly in a random direction (half the clips: no drift);
 - one foreground shape (circle, ellipse, square, triangle, star, cross, hexagon) of
-  random colour, its circumscribed diameter 8-20% of the frame width. Translations
-  cover 25-50% of the frame width (height for up/down) with a small random
-  perpendicular component; zooms 1.5x-3x; rotations 90-180 degrees; fades run between
-  a low opacity (0-0.3) and a high one (0.8-1). Motion follows a random monotonic
-  easing (linear, ease-in, ease-out, ease-in-out, with smooth random speed jitter).
-  Classes without translation give the shape a small drift in a random direction.
+  random colour, its circumscribed diameter 8-20% of the frame width (of the *scale
+  length*, see below). Translations cover 25-50% of the frame width (height for
+  up/down) with a small random perpendicular component; zooms 1.5x-3x; rotations
+  90-180 degrees; fades run between a low opacity (0-0.3) and a high one (0.8-1).
+  Motion follows a random monotonic easing (linear, ease-in, ease-out, ease-in-out,
+  with smooth random speed jitter). Classes without translation give the shape a
+  small drift in a random direction.
 - every shape carries a contrasting marking that has no rotational symmetry (an
   off-centre dot, a two-tone half, a 90-degree wedge, or stripes plus a dot), so a
   rotating circle or square is visibly rotating: rotation is not label noise;
@@ -32,6 +33,18 @@ apart (a 50% ceiling on the 10-way accuracy). A model that uses order can reach 
   (in front of or behind the foreground), carrying no class information; their motions
   stay below the smallest class motion, so no distractor mimics another class;
 - Gaussian sensor noise with a random sigma (0.5-8 grey levels), clipped to uint8.
+
+**Scale length.** Shape sizes and every motion that is not the class motion (the
+drifts of the background and of non-translating foregrounds, the distractors'
+translations) are fractions of ``min(W, 4/3 H)`` (:func:`_scale_length`): the frame
+width up to a 4:3 frame, the width of a 4:3 frame of the same height beyond. Random
+directions are isotropic, so a fraction of the width alone would move them vertically
+by more than the class translations' 25% of the *height* in wide frames (and let a
+zoomed shape outgrow the frame's height); this way the guarantees hold per axis at
+every size: a distractor moves at most 15% of the width horizontally and 20% of the
+height vertically, a drift at most 8% of the width and 10.7% of the height, against
+the classes' 25% along their own axis. Frames up to 4:3 (160x120 included) are
+exactly what they were before this rule.
 
 Each clip is a pure function of explicit parameters (:class:`ClipParams`, from
 :func:`sample_params`) rendered by :func:`render`; ``render(mirror(p))`` equals
@@ -86,8 +99,14 @@ MIN_FRAMES, MAX_FRAMES = 16, 48
 MIN_WIDTH, MIN_HEIGHT = 160, 120
 DEFAULT_FPS = 25.0
 # Bump when the rendering or sampling changes: a folder made by another version is
-# refused rather than silently mixed (see make_synthetic).
-GENERATOR_VERSION = 2
+# refused rather than silently mixed (see make_synthetic), unless _SAME_OUTPUT_AS says
+# that version wrote exactly these clips at the folder's size.
+GENERATOR_VERSION = 3
+# Older versions -> the frame sizes (height, width) at which they sample and render
+# exactly like this one, so their folders may be extended. 2 -> 3: shape sizes and
+# non-class motions became fractions of min(W, 4/3 H) instead of W (_scale_length),
+# which changes only frames wider than 4:3.
+_SAME_OUTPUT_AS: dict[int, Any] = {2: lambda height, width: width * 3 <= height * 4}
 _PROGRESS_QUANTUM = 2.0**-20  # dyadic progress values make 1 - (1 - p) == p exactly
 _SUPERSAMPLE = 4  # anti-aliasing of shape outlines: k x k samples per pixel
 
@@ -287,6 +306,16 @@ def _random_direction(rng: np.random.Generator) -> np.ndarray:
     return np.array([np.cos(theta), np.sin(theta)])
 
 
+def _scale_length(height: int, width: int) -> float:
+    """The length that sizes and non-class motions are fractions of: ``min(W, 4/3 H)``.
+
+    Up to 4:3 this is the width itself (the same float, so those sizes sample exactly
+    as before); wider frames use the width of a 4:3 frame of their height, which keeps
+    isotropic motions below the class translations along *both* axes.
+    """
+    return float(min(width, height * 4 / 3))
+
+
 def _const(value: Iterable[float], progress: tuple[float, ...]) -> Track:
     value = tuple(float(v) for v in value)
     return Track(value, value, progress)
@@ -297,7 +326,8 @@ def _sample_foreground(
 ) -> ObjectParams:
     """The foreground of the first class of a pair (``motion``)."""
     shape = _sample_shape(rng, background_mean)
-    size = float(rng.uniform(0.08, 0.20) * width)
+    unit = _scale_length(height, width)
+    size = float(rng.uniform(0.08, 0.20) * unit)  # zoomed 3x: at most 80% of the height
     progress = _sample_progress(rng, num_frames)
     scale = (1.0, 1.0)
     angle0 = float(rng.uniform(0, 360))
@@ -309,8 +339,9 @@ def _sample_foreground(
     elif motion == "move_up":
         disp = np.array([rng.uniform(-0.05, 0.05) * width, -rng.uniform(0.25, 0.5) * height])
     else:
-        # Classes without translation drift a little in a random direction.
-        disp = _random_direction(rng) * rng.uniform(0.0, 0.08) * width
+        # Classes without translation drift a little in a random direction: at most 8%
+        # of the width and 8/0.75 = 10.7% of the height, far below a translation class.
+        disp = _random_direction(rng) * rng.uniform(0.0, 0.08) * unit
         if motion == "zoom_in":
             scale = (1.0, float(rng.uniform(1.5, 3.0)))
         elif motion == "rotate_cw":
@@ -336,14 +367,16 @@ def _sample_distractor(
     """A shape whose translation, scaling and rotation all have random directions.
 
     Its motions stay below the smallest class motion (translation at most 15% of the
-    width against 25%, scaling at most 1.25x against 1.5x, rotation at most 60 degrees
-    against 90, constant opacity against a fade), so a distractor never looks like the
-    foreground of another class: the label is always decidable from the clip.
+    width and 20% of the height against 25% along either axis, scaling at most 1.25x
+    against 1.5x, rotation at most 60 degrees against 90, constant opacity against a
+    fade), so a distractor never looks like the foreground of another class: the label
+    is always decidable from the clip.
     """
     shape = _sample_shape(rng, background_mean)
-    size = float(rng.uniform(0.06, 0.14) * width)
+    unit = _scale_length(height, width)  # min(W, 4/3 H): 0.15 * unit <= 0.2 H
+    size = float(rng.uniform(0.06, 0.14) * unit)
     progress = _sample_progress(rng, num_frames)
-    disp = _random_direction(rng) * rng.uniform(0.0, 0.15) * width
+    disp = _random_direction(rng) * rng.uniform(0.0, 0.15) * unit
     scale1 = float(np.exp(rng.uniform(-np.log(1.25), np.log(1.25))))
     start = _path_start(rng, disp, size / 2 * max(1.0, scale1), height, width)
     angle0 = float(rng.uniform(0, 360))
@@ -388,7 +421,7 @@ def sample_params(
     background_seed = int(rng.integers(2**63))
     background_mean = _background_canvas(background_seed, height, width).reshape(-1, 3).mean(0)
     margin = _drift_margin(height, width)
-    drift = _random_direction(rng) * rng.uniform(0.0, 0.06 * width) * (rng.random() < 0.5)
+    drift = _random_direction(rng) * rng.uniform(0.0, 0.06 * _scale_length(height, width)) * (rng.random() < 0.5)
     offset0 = np.array([rng.uniform(-margin - min(0, d), margin - max(0, d)) for d in drift])
     background_offset = Track(tuple(offset0), tuple(offset0 + drift), _sample_progress(rng, num_frames))
 
@@ -647,6 +680,18 @@ def _manifest(seed: int, height: int, width: int) -> dict[str, Any]:
     }
 
 
+def _same_output(found: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether ``found`` differs from ``manifest`` only by an older generator version
+    that wrote the same clips at this size (see ``_SAME_OUTPUT_AS``)."""
+    older = found.get("version")
+    same = _SAME_OUTPUT_AS.get(older) if type(older) is int else None
+    return (
+        same is not None
+        and {**found, "version": manifest["version"]} == manifest
+        and bool(same(manifest["height"], manifest["width"]))
+    )
+
+
 def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Refuse to add clips to a folder generated with other settings."""
     path = out / "synthetic.json"
@@ -655,7 +700,9 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
             found = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: unreadable benchmark manifest ({e}); use a new output folder") from e
-        if found != manifest:
+        if not isinstance(found, dict):
+            raise ValueError(f"{path}: unreadable benchmark manifest (not a JSON object); use a new output folder")
+        if found != manifest and not _same_output(found, manifest):
             diff = {k: (found.get(k), v) for k, v in manifest.items() if found.get(k) != v}
             raise ValueError(
                 f"{path}: this folder was generated with other settings "
