@@ -290,6 +290,20 @@ def test_stratified_split_properties():
         stratified_split(samples, 1.0, seed=0)
 
 
+def test_groups_spanning_classes_stay_on_one_side():
+    """An actor (or source video) with clips in several classes: all of them on one side,
+    or the validation accuracy measures recognising the actor."""
+    samples = [VideoSample(Path("/d") / f"{c}/actor{a}_{k}.mp4", f"{c}/actor{a}_{k}.mp4", label, c)
+               for label, c in enumerate(["run", "walk", "jump"]) for a in range(6) for k in range(2)]
+    actor = lambda s: Path(s.rel).stem.split("_")[0]  # noqa: E731
+    for seed in range(8):
+        for fraction in (0.2, 0.4):
+            train, val = stratified_split(samples, fraction, seed=seed, group_key=actor)
+            assert not {actor(s) for s in train} & {actor(s) for s in val}, (seed, fraction)
+            assert val and all(any(s.label == c for s in train) for c in range(3))
+            assert sorted(s.rel for s in train + val) == sorted(s.rel for s in samples)
+
+
 # --------------------------------------------------------------------------- features
 
 

@@ -595,7 +595,8 @@ def stratified_split(
     ``val_fraction > 0`` and some class has two), so small datasets do not get an empty
     validation set. Deterministic for a given ``seed`` and sample set (input order does not
     matter); both parts keep the input order. With ``group_key``, samples that share a key
-    (e.g. :func:`ucf101_group`) go to the same side, and the counts are approximate.
+    (e.g. :func:`ucf101_group`, or an actor id spanning classes) go to the same side, and
+    the counts are approximate.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -604,21 +605,33 @@ def stratified_split(
         by_class[s.label].append(s)
     rng = random.Random(seed)
     counts = _val_counts({c: len(by_class[c]) for c in sorted(by_class)}, val_fraction, rng)
-    val_ids: set[int] = set()
+    key_of = group_key or (lambda s: s.rel)
+    # A group is taken whole, across classes (an actor or source video may appear in several).
+    groups: dict[str, list[VideoSample]] = defaultdict(list)
+    for s in samples:
+        groups[key_of(s)].append(s)
+    left = {c: len(members) for c, members in by_class.items()}  # training samples per class
+    taken: dict[int, int] = defaultdict(int)
+    val_keys: set[str] = set()
     for label in sorted(by_class):
-        groups: dict[str, list[VideoSample]] = defaultdict(list)
-        for s in sorted(by_class[label], key=lambda s: s.rel):
-            groups[group_key(s) if group_key else s.rel].append(s)
-        keys = sorted(groups)
+        keys = sorted({key_of(s) for s in by_class[label]})
         rng.shuffle(keys)
-        taken = 0
-        for key in keys[:-1]:  # the last group always stays in train
-            if taken >= counts[label]:
+        for key in keys:
+            if taken[label] >= counts[label]:
                 break
-            val_ids.update(id(s) for s in groups[key])
-            taken += len(groups[key])
-    train = [s for s in samples if id(s) not in val_ids]
-    val = [s for s in samples if id(s) in val_ids]
+            if key in val_keys:
+                continue
+            per_class = defaultdict(int)
+            for s in groups[key]:
+                per_class[s.label] += 1
+            if any(left[c] - n < 1 for c, n in per_class.items()):
+                continue  # it would take some class's last training sample
+            val_keys.add(key)
+            for c, n in per_class.items():
+                left[c] -= n
+                taken[c] += n
+    train = [s for s in samples if key_of(s) not in val_keys]
+    val = [s for s in samples if key_of(s) in val_keys]
     return train, val
 
 
