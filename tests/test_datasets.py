@@ -572,3 +572,11 @@ def test_convert_kinetics_csv(tmp_path):
         f"train/{line}" for line in (tmp_path / "train.txt").read_text().splitlines(keepends=True))
     samples, _, problems = read_annotations(tmp_path / "s.txt", root.parent)
     assert problems == [] and samples[0].path == root / "air drumming" / "abcdefghijk_000001_000011.mp4"
+
+    # the annotation CSV (which may not be downloadable again) is never written over
+    before = csv_file.read_bytes()
+    for args in ([str(csv_file), str(csv_file)], [str(csv_file), str(tmp_path / "o.txt"), "--classes-out", str(csv_file)]):
+        script = subprocess.run([sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), *args],
+                                capture_output=True, text=True, timeout=120)
+        assert script.returncode == 1 and "would replace that file" in script.stderr, script.stderr
+    assert csv_file.read_bytes() == before and not (tmp_path / "o.txt").exists()

@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 _counter = itertools.count()
 
@@ -74,3 +74,51 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> int:
                     os.unlink(os.path.join(root, name))
                     removed += 1
     return removed
+
+
+# ------------------------------------------------------------------ outputs vs inputs
+
+
+def _identity(path: str | os.PathLike) -> tuple:
+    """What makes two names the same file: (device, inode) when it exists (hard links,
+    symlinks), else the resolved path. ``dir/missing/../clip.mp4`` is ``dir/clip.mp4``
+    once written (the missing folder is made first), so it is resolved before ``stat``."""
+    try:
+        resolved = str(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, ...
+        resolved = os.path.abspath(path)
+    for name in (path, resolved):
+        try:
+            st = os.stat(name)
+            return ("inode", st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            pass
+    return ("path", resolved)
+
+
+def clobber_error(outputs: Sequence[tuple[str, str | os.PathLike | None]],
+                  inputs: Iterable[str | os.PathLike]) -> str | None:
+    """A usage error when an output (``(option, path)``; ``None`` paths are skipped)
+    is one of ``inputs``, or two outputs are the same file; else None.
+
+    Writing the output would replace that input (a video, the checkpoint, a list file)
+    with a JSON file or an annotated copy: refused before any work."""
+    given = [(option, path) for option, path in outputs if path is not None]
+    if not given:
+        return None
+    wanted = {}
+    for option, path in given:
+        key = _identity(path)
+        if key in wanted:
+            return f"{wanted[key][0]} and {option} are the same file ({path}): give two different files"
+        wanted[key] = (option, path)
+    for source in inputs:
+        hit = wanted.get(_identity(source))
+        if hit is not None:
+            option, path = hit
+            return (f"{option} {path} is the input {source}: writing it would replace that file; "
+                    "give another output file")
+    for option, path in given:
+        if os.path.isdir(path):
+            return f"{option} {path} is a directory: give a file name"
+    return None

@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, clobber_error
 from .feature_cache import FeatureCacheError, cache_path, load_features
 
 # The same set as videoact.decode.VIDEO_EXTENSIONS (kept here so lists parse without decoders).
@@ -929,6 +929,10 @@ def convert_kinetics_csv(
     Malformed rows or unknown labels raise :class:`AnnotationError`.
     """
     csv_file = Path(csv_file)
+    inputs = [csv_file] + ([classes] if isinstance(classes, (str, os.PathLike)) else [])
+    clash = clobber_error([("out_list", out_list), ("classes_out", classes_out)], inputs)
+    if clash:  # annotations that cannot be downloaded again
+        raise ValueError(clash)
     result = read_annotations(
         csv_file, root if root is not None else csv_file.parent, classes, check_files=root is not None
     )
