@@ -575,7 +575,8 @@ def test_convert_kinetics_csv(tmp_path):
 
     # the annotation CSV (which may not be downloadable again) is never written over
     before = csv_file.read_bytes()
-    for args in ([str(csv_file), str(csv_file)], [str(csv_file), str(tmp_path / "o.txt"), "--classes-out", str(csv_file)]):
+    for args in ([str(csv_file), str(csv_file)],
+                 [str(csv_file), str(tmp_path / "o.txt"), "--classes-out", str(csv_file)]):
         script = subprocess.run([sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), *args],
                                 capture_output=True, text=True, timeout=120)
         assert script.returncode == 1 and "would replace that file" in script.stderr, script.stderr

@@ -53,6 +53,13 @@ def test_features_match_backbone_on_the_same_frames(tmp_path):
         assert meta["backbone"] == "efficientnet_lite0" and meta["image_size"] == 64
         assert meta["source_size"] == video.stat().st_size
         assert meta["sampling"]["mode"] == "uniform" and "videoact_version" in meta
+    # a ready module at another image size: the same features, and the caller's module keeps its size
+    again = extract_features(videos, tmp_path / "again", root=tmp_path / "v", backbone=backbone, image_size=64,
+                             sampling=SamplingSpec(mode="uniform", num_segments=8), num_workers=1, batch_size=5,
+                             progress=False)
+    assert again.ok and backbone.input_size == 224
+    name = Path(videos[0].parent.name) / (videos[0].name + ".safetensors")
+    assert torch.equal(load_features(tmp_path / "again" / name).features, load_features(tmp_path / "out" / name).features)
 
 
 def test_default_batch_holds_at_most_64_frames_of_224_px_on_a_cpu():

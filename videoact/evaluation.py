@@ -151,7 +151,9 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
             labels.append(sample.label)
     if not probs:  # say why, entry by entry: there are no metrics to carry the reasons
         reasons = [str(p) for p in problems] + [reason for _, reason in failures]
-        shown = "".join(f"\n  {r}" for r in reasons[:20]) + (f"\n  ... {len(reasons) - 20} more" if len(reasons) > 20 else "")
+        shown = "".join(f"\n  {r}" for r in reasons[:20])
+        if len(reasons) > 20:
+            shown += f"\n  ... {len(reasons) - 20} more"
         raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed, "
                            f"{len(problems)} entries with problems):{shown}")
     metrics = classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes)

@@ -26,6 +26,7 @@ Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import queue
@@ -814,6 +815,7 @@ def extract_features(
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)
     if image_size is not None and image_size != backbone.input_size:
+        backbone = copy.copy(backbone)  # the caller's module keeps its own input size
         backbone.input_size = int(image_size)
     backbone = backbone.to(device).eval()
     cuda = device.type == "cuda"
