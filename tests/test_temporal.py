@@ -179,6 +179,9 @@ def test_bad_inputs_are_clear_errors():
         model(x, torch.tensor([5, 2]))
     with pytest.raises(ValueError, match="2 entries"):
         model(torch.randn(3, 4, D), torch.tensor([4, 2]))
+    with pytest.raises(ValueError, match=r"whole numbers of steps, got \[3\.\d+, 2\.0\]"):
+        model(x, [3.6, 2.0])  # was read as 3
+    assert torch.equal(model.eval()(x, [4.0, 2.0]), model(x, [4, 2]))
     with pytest.raises(ValueError, match="in_dim=12"):
         model(torch.randn(2, 4, D + 1))
     with pytest.raises(ValueError, match=r"\[B, T, D\]"):

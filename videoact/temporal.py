@@ -34,7 +34,10 @@ def normalize_lengths(
     """Check and return ``lengths`` as an int64 CPU tensor ``[B]`` (``None`` -> all ``T``)."""
     if lengths is None:
         return torch.full((batch,), steps, dtype=torch.long)
-    lengths = torch.as_tensor(lengths).detach().to("cpu", torch.long).reshape(-1)
+    given = torch.as_tensor(lengths).detach().to("cpu").reshape(-1)
+    lengths = given.to(torch.long)
+    if given.is_floating_point() and not torch.equal(given, lengths.to(given.dtype)):
+        raise ValueError(f"lengths must be whole numbers of steps, got {given.tolist()}")
     if lengths.numel() != batch:
         raise ValueError(f"lengths has {lengths.numel()} entries for a batch of {batch}")
     if batch and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
