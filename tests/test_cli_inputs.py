@@ -9,11 +9,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from faults import run_cli, write_tiny_checkpoint, write_two_class_folder
+from faults import write_tiny_checkpoint, write_two_class_folder
 from videoact.testing import coded_frame, write_coded_video
 
 
@@ -25,6 +26,20 @@ def setup(tmp_path_factory) -> dict[str, Path]:
             "clip": write_coded_video(root / "clip.mp4", 30)}
 
 
+def run_cli(capsys, *args) -> SimpleNamespace:
+    """``videoact ARGS`` in this process (torch is loaded once, not once per call: these
+    checks run the command line many times): exit status, stdout, stderr."""
+    from videoact.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -32,7 +47,7 @@ def digest(path: Path) -> str:
 # ------------------------------------------------------------------ 1. outputs that are inputs
 
 
-def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path):
+def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, capsys):
     ckpt, clip = setup["ckpt"], tmp_path / "clip.mp4"
     clip.write_bytes(setup["clip"].read_bytes())
     os.link(clip, tmp_path / "same.json")  # another name for the same file
@@ -55,7 +70,7 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path):
         (["test", ckpt, listing, "--confusion", ckpt], f"--confusion {ckpt} is the input {ckpt}"),
     ]
     for args, message in cases:
-        proc = run_cli(*args, "--device", "cpu", timeout=120)
+        proc = run_cli(capsys, *args, "--device", "cpu")
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert f"videoact {args[0]}: {message}" in proc.stderr, (args, proc.stderr[-2000:])
         assert proc.stdout == "" and "Traceback" not in proc.stderr
@@ -63,7 +78,7 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "link.mp4", "list.txt", "same.json"]
 
     # Other names for the outputs work.
-    ok = run_cli("infer", ckpt, clip, "--out", tmp_path / "r.csv", "--device", "cpu", timeout=120)
+    ok = run_cli(capsys, "infer", ckpt, clip, "--out", tmp_path / "r.csv", "--device", "cpu")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert [r["source"] for r in csv.DictReader((tmp_path / "r.csv").open())] == [str(clip), str(clip)]
     assert digest(clip) == before[clip]
@@ -72,13 +87,13 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path):
 # ------------------------------------------------------------------ 2. list problems in `videoact test`
 
 
-def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path):
+def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, capsys):
     data = setup["data"]
     listing = data / "problems.txt"
     listing.write_text("a/v0.mp4 a\nb/v1.mp4 b\na/gone.mp4 a\nb/v2.mp4\na/v3.mp4 zebra\n")
     try:
-        proc = run_cli("test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
-                       "--out", tmp_path / "m.json", timeout=120)
+        proc = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
+                       "--out", tmp_path / "m.json")
         assert proc.returncode == 0, proc.stderr[-2000:]
         warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
         assert [w.split(": ")[1] for w in warnings] == [f"{listing}:3", f"{listing}:4", f"{listing}:5"]
@@ -89,7 +104,7 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path):
 
         # Nothing usable: the error, and in it each reason.
         listing.write_text("a/gone.mp4 a\nb/v2.mp4\n")
-        none = run_cli("test", setup["ckpt"], listing, "--device", "cpu", "--no-progress", timeout=120)
+        none = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress")
         assert none.returncode == 2
         assert "no video could be evaluated (0 failed, 2 entries with problems):" in none.stderr
         assert f"\n  {listing}:1: missing" in none.stderr and f"\n  {listing}:2: malformed" in none.stderr
@@ -100,27 +115,27 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path):
 # ------------------------------------------------------------------ 3. frame folders, empty folders
 
 
-def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp_path):
+def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp_path, capsys):
     ckpt, data = setup["ckpt"], setup["data"]
     frames = tmp_path / "frames"
-    decoded = run_cli("decode-frames", data, frames, "--workers", "1", "--quiet", timeout=120)
+    decoded = run_cli(capsys, "decode-frames", data, frames, "--workers", "1", "--quiet")
     assert decoded.returncode == 0, decoded.stderr[-2000:]
-    proc = run_cli("infer", ckpt, frames, "--out", tmp_path / "f.json", "--device", "cpu", timeout=120)
+    proc = run_cli(capsys, "infer", ckpt, frames, "--out", tmp_path / "f.json", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((tmp_path / "f.json").read_text())
     assert [Path(r["source"]).relative_to(frames).as_posix() for r in rows] == \
         [f"{c}/v{i}" for c in "ab" for i in range(4)]
-    one = run_cli("infer", ckpt, frames / "b" / "v2", "--timeline", "--device", "cpu", timeout=120)
+    one = run_cli(capsys, "infer", ckpt, frames / "b" / "v2", "--timeline", "--device", "cpu")
     assert one.returncode == 0 and f"{frames / 'b' / 'v2'}  (" in one.stdout, one.stderr[-2000:]
 
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
     (empty / "notes.txt").write_text("no videos here\n")
     for mode in ([], ["--timeline"]):
-        nothing = run_cli("infer", ckpt, empty, *mode, "--out", tmp_path / "e.json", "--device", "cpu", timeout=120)
+        nothing = run_cli(capsys, "infer", ckpt, empty, *mode, "--out", tmp_path / "e.json", "--device", "cpu")
         assert nothing.returncode == 1 and f"videoact infer: no videos found in {empty}\n" in nothing.stderr
         assert nothing.stdout == "" and not (tmp_path / "e.json").exists()
-    mixed = run_cli("infer", ckpt, empty, setup["clip"], "--device", "cpu", timeout=120)
+    mixed = run_cli(capsys, "infer", ckpt, empty, setup["clip"], "--device", "cpu")
     assert mixed.returncode == 1
     assert f"{setup['clip']}\n" in mixed.stdout and f"failed: no videos found in {empty}" in mixed.stderr
 
@@ -128,13 +143,13 @@ def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp
 # ------------------------------------------------------------------ 4. bad numbers
 
 
-def test_sampling_options_of_another_mode_are_refused(setup, tmp_path):
+def test_sampling_options_of_another_mode_are_refused(setup, tmp_path, capsys):
     """extract --num-segments without --sampling uniform was silently ignored (every frame extracted)."""
     for args, message in ((["--num-segments", "8"], "--num-segments is for --sampling uniform, and the sampling "
                                                       "is all (the default: every frame)"),
                           (["--sampling", "uniform", "--fps", "4"], "--fps is for --sampling fps, and the "
                                                                     "sampling is uniform")):
-        proc = run_cli("extract", setup["data"], tmp_path / "out", *args, timeout=60)
+        proc = run_cli(capsys, "extract", setup["data"], tmp_path / "out", *args)
         assert proc.returncode == 2 and f"videoact extract: {message}" in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "out").exists()
 
@@ -150,9 +165,9 @@ def test_sampling_options_of_another_mode_are_refused(setup, tmp_path):
     ("stream", ["--threshold", "-0.1"], "argument --threshold: must be a probability in [0, 1], got -0.1"),
     ("stream", ["--top-k", "0"], "argument --top-k: must be a whole number >= 1, got 0"),
 ])
-def test_bad_numbers_are_refused_up_front(setup, command, args, message):
+def test_bad_numbers_are_refused_up_front(setup, command, args, message, capsys):
     target = ["--source", setup["clip"], "--no-window"] if command == "stream" else [setup["clip"]]
-    proc = run_cli(command, setup["ckpt"], *target, *args, timeout=60)
+    proc = run_cli(capsys, command, setup["ckpt"], *target, *args)
     assert proc.returncode == 2 and f"videoact {command}: error: {message}" in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout == ""
 
@@ -190,11 +205,11 @@ def test_stream_push_accepts_a_flipped_frame(classifier):
 # ------------------------------------------------------------------ 6. the shape of --timeline --out
 
 
-def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(setup, tmp_path):
+def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(setup, tmp_path, capsys):
     ckpt, clip, other = setup["ckpt"], setup["clip"], setup["data"] / "b" / "v3.mp4"
     out = tmp_path / "t.json"
     for inputs in ([clip], [clip, other]):
-        proc = run_cli("infer", ckpt, *inputs, "--timeline", "--out", out, "--device", "cpu", timeout=120)
+        proc = run_cli(capsys, "infer", ckpt, *inputs, "--timeline", "--out", out, "--device", "cpu")
         assert proc.returncode == 0, proc.stderr[-2000:]
         data = json.loads(out.read_text())
         assert isinstance(data, list) and [d["source"] for d in data] == [str(p) for p in inputs]
@@ -206,7 +221,7 @@ def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(
                        ([], "plain.csv")):
         stale = tmp_path / name
         stale.write_text("results of an earlier run\n")
-        proc = run_cli("infer", ckpt, broken, *mode, "--out", stale, "--device", "cpu", timeout=120)
+        proc = run_cli(capsys, "infer", ckpt, broken, *mode, "--out", stale, "--device", "cpu")
         assert proc.returncode == 1 and f"failed: {broken}: " in proc.stderr, proc.stderr[-2000:]
         if name.endswith(".json"):
             assert json.loads(stale.read_text()) == []
