@@ -21,13 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _warn(problems) -> None:
-    """Annotation problems (missing files, lines without a label, unknown classes): the
-    entries left out of the metrics, reported as ``videoact train`` does."""
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..evaluation import confusion_png, evaluate, format_report, save_metrics
@@ -47,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
     problems, failures = metrics["problems"], metrics["failures"]
-    _warn(problems)
+    for problem in problems:  # list entries left out of the metrics, reported as `videoact train` does
+        print(f"warning: {problem}", file=sys.stderr)
     print(format_report(metrics))
     if problems or failures:
         print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
