@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import VideoClassifier
 
     usage = check_timeline_args(args)
-    videos, missing = collect_inputs(args.inputs)
+    videos, empty_folders = collect_inputs(args.inputs)
     usage = usage or check_outputs(args, videos)
     if usage is None and videos and args.annotate and len(videos) != 1:
         usage = f"--annotate needs exactly one video, {len(videos)} found"
@@ -178,10 +178,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact infer: {exc}", file=sys.stderr)
         return 2
     if args.timeline:
-        return run_timeline(args, classifier, videos, missing)
+        return run_timeline(args, classifier, videos, empty_folders)
     results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
                                                 file_timeout=args.timeout or None)
-    failures = [(reason, reason) for reason in missing] + failures
+    failures = [(reason, reason) for reason in empty_folders] + failures
     for r in results:
         print(r.source)
         for label, prob in r.top:
