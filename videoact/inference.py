@@ -48,6 +48,30 @@ class Prediction:
                 "top": [{"label": l, "prob": p} for l, p in self.top]}
 
 
+def write_predictions(predictions: Sequence[Prediction], path: str | os.PathLike) -> Path:
+    """Write predictions atomically: ``.csv`` gives ``source,rank,label,prob`` rows (one per
+    top-k label), anything else a JSON list of :meth:`Prediction.to_dict` objects."""
+    import csv
+    import io
+    import json
+
+    from .atomic import atomic_write_text
+
+    path = Path(path)
+    rows = [p.to_dict() for p in predictions]
+    if path.suffix.lower() == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["source", "rank", "label", "prob"])
+        for row in rows:
+            for rank, t in enumerate(row["top"], 1):
+                writer.writerow([row["source"], rank, t["label"], f"{t['prob']:.6f}"])
+        atomic_write_text(path, buf.getvalue())
+    else:
+        atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
+    return path
+
+
 def segment_positions(length: int, num_segments: int | None, clip: int = 0, num_clips: int = 1) -> list[int]:
     """Positions in ``range(length)`` for ``num_segments`` segments.
 

@@ -13,15 +13,12 @@ are one of the inputs (or the checkpoint) are refused before any work (exit 2).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 
 from . import clobber_error, positive_int, probability, seconds_limit, tune_cpu_allocator
 
-OUT_SUFFIXES = (".json", ".csv")  # write_results and write_timeline: CSV, or JSON
+OUT_SUFFIXES = (".json", ".csv")  # write_predictions and write_timeline: CSV, or JSON
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,21 +71,6 @@ def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
     protected = [args.checkpoint, *args.inputs, *videos,
                  *(v / "meta.json" for v in videos if v.is_dir())]
     return clobber_error([("--out", args.out), ("--annotate", args.annotate)], protected)
-
-
-def write_results(path: Path, rows: list[dict]) -> None:
-    from ..atomic import atomic_write_text
-
-    if path.suffix.lower() == ".csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["source", "rank", "label", "prob"])
-        for row in rows:
-            for rank, t in enumerate(row["top"], 1):
-                writer.writerow([row["source"], rank, t["label"], f"{t['prob']:.6f}"])
-        atomic_write_text(path, buf.getvalue())
-    else:
-        atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
 
 
 def check_timeline_args(args: argparse.Namespace) -> str | None:
@@ -158,7 +140,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failu
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
-    from ..inference import VideoClassifier
+    from ..inference import VideoClassifier, write_predictions
 
     usage = check_timeline_args(args)
     videos, empty_folders = collect_inputs(args.inputs)
@@ -188,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {prob * 100:6.2f}%  {label}")
     if args.out:
         try:
-            write_results(Path(args.out), [r.to_dict() for r in results])
+            write_predictions(results, args.out)
             print(f"results written to {args.out}")
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
