@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,13 @@ def test_train_refuses_bad_configs_with_the_file_and_key(tmp_path):
         "train: [1, 2]\n": "train: expected a mapping of keys",
         "data:\n  train: {a: [\n": "invalid YAML",
     }
-    for i, (text, message) in enumerate(cases.items()):
-        cfg = tmp_path / f"bad{i}.yaml"
+    configs = [tmp_path / f"bad{i}.yaml" for i in range(len(cases))]
+    for cfg, text in zip(configs, cases):
         cfg.write_text(text)
-        proc = run_cli("train", cfg, "--data", data, "--work-dir", tmp_path / "w")
+    with ThreadPoolExecutor(max_workers=3) as pool:  # each run is mostly interpreter start-up
+        procs = list(pool.map(lambda cfg: run_cli("train", cfg, "--data", data, "--work-dir", tmp_path / "w"),
+                              configs))
+    for cfg, proc, (text, message) in zip(configs, procs, cases.items()):
         assert proc.returncode == 2, (text, proc.stderr)
         assert f"videoact train: {cfg}: " in proc.stderr and message in proc.stderr, (text, proc.stderr)
         assert "Traceback" not in proc.stderr
