@@ -168,13 +168,15 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
 
 
 FINITE_CHECK = '''
-import json, torch, torch.distributed as dist
+import json, sys, torch, torch.distributed as dist
 from videoact.training import all_finite
 dist.init_process_group("gloo")
 rank, cpu = dist.get_rank(), torch.device("cpu")
-print(json.dumps([all_finite(torch.tensor(1.0), cpu),
-                  all_finite(torch.tensor(float("nan") if rank == 1 else 2.0), cpu),
-                  all_finite(torch.tensor([1.0, float("inf")]) if rank == 0 else torch.ones(2), cpu)]))
+answers = [all_finite(torch.tensor(1.0), cpu),
+           all_finite(torch.tensor(float("nan") if rank == 1 else 2.0), cpu),
+           all_finite(torch.tensor([1.0, float("inf")]) if rank == 0 else torch.ones(2), cpu)]
+with open(f"{sys.argv[1]}/rank{rank}.json", "w") as f:  # one file each: printed lines can interleave
+    json.dump(answers, f)
 dist.destroy_process_group()
 '''
 
@@ -183,9 +185,9 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_on_all(tmp_path):
     """A rank that skipped backward alone would pair DDP's gradient reductions with other steps."""
     script = tmp_path / "finite.py"
     script.write_text(FINITE_CHECK)
-    proc = torchrun(str(script))
+    proc = torchrun(str(script), str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    answers = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert answers == [[True, False, False]] * 2
 
 
