@@ -11,6 +11,17 @@ class DeviceError(ValueError):
     """A device name torch does not know, or a device this machine does not have."""
 
 
+def parse_device(device: "str | torch.device") -> "torch.device":
+    """``torch.device(device)``, with :class:`DeviceError` for a name torch does not know."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device {str(device)!r}: not a device name "
+                          "(expected auto, cpu, cuda, cuda:N or mps)") from None
+
+
 def resolve_device(device: "str | torch.device | None" = "auto") -> "torch.device":
     """``"auto"`` -> CUDA when available, else CPU. Under torchrun with several ranks,
     ``"auto"``/``"cuda"`` mean this rank's GPU, ``cuda:LOCAL_RANK``. Raises
@@ -25,11 +36,7 @@ def resolve_device(device: "str | torch.device | None" = "auto") -> "torch.devic
     elif device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise DeviceError(f"device {str(device)!r}: not a device name "
-                              "(expected auto, cpu, cuda, cuda:N or mps)") from None
+        resolved = parse_device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {str(device)!r}: CUDA is not available here (torch {torch.__version__} "

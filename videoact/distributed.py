@@ -105,13 +105,9 @@ def local_device(device: str | torch.device | None = "auto", local_rank: int | N
     local_rank = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        from .device import DeviceError
+    from .device import parse_device  # device.py imports this module: not at the top
 
-        raise DeviceError(f"device {str(device)!r}: not a device name "
-                          "(expected auto, cpu, cuda, cuda:N or mps)") from None
+    device = parse_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
