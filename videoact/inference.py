@@ -22,7 +22,7 @@ from .cnn_lstm import CNNLSTM
 from .extract import SamplingSpec, default_batch_size, inference_model, resolve_device
 
 
-def _as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Frames as a tensor. A numpy view with negative strides (``frames[..., ::-1]``, the
     usual BGR -> RGB flip) is copied: ``torch.as_tensor`` refuses those."""
     if isinstance(frames, torch.Tensor):
@@ -147,7 +147,7 @@ class VideoClassifier:
         """uint8 frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
         from .preprocess import preprocess_frames
 
-        frames = _as_tensor(frames)
+        frames = frames_as_tensor(frames)
         out = []
         b = self.backbone
         step = default_batch_size(self.device, b.input_size)
@@ -200,7 +200,7 @@ class VideoClassifier:
             n = len(frames)
             picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
             wanted = sorted(set(i for p in picks for i in p))
-            frames = _as_tensor(frames[wanted])
+            frames = frames_as_tensor(frames[wanted])
             frames_by_index = {i: j for j, i in enumerate(wanted)}
             source = "<frames>"
         feats = self.frame_features(frames)  # one CNN pass per distinct frame

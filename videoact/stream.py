@@ -753,8 +753,9 @@ class StreamClassifier:
             return None
         self._feature_schedule.take(timestamp)
 
-        # contiguous: a flipped view (frame[..., ::-1], BGR -> RGB) has negative strides torch refuses
-        frames = torch.as_tensor(np.ascontiguousarray(frame)) if not isinstance(frame, torch.Tensor) else frame
+        from .inference import frames_as_tensor  # a flipped view (frame[..., ::-1]) included
+
+        frames = frames_as_tensor(frame)
         if frames.dim() != 3 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
             raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
         t0 = time.perf_counter()
