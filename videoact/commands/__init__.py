@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..atomic import clobber_error  # noqa: F401  (the commands import it from here)
-
 
 def tune_cpu_allocator(device: str) -> None:
     """For commands that run the backbone: on the CPU, keep freed memory in the process

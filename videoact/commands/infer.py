@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import clobber_error, positive_int, probability, seconds_limit, tune_cpu_allocator
+from ..atomic import clobber_error
+from . import positive_int, probability, seconds_limit, tune_cpu_allocator
 
 OUT_SUFFIXES = (".json", ".csv")  # write_predictions and write_timeline: CSV, or JSON
 

@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 
-from . import clobber_error, positive_int, probability, seconds_limit, tune_cpu_allocator
+from ..atomic import clobber_error
+from . import positive_int, probability, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

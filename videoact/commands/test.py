@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import clobber_error, positive_int, seconds_limit, tune_cpu_allocator
+from ..atomic import clobber_error
+from . import positive_int, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
