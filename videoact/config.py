@@ -264,6 +264,14 @@ def _check_range(key: str, value: Any, meta: Any, source: str) -> None:
             raise ConfigError(f"{source}: {key}: must be {text} {limit}, got {value!r}")
 
 
+def reverse_pair_names(pair: str) -> Optional[Tuple[str, str]]:
+    """``"move_left:move_right"`` -> ``("move_left", "move_right")``; None when not ``a:b``."""
+    names = pair.split(":")
+    if len(names) != 2 or not all(n.strip() for n in names):
+        return None
+    return names[0], names[1]
+
+
 def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
     """Range/choice checks on every field; errors name where the value came from."""
     sources = sources or {}
@@ -292,8 +300,7 @@ def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
         raise ConfigError(f"{origin('model.head_time_kernel')}: model.head_time_kernel: must be odd (a "
                           f"convolution centred on each step), got {cfg.model.head_time_kernel}")
     for i, pair in enumerate(cfg.train.reverse_pairs):
-        names = pair.split(":")
-        if len(names) != 2 or not all(n.strip() for n in names):
+        if reverse_pair_names(pair) is None:
             raise ConfigError(f"{origin('train.reverse_pairs')}: train.reverse_pairs[{i}]: {pair!r} is not "
                               "'class_a:class_b'")
     return cfg

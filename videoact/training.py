@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from .atomic import atomic_write_text
 from .backbones import grid_size
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import Config, save_config
+from .config import Config, reverse_pair_names, save_config
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .device import resolve_device
 from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
@@ -220,8 +220,8 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
     classes); a pair with one unknown name is an error (a reversed clip would get no label)."""
     out: dict[int, int] = {}
     for pair in pairs:
-        names = pair.split(":")
-        if len(names) != 2 or not all(names):
+        names = reverse_pair_names(pair)
+        if names is None:
             raise TrainingError(f"train.reverse_pairs: {pair!r} is not 'class_a:class_b'")
         missing = [n for n in names if n not in classes]
         if len(missing) == 2 or (missing and names[0] == names[1]):
