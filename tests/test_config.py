@@ -45,6 +45,17 @@ def test_synthetic_yaml_inherits_defaults_and_changes_some():
     assert load_config("synthetic") == cfg
 
 
+def test_bare_config_name_is_the_shipped_file_even_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`videoact make-synthetic synthetic` then `videoact train synthetic ...` (or the demo,
+    which loads "synthetic") in the same directory read the clip folder as the config."""
+    shipped = load_config("synthetic")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic").mkdir()
+    assert load_config("synthetic") == shipped
+    (tmp_path / "mine.yaml").write_text("train:\n  lr: 0.5\n")
+    assert load_config("mine.yaml").train.lr == 0.5  # a file in the working directory still wins
+
+
 def test_overrides_are_typed():
     cfg = load_config(None, [
         "train.lr=3e-4", "model.hidden=128", "feature.pooling=grid2", "model.bidirectional=false",

@@ -330,9 +330,10 @@ def _read_yaml(path: Path, source: str) -> Dict[str, Any]:
 
 
 def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
-    """``path`` itself, or for a bare name like ``"synthetic"`` the shipped ``configs/synthetic.yaml``."""
+    """``path`` itself, or for a bare name like ``"synthetic"`` the shipped ``configs/synthetic.yaml``
+    (also when the working directory holds a folder of that name, e.g. generated clips)."""
     p = Path(path)
-    if p.exists() or len(p.parts) > 1:
+    if p.is_file() or len(p.parts) > 1:
         return p
     for candidate in (CONFIG_DIR / p.name, CONFIG_DIR / f"{p.name}.yaml"):
         if candidate.is_file():
