@@ -52,6 +52,16 @@ def test_staleness(tmp_path):
     assert cache_staleness(tmp_path / "missing.safetensors", {}, src) is None
 
 
+def test_caches_from_before_precision_was_recorded_are_float32(tmp_path):
+    """Extraction records its precision (feature.amp); files written before that are
+    float32 ones: current for a float32 run, stale for a bf16 one."""
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(2, 3), torch.arange(2), {"backbone": "b"})
+    assert cache_staleness(path, {"backbone": "b", "precision": "float32"}) == []
+    assert cache_staleness(path, {"backbone": "b", "precision": "bfloat16"}) == ["precision: 'float32' -> 'bfloat16'"]
+    path = save_features(path, torch.zeros(2, 3), torch.arange(2), {"backbone": "b", "precision": "bfloat16"})
+    assert cache_staleness(path, {"backbone": "b", "precision": "float32"}) == ["precision: 'bfloat16' -> 'float32'"]
+
+
 def test_corrupt_file_gives_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00\x01garbage")

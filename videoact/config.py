@@ -83,6 +83,8 @@ class FeatureConfig:
     cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features")
     batch_size: Optional[int] = _opt(None, ge=1, doc="frames per backbone batch; None = 64, fewer on a CPU above 224 px")
     device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")
+    amp: bool = _opt(False, doc="backbone in mixed precision where the hardware has it (bf16/fp16 on CUDA, bf16 "
+                     "on CPUs with AVX512-BF16 or AMX; else float32): faster, features differ by rounding")
 
 
 @dataclass
@@ -117,7 +119,9 @@ class TrainConfig:
     grad_clip: float = _opt(1.0, ge=0.0, doc="max gradient norm; 0 = off")
     early_stopping_patience: int = _opt(10, ge=0, doc="epochs without improvement; 0 = off")
     seed: int = _opt(0, ge=0)
-    amp: bool = _opt(True, doc="mixed precision on CUDA (ignored on CPU)")
+    amp: bool = _opt(True, doc="mixed precision on CUDA (for CPUs see cpu_amp)")
+    cpu_amp: bool = _opt(False, doc="bf16 mixed precision on a CPU with AVX512-BF16 or AMX (ignored on other CPUs, "
+                         "where bf16 is slower than float32)")
     temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
     reverse_pairs: List[str] = _opt(factory=list, doc="class pairs 'a:b' whose clips played backwards are "
                                     "clips of the other: such training clips are time-reversed and relabelled "

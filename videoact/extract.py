@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .atomic import atomic_write_text, is_temporary
-from .device import resolve_device
+from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 
 
@@ -749,8 +749,9 @@ def default_batch_size(device: str | torch.device, image_size: int) -> int:
     return max(1, min(64, (64 * 224 * 224) // (int(image_size) ** 2)))
 
 
-def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[str, Any]:
-    """The settings a cache file must match to be reused."""
+def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision: str = "float32") -> dict[str, Any]:
+    """The settings a cache file must match to be reused (``precision``: the backbone's
+    compute dtype, :func:`videoact.device.precision_name`)."""
     return {
         "backbone": backbone.name,
         "weights": backbone.weights_id,
@@ -759,6 +760,7 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str) -> dict[s
         "image_size": int(backbone.input_size),
         "resize": resize,
         "sampling": asdict(sampling),
+        "precision": precision,
     }
 
 
@@ -795,11 +797,14 @@ def extract_features(
     world)`` processes every ``world``-th video starting at ``rank`` (distributed runs).
     On the CPU, ``tune_allocator`` calls :func:`keep_freed_memory` (process-wide).
     ``batch_size=None``: :func:`default_batch_size` (64; fewer on a CPU above 224 px).
-    ``amp`` runs the backbone in bf16/fp16 autocast on CUDA. Off by default: measured on an
-    H100, autocast features differed from float32 ones by up to 0.63 (8 % of the values by
-    more than 0.02), while live inference (:class:`videoact.VideoClassifier`, the stream
-    engine) computes float32 features; and extraction there was bound by decoding (540
-    frames/s) far below the bf16 backbone (9,100 images/s).
+    ``amp`` runs the backbone in mixed precision where the hardware has it
+    (:func:`videoact.device.autocast_dtype`: bf16/fp16 on CUDA, bf16 on a CPU with
+    AVX512-BF16 or AMX; float32 elsewhere). The cache records the precision (metadata
+    ``precision``), so a float32 run re-extracts bf16 features and the other way round, and
+    checkpoints pass it on to live inference. Off by default: measured on an H100, autocast
+    features differed from float32 ones by up to 0.63 (8 % of the values by more than 0.02),
+    and extraction there was bound by decoding (540 frames/s) far below the bf16 backbone
+    (9,100 images/s); on 2 Zen 4 cores bf16 ran the stride-8 backbone at 448 px 1.9x faster.
     Returns what was written, skipped and failed; never raises for a bad video file.
     """
     from .backbones import create_backbone
@@ -826,8 +831,11 @@ def extract_features(
         batch_size = default_batch_size(device, size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
-    settings = extraction_settings(backbone, sampling, resize)
+    amp_dtype = autocast_dtype(device, amp)
+    if amp and amp_dtype is None:
+        print(f"note: amp: {device} has no native bf16 (a CPU needs AVX512-BF16 or AMX); extracting in float32",
+              file=sys.stderr)
+    settings = extraction_settings(backbone, sampling, resize, precision_name(amp_dtype))
 
     # Which videos need work. The rest are current and skipped (resume).
     result = ExtractResult()
@@ -901,7 +909,7 @@ def extract_features(
             x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             feats = run_backbone(x)[:n]
         if cuda:
             # float16 is what the cache stores: half the bytes over the bus, same values.

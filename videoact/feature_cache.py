@@ -130,6 +130,10 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
     return FeatureFile(features=features, frame_indices=frame_indices, metadata=metadata)
 
 
+# Settings that caches written before they were recorded were made with.
+_SETTINGS_BEFORE_RECORDED = {"precision": "float32"}
+
+
 def cache_staleness(
     path: str | os.PathLike,
     settings: Mapping[str, Any],
@@ -144,7 +148,8 @@ def cache_staleness(
         return None
     # JSON round trip so tuples compare equal to the lists read back.
     wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
-    reasons = [f"{key}: {meta.get(key)!r} -> {value!r}" for key, value in wanted.items() if meta.get(key) != value]
+    made = {**_SETTINGS_BEFORE_RECORDED, **meta}
+    reasons = [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items() if made.get(key) != value]
     if source is not None:
         try:
             stat = source_stat(source)

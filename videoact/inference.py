@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import build_model_from_checkpoint, load_checkpoint
 from .cnn_lstm import CNNLSTM
+from .device import autocast_dtype
 from .extract import SamplingSpec, default_batch_size, inference_model, resolve_device
 
 
@@ -109,6 +110,9 @@ class VideoClassifier:
         self.checkpoint_path = checkpoint_path
         self.sampling = SamplingSpec(**self.feature.get("sampling", {}))
         self.num_segments = self.feature.get("num_segments")
+        # Features made in mixed precision (feature.amp) are recomputed so where this
+        # device has it natively; else in float32, which differs from them by rounding only.
+        self.amp_dtype = autocast_dtype(device, self.feature.get("precision", "float32") != "float32")
 
     @property
     def backbone(self):
@@ -154,7 +158,8 @@ class VideoClassifier:
         for start in range(0, len(frames), step):
             x = preprocess_frames(frames[start:start + step], b.input_size, b.mean, b.std, device=self.device,
                                   resize=self.feature.get("resize", "short_side_center_crop"), channels_last=True)
-            out.append(self._frames_to_features(x).float())
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out.append(self._frames_to_features(x).float())
         # Same rounding as the feature cache, so cached and live features agree.
         return torch.cat(out).half().float()
 

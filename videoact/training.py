@@ -37,7 +37,7 @@ from .backbones import grid_size
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, reverse_pair_names, save_config
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
-from .device import resolve_device
+from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
 from .temporal import create_temporal_model
 
@@ -136,6 +136,8 @@ def feature_settings(cfg: Config) -> dict[str, Any]:
         "feature_dim": int(backbone.feature_dim),
         "sampling": dataclasses.asdict(sampling_spec(cfg)),
         "num_segments": cfg.feature.num_segments,
+        # What extraction computes in on this machine; inference follows it where it can.
+        "precision": precision_name(autocast_dtype(resolve_device(cfg.feature.device), cfg.feature.amp)),
     }
 
 
@@ -171,6 +173,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
         weights=cfg.feature.weights, pooling=cfg.feature.pooling, layer=cfg.feature.layer,
         image_size=cfg.feature.image_size,
         sampling=sampling_spec(cfg), resize=cfg.feature.resize, batch_size=cfg.feature.batch_size, device=cfg.feature.device,
+        amp=cfg.feature.amp,
         num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0,
     )
     if world > 1:
@@ -393,9 +396,12 @@ def train(cfg: Config) -> dict[str, Any]:
     warmup_steps = int(round(cfg.train.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
-    use_amp = cfg.train.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = autocast_dtype(device, cfg.train.cpu_amp if device.type == "cpu" else cfg.train.amp)
+    use_amp = amp_dtype is not None
+    if is_main and device.type == "cpu" and cfg.train.cpu_amp and not use_amp:
+        print("note: train.cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
+              "than float32; training in float32", file=sys.stderr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ddp_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

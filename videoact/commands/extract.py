@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", action="store_true",
-                   help="bf16/fp16 autocast on CUDA: a faster backbone, but features that differ from the "
-                        "float32 ones live inference computes (default: float32)")
+                   help="mixed precision where the hardware has it: bf16/fp16 on CUDA, bf16 on CPUs with "
+                        "AVX512-BF16 or AMX (else float32). Faster; features differ from float32 ones by "
+                        "rounding, and the cache records which (default: float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per video file")
