@@ -350,6 +350,32 @@ def test_feature_dataset_sampling(feature_cache):
     assert train_rows(0, jitter=False) == rows  # jitter off: the eval centres
 
 
+def test_feature_dataset_preload_reads_each_file_once(feature_cache):
+    """With preload the items are those read from the files, epoch after epoch, after the
+    files are gone; and changing a returned item does not change the next one."""
+    samples, cache = feature_cache
+    plain = FeatureDataset(samples, cache, num_segments=4, train=True, seed=3)
+    kept = FeatureDataset(samples, cache, num_segments=4, train=True, seed=3, preload=True)
+    expected = {}
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        kept.set_epoch(epoch)
+        for i in range(3):
+            expected[epoch, i] = plain[i]
+            got = kept[i]
+            assert torch.equal(got[0], expected[epoch, i][0]) and got[1] == expected[epoch, i][1]
+    for file in cache.rglob("*.safetensors"):
+        file.unlink()
+    with pytest.raises(FeatureCacheError):
+        plain[0]
+    whole = kept.load(0)
+    whole += 1000  # a caller's change stays its own
+    for epoch in range(2):
+        kept.set_epoch(epoch)
+        for i in range(3):
+            assert torch.equal(kept[i][0], expected[epoch, i][0])
+
+
 def test_feature_dataset_time_reversal(feature_cache):
     samples, cache = feature_cache
     pairs = {0: 1, 1: 0}  # class 2 has no reverse: never flipped

@@ -62,6 +62,8 @@ class DataConfig:
     exclude: Optional[str] = _opt(None, doc="file listing videos to leave out (`videoact check --quarantine`)")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
     num_workers: int = _opt(2, ge=0)
+    preload: bool = _opt(False, doc="keep the training and validation features in memory after the first epoch "
+                         "(float16; for sets that fit in RAM)")
 
 
 @dataclass

@@ -356,8 +356,8 @@ def train(cfg: Config) -> dict[str, Any]:
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
-                               reverse_labels=reverse_labels)
-    val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False)
+                               reverse_labels=reverse_labels, preload=cfg.data.preload)
+    val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False, preload=cfg.data.preload)
 
     if cfg.train.batch_size % world:
         raise TrainingError(f"train.batch_size={cfg.train.batch_size} is not divisible by the {world} ranks "
