@@ -316,3 +316,32 @@ def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
     else:  # float32 both times: the cache is current, the runs are the same
         assert "out of date" not in err and torch.equal(features32, bf16_features)
         assert mixed["train_loss"] == full["train_loss"]
+
+
+def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
+    """train.select: best.pt (what the test set evaluates and inference loads) holds the epoch
+    of best validation accuracy by default, the last epoch with select=last."""
+    from videoact.config import load_config
+    from videoact.training import train
+
+    fast = [item for item in FAST if item != "--set"]
+    results = {}
+    for select in ("best", "last"):
+        work = tmp_path / select
+        cfg = load_config(None, [*fast, f"data.train={bench / 'train'}", f"data.val={bench / 'val'}",
+                                 f"data.test={bench / 'test'}", f"work_dir={work}",
+                                 f"feature.cache_dir={tmp_path / 'cache'}", "train.epochs=5", "train.lr=0.01",
+                                 "train.early_stopping_patience=0", f"train.select={select}"])
+        summary = train(cfg)
+        best, last = load_checkpoint(work / "best.pt"), load_checkpoint(work / "last.pt")
+        history = summary["history"]
+        results[select] = summary
+        assert last["train_state"]["epoch"] == 4 and summary["epochs_run"] == 5
+        if select == "last":
+            assert best["train_state"]["epoch"] == 4 == summary["selected_epoch"]
+            assert all(torch.equal(best["model_state"][k], last["model_state"][k]) for k in last["model_state"])
+        else:
+            assert best["train_state"]["epoch"] == summary["best_epoch"] == summary["selected_epoch"]
+            assert best["metrics"]["val_acc"] == max(h["val_acc"] for h in history)
+    # Same seed, same run: only the choice differs.
+    assert [h["val_acc"] for h in results["best"]["history"]] == [h["val_acc"] for h in results["last"]["history"]]

@@ -120,6 +120,9 @@ class TrainConfig:
     label_smoothing: float = _opt(0.1, ge=0.0, lt=1.0)
     grad_clip: float = _opt(1.0, ge=0.0, doc="max gradient norm; 0 = off")
     early_stopping_patience: int = _opt(10, ge=0, doc="epochs without improvement; 0 = off")
+    select: str = _opt("best", choices=("best", "last"),
+                       doc="the model best.pt holds and the test set evaluates: the epoch of best validation "
+                           "accuracy, or the last epoch (the schedule run to its end)")
     seed: int = _opt(0, ge=0)
     amp: bool = _opt(True, doc="mixed precision on CUDA (for CPUs see cpu_amp)")
     cpu_amp: bool = _opt(False, doc="bf16 mixed precision on a CPU with AVX512-BF16 or AMX (ignored on other CPUs, "

@@ -8,8 +8,9 @@
 3. build the temporal model, AdamW, warm-up + cosine schedule
 4. resume from ``work_dir/last.pt`` when it exists
 5. epochs: train (label smoothing, gradient clipping, AMP on CUDA, non-finite checks),
-   validate, log to ``metrics.jsonl``, save ``last.pt`` and ``best.pt`` atomically,
-   stop early when validation accuracy stops improving
+   validate, log to ``metrics.jsonl``, save ``last.pt`` and ``best.pt`` (the epoch of best
+   validation accuracy, or with ``train.select: last`` the last one) atomically, stop
+   early when validation accuracy stops improving
 6. evaluate ``best.pt`` on the test set when one is given
 
 Works in one process or under ``torchrun`` (DistributedDataParallel; rank 0 writes).
@@ -513,7 +514,7 @@ def train(cfg: Config) -> dict[str, Any]:
             bad_epochs += 1
         history.append(record)
         if is_main:
-            if improved:
+            if improved or cfg.train.select == "last":
                 checkpoint(best_path, epoch, record)
             # metrics.jsonl before last.pt: a crash in between then repeats this epoch on
             # resume (whose history keeps only epochs before last.pt's) instead of losing its line.
@@ -525,9 +526,11 @@ def train(cfg: Config) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
 
-    # 6. test the best checkpoint
+    # 6. test the selected checkpoint (best.pt)
     best_epoch = next((h["epoch"] for h in history if h["val_acc"] == best_acc), None)  # counted from 0
-    summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+    selected = best_epoch if cfg.train.select == "best" or not history else history[-1]["epoch"]
+    summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "selected_epoch": selected,
+                               "epochs_run": len(history),
                                "stopped_early": len(history) < cfg.train.epochs, "work_dir": str(work_dir),
                                "classes": list(classes), "history": history}
     if test_samples and is_main:

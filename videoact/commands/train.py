@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     at = f" at epoch {summary['best_epoch'] + 1}" if summary["best_epoch"] is not None else ""
     print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}%{at} of {summary['epochs_run']} run"
           f"{stopped if summary['stopped_early'] else ''}; checkpoints in {summary['work_dir']}")
+    if summary["selected_epoch"] is not None and summary["selected_epoch"] != summary["best_epoch"]:
+        print(f"best.pt holds epoch {summary['selected_epoch'] + 1}, the last (train.select: last)")
     if "test" in summary:
         t = summary["test"]
         print(f"test: top-1 {t['top1'] * 100:.2f}%  top-5 {t['top5'] * 100:.2f}%  "
