@@ -7,7 +7,8 @@
 2. extract features for every video whose cache is missing or stale
 3. build the temporal model, AdamW, warm-up + cosine schedule
 4. resume from ``work_dir/last.pt`` when it exists
-5. epochs: train (label smoothing, gradient clipping, AMP on CUDA, non-finite checks),
+5. epochs: train (label smoothing, gradient clipping, mixed precision on CUDA and with
+   train.cpu_amp on bf16 CPUs, non-finite checks),
    validate, log to ``metrics.jsonl``, save ``last.pt`` and ``best.pt`` (the epoch of best
    validation accuracy, or with ``train.select: last`` the last one) atomically, stop
    early when validation accuracy stops improving
