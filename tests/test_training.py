@@ -28,6 +28,16 @@ def videoact(*args, check=True, **kw):
     return proc
 
 
+def train_in_process(bench, work_dir, cache_dir, *settings: str) -> dict:
+    """``videoact.training.train`` on the bench's train/val split with the FAST settings."""
+    from videoact.config import load_config
+    from videoact.training import train
+
+    fast = [item for item in FAST if item != "--set"]
+    return train(load_config(None, [*fast, f"data.train={bench / 'train'}", f"data.val={bench / 'val'}",
+                                    f"work_dir={work_dir}", f"feature.cache_dir={cache_dir}", *settings]))
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
@@ -266,20 +276,15 @@ def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
     """feature.amp / train.cpu_amp: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), and
     float32 with a note elsewhere. The cache and the checkpoint record the precision; a
     float32 run replaces bf16 features; live inference recomputes what the cache holds."""
-    from videoact.config import load_config
     from videoact.device import native_bf16
     from videoact.feature_cache import load_features, read_metadata
     from videoact.inference import VideoClassifier
-    from videoact.training import train
 
     native = native_bf16(torch.device("cpu"))
-    fast = [item for item in FAST if item != "--set"]
 
     def run(name: str, amp: bool) -> tuple[Path, dict]:
-        cfg = load_config(None, [*fast, f"data.train={bench / 'train'}", f"data.val={bench / 'val'}",
-                                 f"work_dir={tmp_path / name}", f"feature.cache_dir={tmp_path / 'cache'}",
-                                 "train.epochs=1", f"feature.amp={amp}", f"train.cpu_amp={amp}"])
-        train(cfg)
+        train_in_process(bench, tmp_path / name, tmp_path / "cache", "train.epochs=1", f"feature.amp={amp}",
+                         f"train.cpu_amp={amp}")
         history = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         return tmp_path / name, history[-1]
 
@@ -321,18 +326,11 @@ def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
 def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
     """train.select: best.pt (what the test set evaluates and inference loads) holds the epoch
     of best validation accuracy by default, the last epoch with select=last."""
-    from videoact.config import load_config
-    from videoact.training import train
-
-    fast = [item for item in FAST if item != "--set"]
     results = {}
     for select in ("best", "last"):
         work = tmp_path / select
-        cfg = load_config(None, [*fast, f"data.train={bench / 'train'}", f"data.val={bench / 'val'}",
-                                 f"data.test={bench / 'test'}", f"work_dir={work}",
-                                 f"feature.cache_dir={tmp_path / 'cache'}", "train.epochs=5", "train.lr=0.01",
-                                 "train.early_stopping_patience=0", f"train.select={select}"])
-        summary = train(cfg)
+        summary = train_in_process(bench, work, tmp_path / "cache", f"data.test={bench / 'test'}", "train.epochs=5",
+                                   "train.lr=0.01", "train.early_stopping_patience=0", f"train.select={select}")
         best, last = load_checkpoint(work / "best.pt"), load_checkpoint(work / "last.pt")
         history = summary["history"]
         results[select] = summary
