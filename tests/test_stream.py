@@ -551,6 +551,21 @@ def test_overlay_and_atomic_writer(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
 
+def test_timestamped_writes_keep_a_recording_in_real_time(tmp_path):
+    """Frames of a live source go on the file's clock: a gap repeats the last frame, a frame
+    whose slot is taken is left out, and a lost stream's long gap is cut to one frame."""
+    target = tmp_path / "live.mp4"
+    # (index, seconds): a slow display loop (5.1 -> 5.4), a fast source (5.42), a reconnect (5.5 -> 14.5)
+    arrivals = [(1, 5.0), (2, 5.1), (3, 5.4), (4, 5.42), (5, 5.5), (6, 14.5), (7, 14.6)]
+    with AtomicVideoWriter(target, 10, max_gap=2.0) as w:
+        for index, seconds in arrivals:
+            w.write(coded_frame(index, 96, 128), timestamp=seconds)
+    with open_video(target) as reader:
+        got = [read_frame_index(f.numpy()) for f in reader.get(list(range(len(reader)))).frames]
+    assert got == [1, 2, 2, 2, 3, 5, 6, 7]
+    assert (w.frames, w.repeated, w.skipped) == (8, 2, 1)
+
+
 # ------------------------------------------------------------------------- command
 
 
@@ -602,6 +617,25 @@ def test_stream_command_ctrl_c_finalises_recording(setup, tmp_path):
     with open_video(record) as reader:
         assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
+
+
+def test_stream_command_records_a_live_source_in_real_time(setup, tmp_path, capsys):
+    """A network camera at 8 frames/s, recorded for 2 s: the file lasts about 2 s at its own
+    rate, not 8 frames' worth of it."""
+    server = MJPEGServer(fps=8)
+    record = tmp_path / "live.mp4"
+    try:
+        status = main(["stream", str(setup["ckpt"]), "--source", f"http://127.0.0.1:{server.port}/cam.mjpg",
+                       "--no-window", "--record", str(record), "--max-seconds", "2", "--device", "cpu"])
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert status == 0, err
+    cap = cv2.VideoCapture(str(record))
+    frames, rate = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    assert rate > 8 and 1.6 <= frames / rate <= 2.6, (frames, rate, err)
+    assert "repeated" in err and "in real time" in err
 
 
 def test_stream_command_bad_source(setup, tmp_path, capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -118,9 +119,18 @@ class AtomicVideoWriter:
     ``commit=True`` releases the writer (finalising the container) and renames the file
     into place; ``commit=False`` deletes it. As a context manager it commits on normal
     exit and on Ctrl-C (what was recorded is a valid video) and discards on errors.
+
+    Frames written with a ``timestamp`` (seconds of source time) are placed on the
+    file's constant-rate clock, so the recording of a live source plays in real time
+    whatever reached the writer: a gap (a display loop slower than the camera, a camera
+    slower than ``fps``) repeats the previous frame, a frame whose slot is already
+    written (a source faster than ``fps``) is left out, and a gap longer than
+    ``max_gap`` seconds (a stream lost and reconnected) is cut to one frame instead of
+    a frozen image. ``repeated`` and ``skipped`` count both.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, fourcc: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, fourcc: str | None = None,
+                 max_gap: float = 2.0) -> None:
         self.path = Path(path)
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"{self.path}: frame rate must be positive, got {fps}")
@@ -130,6 +140,11 @@ class AtomicVideoWriter:
         self._writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.max_gap = float(max_gap)
+        self.repeated = 0  # frames written again to fill a gap (timestamped writes)
+        self.skipped = 0  # timestamped frames left out: their slot was already written
+        self._clock: float | None = None  # source time of slot 0
+        self._last: np.ndarray | None = None  # last frame written, BGR at the file's size
         self.closed = False
 
     def _open(self, width: int, height: int) -> None:
@@ -142,17 +157,37 @@ class AtomicVideoWriter:
                           f"(use .mp4 or .avi)")
         self._writer, self.size = writer, (width, height)
 
-    def write(self, frame: np.ndarray, *, bgr: bool = False) -> None:
-        """Append one uint8 frame ``[H, W, 3]`` (RGB, or BGR with ``bgr=True``)."""
+    def write(self, frame: np.ndarray, *, bgr: bool = False, timestamp: float | None = None) -> None:
+        """Append one uint8 frame ``[H, W, 3]`` (RGB, or BGR with ``bgr=True``); with
+        ``timestamp``, at its place on the file's clock (see the class docstring)."""
         if self.closed:
             raise ValueError(f"{self.path}: writer is closed")
+        repeats = 0
+        if timestamp is not None:
+            if self._clock is None:  # this frame takes the next slot
+                self._clock = float(timestamp) - self.frames / self.fps
+            slot = math.floor((float(timestamp) - self._clock) * self.fps + 0.5)
+            if slot < self.frames:  # that slot is written already
+                self.skipped += 1
+                return
+            repeats = slot - self.frames
+            if repeats > self.max_gap * self.fps:  # a lost stream: cut the gap, restart the clock here
+                self._clock += repeats / self.fps
+                repeats = 0
         h, w = frame.shape[:2]
         if self._writer is None:
             self._open(w, h)
         elif (w, h) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)  # sources may change size
-        self._writer.write(np.ascontiguousarray(frame if bgr else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)))
+        for _ in range(repeats if self._last is not None else 0):
+            self._writer.write(self._last)
+            self.frames += 1
+            self.repeated += 1
+        image = np.ascontiguousarray(frame if bgr else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self._writer.write(image)
         self.frames += 1
+        if timestamp is not None:
+            self._last = image.copy()  # the caller may reuse its buffer
 
     def close(self, commit: bool = True) -> Path | None:
         """Finalise; returns the path when a video was committed, else None."""

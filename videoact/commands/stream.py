@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="camera index (0), video file, or rtsp:// / http:// URL (default: camera 0)")
     p.add_argument("--no-window", action="store_true",
                    help="no window: print one JSON line per prediction on stdout")
-    p.add_argument("--record", metavar="OUT.mp4", help="save the annotated video (finalised on exit)")
+    p.add_argument("--record", metavar="OUT.mp4",
+                   help="save the annotated video (finalised on exit); a camera or URL is recorded in "
+                        "real time, a file frame by frame")
     p.add_argument("--realtime", action="store_true",
                    help="play a video file at its own frame rate (default: as fast as possible)")
     p.add_argument("--feature-rate", type=float, metavar="HZ",
@@ -125,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
                                                 dropped=engine.dropped, top_k=args.top_k, waiting=waiting,
                                                 bgr_output=True)
                     if recorder is not None:
-                        recorder.write(image, bgr=True)
+                        # A live source is recorded on its own clock, so the file plays in real
+                        # time even when this loop takes fewer frames than the camera gives.
+                        recorder.write(image, bgr=True, timestamp=frame.timestamp if engine.source.live else None)
                     if show:
                         cv2.imshow(window, image)
                 if show:
@@ -149,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
         if recorder is not None:
             saved = recorder.close(commit=True)
             if saved is not None:
-                _err(f"recording saved to {saved} ({recorder.frames} frames)")
+                paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep "
+                         f"{recorder.fps:g} frames/s in real time") if recorder.repeated or recorder.skipped else ""
+                _err(f"recording saved to {saved} ({recorder.frames} frames{paced})")
         if show:
             import cv2
 
