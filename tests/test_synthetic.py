@@ -452,6 +452,24 @@ def test_cli_writes_tree_and_lists_then_resumes(tmp_path, capsys):
     assert "synthetic.json" in capsys.readouterr().err
 
 
+def test_a_subset_of_classes_writes_and_lists_only_those(tmp_path, capsys):
+    out = tmp_path / "rot"
+    argv = ["make-synthetic", str(out), "--train-per-class", "1", "--val-per-class", "0", "--test-per-class", "1",
+            "--workers", "1", "--quiet"]
+    assert main([*argv, "--classes", "rotate_ccw,rotate_cw"]) == 0
+    assert "wrote 4 clips" in capsys.readouterr().out
+    assert (out / "classes.txt").read_text().split() == ["rotate_cw", "rotate_ccw"]  # the order of CLASSES
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["rotate_ccw", "rotate_cw"]
+    assert [l.split(" ")[1] for l in (out / "test.txt").read_text().splitlines()] == ["rotate_cw", "rotate_ccw"]
+    # The same clips as the full benchmark's: all ten classes in the same folder add only the others.
+    result = make_synthetic(out, train_per_class=1, val_per_class=0, test_per_class=0, progress=False)
+    assert (result["written"], result["skipped"], result["unlisted"]) == (8, 2, 2)  # the 2 test clips stay
+    assert (out / "classes.txt").read_text().split() == list(CLASSES)
+    assert main([*argv, "--classes", "rotate_cw,spin"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class 'spin'" in err and "rotate_ccw" in err
+
+
 def test_parallel_workers_write_the_same_clips(tmp_path):
     # A half-written clip left by a killed run (its process is gone) is cleaned up.
     stale = tmp_path / "b" / ".partial" / "999999999-train-move_up-0"

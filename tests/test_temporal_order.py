@@ -17,13 +17,9 @@ PAIR = ("move_left", "move_right")
 @pytest.fixture(scope="module")
 def direction_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
-    make_synthetic(root, train_per_class=14, val_per_class=1, test_per_class=12, workers=1, progress=False)
-    lists = {}
-    for split in ("train", "val", "test"):
-        lines = [l for l in (root / f"{split}.txt").read_text().splitlines() if l.rsplit(maxsplit=1)[1] in PAIR]
-        lists[split] = root / f"{split}_pair.txt"
-        lists[split].write_text("\n".join(lines) + "\n")
-    return root, lists
+    lists = make_synthetic(root, train_per_class=14, val_per_class=1, test_per_class=12, workers=1, progress=False,
+                           classes=PAIR)
+    return root, {split: lists[split] for split in ("train", "val", "test")}
 
 
 def _train(name, root, lists, work):

@@ -845,6 +845,21 @@ def _run_workers(jobs: list[tuple], workers: int, bar: Any) -> int:
     return sum(done)
 
 
+def _chosen_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
+    """``classes`` checked against ``CLASSES``, in the order of ``CLASSES``."""
+    if classes is None:
+        return CLASSES
+    if isinstance(classes, str):
+        raise ValueError(f"classes must be a list of names, got the string {classes!r}")
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown class{'es' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                         f"the benchmark has {', '.join(CLASSES)}")
+    if not classes:
+        raise ValueError("classes is empty; give at least one of " + ", ".join(CLASSES))
+    return tuple(c for c in CLASSES if c in set(classes))
+
+
 def make_synthetic(
     out: str | os.PathLike,
     *,
@@ -856,8 +871,12 @@ def make_synthetic(
     width: int = 160,
     workers: int = 1,
     progress: bool = True,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write the benchmark under ``out``; resumable (existing clips are kept).
+
+    ``classes`` (names from ``CLASSES``; default all ten) writes and lists only those, e.g.
+    one pair for a quick experiment; each clip is the same as in the full benchmark.
 
     Layout: ``out/<split>/<class>/<class>_<nnnn>.mp4`` for split in train/val/test (so
     ``out/train`` is a class-per-subfolder dataset), list files ``out/<split>.txt`` with
@@ -880,6 +899,7 @@ def make_synthetic(
         raise ValueError(f"frame size {width}x{height}: width and height must be even for the mp4v encoder")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    chosen = _chosen_classes(classes)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -890,7 +910,7 @@ def make_synthetic(
 
     jobs, skipped = [], 0
     for split in SPLITS:
-        for class_name in CLASSES:
+        for class_name in chosen:
             for index in range(int(counts[split])):
                 if (out / clip_path(split, class_name, index)).exists():
                     skipped += 1
@@ -918,11 +938,11 @@ def make_synthetic(
             (out / ".partial").rmdir()  # only when empty
 
     result: dict[str, Any] = {"root": out, "classes": out / "classes.txt"}
-    atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in CLASSES))
+    atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in chosen))
     unlisted = 0
     for split in SPLITS:
         lines = [
-            f"{clip_path(split, c, i)} {c}\n" for c in CLASSES for i in range(int(counts[split]))
+            f"{clip_path(split, c, i)} {c}\n" for c in chosen for i in range(int(counts[split]))
         ]
         atomic_write_text(out / f"{split}.txt", "".join(lines))
         result[split] = out / f"{split}.txt"

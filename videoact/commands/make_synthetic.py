@@ -15,6 +15,10 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (created; a rerun resumes and keeps existing clips)")
     parser.add_argument("--train-per-class", type=int, default=300, metavar="N", help="training clips per class (300)")
@@ -29,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="worker processes (default: the CPU count, at most 8); output does not depend on it",
     )
+    parser.add_argument("--classes", type=_names, metavar="A,B,...",
+                        help="write only these classes, e.g. rotate_cw,rotate_ccw (default: all ten)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             width=width,
             workers=args.workers,
             progress=not args.quiet,
+            classes=args.classes,
         )
     except ValueError as e:
         print(f"make-synthetic: error: {e}", file=sys.stderr)
