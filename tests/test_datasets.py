@@ -577,6 +577,8 @@ def test_convert_kinetics_csv(tmp_path):
     video(root / "abseiling" / "0123456789a_000020_000030.mp4")
     result = convert_kinetics_csv(csv_file, tmp_path / "train.txt", root=root, classes_out=tmp_path / "classes.txt")
     assert kinds(result.problems) == [(4, "missing")]
+    lost = "lostvideo00_000000_000010.mp4"  # looked for in each layout a downloader writes
+    assert f"video not found: {root / 'abseiling' / lost} (nor {root / lost})" in str(result.problems[0])
     assert load_classes(tmp_path / "classes.txt") == ["abseiling", "air drumming"]  # lost clips keep their class
     samples, classes, problems = read_annotations(tmp_path / "train.txt", root, classes=tmp_path / "classes.txt")
     assert problems == [] and [(s.rel, s.label) for s in samples] == [

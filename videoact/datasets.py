@@ -348,7 +348,9 @@ class _Collector:
                 # Classes come from the text, not the disk: a class whose videos are all
                 # missing still exists, so label ids do not depend on what was downloaded.
                 self.seen_names.add(name)
-                self.problem(line, MISSING, f"video not found: {path}")
+                others = list(dict.fromkeys(str(pr[0]) for pr in placed[1:] if pr[0] != path))
+                also = f" (nor {' or '.join(others)})" if others else ""
+                self.problem(line, MISSING, f"video not found: {path}{also}")
                 return
             path, rel = existing[0]
         if rel in self.first_line:
