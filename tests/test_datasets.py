@@ -609,3 +609,37 @@ def test_convert_kinetics_csv(tmp_path):
                                 capture_output=True, text=True, timeout=120)
         assert script.returncode == 1 and "would replace that file" in script.stderr, script.stderr
     assert csv_file.read_bytes() == before and not (tmp_path / "o.txt").exists()
+
+
+def test_text_files_are_utf8_whatever_the_locale(tmp_path):
+    """Under an ASCII locale (LC_ALL=C, no UTF-8 mode: as on some servers and containers),
+    lists, class files, configs and CSV results with non-ASCII labels are written as UTF-8
+    and read back the same; lists keep "\n" line ends, CSV rows their "\r\n". (File names
+    stay ASCII here: such a locale cannot name a file otherwise.)"""
+    script = tmp_path / "write.py"
+    script.write_text(
+        "import csv, sys, torch\n"
+        "from pathlib import Path\n"
+        "from videoact.config import load_config, save_config\n"
+        "from videoact.datasets import VideoSample, load_classes, read_annotations, write_classes, write_list\n"
+        "from videoact.inference import Prediction, write_predictions\n"
+        "d = Path(sys.argv[1])\n"
+        "name = 'caf\\u00e9 \\u65e5\\u672c'\n"
+        "(d / 'v.mp4').write_bytes(b'x')\n"
+        "write_list(d / 'list.txt', [VideoSample(d / 'v.mp4', 'v.mp4', 0, name)])\n"
+        "write_classes(d / 'classes.txt', [name, 'b'])\n"
+        "samples, classes, problems = read_annotations(d / 'list.txt', classes=d / 'classes.txt')\n"
+        "assert problems == [] and samples[0].label_name == name and load_classes(d / 'classes.txt')[0] == name\n"
+        "save_config(load_config(None, ['data.train=' + name]), d / 'config.yaml')\n"
+        "assert load_config(d / 'config.yaml').data.train == name\n"
+        "write_predictions([Prediction('v.mp4', [(name, 0.75)], torch.ones(1))], d / 'out.csv')\n"
+        "with open(d / 'out.csv', encoding='utf-8', newline='') as f:\n"
+        "    assert list(csv.reader(f))[1] == ['v.mp4', '1', name, '0.750000']\n"
+        "print('ok')\n", encoding="utf-8")
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                          encoding="utf-8", env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert (tmp_path / "classes.txt").read_bytes() == "caf\u00e9 \u65e5\u672c\nb\n".encode()
+    csv_bytes = (tmp_path / "out.csv").read_bytes()
+    assert csv_bytes.count(b"\r\n") == 2 and b"\r\r" not in csv_bytes

@@ -35,7 +35,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
-        with open(tmp, mode) as f:
+        # Text is UTF-8 whatever the locale (every reader here reads UTF-8), written as given
+        # (newline=""): CSV rows keep their own line ends, lists their "\n" on every system.
+        text = "b" not in mode
+        with open(tmp, mode, encoding="utf-8" if text else None, newline="" if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
