@@ -74,6 +74,9 @@ def test_overrides_are_typed():
     assert cfg.model.layers == 2 and cfg.model.dropout == 0.5
     assert load_config(None, ["feature.weights=null", "feature.max_frames=300"]).feature.max_frames == 300
     assert load_config(None, ["feature.weights=null"]).feature.weights is None
+    # "none" as Python users write it (YAML alone would read a string 'None')
+    none = load_config(None, ["data.val=none", "feature.max_frames=None", "feature.weights=~"])
+    assert none.data.val is None and none.feature.max_frames is None and none.feature.weights is None
 
 
 def test_file_then_overrides_order(tmp_path):

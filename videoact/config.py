@@ -373,8 +373,10 @@ def _override_value(cfg: Config, key: str, raw: str, source: str) -> Dict[str, A
                 raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is a value, not a section")
     tp = _field_types(obj)[parts[-1]]
     str_typed = tp is str or (get_origin(tp) is Union and str in get_args(tp))
-    if str_typed and raw.lower() not in ("null", "~", "none"):
-        value: Any = raw  # keep strings verbatim: a path "2024" or weights "01" stay strings
+    if raw.lower() in ("null", "~", "none"):
+        value: Any = None  # "none" too (YAML would read it as a string), as Python users write it
+    elif str_typed:
+        value = raw  # keep strings verbatim: a path "2024" or weights "01" stay strings
     else:
         try:
             value = yaml.safe_load(raw) if raw else None
