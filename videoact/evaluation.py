@@ -64,11 +64,18 @@ def format_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> str
     return "\n".join(lines)
 
 
+def format_top5(metrics: dict[str, Any]) -> str:
+    """``top-5: 93.50%``, or what it means with 5 classes or fewer (always 100 %: the JSON
+    keeps 1.0 there, as top-k accuracy is usually defined for k >= C)."""
+    c = len(metrics["classes"])
+    return f"top-5: {metrics['top5'] * 100:.2f}%" if c > 5 else f"top-5: - ({c} classes)"
+
+
 def format_report(metrics: dict[str, Any]) -> str:
     """A human-readable summary: accuracies, per-class table, confusion matrix."""
     lines = [
         f"samples: {metrics['num_samples']}",
-        f"top-1: {metrics['top1'] * 100:.2f}%   top-5: {metrics['top5'] * 100:.2f}%   "
+        f"top-1: {metrics['top1'] * 100:.2f}%   {format_top5(metrics)}   "
         f"mean class accuracy: {metrics['mean_class_acc'] * 100:.2f}%",
         "",
         f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
     from ..feature_cache import FeatureCacheError
     from ..distributed import DistributedSetupError, distributed_session
+    from ..evaluation import format_top5
     from ..training import TrainingError, train
 
     overrides = list(args.overrides)
@@ -50,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"best.pt holds epoch {summary['selected_epoch'] + 1}, the last (train.select: last)")
     if "test" in summary:
         t = summary["test"]
-        print(f"test: top-1 {t['top1'] * 100:.2f}%  top-5 {t['top5'] * 100:.2f}%  "
+        print(f"test: top-1 {t['top1'] * 100:.2f}%  {format_top5(t)}  "
               f"mean class accuracy {t['mean_class_acc'] * 100:.2f}%")
     return 0
