@@ -542,7 +542,9 @@ def write_list(path: PathLike, samples: Iterable[VideoSample]) -> Path:
     """Write ``rel label_name`` lines atomically (what :func:`read_annotations` reads back).
 
     Samples from outside the root (``__outside__/`` keys) are written with their absolute
-    path; reading them back needs ``allow_outside_root=True``.
+    path; reading them back needs ``allow_outside_root=True``. A class name that is all
+    digits (a folder ``0/``) reads back as a class id, so it needs ``classes=`` (a
+    classes file, e.g. :func:`write_classes`) to be read as a name.
     """
     lines = []
     for s in samples:
