@@ -343,3 +343,56 @@ def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
             assert best["metrics"]["val_acc"] == max(h["val_acc"] for h in history)
     # Same seed, same run: only the choice differs.
     assert [h["val_acc"] for h in results["best"]["history"]] == [h["val_acc"] for h in results["last"]["history"]]
+
+
+def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settings(tmp_path, capsys):
+    """A resumed run validates on the videos it held out at the start (not on ones it
+    trained on, though a broken video became readable and data.val_fraction changed),
+    trains with the train.lr / train.weight_decay its config.yaml now records, and refuses
+    data whose classes differ from last.pt's."""
+    from videoact.config import load_config
+    from videoact.testing import write_coded_video
+    from videoact.training import TrainingError, train
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    for c in ("a", "b"):
+        for i in range(4):
+            write_coded_video(data / c / f"v{i}.mp4", 12 + i)
+    good = (data / "a" / "v0.mp4").read_bytes()
+    (data / "a" / "v0.mp4").write_bytes(b"not a video yet")
+    fast = [item for item in FAST if item != "--set"]
+
+    def run(*settings: str) -> dict:
+        return train(load_config(None, [*fast, f"data.train={data}", f"work_dir={work}", *settings]))
+
+    run("train.epochs=1", "data.val_fraction=0.5")
+    first = capsys.readouterr().out
+    held_out = json.loads((work / "held_out.json").read_text())["videos"]
+    assert f"{7 - len(held_out)} training videos, {len(held_out)} validation videos" in first
+    assert "a/v0.mp4" not in held_out
+
+    (data / "a" / "v0.mp4").write_bytes(good)
+    run("train.epochs=2", "data.val_fraction=0.25", "train.lr=0.01", "train.weight_decay=0.2")
+    out = capsys.readouterr().out
+    assert f"{8 - len(held_out)} training videos, {len(held_out)} validation videos" in out  # v0 joins training
+    assert json.loads((work / "held_out.json").read_text())["videos"] == held_out
+    assert "at epoch 2 (train.lr 0.001 -> 0.01, train.weight_decay 0.01 -> 0.2)" in out
+    ts = load_checkpoint(work / "last.pt")["train_state"]
+    assert [g["initial_lr"] for g in ts["optimizer"]["param_groups"]] == [0.01, 0.01]
+    assert [g["weight_decay"] for g in ts["optimizer"]["param_groups"]] == [0.2, 0.0]
+    assert ts["scheduler"]["base_lrs"] == [0.01, 0.01]
+
+    (data / "b").rename(data / "c")  # as many classes, other names: the weights would still load
+    with pytest.raises(TrainingError, match=r"last.pt was trained on other classes \(a, b; now a, c\)"):
+        run("train.epochs=3")
+
+
+def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():
+    from videoact.evaluation import classification_metrics, format_report
+
+    wrong = classification_metrics(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([0, 1]), ["a", "b"])
+    assert wrong["top1"] == 0.0 and wrong["top5"] == 1.0  # every class is among the top 5
+    assert "top-1: 0.00%   top-5: - (2 classes)   mean class accuracy: 0.00%" in format_report(wrong)
+    scores = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0], [0, 9, 8, 1, 1, 1, 1, 1, 1, 1]])
+    ten = classification_metrics(scores.softmax(1), torch.tensor([0, 2]), [f"c{i}" for i in range(10)])
+    assert "top-1: 50.00%   top-5: 100.00%" in format_report(ten)

@@ -3,7 +3,7 @@
 ``train(cfg)``:
 
 1. read the data (class-per-subfolder folder or annotation list); without a validation
-   set, hold out a stratified part of the training data
+   set, hold out a stratified part of the training data (once per run: ``held_out.json``)
 2. extract features for every video whose cache is missing or stale
 3. build the temporal model, AdamW, warm-up + cosine schedule
 4. resume from ``work_dir/last.pt`` when it exists
@@ -244,6 +244,57 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
     return out
 
 
+HELD_OUT = "held_out.json"  # the validation videos drawn from the training data, per work dir
+
+
+def hold_out(samples: list, cfg: Config, work_dir: Path, is_main: bool = True) -> tuple[list, list]:
+    """``(train, val)``: a stratified part of ``samples`` held out for validation (no ``data.val``).
+
+    Drawn once per run and kept in ``work_dir/held_out.json``: a resumed run validates on
+    the same videos, never on one it trained on, even when the readable videos or
+    ``data.val_fraction`` / ``train.seed`` changed since (a video unreadable then and
+    readable now goes to training).
+    """
+    path = work_dir / HELD_OUT
+    if (work_dir / "last.pt").exists() and path.exists():
+        try:
+            saved = set(json.loads(path.read_text(encoding="utf-8"))["videos"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainingError(f"{path}: unreadable list of the run's validation videos ({exc}); "
+                                "delete it to draw a new one, or use another --work-dir") from None
+        val = [s for s in samples if s.rel in saved]
+        if val:
+            return [s for s in samples if s.rel not in saved], val
+        if is_main:
+            print(f"warning: none of the validation videos in {path} is among the training data now; "
+                  "drawing new ones (the resumed run may validate on videos it trained on)", file=sys.stderr)
+    train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
+    if is_main and val:
+        atomic_write_text(path, json.dumps({"videos": sorted(s.rel for s in val)}, indent=1) + "\n")
+    return train, val
+
+
+def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: Any, model: torch.nn.Module,
+                             cfg: Config, factor: float) -> list[str]:
+    """After loading a checkpoint's optimizer and scheduler: the config's ``train.lr`` and
+    ``train.weight_decay`` hold (they may change on resume; the state brings the moments
+    and the step). ``factor``: the schedule's value at the current step. Returns what changed."""
+    changed = []
+    fresh = param_groups(model, cfg.train.weight_decay)
+    old_lr = scheduler.base_lrs[0]
+    if old_lr != cfg.train.lr:
+        changed.append(f"train.lr {old_lr:g} -> {cfg.train.lr:g}")
+    if optimizer.param_groups[0]["weight_decay"] != fresh[0]["weight_decay"]:
+        changed.append(f"train.weight_decay {optimizer.param_groups[0]['weight_decay']:g} -> "
+                       f"{cfg.train.weight_decay:g}")
+    for group, new in zip(optimizer.param_groups, fresh):
+        group["weight_decay"] = new["weight_decay"]
+        group["initial_lr"] = cfg.train.lr
+        group["lr"] = cfg.train.lr * factor  # what LambdaLR computes: base lr x the schedule
+    scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
+    return changed
+
+
 # What a resumed run may change: how it runs, not what it trains.
 _FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.device"}
 
@@ -347,7 +398,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if not train_samples:
         raise TrainingError("no training video has usable features (the warnings above say why)")
     if not cfg.data.val:
-        train_samples, val_samples = stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)
+        train_samples, val_samples = hold_out(train_samples, cfg, work_dir, is_main)
     if not val_samples:
         raise no_validation() if not cfg.data.val else TrainingError(
             "no validation video has usable features (the warnings above say why)")
@@ -419,6 +470,9 @@ def train(cfg: Config) -> dict[str, Any]:
     history: list[dict] = []
     if last_path.exists():
         state = load_checkpoint(last_path, map_location="cpu")
+        if list(state.get("classes", classes)) != list(classes):  # same count: the weights would load
+            raise TrainingError(f"{last_path} was trained on other classes ({', '.join(state['classes'])}; now "
+                                f"{', '.join(classes)}): use another --work-dir, or delete it to start over")
         try:
             model.load_state_dict(state["model_state"])
         except RuntimeError as exc:  # e.g. config.yaml gone, so check_resumable could not tell
@@ -429,6 +483,8 @@ def train(cfg: Config) -> dict[str, Any]:
         ts = state["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
+        changed = apply_optimizer_settings(optimizer, scheduler, model, cfg,
+                                           lr_factor(scheduler.last_epoch, warmup_steps, total_steps))
         if scaler.is_enabled() and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
         start_epoch, step = int(ts["epoch"]) + 1, int(ts["step"])
@@ -441,7 +497,8 @@ def train(cfg: Config) -> dict[str, Any]:
         generator.set_state(ts["loader_rng"])
         history = [h for h in _read_metrics(work_dir / "metrics.jsonl") if h["epoch"] < start_epoch]
         if is_main:
-            print(f"resuming from {last_path} at epoch {start_epoch + 1}")
+            print(f"resuming from {last_path} at epoch {start_epoch + 1}"
+                  + (f" ({', '.join(changed)})" if changed else ""))
 
     def checkpoint(path: Path, epoch: int, metrics: dict) -> None:
         save_checkpoint(
@@ -556,7 +613,7 @@ def _read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
