@@ -145,3 +145,25 @@ def test_stream_file_source(awkward, tiny_checkpoint, name, status):
         assert "videoact stream: done: " in proc.stderr
     if name == "one_frame.mp4":  # shorter than the window: say why nothing was predicted
         assert "videoact stream: no prediction: the model needs a full window of 4 frames" in proc.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(tiny_checkpoint, tmp_path):
+    """A Latin-1 file name (from an old archive) reaches Python with surrogates; decord
+    refuses it and OpenCV crashed the whole process on it (exit -11, no output for the good
+    files). It is reported by name like any unreadable file."""
+    from videoact.decode import VideoDecodeError, open_video
+    from videoact.testing import write_coded_video
+
+    folder = tmp_path / "v"
+    write_coded_video(folder / "good.mp4", 12)
+    write_coded_video(folder / "latin1.mp4", 12)
+    os.rename(folder / "latin1.mp4", os.path.join(os.fsencode(folder), b"caf\xe9.mp4"))
+    bad = folder / os.fsdecode(b"caf\xe9.mp4")
+    with pytest.raises(VideoDecodeError, match="not valid UTF-8"):
+        open_video(bad)
+    check = check_file(bad)
+    assert check.status == "unreadable" and "not valid UTF-8" in check.reason
+    proc = run_cli("infer", tiny_checkpoint, folder, "--device", "cpu", "--out", tmp_path / "r.json")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "caf" in proc.stderr and "the file name is not valid UTF-8" in proc.stderr
+    assert [Path(r["source"]).name for r in json.loads((tmp_path / "r.json").read_text())] == ["good.mp4"]

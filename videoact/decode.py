@@ -854,6 +854,11 @@ def open_video(
     p = os.fspath(path)
     if not os.path.exists(p):
         raise VideoDecodeError(p, "file not found")
+    try:  # a name in another encoding (Latin-1 from an old archive) reaches Python as surrogates
+        p.encode("utf-8")
+    except UnicodeEncodeError:  # decord refuses it and OpenCV crashes the process on it
+        raise VideoDecodeError(p, "the file name is not valid UTF-8, which the decoders cannot open: "
+                                  "rename the file") from None
     if os.path.isdir(p):
         return FrameFolderReader(p)
     if not os.path.isfile(p):
