@@ -638,6 +638,44 @@ def test_stream_command_records_a_live_source_in_real_time(setup, tmp_path, caps
     assert "repeated" in err and "in real time" in err
 
 
+def test_stream_command_records_a_realtime_file_in_real_time(setup, tmp_path, capsys):
+    """A 1 s file at 300 frames/s, 640x480, played --realtime: the display loop cannot take
+    every frame, and the recording still lasts 1 s (not the frames it got, back to back)."""
+    video = write_coded_video(tmp_path / "fast.mp4", 300, fps=300.0, height=480, width=640)
+    record = tmp_path / "rec.mp4"
+    assert main(["stream", str(setup["ckpt"]), "--source", str(video), "--realtime", "--no-window",
+                 "--record", str(record), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    cap = cv2.VideoCapture(str(record))
+    frames, rate = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    # Frame i of the file is slot i of the recording: the last one shown is frame 299.
+    assert (rate, frames) == (300, 300), err
+
+
+def test_poll_returns_every_result_made_before_a_source_error(setup, tmp_path):
+    """A display loop (next_frame + poll) on a frame folder whose frame 90 is damaged gets
+    every prediction made before the error, then the error (poll dropped the last ones)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(120):
+        cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), cv2.cvtColor(coded_frame(i), cv2.COLOR_RGB2BGR))
+    (folder / "img_00091.jpg").write_bytes(b"not a jpeg")
+    engine = StreamEngine(folder, setup["clf"], display=True, ema=0.0, threshold=0.0)
+    got = []
+    engine.start()
+    try:
+        with pytest.raises(Exception, match="img_00091") as info:
+            while not engine.finished:
+                engine.next_frame(timeout=0.05)
+                got.extend(engine.poll())
+            engine.poll()
+    finally:
+        engine.stop()
+    assert got and len(got) == engine.classifier.predictions, info.value
+    assert [r.frame_indices[-1] for r in got] == sorted(r.frame_indices[-1] for r in got)
+
+
 def test_stream_command_bad_source(setup, tmp_path, capsys):
     missing = tmp_path / "missing.mp4"
     assert main(["stream", str(setup["ckpt"]), "--source", str(missing), "--no-window"]) == 2

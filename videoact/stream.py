@@ -172,7 +172,9 @@ class FileSource(FrameSource):
                     capture = now
                 yield Frame(image, float(ts), int(index), capture)
         except VideoDecodeError as exc:
-            raise SourceError(self.name, exc.reason) from exc
+            # A frame of a frame folder: name it (img_00091.jpg), not only the folder.
+            reason = exc.reason if exc.path == os.fspath(self.path) else f"{os.path.basename(exc.path)}: {exc.reason}"
+            raise SourceError(self.name, reason) from exc
 
     def close(self) -> None:
         if self._reader is not None:
@@ -982,14 +984,16 @@ class StreamEngine:
                 return
 
     def poll(self) -> list[StreamResult]:
-        """Results ready now, without waiting (for a display loop)."""
+        """Results ready now, without waiting (for a display loop). An error from the
+        threads is raised by the first call that has no result left to return."""
         out = []
         while True:
             item = self._results.get(timeout=0)
             if item is None:
                 break
             out.append(item)
-        self._raise_error()
+        if not out:  # results made before the error come first, as in results()
+            self._raise_error()
         return out
 
     def next_frame(self, timeout: float = 0.1) -> Frame | None:

@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-window", action="store_true",
                    help="no window: print one JSON line per prediction on stdout")
     p.add_argument("--record", metavar="OUT.mp4",
-                   help="save the annotated video (finalised on exit); a camera or URL is recorded in "
-                        "real time, a file frame by frame")
+                   help="save the annotated video (finalised on exit); a camera, URL or --realtime file "
+                        "is recorded in real time, a file read as fast as possible frame by frame")
     p.add_argument("--realtime", action="store_true",
                    help="play a video file at its own frame rate (default: as fast as possible)")
     p.add_argument("--feature-rate", type=float, metavar="HZ",
@@ -127,9 +127,10 @@ def run(args: argparse.Namespace) -> int:
                                                 dropped=engine.dropped, top_k=args.top_k, waiting=waiting,
                                                 bgr_output=True)
                     if recorder is not None:
-                        # A live source is recorded on its own clock, so the file plays in real
-                        # time even when this loop takes fewer frames than the camera gives.
-                        recorder.write(image, bgr=True, timestamp=frame.timestamp if engine.source.live else None)
+                        # A live source (or a file played in real time) is recorded on its own
+                        # clock, so the file plays in real time even when this loop takes fewer
+                        # frames than the source gives; otherwise every frame arrives.
+                        recorder.write(image, bgr=True, timestamp=None if engine.lossless else frame.timestamp)
                     if show:
                         cv2.imshow(window, image)
                 if show:
