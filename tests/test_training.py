@@ -84,6 +84,23 @@ def test_cli_test_writes_metrics_and_confusion_png(trained, bench, tmp_path):
     assert "mean class accuracy" in proc.stdout
 
 
+def test_cli_test_reports_a_bad_root_or_an_unwritable_out_without_a_traceback(trained, bench, tmp_path, capsys):
+    from videoact.cli import main
+
+    work, _ = trained
+    listing = tmp_path / "test.txt"
+    listing.write_text((bench / "test.txt").read_text())
+    assert main(["test", str(work / "best.pt"), str(listing), "--root", str(tmp_path / "nowhere"),
+                 "--no-progress", "--device", "cpu"]) == 2
+    assert f"videoact test: {tmp_path / 'nowhere'}: dataset root of {listing} not found" in capsys.readouterr().err
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main(["test", str(work / "best.pt"), str(bench / "test"), "--out", str(tmp_path / "file" / "m.json"),
+                 "--no-progress", "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    assert "top-1:" in captured.out  # the report came before the failed write
+    assert "videoact test: cannot write the results:" in captured.err and "file" in captured.err
+
+
 def test_infer_in_a_fresh_process_matches_training_time_probabilities(trained, bench, tmp_path):
     """The checkpoint alone reproduces the probabilities computed from the feature cache."""
     from torch.utils.data import DataLoader

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
                            device=args.device, progress=not args.no_progress, file_timeout=args.timeout or None)
-    except (CheckpointError, RuntimeError, FileNotFoundError) as exc:
+    except (CheckpointError, RuntimeError, OSError, ValueError) as exc:  # OSError: e.g. no such --root
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
     problems, failures = metrics["problems"], metrics["failures"]
@@ -47,12 +47,17 @@ def run(args: argparse.Namespace) -> int:
     if problems or failures:
         print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
               f"{len(failures)} videos that could not be read")
-    confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
-    metrics["confusion_png"] = str(png)
-    print(f"\nconfusion matrix image: {png}")
-    if args.out:
-        save_metrics(metrics, args.out)
-        print(f"metrics: {args.out}")
+    status = 1 if failures else 0
+    try:  # each written atomically: a failed write leaves no half file, and the report is above
+        confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
+        metrics["confusion_png"] = str(png)
+        print(f"\nconfusion matrix image: {png}")
+        if args.out:
+            save_metrics(metrics, args.out)
+            print(f"metrics: {args.out}")
+    except OSError as exc:  # e.g. a full disk, or a file where a folder should be
+        print(f"videoact test: cannot write the results: {exc}", file=sys.stderr)
+        status = 1
     for f in failures:
         print(f"failed: {f['reason']}", file=sys.stderr)
-    return 1 if failures else 0
+    return status
