@@ -164,6 +164,20 @@ def test_windows_equal_offline_predictions_on_the_window(model, known_video):
         torch.testing.assert_close(w.probs, offline.probs, atol=2e-3, rtol=0)
 
 
+def test_a_video_shorter_than_the_window_is_one_offline_prediction(model, known_video, tmp_path):
+    """0.48 s (12 frames) under a 0.8 s window: the one window sees the T frames that
+    predict() takes on the whole clip (it saw a single frame T times: one grid point)."""
+    clf, _ = model
+    path, _ = known_video
+    with open_video(path) as reader:
+        frames = reader.get(list(range(12))).frames
+    short = write_video(tmp_path / "short.mp4", frames.numpy(), fps=FPS)
+    tl = classify_timeline(clf, short, window=WINDOW, stride=STRIDE)
+    offline = clf.predict(short)
+    assert len(tl.windows) == 1 and tl.windows[0].frame_indices == offline.frame_indices == [1, 4, 7, 10]
+    torch.testing.assert_close(tl.windows[0].probs, offline.probs, atol=2e-3, rtol=0)
+
+
 def test_window_starts_and_merging():
     assert window_starts(10.0, 2.0, 0.5)[-1] == (8.0, 10.0)
     assert len(window_starts(10.0, 2.0, 0.5)) == 17

@@ -11,7 +11,8 @@
    grid point (exact when ``stride`` is a multiple of ``1 / feature_rate``, as with
    the defaults). With the default rate a window sees the same frames that
    ``VideoClassifier.predict`` would pick on the window's frames (TSN segment centres),
-   so each window's probabilities equal an offline prediction on that stretch.
+   so each window's probabilities equal an offline prediction on that stretch. A video
+   shorter than the window is one window over all of it, its grid made T points long.
 3. Each window owns the time between the midpoints to its neighbours' centres (the
    first from 0, the last to the end). Consecutive windows with the same top label
    merge into an action segment ``(label, start, end, mean score)``; a window whose top
@@ -214,6 +215,11 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         fps = float(reader.fps)
         duration = float(ts[-1] + (1.0 / fps if fps > 0 else 0.0))
         spans = window_starts(duration, window, stride)
+        if duration < window:
+            # One window over the whole (short) video: a grid of T points over it puts them
+            # at its T segment centres, the frames predict() takes (at the usual rate a
+            # 0.5 s clip had one grid point, so the window saw one frame T times).
+            feature_rate = max(feature_rate, T / duration)
 
         # Grid of sample points and the frame shown at each (last frame with ts <= t).
         num_grid = max(1, int(math.ceil(duration * feature_rate - 0.5)))
