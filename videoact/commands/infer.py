@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
     p.add_argument("--timeout", type=seconds_limit, default=300.0,
-                   help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
+                   help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none); "
+                        "with --timeline, for opening and verifying it (decoding a long video takes as long as it takes)")
     t = p.add_argument_group("long videos (--timeline)")
     t.add_argument("--timeline", action="store_true",
                    help="classify each input in sliding windows: per-window top-k and merged action segments")
