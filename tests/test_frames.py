@@ -158,3 +158,25 @@ def test_nested_output_folders_are_refused(tmp_path, workers):
     assert is_complete(tmp_path / "out" / "x") and is_complete(tmp_path / "out" / "z" / "w")
     for r in report.results:  # whatever is reported decoded is there
         assert r.status != "decoded" or is_complete(Path(r.out_dir)), r
+
+
+def test_a_folder_decode_frames_did_not_write_is_never_replaced(tmp_path):
+    """OUT = SRC: walk.mp4's frames would go to walk/, the user's folder of videos; it was
+    renamed away and deleted (walk/take2.mp4 and notes.txt lost). Now walk.mp4 fails by name."""
+    root = tmp_path / "videos"
+    write_coded_video(root / "walk.mp4", 5)
+    write_coded_video(root / "walk" / "take2.mp4", 5)
+    (root / "walk" / "notes.txt").write_text("mine\n")
+    (root / "run").write_text("a file where run.mp4's folder would go\n")
+    write_coded_video(root / "run.mp4", 5)
+    before = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    report = decode_folder(root, root)
+    status = {Path(r.video).relative_to(root).as_posix(): r for r in report.results}
+    assert status["walk.mp4"].status == "failed" and "did not write" in status["walk.mp4"].error
+    assert status["run.mp4"].status == "failed" and "is not a frame folder" in status["run.mp4"].error
+    for name, data in before.items():
+        assert (root / name).read_bytes() == data, name
+    # its own frame folder is replaced on a rerun with other options, as before
+    decode_to_frames(root / "walk.mp4", tmp_path / "frames")
+    decode_to_frames(root / "walk.mp4", tmp_path / "frames", short_side=32, overwrite=True)
+    assert is_complete(tmp_path / "frames")

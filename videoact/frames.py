@@ -210,6 +210,7 @@ def decode_to_frames(
         meta = json.loads((out_dir / META_NAME).read_text())
         return FramesResult(str(video), str(out_dir), "skipped", int(meta["num_frames"]))
 
+    _check_replaceable(out_dir)  # before hours of decoding, and again at the commit
     _remove_stale_temporaries(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(out_dir)
@@ -263,8 +264,26 @@ def decode_to_frames(
     return FramesResult(str(video), str(out_dir), "decoded", len(written))
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """Only a frame folder of ours (its ``meta.json``), or an empty folder, is ever replaced:
+    with OUT inside the source tree, ``walk.mp4`` -> ``OUT/walk`` may be the user's folder
+    of videos."""
+    if not os.path.lexists(out_dir):
+        return
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise FileExistsError(f"{out_dir}: exists and is not a frame folder; left as it is")
+    try:
+        meta = json.loads((out_dir / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and meta.get("format") == FORMAT) and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir}: a folder that decode-frames did not write (no {META_NAME} of its "
+                              "own) is there; left as it is: choose another output folder")
+
+
 def _commit(tmp: Path, out_dir: Path) -> None:
     """Rename the finished temporary folder onto ``out_dir`` (replacing an old one)."""
+    _check_replaceable(out_dir)
     if out_dir.exists():
         trash = temporary_path(out_dir)
         os.rename(out_dir, trash)
