@@ -251,3 +251,31 @@ def test_quarantine_of_a_file_name_that_is_not_utf8(tmp_path):
     assert os.fsencode(str(odd)) in (tmp_path / "q.txt").read_bytes()  # the name's own bytes
     kept, dropped = exclude_paths([odd, good, tmp_path / "other.mp4"], read_exclude_list(tmp_path / "q.txt"))
     assert sorted(dropped) == sorted([odd, good]) and kept == [tmp_path / "other.mp4"]
+
+
+def test_quarantine_of_names_with_unicode_line_separators(tmp_path):
+    """U+2028, U+0085 and form feed are legal in file names; str.splitlines() split the
+    list's lines there, so such a file was quarantined and never excluded."""
+    odd = [tmp_path / name for name in ("song\u2028lyrics.mp4", "bad\x85.mp4", "page\x0cbreak.mp4")]
+    for path in odd:
+        path.write_bytes(b"")
+    listed = write_quarantine(check_videos(odd, workers=0), tmp_path / "q.txt")
+    assert sorted(f.path for f in listed) == sorted(map(str, odd))
+    kept, dropped = exclude_paths([*odd, tmp_path / "other.mp4"], read_exclude_list(tmp_path / "q.txt"))
+    assert sorted(dropped) == sorted(odd) and kept == [tmp_path / "other.mp4"]
+
+
+def test_check_refuses_to_write_its_report_onto_its_input(tmp_path):
+    from videoact.cli import main
+
+    write_coded_video(tmp_path / "v" / "a.mp4", 8)
+    listing = tmp_path / "list.txt"
+    listing.write_text("v/a.mp4 walk\n")
+    before = listing.read_bytes(), (tmp_path / "v" / "a.mp4").read_bytes()
+    assert main(["check", str(listing), "--quarantine", str(listing), "--workers", "0", "--quiet"]) == 2
+    assert main(["check", str(tmp_path / "v"), "--json", str(tmp_path / "v" / "a.mp4"), "--workers", "0",
+                 "--quiet"]) == 2
+    assert main(["check", str(tmp_path / "v"), "--json", str(tmp_path / "r"), "--quarantine", str(tmp_path / "r"),
+                 "--workers", "0", "--quiet"]) == 2
+    assert (listing.read_bytes(), (tmp_path / "v" / "a.mp4").read_bytes()) == before
+    assert not (tmp_path / "r").exists()

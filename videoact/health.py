@@ -694,8 +694,10 @@ def read_exclude_list(path: str | os.PathLike) -> set[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the exclusion list ({exc})") from None
     out = set()
-    for line in text.splitlines():
-        item = line.strip()
+    # Lines end at "\n" (and "\r\n") only: str.splitlines() also splits at U+2028, U+0085,
+    # "\x0c"..., which file names may hold. Spaces around a name are taken as typing slips.
+    for line in text.split("\n"):
+        item = line.rstrip("\r").strip(" \t")
         if not item or item.startswith("#"):
             continue
         p = Path(item)

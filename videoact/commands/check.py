@@ -31,10 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import clobber_error
     from ..health import PARTIAL, UNREADABLE, check_videos, write_quarantine, write_report
 
     if args.timeout is not None and args.timeout < 0:
         print(f"videoact check: --timeout must be >= 0, got {args.timeout}", file=sys.stderr)
+        return 2
+    outputs = [("--json", args.json), ("--quarantine", args.quarantine)]
+    clash = clobber_error(outputs, [args.src])  # e.g. --quarantine onto the list being checked
+    if clash:
+        print(f"videoact check: {clash}", file=sys.stderr)
         return 2
 
     def show(result) -> None:
@@ -50,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     print(report.summary())
+    clash = clobber_error(outputs, [f.path for f in report.files])  # or onto one of the videos
+    if clash:
+        print(f"videoact check: {clash}", file=sys.stderr)
+        return 2
     target = None
     try:
         if args.json:
