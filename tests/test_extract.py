@@ -243,3 +243,43 @@ def test_side_by_side_decoding_stops_cleanly_when_the_caller_stops(tmp_path):
     chunks.close()
     left = [t for t in set(threading.enumerate()) - before if t.name == "videoact-decode"]
     assert not left, left
+
+
+def test_a_video_replaced_while_it_is_extracted_is_extracted_again(tmp_path, monkeypatch):
+    """The cache records the video's size and mtime from before decoding: a video replaced
+    in between (a finished upload, `mv new.mp4 a.mp4`) is stale on the next run. It was
+    recorded after, so the new file's stat vouched for the old file's features."""
+    import videoact.preprocess
+
+    src = tmp_path / "v"
+    write_coded_video(src / "a.mp4", 10)
+    write_coded_video(tmp_path / "new.mp4", 30)
+    real = videoact.preprocess.preprocess_frames
+
+    def preprocess_then_replace(*args, **kwargs):  # the replacement lands while a.mp4 is processed
+        if (tmp_path / "new.mp4").exists():
+            os.replace(tmp_path / "new.mp4", src / "a.mp4")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(videoact.preprocess, "preprocess_frames", preprocess_then_replace)
+    kw = dict(root=src, image_size=32, num_workers=0, progress=False, device="cpu")
+    assert len(extract_features([src / "a.mp4"], tmp_path / "out", **kw).written) == 1
+    assert load_features(tmp_path / "out" / "a.mp4.safetensors").metadata["num_frames"] == 10
+    again = extract_features([src / "a.mp4"], tmp_path / "out", **kw)
+    assert again.written == [str(src / "a.mp4")]
+    assert load_features(tmp_path / "out" / "a.mp4.safetensors").metadata["num_frames"] == 30
+
+
+def test_extract_command_takes_one_video_and_refuses_bad_counts(tmp_path, capsys):
+    from videoact.cli import main
+
+    video = write_coded_video(tmp_path / "v" / "a.mp4", 6)
+    assert main(["extract", str(video), str(tmp_path / "out"), "--image-size", "32", "--workers", "0",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "a.mp4.safetensors").exists()
+    for option in ("--max-frames", "--image-size", "--batch-size"):
+        with pytest.raises(SystemExit) as info:  # a usage error before any work
+            main(["extract", str(video), str(tmp_path / "out2"), option, "0"])
+        assert info.value.code == 2
+        assert f"argument {option}: must be a whole number >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()

@@ -841,6 +841,9 @@ def extract_features(
     result = ExtractResult()
     rank, world = shard
     todo: list[tuple[str, str, Path]] = []  # (source, relative name, cache file)
+    # Size and mtime as they were before decoding: a video replaced while it is decoded
+    # then looks changed to the next run, instead of its new stat vouching for old features.
+    stats: list[dict[str, int]] = []
     mine: list[Path] = []  # cache files of this shard
     replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
     for i, video in enumerate(videos):
@@ -855,6 +858,10 @@ def extract_features(
             result.skipped.append(str(video))
             continue
         todo.append((str(video), rel, target))
+        try:
+            stats.append(source_stat(video))
+        except OSError:  # gone: decoding reports it
+            stats.append({})
         if stale:
             replaced.append((target, stale))
     if replaced:  # say so: these may be someone's features made with other settings
@@ -886,7 +893,7 @@ def extract_features(
         state = pending.pop(video)
         source, rel, target = todo[video]
         metadata = dict(settings)
-        metadata.update(source_stat(source))
+        metadata.update(stats[video])
         metadata.update(num_frames=state["num_frames"], fps=state["fps"], decoder=state["backend"],
                         relative_path=rel)
         writer.put(source, target, state["features"], torch.cat(state["indices"]), metadata, ready,

@@ -40,6 +40,11 @@ def positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
+def positive_number(text: str) -> float:
+    """``--fps``: a finite number > 0."""
+    return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+
+
 def seconds_limit(text: str) -> float:
     """``--timeout``: seconds >= 0, where 0 means no limit."""
     return _checked(text, float, lambda v: math.isfinite(v) and v >= 0, "a number of seconds >= 0 (0 = no limit)")

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 from ..config import LAYERS, POOLINGS
+from . import positive_int, positive_number, seconds_limit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="folder of videos (searched recursively) or an annotation list file")
+    p.add_argument("src", help="folder of videos (searched recursively), one video, or an annotation list file")
     p.add_argument("out", help="cache folder: OUT/<relative video path>.safetensors")
     p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
@@ -17,16 +18,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", default="avg", help=f"{', '.join(POOLINGS)} (default: %(default)s)")
     p.add_argument("--layer", default="last", choices=LAYERS,
                    help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
     p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"])
     # Defaults filled in run(): an option given for another --sampling mode is an error, not ignored.
-    p.add_argument("--num-segments", type=int, default=None, help="with --sampling uniform (default 16)")
-    p.add_argument("--stride", type=int, default=None, help="with --sampling dense (default 1)")
-    p.add_argument("--fps", type=float, default=None, help="with --sampling fps (default 8)")
-    p.add_argument("--max-frames", type=int, default=None, help="cap frames per video (spread over the video)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--num-segments", type=positive_int, default=None, help="with --sampling uniform (default 16)")
+    p.add_argument("--stride", type=positive_int, default=None, help="with --sampling dense (default 1)")
+    p.add_argument("--fps", type=positive_number, default=None, help="with --sampling fps (default 8)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="cap frames per video (spread over the video)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="frames per backbone batch (default: 64; on a CPU fewer above 224 px, 16 at 448)")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -36,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "rounding, and the cache records which (default: float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per video file")
+    p.add_argument("--timeout", type=seconds_limit, default=300.0,
+                   help="seconds allowed per video file (default: %(default)s; 0 = none)")
     p.add_argument("--exclude", metavar="LIST",
                    help="skip the videos listed in this file (one path per line, e.g. from "
                         "`videoact check --quarantine`)")
@@ -52,7 +54,10 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
         return list_videos(path), path
     if path.is_file():
         from ..datasets import load_dataset
+        from ..decode import VIDEO_EXTENSIONS
 
+        if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
+            return [path], path.parent
         base = Path(root) if root else path.parent
         samples, _classes, problems = load_dataset(path, root=base)
         for problem in problems:
@@ -70,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"videoact extract: {option} is for --sampling {mode}, and the sampling is {args.sampling}"
                   + (" (the default: every frame)" if args.sampling == "all" else ""), file=sys.stderr)
             return 2
-    videos, root = gather_videos(args.src, args.root)
+    from ..datasets import AnnotationError
+
+    try:
+        videos, root = gather_videos(args.src, args.root)
+    except (AnnotationError, OSError) as exc:  # an unreadable list, a --root that is not there
+        print(f"videoact extract: {exc}", file=sys.stderr)
+        return 2
     if args.exclude:
         from ..health import exclude_paths, read_exclude_list
 
@@ -96,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling, layer=args.layer,
                 image_size=args.image_size, sampling=sampling, resize=args.resize, batch_size=args.batch_size,
                 num_workers=args.workers, device=dist_info.device if dist_info.enabled else args.device,
-                amp=args.amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout,
+                amp=args.amp, compile=args.compile, backend=args.backend, file_timeout=args.timeout or None,
                 shard=(dist_info.rank, dist_info.world_size), progress=not args.no_progress and dist_info.is_main,
             )
             parts = all_gather_objects((len(result.written), len(result.skipped), result.failed,
