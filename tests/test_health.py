@@ -209,8 +209,31 @@ def test_annotation_list_reports_listed_files_and_bad_lines(tmp_path):
     assert found["missing.mp4"].reason == "file not found"
     assert "outside.mp4" not in found  # escaping paths are refused, not opened
     assert any(":4: outside_root:" in p for p in report.problems)
-    assert any(":5: malformed:" in p for p in report.problems)
+    assert found["justonetoken"].reason == "file not found"  # a bare path is checked like any other
     assert "annotation problem:" in report.summary()
+
+
+def test_lists_without_usable_labels_are_checked_too(tmp_path):
+    """A health check needs paths, not labels: a bare path list (UCF101's testlist01.txt)
+    and ids without their classInd.txt were read as 0 files, and the check passed."""
+    root = tmp_path / "data"
+    write_coded_video(root / "Walk" / "v_Walk_g01_c01.avi", 8)
+    (root / "Run").mkdir()
+    (root / "Run" / "v_Run_g01_c01.avi").write_bytes(b"not a video")
+    bare = root / "testlist01.txt"
+    bare.write_text("Walk/v_Walk_g01_c01.avi\nRun/v_Run_g01_c01.avi\n")
+    ids = root / "trainlist01.txt"
+    ids.write_text("Walk/v_Walk_g01_c01.avi 2\nRun/v_Run_g01_c01.avi 1\n")
+    for listing in (bare, ids):
+        report = check_videos(listing, workers=0)
+        assert [(Path(f.path).name, f.status) for f in report.files] == [
+            ("v_Walk_g01_c01.avi", "readable"), ("v_Run_g01_c01.avi", "unreadable")], listing
+        assert report.problems == []
+    from videoact.cli import main
+
+    broken = root / "broken.txt"
+    broken.write_text("# nothing but\n../../outside.avi walk\n")
+    assert main(["check", str(broken), "--workers", "0", "--quiet"]) == 1  # nothing checked: not a pass
 
 
 def test_unreadable_permissions(tmp_path):

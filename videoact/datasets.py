@@ -302,9 +302,11 @@ def _place(path_text: str, root_abs: str, allow_outside: bool) -> tuple[Path, st
 class _Collector:
     """Shared bookkeeping of read_annotations: placement, labels, duplicates, problems."""
 
-    def __init__(self, file: str, root_abs: str, index: _ClassIndex | None, allow_outside: bool, check_files: bool):
+    def __init__(self, file: str, root_abs: str, index: _ClassIndex | None, allow_outside: bool, check_files: bool,
+                 labels: bool = True):
         self.file, self.root_abs, self.index = file, root_abs, index
         self.allow_outside, self.check_files = allow_outside, check_files
+        self.labels = labels  # False: only the paths matter (label -1, no label problems)
         self.entries: list[tuple[Path, str, str, int | None]] = []  # path, rel, label name, label
         self.first_line: dict[str, tuple[int, str]] = {}
         self.seen_names: set[str] = set()
@@ -315,7 +317,9 @@ class _Collector:
 
     def add(self, line: int, path_text: str, label_token: str, candidates: Sequence[str] = ()) -> None:
         """``candidates``: alternative paths tried in order when the first does not exist."""
-        if label_token.isdigit():
+        if not self.labels:
+            name, label = label_token, -1
+        elif label_token.isdigit():
             if self.index is None:
                 self.problem(line, UNKNOWN_LABEL, f"integer label {label_token} needs a classes file")
                 return
@@ -363,7 +367,10 @@ class _Collector:
         self.entries.append((path, rel, name, label))
 
     def result(self) -> VideoList:
-        names = self.index.names if self.index is not None else sorted(self.seen_names)
+        if not self.labels:
+            names: Sequence[str] = []
+        else:
+            names = self.index.names if self.index is not None else sorted(self.seen_names)
         position = {n: i for i, n in enumerate(names)}
         samples = [
             VideoSample(path, rel, label if label is not None else position[name], name)
@@ -387,7 +394,9 @@ def _read_text_list(text: str, col: _Collector) -> None:
         else:
             parts = line.rsplit(None, 1)
             path_text, label = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
-        if not path_text or not label:
+        if not col.labels and (not label or _looks_like_path(label)):  # a bare path (UCF101 testlist)
+            path_text, label = line, ""
+        if not path_text or (not label and col.labels):
             col.problem(number, MALFORMED, f"expected 'relative/path label', got {line!r}")
         elif _looks_like_path(label):
             col.problem(number, MALFORMED, f"no label: the last token {label!r} looks like a path, in {line!r}")
@@ -469,6 +478,7 @@ def read_annotations(
     allow_outside_root: bool = False,
     strict: bool = False,
     check_files: bool = True,
+    labels: bool = True,
 ) -> VideoList:
     """Read an annotation list or CSV into ``(samples, classes, problems)``.
 
@@ -485,6 +495,9 @@ def read_annotations(
             is ``__outside__/<absolute path>``.
         strict: raise :class:`AnnotationError` listing every problem instead of returning them.
         check_files: report listed videos that do not exist (``missing``) and drop them.
+        labels: ``False`` reads only the paths (for a health check): lines may be bare paths
+            (as UCF101's test lists), labels are not looked up, samples get label ``-1``
+            and there are no classes.
 
     Problem lines are dropped from ``samples`` and reported with file and line number.
     """
@@ -493,7 +506,7 @@ def read_annotations(
     if root is not None and check_files and not os.path.isdir(root):
         raise NotADirectoryError(f"{root}: dataset root of {list_file} not found")
     root_abs = os.path.normpath(os.path.abspath(root if root is not None else list_file.parent))
-    col = _Collector(str(list_file), root_abs, _class_index(classes), allow_outside_root, check_files)
+    col = _Collector(str(list_file), root_abs, _class_index(classes), allow_outside_root, check_files, labels)
     first_line = next((s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")), "")
     is_csv = list_file.suffix.lower() == ".csv" or all(c in first_line.lower() for c in _KINETICS_COLUMNS)
     (_read_csv if is_csv else _read_text_list)(text, col)

@@ -563,7 +563,8 @@ def gather_sources(src: str | os.PathLike, root: str | os.PathLike | None = None
         raise FileNotFoundError(f"{src}: no such folder, video or annotation list")
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return [str(path)], []
-    samples, _classes, problems = read_annotations(path, root=root, check_files=False)
+    # Labels do not matter here: a bare path list, or ids without their classes file, is checked too.
+    samples, _classes, problems = read_annotations(path, root=root, check_files=False, labels=False)
     return [str(s.path) for s in samples], [str(p) for p in problems]
 
 

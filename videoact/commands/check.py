@@ -74,4 +74,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. a full disk; the atomic write left nothing half-written
         print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    if report.problems and not report.files:  # nothing could be checked: not a pass
+        print(f"videoact check: no file of {args.src} could be checked (the annotation problems above)",
+              file=sys.stderr)
+        return 1
     return 0 if report.ok else 1
