@@ -283,3 +283,15 @@ def test_extract_command_takes_one_video_and_refuses_bad_counts(tmp_path, capsys
         assert info.value.code == 2
         assert f"argument {option}: must be a whole number >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_video_named_twice_is_extracted_once(tmp_path):
+    """A symlink to a video resolves to the video's cache file: it was decoded twice and
+    counted as two extracted videos for one file."""
+    src = tmp_path / "v"
+    write_coded_video(src / "a.mp4", 6)
+    os.symlink("a.mp4", src / "alias.mp4")
+    result = extract_features([src / "a.mp4", src / "alias.mp4"], tmp_path / "out", root=src, image_size=32,
+                              num_workers=0, progress=False, device="cpu")
+    assert result.written == [str(src / "a.mp4")] and result.skipped == [str(src / "alias.mp4")]
+    assert [p.name for p in (tmp_path / "out").rglob("*.safetensors")] == ["a.mp4.safetensors"]

@@ -846,6 +846,7 @@ def extract_features(
     stats: list[dict[str, int]] = []
     mine: list[Path] = []  # cache files of this shard
     replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
+    queued: set[Path] = set()
     for i, video in enumerate(videos):
         if i % world != rank:
             continue
@@ -853,11 +854,15 @@ def extract_features(
         rel = cache_key(video, root_path)
         target = cache_path(out_dir, rel)
         mine.append(target)
+        if target in queued:  # the same video again (a symlink to it, a repeated list line): once
+            result.skipped.append(str(video))
+            continue
         stale = cache_staleness(target, settings, video)
         if stale == []:
             result.skipped.append(str(video))
             continue
         todo.append((str(video), rel, target))
+        queued.add(target)
         try:
             stats.append(source_stat(video))
         except OSError:  # gone: decoding reports it
