@@ -400,8 +400,12 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     assert ts["scheduler"]["base_lrs"] == [0.01, 0.01]
 
     (data / "b").rename(data / "c")  # as many classes, other names: the weights would still load
+    cached = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.safetensors"))
     with pytest.raises(TrainingError, match=r"last.pt was trained on other classes \(a, b; now a, c\)"):
         run("train.epochs=3")
+    # refused before extraction and the hold-out: nothing of the run changed
+    assert json.loads((work / "held_out.json").read_text())["videos"] == held_out
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*.safetensors")) == cached
 
 
 def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():

@@ -176,7 +176,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
         image_size=cfg.feature.image_size,
         sampling=sampling_spec(cfg), resize=cfg.feature.resize, batch_size=cfg.feature.batch_size, device=cfg.feature.device,
         amp=cfg.feature.amp,
-        num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0,
+        num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0 and cfg.train.progress,
     )
     if world > 1:
         dist.barrier()
@@ -322,6 +322,22 @@ def check_resumable(work_dir: Path, cfg: Config) -> None:
                             "resume from last.pt; use another --work-dir, or delete last.pt to start over")
 
 
+def check_resumable_classes(work_dir: Path, classes: list[str]) -> None:
+    """Refuse to resume ``work_dir/last.pt`` on data of other class names (with as many
+    classes its weights would load, each output meaning another class). Called before
+    extraction and the hold-out, which a refused run must not redo or redraw."""
+    last = work_dir / "last.pt"
+    if not last.exists():
+        return
+    try:
+        saved = load_checkpoint(last, map_location="cpu").get("classes")
+    except Exception:  # unreadable: resuming reports it with its own message
+        return
+    if saved is not None and list(saved) != list(classes):
+        raise TrainingError(f"{last} was trained on other classes ({', '.join(saved)}; now {', '.join(classes)}): "
+                            "use another --work-dir, or delete it to start over")
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics."""
     rank, world = _dist()
@@ -364,6 +380,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if len(classes) < 2:
         raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
+    check_resumable_classes(work_dir, list(classes))
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
         val_samples = without_excluded(val_samples, "validation")
@@ -470,9 +487,6 @@ def train(cfg: Config) -> dict[str, Any]:
     history: list[dict] = []
     if last_path.exists():
         state = load_checkpoint(last_path, map_location="cpu")
-        if list(state.get("classes", classes)) != list(classes):  # same count: the weights would load
-            raise TrainingError(f"{last_path} was trained on other classes ({', '.join(state['classes'])}; now "
-                                f"{', '.join(classes)}): use another --work-dir, or delete it to start over")
         try:
             model.load_state_dict(state["model_state"])
         except RuntimeError as exc:  # e.g. config.yaml gone, so check_resumable could not tell
