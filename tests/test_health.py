@@ -231,6 +231,13 @@ def test_lists_without_usable_labels_are_checked_too(tmp_path):
         assert report.problems == []
     from videoact.cli import main
 
+    # a Kinetics CSV: clips found in the layout the downloader used (here class folders with "_")
+    write_coded_video(root / "k400" / "air_drumming" / "abcdefghijk_000001_000011.mp4", 8)
+    csv_file = root / "k400.csv"
+    csv_file.write_text("label,youtube_id,time_start,time_end,split\nair drumming,abcdefghijk,1,11,train\n")
+    report = check_videos(csv_file, root=root / "k400", workers=0)
+    assert [(Path(f.path).parent.name, f.status) for f in report.files] == [("air_drumming", "readable")]
+
     broken = root / "broken.txt"
     broken.write_text("# nothing but\n../../outside.avi walk\n")
     assert main(["check", str(broken), "--workers", "0", "--quiet"]) == 1  # nothing checked: not a pass

@@ -357,6 +357,8 @@ class _Collector:
                 self.problem(line, MISSING, f"video not found: {path}{also}")
                 return
             path, rel = existing[0]
+        elif len(placed) > 1:  # not checked, but of the layouts tried the one that is there
+            path, rel = next((pr for pr in placed if pr[0].exists()), placed[0])
         if rel in self.first_line:
             first, first_label = self.first_line[rel]
             extra = "" if first_label == name else f" with a different label ({first_label!r} there, {name!r} here)"
