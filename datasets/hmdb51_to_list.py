@@ -6,6 +6,7 @@ writes lists/hmdb51/{classes.txt, train_split1.txt, test_split1.txt, ...}; with 
 checks that every listed video is there. See datasets/README.md.
 """
 import argparse
+import os
 import sys
 
 from videoact.datasets import AnnotationError, check_lists, summarize_problems, convert_hmdb51_splits
@@ -15,6 +16,8 @@ parser.add_argument("split_dir", help="folder with the 153 <class>_test_split<N>
 parser.add_argument("out_dir", help="where the videoact lists are written")
 parser.add_argument("--root", help="the video folder (<class>/<video>.avi): check that every listed video exists")
 args = parser.parse_args()
+if args.root and not os.path.isdir(args.root):  # before writing anything
+    sys.exit(f"hmdb51_to_list: --root {args.root}: no such folder")
 try:
     written = convert_hmdb51_splits(args.split_dir, args.out_dir)
 except (AnnotationError, OSError) as exc:

@@ -22,6 +22,8 @@ parser.add_argument("--classes-out", help="write the sorted label names here (fo
 parser.add_argument("--relative-to", help="write paths relative to this folder above --root "
                     "(e.g. k400/ for k400/train and k400/val, so both lists share one root)")
 args = parser.parse_args()
+if args.relative_to and not args.root:  # paths would be relative to the CSV's folder, not the videos'
+    sys.exit("kinetics_to_list: --relative-to needs --root (the folder of the downloaded videos)")
 try:
     result = convert_kinetics_csv(args.csv, args.out_list, root=args.root, classes=args.classes,
                                   classes_out=args.classes_out, relative_to=args.relative_to)

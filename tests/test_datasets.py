@@ -513,6 +513,11 @@ def test_convert_ucf101_splits(tmp_path):
     assert script.returncode == 1, script.stderr
     assert "2 missing" in script.stderr and "v_Archery_g01_c01.avi" in script.stderr
     assert (tmp_path / "s" / "train_split1.txt").read_text() == (out / "train_split1.txt").read_text()
+    typo = subprocess.run(  # a --root that is not there: one line, before anything is written (was a traceback)
+        [sys.executable, str(REPO / "datasets" / "ucf101_to_list.py"), str(splits), str(tmp_path / "t"),
+         "--root", str(tmp_path / "UCF101")], capture_output=True, text=True, timeout=120)
+    assert typo.returncode == 1 and typo.stderr == f"ucf101_to_list: --root {tmp_path / 'UCF101'}: no such folder\n"
+    assert not (tmp_path / "t").exists()
 
     # bad input: every problem at once, with file and line, and nothing written
     (splits / "trainlist01.txt").write_text("Archery/v_Archery_g08_c01.avi 2\nArchery/x.avi\nArchery/v.avi 7\n")
@@ -600,6 +605,10 @@ def test_convert_kinetics_csv(tmp_path):
         f"train/{line}" for line in (tmp_path / "train.txt").read_text().splitlines(keepends=True))
     samples, _, problems = read_annotations(tmp_path / "s.txt", root.parent)
     assert problems == [] and samples[0].path == root / "air drumming" / "abcdefghijk_000001_000011.mp4"
+    lost = subprocess.run(  # --relative-to without --root would write paths relative to the CSV's folder
+        [sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), str(csv_file), str(tmp_path / "r.txt"),
+         "--relative-to", str(root.parent)], capture_output=True, text=True, timeout=120)
+    assert lost.returncode == 1 and "--relative-to needs --root" in lost.stderr and not (tmp_path / "r.txt").exists()
 
     # the annotation CSV (which may not be downloadable again) is never written over
     before = csv_file.read_bytes()
