@@ -166,6 +166,21 @@ def test_base_inheritance(tmp_path):
     child4 = write(tmp_path / "child4.yaml", "_base_: base4.yaml\n")
     with pytest.raises(ConfigError, match=r"base4\.yaml: train\.lr: must be > 0"):
         load_config(child4)
+    # "_base_: default.yaml" (as configs/default.yaml suggests) in the user's own folder: the shipped file;
+    # a section whose keys are all commented out is empty
+    own = write(tmp_path / "mine.yaml", "_base_: default.yaml\ntrain:\n  # lr: 0.1\nmodel:\n  hidden: 48\n")
+    assert load_config(own).model.hidden == 48 and load_config(own).train == load_config(None).train
+
+
+def test_paths_from_the_command_line_are_taken_as_given(tmp_path):
+    """--data none / --work-dir 2024 are folder names there, not YAML null or a number."""
+    from videoact.config import reverse_pair_names
+
+    cfg = load_config(None, ["data.val=none"], values={"data.train": "none", "work_dir": "2024"})
+    assert (cfg.data.train, cfg.work_dir, cfg.data.val) == ("none", "2024", None)
+    # spaces around a reverse pair's names are not part of the names
+    assert reverse_pair_names(" move_left : move_right") == ("move_left", "move_right")
+    assert load_config(None, ["train.reverse_pairs=['a : b']"]).train.reverse_pairs == ["a : b"]
 
 
 def test_save_and_reload_round_trip(tmp_path):

@@ -247,7 +247,8 @@ def _apply_mapping(obj: Any, data: Any, prefix: str, source: str, sources: Dict[
             raise _unknown_key(str(full), types, where, source)
         current = getattr(obj, key)
         if _is_section(current):
-            _apply_mapping(current, value, f"{full}.", source, sources)
+            # "train:" with every key commented out (an edited copy of default.yaml) is empty, not null
+            _apply_mapping(current, {} if value is None else value, f"{full}.", source, sources)
         else:
             setattr(obj, key, _coerce(value, types[key], full, source))
             sources[full] = source
@@ -278,7 +279,7 @@ def reverse_pair_names(pair: str) -> Optional[Tuple[str, str]]:
     names = pair.split(":")
     if len(names) != 2 or not all(n.strip() for n in names):
         return None
-    return names[0], names[1]
+    return names[0].strip(), names[1].strip()  # "move_left : move_right" names the classes too
 
 
 def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
@@ -388,9 +389,12 @@ def _override_value(cfg: Config, key: str, raw: str, source: str) -> Dict[str, A
 
 
 def load_config(
-    path: Optional[Union[str, os.PathLike]] = None, overrides: Iterable[str] = ()
+    path: Optional[Union[str, os.PathLike]] = None, overrides: Iterable[str] = (),
+    values: Optional[Dict[str, Any]] = None,
 ) -> Config:
-    """Load a config: defaults <- ``_base_`` file <- ``path`` <- ``overrides`` (``key=value``).
+    """Load a config: defaults <- ``_base_`` file <- ``path`` <- ``overrides`` (``key=value``)
+    <- ``values`` (``{"data.train": "videos/"}``: taken as given, not parsed, as the command
+    line's ``--data`` and ``--work-dir``: a folder named ``none`` or ``2024`` stays a path).
 
     ``path=None`` uses the shipped ``configs/default.yaml`` (or the dataclass defaults,
     which are the same, when that file is absent). Raises :class:`ConfigError`.
@@ -408,6 +412,9 @@ def load_config(
             if not isinstance(base, str):
                 raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
             base_file = file.parent / base
+            if not base_file.is_file() and len(Path(base).parts) == 1:
+                # "_base_: default.yaml" in the user's own folder: the shipped file of that name
+                base_file = resolve_config_path(base)
             base_source = str(base_file)
             base_data = _read_yaml(base_file, base_source)
             if "_base_" in base_data:
@@ -421,6 +428,11 @@ def load_config(
         source = f"override {text!r}"
         key, raw = parse_override(text)
         _apply_mapping(cfg, _override_value(cfg, key, raw, source), "", source, sources)
+    for key, value in (values or {}).items():
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        _apply_mapping(cfg, nested, "", f"{key} (command line)", sources)
     return validate(cfg, sources)
 
 

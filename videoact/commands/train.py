@@ -25,20 +25,19 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import format_top5
     from ..training import TrainingError, train
 
-    overrides = list(args.overrides)
-    for key, value in (("data.train", args.data), ("data.val", args.val), ("data.test", args.test),
-                       ("data.root", args.root), ("work_dir", args.work_dir)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
+    paths = {key: value for key, value in (("data.train", args.data), ("data.val", args.val), ("data.test", args.test),
+                                           ("data.root", args.root), ("work_dir", args.work_dir)) if value is not None}
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config, args.overrides, values=paths)
         if not cfg.data.train:
             raise ConfigError("no training data: give --data FOLDER_OR_LIST (or data.train in the config)")
         # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes and prints.
         with distributed_session(cfg.train.device) as dist_info:
             summary = train(cfg)
+    # OSError: missing data, a full disk, ... (the message names the file); ValueError: e.g. an
+    # unknown feature.backbone or a weights file that is not there.
     except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError,
-            OSError) as exc:  # OSError: missing data, a full disk, ... (the message names the file)
+            OSError, ValueError) as exc:
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
     if not dist_info.is_main:
