@@ -228,3 +228,31 @@ def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(
         else:  # the header only
             assert len(list(csv.reader(stale.open()))) == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+# ------------------------------------------------------------------ 6. bad names, a reader that leaves
+
+
+def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_path, capsys):
+    for args, message in (
+        (["extract", setup["data"], tmp_path / "f", "--backbone", "nosuch"], "videoact extract: unknown backbone 'nosuch'"),
+        (["extract", setup["data"], tmp_path / "f", "--weights", tmp_path / "nope.pth"], "nope.pth: weights file not found"),
+        (["train", "--data", setup["data"], "--work-dir", tmp_path / "w", "--set", "feature.backbone=nosuch"],
+         "videoact train: unknown backbone 'nosuch'"),
+        (["demo", "--out", tmp_path / "demo", "--set", "train.lr=oops"], "videoact demo: override 'train.lr=oops'"),
+    ):
+        proc = run_cli(capsys, *args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "demo").exists()  # the demo refused its --set before writing any clip
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(setup):
+    """`videoact infer ... | head -0`: a BrokenPipeError traceback before; now exit 141, as for SIGPIPE."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "infer", str(setup["ckpt"]), str(setup["data"]),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -7,7 +7,9 @@ Every sub-command lives in ``videoact/commands/<name>.py`` and defines
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -51,13 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .device import DeviceError  # no torch import: `videoact --help` stays fast
 
     try:
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # a reader that has gone shows here, in the handler below
+        return status
     except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
         print(f"videoact {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `videoact infer ... | head`: the reader has gone; stop quietly
+        with contextlib.suppress(OSError):  # and no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -47,19 +47,22 @@ def run_demo(out_dir: str | Path = "demo_output", size: str = "demo", seed: int 
     t0 = time.perf_counter()
     say = print if progress else (lambda *a, **k: None)
 
-    say(f"[1/4] writing the temporal-order benchmark ({size}) to {out / 'synthetic'}")
-    make_synthetic(out / "synthetic", seed=seed, workers=workers, progress=progress, **SIZES[size])
     data = out / "synthetic"
+    # Both configs first: a bad --set is refused before any clip is written.
+    cfgs = {name: load_config(  # configs/synthetic.yaml, found next to the package
+        "synthetic", [f"model.name={name}", f"train.seed={seed}", f"train.progress={progress}", *DEMO_SETTINGS,
+                      *(overrides or [])],
+        values={"data.train": str(data / "train"), "data.val": str(data / "val"), "data.test": str(data / "test"),
+                "work_dir": str(out / name), "feature.cache_dir": str(out / "features")})
+        for name in ("bilstm", "meanpool")}
+
+    say(f"[1/4] writing the temporal-order benchmark ({size}) to {data}")
+    make_synthetic(data, seed=seed, workers=workers, progress=progress, **SIZES[size])
 
     results: dict[str, Any] = {}
-    for name in ("bilstm", "meanpool"):
+    for name, cfg in cfgs.items():
         say(f"[{2 if name == 'bilstm' else 3}/4] training the {name} model "
             + ("(features are extracted first and cached)" if name == "bilstm" else "on the same cached features"))
-        cfg = load_config("synthetic", [  # configs/synthetic.yaml, found next to the package
-            f"data.train={data / 'train'}", f"data.val={data / 'val'}", f"data.test={data / 'test'}",
-            f"work_dir={out / name}", f"feature.cache_dir={out / 'features'}", f"model.name={name}",
-            f"train.seed={seed}", f"train.progress={progress}", *DEMO_SETTINGS, *(overrides or []),
-        ])
         results[name] = train(cfg)
 
     bil, base = results["bilstm"]["test"], results["meanpool"]["test"]

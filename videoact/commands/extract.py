@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
-    p.add_argument("--pooling", default="avg", help=f"{', '.join(POOLINGS)} (default: %(default)s)")
+    p.add_argument("--pooling", default="avg", choices=POOLINGS, help="average, or a GxG grid of averages (default: %(default)s)")
     p.add_argument("--layer", default="last", choices=LAYERS,
                    help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 (default: %(default)s)")
     p.add_argument("--image-size", type=positive_int, default=None, help="input size (default: the backbone's)")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             )
             parts = all_gather_objects((len(result.written), len(result.skipped), result.failed,
                                         result.frames, result.seconds))
-    except DistributedSetupError as exc:
+    except (DistributedSetupError, ValueError, OSError) as exc:  # e.g. an unknown --backbone, a missing --weights file
         print(f"videoact extract: {exc}", file=sys.stderr)
         return 2
     written, skipped = sum(p[0] for p in parts), sum(p[1] for p in parts)
