@@ -1,4 +1,5 @@
 """Feature extraction end to end: real videos, real decoders, the real offline backbone."""
+import dataclasses
 import json
 import os
 import signal
@@ -295,3 +296,18 @@ def test_a_video_named_twice_is_extracted_once(tmp_path):
                               num_workers=0, progress=False, device="cpu")
     assert result.written == [str(src / "a.mp4")] and result.skipped == [str(src / "alias.mp4")]
     assert [p.name for p in (tmp_path / "out").rglob("*.safetensors")] == ["a.mp4.safetensors"]
+
+
+def test_sampling_settings_of_another_mode_do_not_make_a_cache_stale(tmp_path):
+    """A cache of fps-sampled frames serves training with any num_segments (drawn from the
+    cached frames): it was extracted again when num_segments differed from extraction's 16."""
+    video = write_coded_video(tmp_path / "v" / "a.mp4", 20)
+    kw = dict(root=tmp_path / "v", image_size=32, num_workers=0, progress=False, device="cpu")
+    fps8 = SamplingSpec(mode="fps", target_fps=8.0)
+    assert len(extract_features([video], tmp_path / "out", sampling=fps8, **kw).written) == 1
+    same = dataclasses.replace(fps8, num_segments=4, stride=3)  # fields fps sampling does not use
+    assert extract_features([video], tmp_path / "out", sampling=same, **kw).skipped == [str(video)]
+    other = dataclasses.replace(fps8, target_fps=4.0)
+    assert extract_features([video], tmp_path / "out", sampling=other, **kw).written == [str(video)]
+    uniform = [SamplingSpec(mode="uniform", num_segments=n) for n in (4, 4, 6)]
+    assert [len(extract_features([video], tmp_path / "u", sampling=s, **kw).written) for s in uniform] == [1, 0, 1]

@@ -134,6 +134,18 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
 _SETTINGS_BEFORE_RECORDED = {"precision": "float32"}
 
 
+# The sampling fields that choose the frames in each mode (besides mode and max_frames): a
+# cache of fps-sampled frames serves any num_segments, which training draws from it.
+_SAMPLING_FIELDS = {"all": (), "uniform": ("num_segments",), "dense": ("stride",), "fps": ("target_fps",)}
+
+
+def _compared(key: str, value: Any) -> Any:
+    if key != "sampling" or not isinstance(value, dict) or value.get("mode") not in _SAMPLING_FIELDS:
+        return value
+    fields = ("mode", "max_frames", *_SAMPLING_FIELDS[value["mode"]])
+    return {name: value.get(name) for name in fields}
+
+
 def cache_staleness(
     path: str | os.PathLike,
     settings: Mapping[str, Any],
@@ -149,7 +161,8 @@ def cache_staleness(
     # JSON round trip so tuples compare equal to the lists read back.
     wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
     made = {**_SETTINGS_BEFORE_RECORDED, **meta}
-    reasons = [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items() if made.get(key) != value]
+    reasons = [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items()
+               if _compared(key, made.get(key)) != _compared(key, value)]
     if source is not None:
         try:
             stat = source_stat(source)
