@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=positive_int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
-    p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"])
+    p.add_argument("--sampling", default="all", choices=["all", "uniform", "dense", "fps"],
+                   help="every frame, TSN segment centres, every Nth frame, or N frames a second (default: "
+                        "%(default)s; training's default is uniform with 16 segments: give the same to share the cache)")
     # Defaults filled in run(): an option given for another --sampling mode is an error, not ignored.
     p.add_argument("--num-segments", type=positive_int, default=None, help="with --sampling uniform (default 16)")
     p.add_argument("--stride", type=positive_int, default=None, help="with --sampling dense (default 1)")
