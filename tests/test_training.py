@@ -398,6 +398,8 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     assert [g["initial_lr"] for g in ts["optimizer"]["param_groups"]] == [0.01, 0.01]
     assert [g["weight_decay"] for g in ts["optimizer"]["param_groups"]] == [0.2, 0.0]
     assert ts["scheduler"]["base_lrs"] == [0.01, 0.01]
+    run("train.epochs=2", "train.lr=0.01", "train.weight_decay=0.2")  # again: nothing left to do, and it says so
+    assert f"{work / 'last.pt'}: the run is complete (2 of 2 epochs)" in capsys.readouterr().out
 
     (data / "b").rename(data / "c")  # as many classes, other names: the weights would still load
     cached = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.safetensors"))

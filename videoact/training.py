@@ -510,7 +510,10 @@ def train(cfg: Config) -> dict[str, Any]:
             torch.set_rng_state(ts["torch_rng"])
         generator.set_state(ts["loader_rng"])
         history = [h for h in _read_metrics(work_dir / "metrics.jsonl") if h["epoch"] < start_epoch]
-        if is_main:
+        if is_main and start_epoch >= cfg.train.epochs:
+            print(f"{last_path}: the run is complete ({start_epoch} of {cfg.train.epochs} epochs); nothing to "
+                  "train (a larger train.epochs goes on from here)")
+        elif is_main:
             print(f"resuming from {last_path} at epoch {start_epoch + 1}"
                   + (f" ({', '.join(changed)})" if changed else ""))
 
