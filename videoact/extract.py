@@ -110,7 +110,7 @@ class ExtractResult:
 
 def _decoder_hung(what: str, timeout: float) -> TimeoutError:
     """The error for a decoder call that ran past its limit (tests and users grep it)."""
-    return TimeoutError(f"{what} did not finish within {timeout:g} s (decoder hung)")
+    return TimeoutError(f"{what} did not finish within {round(timeout, 2):g} s (decoder hung)")
 
 
 def _call_with_timeout(fn, timeout: float | None, what: str):
