@@ -43,9 +43,9 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
         "timeline": ["infer", tiny_checkpoint, src, "--timeline", "--timeout", "5", "--device", "cpu"],
         "stream": ["stream", tiny_checkpoint, "--source", hang, "--file-timeout", "5", "--no-window", "--device", "cpu"],
     }
-    # Three at a time: each mostly waits out its 5 s limit (50 s of the suite one after another).
+    # Four at a time: each mostly waits out its 5 s limit (50 s of the suite one after another).
     try:
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             futures = {name: pool.submit(run_cli, *args, timeout=150) for name, args in commands.items()}
             runs = {name: future.result() for name, future in futures.items()}
     finally:
