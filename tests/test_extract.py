@@ -296,6 +296,13 @@ def test_a_video_named_twice_is_extracted_once(tmp_path):
                               num_workers=0, progress=False, device="cpu")
     assert result.written == [str(src / "a.mp4")] and result.skipped == [str(src / "alias.mp4")]
     assert [p.name for p in (tmp_path / "out").rglob("*.safetensors")] == ["a.mp4.safetensors"]
+    # when the video fails, its other name fails with it (training would otherwise keep it, with no features)
+    (src / "bad.mp4").write_bytes(b"not a video")
+    os.symlink("bad.mp4", src / "bad_alias.mp4")
+    result = extract_features([src / "bad.mp4", src / "bad_alias.mp4"], tmp_path / "out", root=src, image_size=32,
+                              num_workers=0, progress=False, device="cpu")
+    assert [f.path for f in result.failed] == [str(src / "bad.mp4"), str(src / "bad_alias.mp4")]
+    assert "the same file as" in result.failed[1].reason and result.skipped == []
 
 
 def test_sampling_settings_of_another_mode_do_not_make_a_cache_stale(tmp_path):

@@ -846,7 +846,8 @@ def extract_features(
     stats: list[dict[str, int]] = []
     mine: list[Path] = []  # cache files of this shard
     replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
-    queued: set[Path] = set()
+    queued: dict[Path, str] = {}  # cache file -> the video that fills it
+    repeats: list[tuple[str, str]] = []  # (another name of a queued video, that video)
     for i, video in enumerate(videos):
         if i % world != rank:
             continue
@@ -855,14 +856,14 @@ def extract_features(
         target = cache_path(out_dir, rel)
         mine.append(target)
         if target in queued:  # the same video again (a symlink to it, a repeated list line): once
-            result.skipped.append(str(video))
+            repeats.append((str(video), queued[target]))
             continue
         stale = cache_staleness(target, settings, video)
         if stale == []:
             result.skipped.append(str(video))
             continue
         todo.append((str(video), rel, target))
-        queued.add(target)
+        queued[target] = str(video)
         try:
             stats.append(source_stat(video))
         except OSError:  # gone: decoding reports it
@@ -1019,6 +1020,13 @@ def extract_features(
     # Videos whose decode failed half-way after some chunks: drop partial state.
     for video in list(pending):
         result.failed.append(Failure(todo[video][0], f"{todo[video][0]}: decoding stopped before the end"))
+    # Another name of a video shares its outcome: skipped when that video was written, failed with it.
+    reasons = {f.path: f.reason for f in result.failed}
+    for other, first in repeats:
+        if first in reasons:
+            result.failed.append(Failure(other, f"{other}: the same file as {first}, which failed: {reasons[first]}"))
+        else:
+            result.skipped.append(other)
     result.seconds = time.perf_counter() - started
     _write_failures(out_dir, result.failed, shard)
     return result
