@@ -386,10 +386,13 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     first = capsys.readouterr().out
     held_out = json.loads((work / "held_out.json").read_text())["videos"]
     assert f"{7 - len(held_out)} training videos, {len(held_out)} validation videos" in first
-    assert "a/v0.mp4" not in held_out
+    assert str(data / "a" / "v0.mp4") not in held_out
 
     (data / "a" / "v0.mp4").write_bytes(good)
-    run("train.epochs=2", "data.val_fraction=0.25", "train.lr=0.01", "train.weight_decay=0.2")
+    for c in ("a", "b"):  # a test set added now moves the cache keys' common root up one folder
+        write_coded_video(tmp_path / "testdata" / c / "t.mp4", 12)
+    run("train.epochs=2", "data.val_fraction=0.25", "train.lr=0.01", "train.weight_decay=0.2",
+        f"data.test={tmp_path / 'testdata'}")
     out = capsys.readouterr().out
     assert f"{8 - len(held_out)} training videos, {len(held_out)} validation videos" in out  # v0 joins training
     assert json.loads((work / "held_out.json").read_text())["videos"] == held_out
@@ -398,7 +401,8 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     assert [g["initial_lr"] for g in ts["optimizer"]["param_groups"]] == [0.01, 0.01]
     assert [g["weight_decay"] for g in ts["optimizer"]["param_groups"]] == [0.2, 0.0]
     assert ts["scheduler"]["base_lrs"] == [0.01, 0.01]
-    run("train.epochs=2", "train.lr=0.01", "train.weight_decay=0.2")  # again: nothing left to do, and it says so
+    run("train.epochs=2", "train.lr=0.01", "train.weight_decay=0.2", f"data.test={tmp_path / 'testdata'}")  # again:
+    # nothing left to do, and it says so
     assert f"{work / 'last.pt'}: the run is complete (2 of 2 epochs)" in capsys.readouterr().out
 
     (data / "b").rename(data / "c")  # as many classes, other names: the weights would still load
@@ -419,3 +423,11 @@ def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():
     scores = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0], [0, 9, 8, 1, 1, 1, 1, 1, 1, 1]])
     ten = classification_metrics(scores.softmax(1), torch.tensor([0, 2]), [f"c{i}" for i in range(10)])
     assert "top-1: 50.00%   top-5: 100.00%" in format_report(ten)
+
+
+def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, capsys):
+    common = ("train.epochs=6", "train.lr=1e-12", "train.early_stopping_patience=1")  # nothing improves
+    summary = train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)
+    assert summary["stopped_early"] and summary["epochs_run"] == 2
+    train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)
+    assert f"{tmp_path / 'w' / 'last.pt'}: the run stopped early after 2 epochs" in capsys.readouterr().out

@@ -256,21 +256,26 @@ def hold_out(samples: list, cfg: Config, work_dir: Path, is_main: bool = True) -
     readable now goes to training).
     """
     path = work_dir / HELD_OUT
-    if (work_dir / "last.pt").exists() and path.exists():
+    resuming = (work_dir / "last.pt").exists()
+    # Absolute paths: cache keys change with the common root of all splits (a --test added).
+    if resuming and path.exists():
         try:
             saved = set(json.loads(path.read_text(encoding="utf-8"))["videos"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TrainingError(f"{path}: unreadable list of the run's validation videos ({exc}); "
                                 "delete it to draw a new one, or use another --work-dir") from None
-        val = [s for s in samples if s.rel in saved]
+        val = [s for s in samples if os.path.abspath(s.path) in saved]
         if val:
-            return [s for s in samples if s.rel not in saved], val
+            return [s for s in samples if os.path.abspath(s.path) not in saved], val
         if is_main:
             print(f"warning: none of the validation videos in {path} is among the training data now; "
                   "drawing new ones (the resumed run may validate on videos it trained on)", file=sys.stderr)
+    elif resuming and is_main:
+        print(f"warning: {work_dir} holds a run that did not hold out validation videos (it had data.val); "
+              "drawing them now from videos it may have trained on", file=sys.stderr)
     train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
     if is_main and val:
-        atomic_write_text(path, json.dumps({"videos": sorted(s.rel for s in val)}, indent=1) + "\n")
+        atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
     return train, val
 
 
@@ -513,6 +518,9 @@ def train(cfg: Config) -> dict[str, Any]:
         if is_main and start_epoch >= cfg.train.epochs:
             print(f"{last_path}: the run is complete ({start_epoch} of {cfg.train.epochs} epochs); nothing to "
                   "train (a larger train.epochs goes on from here)")
+        elif is_main and bad_epochs >= cfg.train.early_stopping_patience > 0:
+            print(f"{last_path}: the run stopped early after {start_epoch} epochs (no better validation accuracy "
+                  f"for train.early_stopping_patience={cfg.train.early_stopping_patience}); nothing to train")
         elif is_main:
             print(f"resuming from {last_path} at epoch {start_epoch + 1}"
                   + (f" ({', '.join(changed)})" if changed else ""))
