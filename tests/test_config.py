@@ -148,7 +148,7 @@ def test_file_errors_name_file_and_key(tmp_path):
     assert issubclass(ConfigError, ValueError)
 
 
-def test_base_inheritance(tmp_path):
+def test_base_inheritance(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     write(tmp_path / "base.yaml", "train:\n  lr: 0.005\n  epochs: 7\nmodel:\n  hidden: 32\n")
     child = write(tmp_path / "sub" / "child.yaml", "_base_: ../base.yaml\ntrain:\n  epochs: 9\n")
@@ -170,6 +170,10 @@ def test_base_inheritance(tmp_path):
     # a section whose keys are all commented out is empty
     own = write(tmp_path / "mine.yaml", "_base_: default.yaml\ntrain:\n  # lr: 0.1\nmodel:\n  hidden: 48\n")
     assert load_config(own).model.hidden == 48 and load_config(own).train == load_config(None).train
+    (tmp_path / "elsewhere").mkdir()  # a default.yaml in the working directory is not the shipped one
+    write(tmp_path / "elsewhere" / "default.yaml", "train:\n  lr: 0.5\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_config(own).train.lr == load_config(None).train.lr
 
 
 def test_paths_from_the_command_line_are_taken_as_given(tmp_path):

@@ -18,3 +18,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (out / "bilstm" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     # the shipped synthetic config was used although the working directory is elsewhere
     assert "layer: stride8" in (out / "bilstm" / "config.yaml").read_text()
+
+
+def test_the_users_set_wins_over_the_demos_own_paths(tmp_path):
+    from videoact.demo import demo_configs
+
+    cfgs = demo_configs(tmp_path / "out", overrides=[f"feature.cache_dir={tmp_path / 'mine'}", "train.epochs=3"])
+    for cfg in cfgs.values():
+        assert cfg.feature.cache_dir == str(tmp_path / "mine") and cfg.train.epochs == 3
+        assert cfg.data.train == str(tmp_path / "out" / "synthetic" / "train")
+    assert (cfgs["bilstm"].model.name, cfgs["meanpool"].work_dir) == ("bilstm", str(tmp_path / "out" / "meanpool"))

@@ -412,9 +412,9 @@ def load_config(
             if not isinstance(base, str):
                 raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
             base_file = file.parent / base
-            if not base_file.is_file() and len(Path(base).parts) == 1:
+            if not base_file.is_file() and len(Path(base).parts) == 1 and (CONFIG_DIR / base).is_file():
                 # "_base_: default.yaml" in the user's own folder: the shipped file of that name
-                base_file = resolve_config_path(base)
+                base_file = CONFIG_DIR / base
             base_source = str(base_file)
             base_data = _read_yaml(base_file, base_source)
             if "_base_" in base_data:

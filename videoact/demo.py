@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import load_config
+from .config import load_config, parse_override
 
 # Clips per class for each size; "full" is the size of the benchmark recorded in
 # docs/benchmarks.md (whose figures come from configs/synthetic.yaml as it is).
@@ -35,6 +35,25 @@ DEMO_SETTINGS = ["feature.amp=true", "train.cpu_amp=true", "train.epochs=36", "t
                  "train.select=last", "model.head_channels=24"]
 
 
+def demo_configs(out: Path, seed: int = 0, overrides: list[str] | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """The demo's two configs (``bilstm``, ``meanpool``): configs/synthetic.yaml, then
+    :data:`DEMO_SETTINGS`, the demo's paths under ``out``, and the user's ``overrides``
+    (which win, paths included)."""
+    data = out / "synthetic"
+    given = {parse_override(o)[0] for o in overrides or []}
+
+    def paths(name: str) -> dict[str, str]:
+        wanted = {"data.train": str(data / "train"), "data.val": str(data / "val"), "data.test": str(data / "test"),
+                  "work_dir": str(out / name), "feature.cache_dir": str(out / "features")}
+        return {key: value for key, value in wanted.items() if key not in given}
+
+    return {name: load_config(  # configs/synthetic.yaml, found next to the package
+        "synthetic", [f"model.name={name}", f"train.seed={seed}", f"train.progress={progress}", *DEMO_SETTINGS,
+                      *(overrides or [])], values=paths(name))
+        for name in ("bilstm", "meanpool")}
+
+
 def run_demo(out_dir: str | Path = "demo_output", size: str = "demo", seed: int = 0,
              overrides: list[str] | None = None, workers: int = 2, progress: bool = True) -> dict[str, Any]:
     """Run the demo; return the test metrics of both models and the sample prediction."""
@@ -48,13 +67,7 @@ def run_demo(out_dir: str | Path = "demo_output", size: str = "demo", seed: int 
     say = print if progress else (lambda *a, **k: None)
 
     data = out / "synthetic"
-    # Both configs first: a bad --set is refused before any clip is written.
-    cfgs = {name: load_config(  # configs/synthetic.yaml, found next to the package
-        "synthetic", [f"model.name={name}", f"train.seed={seed}", f"train.progress={progress}", *DEMO_SETTINGS,
-                      *(overrides or [])],
-        values={"data.train": str(data / "train"), "data.val": str(data / "val"), "data.test": str(data / "test"),
-                "work_dir": str(out / name), "feature.cache_dir": str(out / "features")})
-        for name in ("bilstm", "meanpool")}
+    cfgs = demo_configs(out, seed, overrides, progress)  # first: a bad --set is refused before any clip is written
 
     say(f"[1/4] writing the temporal-order benchmark ({size}) to {data}")
     make_synthetic(data, seed=seed, workers=workers, progress=progress, **SIZES[size])
