@@ -564,6 +564,13 @@ def test_timestamped_writes_keep_a_recording_in_real_time(tmp_path):
         got = [read_frame_index(f.numpy()) for f in reader.get(list(range(len(reader)))).frames]
     assert got == [1, 2, 2, 2, 3, 5, 6, 7]
     assert (w.frames, w.repeated, w.skipped) == (8, 2, 1)
+    # an untimed frame in between is the one a later gap repeats
+    with AtomicVideoWriter(target, 10) as w:
+        w.write(coded_frame(10, 96, 128), timestamp=0.0)
+        w.write(coded_frame(50, 96, 128))
+        w.write(coded_frame(90, 96, 128), timestamp=0.4)
+    with open_video(target) as reader:
+        assert [read_frame_index(f.numpy()) for f in reader.get(list(range(len(reader)))).frames] == [10, 50, 50, 50, 90]
 
 
 # ------------------------------------------------------------------------- command

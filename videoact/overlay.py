@@ -186,7 +186,7 @@ class AtomicVideoWriter:
         image = np.ascontiguousarray(frame if bgr else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self._writer.write(image)
         self.frames += 1
-        if timestamp is not None:
+        if self._clock is not None:  # timed writes: the frame a later gap repeats
             self._last = image.copy()  # the caller may reuse its buffer
 
     def close(self, commit: bool = True) -> Path | None:
