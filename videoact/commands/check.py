@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
             listed = write_quarantine(report, args.quarantine, statuses)
             print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
+        raise
     except OSError as exc:  # e.g. a full disk; the atomic write left nothing half-written
         print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -133,6 +133,8 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failu
         try:
             write_timeline(timelines, Path(args.out))
             print(f"timeline written to {args.out}")
+        except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
+            raise
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
     for reason in failures:
@@ -174,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_predictions(results, args.out)
             print(f"results written to {args.out}")
+        except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
+            raise
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
     for path, reason in failures:

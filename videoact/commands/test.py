@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             save_metrics(metrics, args.out)
             print(f"metrics: {args.out}")
+    except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
+        raise
     except OSError as exc:  # e.g. a full disk, or a file where a folder should be
         print(f"videoact test: cannot write the results: {exc}", file=sys.stderr)
         status = 1
