@@ -271,8 +271,8 @@ def hold_out(samples: list, cfg: Config, work_dir: Path, is_main: bool = True) -
             print(f"warning: none of the validation videos in {path} is among the training data now; "
                   "drawing new ones (the resumed run may validate on videos it trained on)", file=sys.stderr)
     elif resuming and is_main:
-        print(f"warning: {work_dir} holds a run that did not hold out validation videos (it had data.val); "
-              "drawing them now from videos it may have trained on", file=sys.stderr)
+        print(f"warning: {work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
+              "drawing validation videos now from videos it may have trained on", file=sys.stderr)
     train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
     if is_main and val:
         atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
