@@ -237,6 +237,11 @@ def test_lists_without_usable_labels_are_checked_too(tmp_path):
     csv_file.write_text("label,youtube_id,time_start,time_end,split\nair drumming,abcdefghijk,1,11,train\n")
     report = check_videos(csv_file, root=root / "k400", workers=0)
     assert [(Path(f.path).parent.name, f.status) for f in report.files] == [("air_drumming", "readable")]
+    # and its unlabelled test CSV, whose clips lie flat
+    write_coded_video(root / "k400test" / "zyxwvutsrqp_000003_000013.mp4", 8)
+    (root / "k400test.csv").write_text("youtube_id,time_start,time_end,split\nzyxwvutsrqp,3,13,test\n")
+    report = check_videos(root / "k400test.csv", root=root / "k400test", workers=0)
+    assert [(Path(f.path).name, f.status) for f in report.files] == [("zyxwvutsrqp_000003_000013.mp4", "readable")]
 
     broken = root / "broken.txt"
     broken.write_text("# nothing but\n../../outside.avi walk\n")

@@ -437,7 +437,7 @@ def _read_csv(text: str, col: _Collector) -> None:
                 any(c in lowered for c in _PATH_COLUMNS) and any(c in lowered for c in _LABEL_COLUMNS)
             ):
                 header = lowered
-                if "youtube_id" in header and "label" not in header:
+                if "youtube_id" in header and "label" not in header and col.labels:
                     col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
                     return
                 continue
@@ -459,14 +459,17 @@ def _kinetics_row(header: list[str], cells: list[str], number: int, col: _Collec
     try:
         if len(cells) < len(header):
             raise ValueError("too few columns")
-        label, youtube_id = row["label"], row["youtube_id"]
+        label, youtube_id = row.get("label", ""), row["youtube_id"]
         start, end = _kinetics_time(row["time_start"]), _kinetics_time(row["time_end"])
-        if not label or not youtube_id or "/" in youtube_id or end <= start:
+        if (not label and col.labels) or not youtube_id or "/" in youtube_id or end <= start:
             raise ValueError("empty field or bad times")
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, OverflowError) as exc:  # OverflowError: a time of "inf"
         col.problem(number, MALFORMED, f"bad Kinetics row {','.join(cells)!r} ({exc})")
         return
     name = kinetics_filename(youtube_id, start, end)
+    if not label:  # an unlabelled test set, read for its paths (check): its clips lie flat
+        col.add(number, name, "")
+        return
     # Downloaders differ: the ActivityNet crawler keeps spaces in class folders,
     # others use underscores, the CVDF tarballs are flat. First existing one wins.
     col.add(number, f"{label}/{name}", label, candidates=(f"{label.replace(' ', '_')}/{name}", name))
