@@ -247,16 +247,15 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
 HELD_OUT = "held_out.json"  # the validation videos drawn from the training data, per work dir
 
 
-def hold_out(samples: list, cfg: Config, work_dir: Path, is_main: bool = True) -> tuple[list, list]:
+def hold_out(samples: list, cfg: Config, work_dir: Path, resuming: bool, is_main: bool = True) -> tuple[list, list]:
     """``(train, val)``: a stratified part of ``samples`` held out for validation (no ``data.val``).
 
     Drawn once per run and kept in ``work_dir/held_out.json``: a resumed run validates on
     the same videos, never on one it trained on, even when the readable videos or
     ``data.val_fraction`` / ``train.seed`` changed since (a video unreadable then and
-    readable now goes to training).
+    readable now goes to training). ``resuming``: the run goes on from ``last.pt``.
     """
     path = work_dir / HELD_OUT
-    resuming = (work_dir / "last.pt").exists()
     # Absolute paths: cache keys change with the common root of all splits (a --test added).
     if resuming and path.exists():
         try:
@@ -327,20 +326,20 @@ def check_resumable(work_dir: Path, cfg: Config) -> None:
                             "resume from last.pt; use another --work-dir, or delete last.pt to start over")
 
 
-def check_resumable_classes(work_dir: Path, classes: list[str]) -> None:
-    """Refuse to resume ``work_dir/last.pt`` on data of other class names (with as many
-    classes its weights would load, each output meaning another class). Called before
-    extraction and the hold-out, which a refused run must not redo or redraw."""
+def load_resume_state(work_dir: Path, classes: list[str]) -> dict[str, Any] | None:
+    """``work_dir/last.pt`` when there is one (``None`` otherwise), refused when it was
+    trained on other class names (with as many classes its weights would load, each output
+    meaning another class). Loaded before extraction and the hold-out, which a refused run
+    must not redo or redraw; the resume step uses this state."""
     last = work_dir / "last.pt"
     if not last.exists():
-        return
-    try:
-        saved = load_checkpoint(last, map_location="cpu").get("classes")
-    except Exception:  # unreadable: resuming reports it with its own message
-        return
+        return None
+    state = load_checkpoint(last, map_location="cpu")
+    saved = state.get("classes")
     if saved is not None and list(saved) != list(classes):
         raise TrainingError(f"{last} was trained on other classes ({', '.join(saved)}; now {', '.join(classes)}): "
                             "use another --work-dir, or delete it to start over")
+    return state
 
 
 def train(cfg: Config) -> dict[str, Any]:
@@ -385,7 +384,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if len(classes) < 2:
         raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
-    check_resumable_classes(work_dir, list(classes))
+    resume_state = load_resume_state(work_dir, list(classes))
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
         val_samples = without_excluded(val_samples, "validation")
@@ -420,7 +419,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if not train_samples:
         raise TrainingError("no training video has usable features (the warnings above say why)")
     if not cfg.data.val:
-        train_samples, val_samples = hold_out(train_samples, cfg, work_dir, is_main)
+        train_samples, val_samples = hold_out(train_samples, cfg, work_dir, resume_state is not None, is_main)
     if not val_samples:
         raise no_validation() if not cfg.data.val else TrainingError(
             "no validation video has usable features (the warnings above say why)")
@@ -490,8 +489,8 @@ def train(cfg: Config) -> dict[str, Any]:
     start_epoch, step, best_acc, bad_epochs, skipped_steps = 0, 0, -1.0, 0, 0
     last_path, best_path = work_dir / "last.pt", work_dir / "best.pt"
     history: list[dict] = []
-    if last_path.exists():
-        state = load_checkpoint(last_path, map_location="cpu")
+    if resume_state is not None:
+        state = resume_state
         try:
             model.load_state_dict(state["model_state"])
         except RuntimeError as exc:  # e.g. config.yaml gone, so check_resumable could not tell
