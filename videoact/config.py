@@ -383,7 +383,12 @@ def _override_value(cfg: Config, key: str, raw: str, source: str) -> Dict[str, A
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: cannot parse value {raw!r}: {exc}") from None
-    for part in reversed(parts):
+    return _nested(key, value)
+
+
+def _nested(key: str, value: Any) -> Dict[str, Any]:
+    """``("a.b", v)`` -> ``{"a": {"b": v}}``, as :func:`_apply_mapping` takes it."""
+    for part in reversed(key.split(".")):
         value = {part: value}
     return value
 
@@ -429,10 +434,7 @@ def load_config(
         key, raw = parse_override(text)
         _apply_mapping(cfg, _override_value(cfg, key, raw, source), "", source, sources)
     for key, value in (values or {}).items():
-        nested: Any = value
-        for part in reversed(key.split(".")):
-            nested = {part: nested}
-        _apply_mapping(cfg, nested, "", f"{key} (command line)", sources)
+        _apply_mapping(cfg, _nested(key, value), "", f"{key} (command line)", sources)
     return validate(cfg, sources)
 
 
