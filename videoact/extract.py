@@ -840,10 +840,10 @@ def extract_features(
     # Which videos need work. The rest are current and skipped (resume).
     result = ExtractResult()
     rank, world = shard
-    todo: list[tuple[str, str, Path]] = []  # (source, relative name, cache file)
-    # Size and mtime as they were before decoding: a video replaced while it is decoded
-    # then looks changed to the next run, instead of its new stat vouching for old features.
-    stats: list[dict[str, int]] = []
+    # (source, relative name, cache file, size and mtime as they were before decoding: a video
+    # replaced while it is decoded then looks changed to the next run, instead of its new
+    # stat vouching for old features)
+    todo: list[tuple[str, str, Path, dict[str, int]]] = []
     mine: list[Path] = []  # cache files of this shard
     replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
     queued: dict[Path, str] = {}  # cache file -> the video that fills it
@@ -862,12 +862,12 @@ def extract_features(
         if stale == []:
             result.skipped.append(str(video))
             continue
-        todo.append((str(video), rel, target))
-        queued[target] = str(video)
         try:
-            stats.append(source_stat(video))
+            stat = source_stat(video)
         except OSError:  # gone: decoding reports it
-            stats.append({})
+            stat = {}
+        todo.append((str(video), rel, target, stat))
+        queued[target] = str(video)
         if stale:
             replaced.append((target, stale))
     if replaced:  # say so: these may be someone's features made with other settings
@@ -897,9 +897,9 @@ def extract_features(
 
     def finish(video: int) -> None:
         state = pending.pop(video)
-        source, rel, target = todo[video]
+        source, rel, target, stat = todo[video]
         metadata = dict(settings)
-        metadata.update(stats[video])
+        metadata.update(stat)
         metadata.update(num_frames=state["num_frames"], fps=state["fps"], decoder=state["backend"],
                         relative_path=rel)
         writer.put(source, target, state["features"], torch.cat(state["indices"]), metadata, ready,
