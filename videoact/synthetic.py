@@ -857,7 +857,8 @@ def _chosen_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
                          f"the benchmark has {', '.join(CLASSES)}")
     if not classes:
         raise ValueError("classes is empty; give at least one of " + ", ".join(CLASSES))
-    return tuple(c for c in CLASSES if c in set(classes))
+    wanted = set(classes)
+    return tuple(c for c in CLASSES if c in wanted)
 
 
 def make_synthetic(
