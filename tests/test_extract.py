@@ -14,7 +14,8 @@ import torch
 from videoact.backbones import create_backbone
 from videoact.decode import open_video
 from videoact.extract import SamplingSpec, default_batch_size, extract_features
-from videoact.feature_cache import load_features
+from videoact.atomic import is_temporary
+from videoact.feature_cache import cache_path, load_features
 from videoact.preprocess import preprocess_frames
 from videoact.testing import write_coded_video
 
@@ -318,3 +319,19 @@ def test_sampling_settings_of_another_mode_do_not_make_a_cache_stale(tmp_path):
     assert extract_features([video], tmp_path / "out", sampling=other, **kw).written == [str(video)]
     uniform = [SamplingSpec(mode="uniform", num_segments=n) for n in (4, 4, 6)]
     assert [len(extract_features([video], tmp_path / "u", sampling=s, **kw).written) for s in uniform] == [1, 0, 1]
+
+
+def test_videos_named_near_the_file_system_limit_are_extracted(tmp_path):
+    """A cache file is named <video name>.safetensors and written as .<that>.tmp-<pid>-<n>:
+    video names over about 225 bytes (75 CJK characters) failed with 'File name too long'."""
+    src, out = tmp_path / "v", tmp_path / "out"
+    names = ["x" * 236 + ".mp4", "视频" * 40 + ".mp4", "y" * 251 + ".mp4"]  # 240, 244 and 255 bytes
+    videos = [write_coded_video(src / name, 6) for name in names]
+    kw = dict(root=src, image_size=32, num_workers=0, progress=False, device="cpu")
+    result = extract_features(videos, out, **kw)
+    assert result.ok and result.written == [str(v) for v in videos]
+    for name in names:
+        assert load_features(cache_path(out, name)).metadata["relative_path"] == name
+    assert len({cache_path(out, name) for name in names}) == 3
+    assert not [p for p in out.rglob("*") if is_temporary(p)]
+    assert extract_features(videos, out, **kw).skipped == [str(v) for v in videos]

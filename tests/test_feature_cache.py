@@ -1,8 +1,10 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from videoact.atomic import fit_name
 from videoact.feature_cache import (
     FeatureCacheError,
     cache_path,
@@ -70,3 +72,20 @@ def test_corrupt_file_gives_clear_error(tmp_path):
     assert not is_cache_current(bad, {})
     with pytest.raises(FeatureCacheError, match="no such feature file"):
         load_features(tmp_path / "nope.safetensors")
+
+
+def test_names_too_long_for_the_file_system_are_shortened_with_a_hash():
+    """Outputs named <input name> + suffix could not be created for input names near the
+    file system's 255-byte limit; fit_name shortens only those, keeping them distinct."""
+    assert fit_name("clip.mp4") == "clip.mp4" and fit_name("x" * 255) == "x" * 255
+    long = ["x" * 256, "x" * 255 + "y", "视频" * 60, "é" * 200]
+    fitted = [fit_name(n) for n in long]
+    assert all(len(os.fsencode(f)) <= 255 for f in fitted)
+    assert len(set(fitted)) == len(long) and fitted == [fit_name(n) for n in long]
+    for name, short in zip(long, fitted):
+        kept = short.rsplit("~", 1)[0]
+        # cut between characters (a cut inside one would not be a prefix of the name), losing at most one
+        assert name.startswith(kept) and len(os.fsencode(kept)) >= 255 - 13 - 3
+    path = cache_path("out", Path("a") / ("视频" * 60 + ".mp4"))
+    assert path.parent == Path("out/a") and path.name.endswith(".safetensors") and len(os.fsencode(path.name)) <= 255
+    assert cache_path("out", "a/clip.mp4") == Path("out/a/clip.mp4.safetensors")

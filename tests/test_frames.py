@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from videoact.atomic import temporary_prefix
 from videoact.decode import FrameFolderReader, VideoDecodeError, open_video
 from videoact.frames import decode_folder, decode_to_frames, is_complete
 from videoact.sampling import fps_indices
@@ -114,6 +115,21 @@ def test_decode_to_frames_all_frames_and_failure_leaves_nothing(tmp_path):
     with pytest.raises(VideoDecodeError, match="empty"):
         decode_to_frames(bad, tmp_path / "out" / "empty")
     assert sorted(os.listdir(tmp_path / "out")) == ["v"]
+
+
+def test_videos_named_near_the_file_system_limit_are_decoded(tmp_path):
+    """The temporary folder .<name>.tmp-<pid>-<n> of a frame folder named after a 251-byte
+    video name could not be created ('File name too long'); a dead run's one is removed."""
+    name = "视频" * 40 + "x" * 11  # 251 bytes
+    video = write_coded_video(tmp_path / (name + ".mp4"), 5)
+    out_dir = tmp_path / "out" / name
+    dead = out_dir.parent / (temporary_prefix(out_dir) + "999999999-0")  # no such pid
+    dead.mkdir(parents=True)
+    result = decode_to_frames(video, out_dir)
+    assert result.status == "decoded" and result.num_frames == 5
+    assert os.listdir(tmp_path / "out") == [name]
+    with open_video(out_dir) as reader:
+        assert codes(reader) == list(range(5))
 
 
 def test_colliding_outputs_and_broken_frame_folders(tmp_path):

@@ -6,6 +6,7 @@ A crash (even ``kill -9``) leaves either the old file or the new one, plus at mo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 from pathlib import Path
@@ -13,11 +14,46 @@ from typing import Any, Iterable, Iterator, Sequence
 
 _counter = itertools.count()
 
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, APFS): longer names fail with ENAMETOOLONG
+# Room for the name inside a temporary's name ".<name>.tmp-<pid>-<n>" (pid and n up to 20 digits).
+_TEMPORARY_ROOM = NAME_MAX - len("..tmp--") - 2 * 20
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` when it takes at most ``limit`` bytes on disk, else its start plus ``~`` and
+    12 hex digits of a hash of the whole name, ``limit`` bytes at most.
+
+    Why: outputs are named after inputs plus a suffix (``clip.mp4.safetensors``, the
+    temporaries beside them), so an input name close to the file system's limit (80 CJK
+    characters are 240 bytes) had outputs that could not be created. The same name always
+    gives the same result, and distinct long names stay distinct."""
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    cut = raw[:max(0, limit - len(digest) - 1)]
+    # End on a character boundary: drop a UTF-8 character that the cut split.
+    start = len(cut)
+    while start > 0 and len(cut) - start < 3 and cut[start - 1] & 0xC0 == 0x80:
+        start -= 1
+    if start > 0 and cut[start - 1] >= 0xC0:
+        lead = cut[start - 1]
+        if len(cut) - (start - 1) < (2 if lead < 0xE0 else 3 if lead < 0xF0 else 4):
+            cut = cut[:start - 1]
+    return os.fsdecode(cut) + "~" + digest
+
+
+def temporary_prefix(path: str | os.PathLike, suffix: str = "") -> str:
+    """The start of the names of ``path``'s temporaries: ``.<name>.tmp-``, the name shortened
+    by ``fit_name`` when the whole would not fit (``suffix``: what follows the counter)."""
+    room = _TEMPORARY_ROOM - len(os.fsencode(suffix))
+    return f".{fit_name(Path(path).name, room)}.tmp-"
+
 
 def temporary_path(path: str | os.PathLike) -> Path:
     """A unique sibling path for ``path`` (same directory, so rename is atomic)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(_counter)}")
+    return path.with_name(f"{temporary_prefix(path)}{os.getpid()}-{next(_counter)}")
 
 
 def is_temporary(path: str | os.PathLike) -> bool:

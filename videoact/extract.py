@@ -41,7 +41,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import atomic_write_text, is_temporary
+from .atomic import atomic_write_text, is_temporary, temporary_prefix
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 
@@ -484,7 +484,7 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
     else:
         folders: dict[Path, set[str]] = defaultdict(set)
         for t in targets:
-            folders[t.parent].add(f".{t.name}.tmp-")
+            folders[t.parent].add(temporary_prefix(t))
         listing = ((str(folder), [n for n in (os.listdir(folder) if folder.is_dir() else [])
                                   if n.rsplit(".tmp-", 1)[0] + ".tmp-" in prefixes])
                    for folder, prefixes in folders.items())

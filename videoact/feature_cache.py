@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
-from .atomic import atomic_write_bytes
+from .atomic import NAME_MAX, atomic_write_bytes, fit_name
 from .version import __version__
 
 SUFFIX = ".safetensors"
@@ -68,7 +68,8 @@ def cache_path(out_dir: str | os.PathLike, relative_video_path: str | os.PathLik
     rel = Path(relative_video_path)
     if rel.is_absolute() or ".." in rel.parts:
         raise ValueError(f"{rel}: cache paths must be relative and stay inside the cache")
-    return Path(out_dir) / rel.parent / (rel.name + SUFFIX)
+    # A name near the file system's limit is shortened (with a hash of it) to leave room for the suffix.
+    return Path(out_dir) / rel.parent / (fit_name(rel.name, NAME_MAX - len(SUFFIX)) + SUFFIX)
 
 
 def source_stat(path: str | os.PathLike) -> dict[str, int]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .atomic import atomic_write_text, temporary_path
+from .atomic import atomic_write_text, temporary_path, temporary_prefix
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 
@@ -154,7 +154,8 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
     parent = out_dir.parent
     if not parent.is_dir():
         return
-    for p in parent.glob(f".{out_dir.name}.tmp-*"):
+    prefix = temporary_prefix(out_dir)
+    for p in (p for p in parent.iterdir() if p.name.startswith(prefix)):
         try:
             pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
         except (IndexError, ValueError):

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import cv2
 import numpy as np
 
+from .atomic import temporary_prefix
+
 if TYPE_CHECKING:
     from .stream import StreamResult
 
@@ -136,7 +138,8 @@ class AtomicVideoWriter:
             raise ValueError(f"{self.path}: frame rate must be positive, got {fps}")
         self.fps = float(fps)
         self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
-        self.tmp = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}-{next(_counter)}{self.path.suffix}")
+        prefix = temporary_prefix(self.path.stem, self.path.suffix)  # the suffix chooses OpenCV's container
+        self.tmp = self.path.with_name(f"{prefix}{os.getpid()}-{next(_counter)}{self.path.suffix}")
         self._writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
