@@ -119,17 +119,19 @@ def test_decode_to_frames_all_frames_and_failure_leaves_nothing(tmp_path):
 
 def test_videos_named_near_the_file_system_limit_are_decoded(tmp_path):
     """The temporary folder .<name>.tmp-<pid>-<n> of a frame folder named after a 251-byte
-    video name could not be created ('File name too long'); a dead run's one is removed."""
-    name = "视频" * 40 + "x" * 11  # 251 bytes
-    video = write_coded_video(tmp_path / (name + ".mp4"), 5)
-    out_dir = tmp_path / "out" / name
-    dead = out_dir.parent / (temporary_prefix(out_dir) + "999999999-0")  # no such pid
-    dead.mkdir(parents=True)
-    result = decode_to_frames(video, out_dir)
-    assert result.status == "decoded" and result.num_frames == 5
-    assert os.listdir(tmp_path / "out") == [name]
-    with open_video(out_dir) as reader:
-        assert codes(reader) == list(range(5))
+    video name could not be created ('File name too long'); a dead run's temporary is
+    removed, also for a name with glob characters (a glob pattern missed 'clip[1]')."""
+    names = ["视频" * 40 + "x" * 11, "clip[1]"]  # 251 bytes, and a glob pattern
+    for name in names:
+        video = write_coded_video(tmp_path / (name + ".mp4"), 5)
+        out_dir = tmp_path / "out" / name
+        dead = out_dir.parent / (temporary_prefix(out_dir) + "999999999-0")  # no such pid
+        dead.mkdir(parents=True)
+        result = decode_to_frames(video, out_dir)
+        assert result.status == "decoded" and result.num_frames == 5
+        with open_video(out_dir) as reader:
+            assert codes(reader) == list(range(5))
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(names)
 
 
 def test_colliding_outputs_and_broken_frame_folders(tmp_path):
