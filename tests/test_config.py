@@ -13,8 +13,10 @@ from videoact.config import (
     Config,
     ConfigError,
     ModelConfig,
+    config_to_yaml,
     load_config,
     save_config,
+    yaml_load,
 )
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -197,6 +199,22 @@ def test_save_and_reload_round_trip(tmp_path):
     assert Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
         Config.from_dict({"train": {"epoch": 3}})
+
+
+def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    """PyYAML's YAML 1.1 read a reverse pair of classes named 2 and 3 (`2:3`) as the
+    base-60 number 123, and `010` as octal 8."""
+    path = write(tmp_path / "c.yaml", "train:\n  reverse_pairs: [2:3, '10:11']\n  epochs: 010\n  lr: 1e-4\n"
+                                      "  warmup_epochs: .5\nfeature:\n  max_frames: 1_000\n")
+    cfg = load_config(path)
+    assert cfg.train.reverse_pairs == ["2:3", "10:11"] and cfg.train.epochs == 10
+    assert (cfg.train.lr, cfg.train.warmup_epochs, cfg.feature.max_frames) == (1e-4, 0.5, 1000)
+    assert load_config(overrides=["train.epochs=010", "train.reverse_pairs=[2:3]"]).train.reverse_pairs == ["2:3"]
+    assert yaml_load("[0x10, 0o17, -.inf, .NaN, yes, off]")[:3] == [16, 15, float("-inf")]
+    # config.yaml reads back the same with our reader and with plain YAML 1.1 readers
+    cfg.data.train, cfg.data.val = "1e5", "012"
+    text = config_to_yaml(cfg)
+    assert yaml.safe_load(text) == cfg.to_dict() == yaml_load(text)
 
 
 def test_model_config_builds_both_models():

@@ -36,6 +36,47 @@ POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7", "grid14", "grid28")
 LAYERS = ("last", "penultimate", "stride16", "stride8")
 
 
+# Numbers as YAML 1.2 (its core schema) reads them. PyYAML follows YAML 1.1, where
+# `0:1` (a reverse pair of classes named 0 and 1) is the base-60 number 1 and `010` is
+# octal 8. Booleans keep YAML 1.1's yes/no/on/off: configs in the wild use them.
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_INT_RE = re.compile(r"^[-+]?[0-9](?:_?[0-9])*$|^0o[0-7]+$|^0x[0-9a-fA-F]+$")  # and 1_000, as Python
+_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass  # quotes a string that either rule set reads as a number ('1e-4', '0:1'), for any reader
+
+
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text[:2].lower() in ("0o", "0x") else int(text, 10)
+
+
+def _yaml_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = loader.construct_scalar(node).lower()
+    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(_INT, _INT_RE, list("-+0123456789"))
+    _cls.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-+0123456789."))
+_Loader.add_constructor(_INT, _yaml_int)
+_Loader.add_constructor(_FLOAT, _yaml_float)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text (safe: no Python objects) with YAML 1.2 numbers; see ``_Loader``."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class ConfigError(ValueError):
     """A bad configuration value, key or file; the message names the source and the key."""
 
@@ -329,7 +370,7 @@ def _read_yaml(path: Path, source: str) -> Dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read config file: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
     if data is None:
@@ -380,7 +421,7 @@ def _override_value(cfg: Config, key: str, raw: str, source: str) -> Dict[str, A
         value = raw  # keep strings verbatim: a path "2024" or weights "01" stay strings
     else:
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = yaml_load(raw) if raw else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: cannot parse value {raw!r}: {exc}") from None
     return _nested(key, value)
@@ -439,7 +480,7 @@ def load_config(
 
 
 def config_to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def save_config(cfg: Config, path: Union[str, os.PathLike]) -> Path:

@@ -309,11 +309,13 @@ def check_resumable(work_dir: Path, cfg: Config) -> None:
     differ); ``train`` and ``data`` settings may change (more epochs, other paths)."""
     import yaml
 
+    from .config import yaml_load
+
     saved_file = work_dir / "config.yaml"
     if not (work_dir / "last.pt").exists() or not saved_file.exists():
         return
     try:
-        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+        saved = yaml_load(saved_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return  # unreadable: the checkpoint's own check (load_state_dict) still applies
     now = cfg.to_dict()
