@@ -98,7 +98,8 @@ def test_cli_test_reports_a_bad_root_or_an_unwritable_out_without_a_traceback(tr
                  "--no-progress", "--device", "cpu"]) == 1
     captured = capsys.readouterr()
     assert "top-1:" in captured.out  # the report came before the failed write
-    assert "videoact test: cannot write the results:" in captured.err and "file" in captured.err
+    for target in ("m.confusion.png", "m.json"):  # each named, with the reason
+        assert f"videoact test: cannot write {tmp_path / 'file' / target}: File exists" in captured.err
 
 
 def test_infer_in_a_fresh_process_matches_training_time_probabilities(trained, bench, tmp_path):

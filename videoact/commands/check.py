@@ -60,24 +60,28 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
-    target = None
-    try:
-        if args.json:
-            target = args.json
+    # Each write alone in its try: a BrokenPipeError from print() is an OSError too, and is
+    # for videoact's main to handle. Written atomically: a failure leaves nothing half-written.
+    if args.json:
+        try:
             write_report(report, args.json)
-            print(f"JSON report: {args.json}")
-        if args.quarantine:
-            target = args.quarantine
-            statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
+        except OSError as exc:  # e.g. a full disk
+            return _cannot_write(args.json, exc)
+        print(f"JSON report: {args.json}")
+    if args.quarantine:
+        statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
+        try:
             listed = write_quarantine(report, args.quarantine, statuses)
-            print(f"quarantine list ({len(listed)} files): {args.quarantine}")
-    except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
-        raise
-    except OSError as exc:  # e.g. a full disk; the atomic write left nothing half-written
-        print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        except OSError as exc:
+            return _cannot_write(args.quarantine, exc)
+        print(f"quarantine list ({len(listed)} files): {args.quarantine}")
     if report.problems and not report.files:  # nothing could be checked: not a pass
         print(f"videoact check: no file of {args.src} could be checked (the annotation problems above)",
               file=sys.stderr)
         return 1
     return 0 if report.ok else 1
+
+
+def _cannot_write(target: str, exc: OSError) -> int:
+    print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    return 2

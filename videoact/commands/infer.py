@@ -122,21 +122,23 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failu
         if not tl.segments:
             print("  no confident action")
         if args.annotate:
+            # Prints stay out of the try blocks here: a BrokenPipeError from stdout is an
+            # OSError too, and is for videoact's main to handle, not a write failure.
             try:
                 out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
-                print(f"annotated video written to {out}")
             except (VideoDecodeError, OSError) as exc:
                 failures.append(f"{args.annotate}: {exc}")
+            else:
+                print(f"annotated video written to {out}")
     if args.out:
         # Always a list (one object per video), and written even when every input
         # failed (an empty list), as plain infer does: no stale results are left.
         try:
             write_timeline(timelines, Path(args.out))
-            print(f"timeline written to {args.out}")
-        except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
-            raise
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
+        else:
+            print(f"timeline written to {args.out}")
     for reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if failures else 0
@@ -175,11 +177,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         try:
             write_predictions(results, args.out)
-            print(f"results written to {args.out}")
-        except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
-            raise
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
+        else:  # printed outside the try: a BrokenPipeError is for videoact's main (see run_timeline)
+            print(f"results written to {args.out}")
     for path, reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if failures else 0

@@ -48,18 +48,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
               f"{len(failures)} videos that could not be read")
     status = 1 if failures else 0
-    try:  # each written atomically: a failed write leaves no half file, and the report is above
+    # Each written atomically: a failed write leaves no half file, and the report is above.
+    # Prints stay out of the try blocks: a BrokenPipeError is an OSError too, for videoact's main.
+    try:
         confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
+    except OSError as exc:  # e.g. a full disk, or a file where a folder should be
+        status = _cannot_write(png, exc)
+    else:
         metrics["confusion_png"] = str(png)
         print(f"\nconfusion matrix image: {png}")
-        if args.out:
+    if args.out:
+        try:
             save_metrics(metrics, args.out)
+        except OSError as exc:
+            status = _cannot_write(args.out, exc)
+        else:
             print(f"metrics: {args.out}")
-    except BrokenPipeError:  # the reader of stdout has gone: for videoact's main to handle
-        raise
-    except OSError as exc:  # e.g. a full disk, or a file where a folder should be
-        print(f"videoact test: cannot write the results: {exc}", file=sys.stderr)
-        status = 1
     for f in failures:
         print(f"failed: {f['reason']}", file=sys.stderr)
     return status
+
+
+def _cannot_write(target: str | Path, exc: OSError) -> int:
+    print(f"videoact test: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
