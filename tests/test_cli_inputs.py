@@ -256,3 +256,92 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(setup):
     proc.stdout.close()  # the reader leaves before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# ------------------------------------------------------------------ 8. the library, called from user code
+
+
+def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(setup, classifier, tmp_path):
+    """Found by using videoact as a library: each of these was a wrong result, a raw torch
+    error deep inside, or one 'failed video' per file for a bad argument."""
+    import warnings
+
+    import torch
+
+    import videoact
+    from videoact.evaluation import evaluate
+    from videoact.extract import SamplingSpec, extract_features
+    from videoact.inference import VideoClassifier
+    from videoact.timeline import classify_timeline
+
+    clip = setup["clip"]
+    # one path, not a sequence of its characters (each was tried as a file, '.' as a frame folder)
+    results, failures = classifier.predict_many(str(clip), top_k=1)
+    assert [r.source for r in results] == [str(clip)] and failures == []
+    frames = np.stack([coded_frame(i) for i in range(8)])
+    for kw in ({"top_k": 0}, {"top_k": -1}, {"num_clips": 0}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            classifier.predict(frames, **kw)
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            classifier.predict_many([clip], **kw)  # not one "failure" per video
+    with pytest.raises(ValueError, match="num_clips must be a positive integer"):
+        evaluate(setup["ckpt"], setup["data"], num_clips=0, device="cpu", progress=False)
+    # zero frames give zero features; a read-only array (a decoder's buffer) gives no warning
+    assert tuple(classifier.frame_features(frames[:0]).shape) == (0, classifier.backbone.feature_dim)
+    read_only = frames.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(classifier.frame_features(read_only[:2]), classifier.frame_features(frames[:2]))
+    # a device given by name, and class names that do not fit the model
+    same = VideoClassifier(classifier.model, classifier.classes, classifier.feature, "cpu")
+    assert same.device == torch.device("cpu") and same.predict(frames).top == classifier.predict(frames).top
+    with pytest.raises(ValueError, match="3 class names for a model with 2 outputs"):
+        VideoClassifier(classifier.model, ["a", "b", "c"], classifier.feature, "auto")
+    assert videoact.create_backbone("efficientnet_lite0", pretrained=False, device="auto").device.type in ("cpu", "cuda")
+    # sampling and sizes refused once, before any video is opened
+    for bad in ({"mode": "unifrom"}, {"num_segments": 0}, {"target_fps": float("nan")}):
+        with pytest.raises(ValueError, match="sampling"):
+            SamplingSpec(**bad)
+    kw = dict(root=setup["data"], num_workers=0, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="image_size must be a positive integer"):
+        extract_features([clip], tmp_path / "f", image_size=0, **kw)
+    as_dict = extract_features([setup["data"] / "a" / "v0.mp4"], tmp_path / "f", image_size=32,
+                               sampling={"mode": "uniform", "num_segments": 3}, **kw)
+    assert as_dict.ok and as_dict.written
+    for bad in ({"window": 0}, {"window": float("nan")}, {"stride": -1}, {"feature_rate": 0}):
+        with pytest.raises(ValueError, match="must be a positive number"):
+            classify_timeline(classifier, clip, **bad)
+    assert {"VideoClassifier", "train", "IterableSource", "Config"} <= set(dir(videoact))
+
+
+def test_several_clips_look_at_other_frames_of_a_uniformly_sampled_video(classifier, tmp_path):
+    """The cache of uniform sampling holds just the num_segments centres: clips shifted
+    among those were all the same clip, so --num-clips averaged one clip K times."""
+    import torch
+
+    video = write_coded_video(tmp_path / "long.mp4", 100)
+    picks = [classifier.select_frames(100, 25.0, k, 4) for k in range(4)]
+    assert len({tuple(p) for p in picks}) == 4  # 4 segments of 25 frames, 4 offsets in each
+    assert [p[0] for p in picks] == [3, 9, 15, 21] and [p[3] for p in picks] == [78, 84, 90, 96]
+    assert classifier.select_frames(100, 25.0) == [12, 37, 62, 87]  # one clip: the centres, as cached
+    one, four = classifier.predict(video, num_clips=1), classifier.predict(video, num_clips=4)
+    assert one.frame_indices == [12, 37, 62, 87] and four.frame_indices == picks[0]
+    assert not torch.equal(one.probs, four.probs)
+
+
+def test_train_validates_a_config_made_in_code_before_any_work(setup, tmp_path):
+    import videoact
+    from videoact.config import Config, ConfigError
+
+    cfg = Config()
+    cfg.data.train, cfg.work_dir = str(setup["data"]), str(tmp_path / "run")
+    cfg.model.name = "lstm"
+    with pytest.raises(ConfigError, match="model.name: must be one of"):
+        videoact.train(cfg)
+    with pytest.raises(ConfigError, match="feature.num_segments"):
+        videoact.train({"data": {"train": str(setup["data"])}, "work_dir": str(tmp_path / "run"),
+                        "feature": {"num_segments": 0}})
+    assert not (tmp_path / "run").exists()  # nothing extracted, no config.yaml
+    with pytest.raises(TypeError, match="not int"):
+        videoact.train(3)

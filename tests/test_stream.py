@@ -34,6 +34,7 @@ from videoact.overlay import AtomicVideoWriter, draw_overlay
 from videoact.stream import (
     CameraSource,
     FileSource,
+    IterableSource,
     LatestSlot,
     SourceError,
     StreamClassifier,
@@ -151,6 +152,37 @@ def test_stream_classifier_rejects_bad_input(setup):
     sc = StreamClassifier(clf)
     with pytest.raises(ValueError, match=r"uint8 RGB frame \[H, W, 3\]"):
         sc.push(np.zeros((8, 8), np.uint8), 0.0)
+    # a NaN timestamp stopped the feature schedule for good, silently (no result ever after)
+    with pytest.raises(ValueError, match="timestamp must be a finite number"):
+        sc.push(coded_frame(0), float("nan"))
+    with pytest.raises(ValueError, match="num_segments must be a positive integer"):
+        StreamClassifier(clf, num_segments=0)  # was the checkpoint's 4, silently
+
+
+def test_frames_from_user_code_stream_as_the_file_does(setup):
+    """stream_predictions over the user's own frames (a generator of (frame, timestamp), or
+    plain frames at a rate) gives what the file gives; before, anything but a path, a
+    camera index or a FrameSource subclass was a TypeError from os.fspath."""
+    clf, video = setup["clf"], setup["video"]
+    with open_video(video) as reader:
+        frames = [(f, ts) for _, ts, f in reader]
+    opts = dict(feature_rate=FPS / 3, ema=0.0, threshold=0.0)
+    engine = StreamEngine(video, clf, **opts)
+    with engine:
+        from_file = list(engine.results())
+    assert len(from_file) == 31
+    with pytest.raises(RuntimeError, match="has run and stopped; make a new one"):
+        engine.start()  # it returned at once and gave no results
+    from_code = list(stream_predictions((pair for pair in frames), clf, **opts))
+    plain = list(stream_predictions(IterableSource([f for f, _ in frames], fps=FPS), clf, **opts))
+    for got in (from_code, plain):
+        assert [r.frame_indices for r in got] == [r.frame_indices for r in from_file]
+        for a, b in zip(got, from_file):
+            torch.testing.assert_close(a.probs, b.probs)
+    with pytest.raises(SourceError, match=r"item 2: expected a uint8 RGB frame"):
+        list(stream_predictions([frames[0][0], frames[1][0], np.zeros((4, 4), np.uint8)], clf, **opts))
+    with pytest.raises(SourceError, match="not a camera index.*iterable of frames"):
+        open_source(object())
 
 
 def test_latest_slot_keeps_only_newest_and_counts_drops():

@@ -35,7 +35,13 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "VideoClassifier": "inference",
     "StreamClassifier": "stream",
+    "StreamEngine": "stream",
+    "stream_predictions": "stream",
+    "IterableSource": "stream",
     "make_synthetic": "synthetic",
+    # configs (for train)
+    "Config": "config",
+    "load_config": "config",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -46,3 +52,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'videoact' has no attribute {name!r}")
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the lazy names too, for dir() and completion

@@ -503,5 +503,7 @@ def create_backbone(
         mean=mean, std=std, input_size=input_size, frozen=frozen,
     )
     if device is not None:
-        backbone.to(device)
+        from .device import resolve_device
+
+        backbone.to(resolve_device(device))  # "auto" too, as everywhere else
     return backbone

@@ -168,6 +168,8 @@ class TrainConfig:
     amp: bool = _opt(True, doc="mixed precision on CUDA (for CPUs see cpu_amp)")
     cpu_amp: bool = _opt(False, doc="bf16 mixed precision on a CPU with AVX512-BF16 or AMX (ignored on other CPUs, "
                          "where bf16 is slower than float32)")
+    # Only where the cache holds more frames than num_segments (sampling fps, all, dense):
+    # uniform sampling caches one frame per segment, so there is nothing to choose from.
     temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
     reverse_pairs: List[str] = _opt(factory=list, doc="class pairs 'a:b' whose clips played backwards are "
                                     "clips of the other: such training clips are time-reversed and relabelled "
@@ -323,8 +325,9 @@ def reverse_pair_names(pair: str) -> Optional[Tuple[str, str]]:
     return names[0].strip(), names[1].strip()  # "move_left : move_right" names the classes too
 
 
-def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
-    """Range/choice checks on every field; errors name where the value came from."""
+def validate(cfg: Config, sources: Optional[Dict[str, str]] = None, fallback: str = "default") -> Config:
+    """Range/choice checks on every field; errors name where the value came from
+    (``sources``: key -> file or override; other keys are named ``fallback``)."""
     sources = sources or {}
 
     def walk(obj: Any, prefix: str) -> None:
@@ -334,13 +337,13 @@ def validate(cfg: Config, sources: Optional[Dict[str, str]] = None) -> Config:
             if _is_section(value):
                 walk(value, f"{key}.")
             else:
-                _check_range(key, value, f.metadata, sources.get(key, "default"))
+                _check_range(key, value, f.metadata, sources.get(key, fallback))
 
     walk(cfg, "")
 
     # Checks across fields: caught here, not after hours of feature extraction.
     def origin(key: str) -> str:
-        return sources.get(key, "default")
+        return sources.get(key, fallback)
 
     if cfg.model.head == "conv" and not cfg.feature.pooling.startswith("grid"):
         raise ConfigError(

@@ -145,8 +145,9 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     from tqdm import tqdm
 
     from .datasets import load_dataset
-    from .inference import VideoClassifier
+    from .inference import VideoClassifier, _check_counts
 
+    _check_counts(1, num_clips)
     classifier = VideoClassifier.from_checkpoint(checkpoint, device=device)
     samples, _classes, problems = load_dataset(data, root=root, classes=classifier.classes)
     probs, labels, failures = [], [], []

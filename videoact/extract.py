@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import numbers
 import os
 import queue
 import sys
@@ -60,6 +62,18 @@ class SamplingSpec:
     stride: int = 1
     target_fps: float = 8.0
     max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked once here, not as one failure per video when each is sampled.
+        if self.mode not in ("all", "uniform", "dense", "fps"):
+            raise ValueError(f"unknown sampling mode {self.mode!r}: use all, uniform, dense or fps")
+        for name in ("num_segments", "stride") + (("max_frames",) if self.max_frames is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"sampling {name} must be a positive integer, got {value!r}")
+        if isinstance(self.target_fps, bool) or not (isinstance(self.target_fps, numbers.Real)
+                                                     and 0 < self.target_fps < math.inf):
+            raise ValueError(f"sampling target_fps must be a positive number, got {self.target_fps!r}")
 
     def indices(self, num_frames: int, video_fps: float) -> list[int]:
         from . import sampling
@@ -816,6 +830,13 @@ def extract_features(
     out_dir = Path(out_dir)
     root_path = Path(root) if root is not None else None
     sampling = sampling or SamplingSpec()
+    if isinstance(sampling, dict):  # e.g. a checkpoint's feature["sampling"]
+        sampling = SamplingSpec(**sampling)
+    elif not isinstance(sampling, SamplingSpec):
+        raise TypeError(f"sampling must be a SamplingSpec or a dict of its fields, not {type(sampling).__name__}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
+                                   or image_size < 1):
+        raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
     device = resolve_device(device)
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)

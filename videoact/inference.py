@@ -25,10 +25,19 @@ from .extract import SamplingSpec, default_batch_size, inference_model, resolve_
 
 def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Frames as a tensor. A numpy view with negative strides (``frames[..., ::-1]``, the
-    usual BGR -> RGB flip) is copied: ``torch.as_tensor`` refuses those."""
+    usual BGR -> RGB flip) is copied: ``torch.as_tensor`` refuses those; so is a read-only
+    array (a decoder's buffer, ``np.frombuffer``), on which torch warns at every call."""
     if isinstance(frames, torch.Tensor):
         return frames
-    return torch.as_tensor(np.ascontiguousarray(frames))
+    frames = np.asarray(frames)
+    return torch.as_tensor(np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy())
+
+
+def _check_counts(top_k: int, num_clips: int) -> None:
+    """Refuse bad arguments up front (not as one failure per video, deep in the model)."""
+    for name, value in (("top_k", top_k), ("num_clips", num_clips)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -98,7 +107,10 @@ class VideoClassifier:
     classifier after changing the backbone's weights or input size."""
 
     def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],
-                 device: torch.device, checkpoint_path: str | None = None):
+                 device: str | torch.device = "auto", checkpoint_path: str | None = None):
+        device = resolve_device(device)
+        if len(classes) != model.temporal.num_classes:
+            raise ValueError(f"{len(classes)} class names for a model with {model.temporal.num_classes} outputs")
         self.model = model.to(device).eval()
         self.model.backbone.to(memory_format=torch.channels_last)
         # BatchNorm folded and, on the CPU, activations fused into the convolutions: the
@@ -142,16 +154,18 @@ class VideoClassifier:
             warnings.warn(f"{path}: trained on backbone weights {recorded!r} but loaded "
                           f"{backbone.weights_id!r}; predictions may be off")
         model = CNNLSTM(backbone, temporal)
-        return cls(model, ckpt["classes"], feature, resolve_device(device), str(path))
+        return cls(model, ckpt["classes"], feature, device, str(path))
 
     # ------------------------------------------------------------ features
 
     @torch.inference_mode()
     def frame_features(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """uint8 frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
+        """uint8 RGB frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
         from .preprocess import preprocess_frames
 
         frames = frames_as_tensor(frames)
+        if len(frames) == 0:
+            return torch.zeros(0, self.backbone.feature_dim)
         out = []
         b = self.backbone
         step = default_batch_size(self.device, b.input_size)
@@ -164,8 +178,15 @@ class VideoClassifier:
         return torch.cat(out).half().float()
 
     def select_frames(self, num_frames: int, fps: float, clip: int = 0, num_clips: int = 1) -> list[int]:
-        """Frame indices the model looks at for a video of ``num_frames`` frames."""
+        """Frame indices the model looks at for a video of ``num_frames`` frames.
+
+        One clip: the segment centres of the frames extraction caches, as in training's
+        evaluation. Clip ``k`` of ``K`` is shifted within each segment: of the video's own
+        frames when extraction caches just the ``num_segments`` centres (uniform sampling:
+        among the cached frames every clip would be the same clip), else of the cached frames."""
         cached = self.sampling.indices(num_frames, fps)
+        if num_clips > 1 and self.sampling.mode == "uniform" and len(cached) == self.num_segments:
+            return segment_positions(num_frames, self.num_segments, clip, num_clips)
         return [cached[i] for i in segment_positions(len(cached), self.num_segments, clip, num_clips)]
 
     # ------------------------------------------------------------ prediction
@@ -184,13 +205,15 @@ class VideoClassifier:
 
     def predict(self, video: str | os.PathLike | torch.Tensor | np.ndarray, top_k: int = 5,
                 num_clips: int = 1, fps: float = 25.0, file_timeout: float | None = None) -> Prediction:
-        """Classify a video file (or frame folder) or decoded uint8 frames ``[T, H, W, 3]``.
+        """Classify a video file (or frame folder) or decoded uint8 RGB frames ``[T, H, W, 3]``
+        (OpenCV's ``VideoCapture`` gives BGR: flip it, ``frames[..., ::-1]``).
 
         With ``num_clips > 1`` the probabilities of several shifted clips are averaged.
         ``fps`` is only used for frame arrays with fps-based sampling. ``file_timeout``:
         seconds allowed for opening and decoding a file; a decoder still busy after that
         raises ``TimeoutError`` (it is left running in a daemon thread until the process ends).
         """
+        _check_counts(top_k, num_clips)
         if isinstance(video, (str, os.PathLike)):
             picks, wanted, clip = self._read_file(video, num_clips, file_timeout)
             frames_by_index = dict(zip(clip.indices.tolist(), range(len(wanted))))
@@ -256,6 +279,9 @@ class VideoClassifier:
         """Classify many files; a bad file is reported in the second list, the rest go on."""
         from .decode import VideoDecodeError
 
+        _check_counts(top_k, num_clips)  # bad arguments are not bad files
+        if isinstance(videos, (str, os.PathLike)):
+            videos = [videos]  # one path, not a sequence of its characters
         results, failures = [], []
         for v in videos:
             try:

@@ -48,6 +48,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -96,7 +97,12 @@ class Frame:
 
 
 class FrameSource:
-    """Base class: ``open()``, then ``frames(stop)`` yields :class:`Frame` until the end."""
+    """Base class: ``open()``, then ``frames(stop)`` yields :class:`Frame` until the end.
+
+    ``live``: frames arrive in real time whether or not they are taken (a camera): the
+    engine keeps the newest and drops what it cannot keep up with. Otherwise (a file) the
+    capture thread waits for the consumers and no frame is lost. For frames from your own
+    code, :class:`IterableSource` does the wrapping."""
 
     name: str = "?"
     live: bool = False
@@ -113,6 +119,48 @@ class FrameSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class IterableSource(FrameSource):
+    """Frames from your own code: an iterable of uint8 RGB ``[H, W, 3]`` arrays or tensors,
+    or of ``(frame, timestamp)`` pairs (seconds of source time, increasing).
+
+    Frames without timestamps are timed at ``fps`` (default 30). ``live=True`` when the
+    frames come in real time whatever happens (your own camera loop): the engine then drops
+    frames it cannot keep up with instead of making the iterator wait (see :class:`FrameSource`).
+    """
+
+    def __init__(self, frames: Iterable[Any], fps: float | None = None, live: bool = False,
+                 name: str = "<frames>") -> None:
+        if fps is not None and not (fps > 0 and math.isfinite(fps)):
+            raise ValueError(f"fps must be a positive number, got {fps}")
+        self._frames = frames
+        self.fps = None if fps is None else float(fps)
+        self.live = bool(live)
+        self.name = name
+
+    def open(self) -> None:
+        pass
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        period = 1.0 / (self.fps or DEFAULT_LIVE_FPS)
+        for index, item in enumerate(self._frames):
+            if stop.is_set():
+                return
+            image, timestamp = item if isinstance(item, tuple) and len(item) == 2 else (item, index * period)
+            if isinstance(image, torch.Tensor):
+                image = image.cpu().numpy()
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+                raise SourceError(self.name, f"item {index}: expected a uint8 RGB frame [H, W, 3] or a "
+                                             f"(frame, timestamp) pair, got {image.dtype} {tuple(image.shape)}")
+            try:
+                timestamp = float(timestamp)
+            except (TypeError, ValueError):
+                timestamp = math.nan
+            if not math.isfinite(timestamp):
+                raise SourceError(self.name, f"item {index}: timestamp {item[1]!r} is not a finite number of seconds")
+            yield Frame(image, timestamp, index, time.monotonic())
 
 
 class FileSource(FrameSource):
@@ -376,11 +424,12 @@ class URLSource(_CaptureSource):
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
-def open_source(spec: str | int | os.PathLike | FrameSource, *, realtime: bool = False,
+def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, realtime: bool = False,
                 open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                 give_up_after: float | None = None, log: LogFn | None = None,
                 file_timeout: float | None = 300.0) -> FrameSource:
-    """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL or a video file.
+    """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL, a video file, or
+    an iterable of frames (:class:`IterableSource`, e.g. a generator or a ``[T, H, W, 3]`` array).
 
     Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` only applies
     to files; ``file_timeout`` is the time allowed to open and verify a file (a file
@@ -389,6 +438,11 @@ def open_source(spec: str | int | os.PathLike | FrameSource, *, realtime: bool =
     """
     if isinstance(spec, FrameSource):
         return spec
+    if not isinstance(spec, (str, int, os.PathLike)) or isinstance(spec, bool):
+        if isinstance(spec, (Iterable, np.ndarray, torch.Tensor)) and not isinstance(spec, (bytes, bytearray)):
+            return IterableSource(spec)
+        raise SourceError(type(spec).__name__, "not a camera index, a URL, a video file, a FrameSource or an "
+                          "iterable of frames (for a cv2.VideoCapture, pass its camera index or URL)")
     live = dict(open_timeout=open_timeout, read_timeout=read_timeout, reconnect=reconnect,
                 give_up_after=give_up_after, log=log)
     if isinstance(spec, int):
@@ -693,6 +747,9 @@ class StreamClassifier:
         self.ema = float(ema)
         self.threshold = float(threshold)
         self.top_k = int(top_k)
+        if num_segments is not None and (isinstance(num_segments, bool) or int(num_segments) != num_segments
+                                         or num_segments < 1):
+            raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
         self.num_segments = int(num_segments or classifier.num_segments or 16)
         window = self.num_segments / self.feature_rate
         self.max_gap = float(max_gap) if max_gap is not None else max(1.0, window)
@@ -730,6 +787,8 @@ class StreamClassifier:
 
     def wants(self, timestamp: float) -> bool:
         """Whether a frame at ``timestamp`` would get features (cheap; no work done)."""
+        if not math.isfinite(timestamp):
+            return True  # for push() to refuse
         if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
             return True  # a jump: push() resets and takes it
         return self._feature_schedule.due(timestamp)
@@ -746,8 +805,10 @@ class StreamClassifier:
         """
         if capture_time is None:
             capture_time = time.monotonic()
-        self.frames_pushed += 1
         timestamp = float(timestamp)
+        if not math.isfinite(timestamp):  # NaN would stop the schedule for good, silently
+            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp}")
+        self.frames_pushed += 1
         if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
             self.reset()  # stale context: do not mix frames across a gap
         self._last_ts = timestamp
@@ -859,6 +920,8 @@ class StreamEngine:
     def start(self) -> "StreamEngine":
         """Open the source (errors surface here) and start the threads."""
         if self._started:
+            if self._stop.is_set():
+                raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
         self.source.open()
         self._started = True

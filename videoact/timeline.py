@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,9 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     """
     from .decode import open_video
 
+    for name, value in (("window", window), ("stride", stride), ("feature_rate", feature_rate)):
+        if value is not None and not (isinstance(value, numbers.Real) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
     T = int(classifier.num_segments or 16)
     if window is None:
         window = T / feature_rate if feature_rate else DEFAULT_WINDOW
@@ -197,8 +201,6 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         feature_rate = T / window
     feature_rate = float(feature_rate)
     stride = float(stride) if stride is not None else window / 4.0
-    if window <= 0 or stride <= 0 or feature_rate <= 0:
-        raise ValueError(f"window ({window}), stride ({stride}) and feature_rate ({feature_rate}) must be positive")
     top_k = max(1, min(int(top_k), len(classifier.classes)))
 
     from .extract import _call_with_timeout

@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from .atomic import atomic_write_text
 from .backbones import grid_size
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import Config, reverse_pair_names, save_config
+from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
@@ -344,8 +344,20 @@ def load_resume_state(work_dir: Path, classes: list[str]) -> dict[str, Any] | No
     return state
 
 
-def train(cfg: Config) -> dict[str, Any]:
-    """Train a temporal model as configured; return the final metrics."""
+def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    """Train a temporal model as configured; return the final metrics.
+
+    ``cfg``: a :class:`Config`, a nested mapping over the defaults
+    (``{"data": {"train": "videos/"}, "train": {"epochs": 5}}``) or a YAML config file.
+    It is validated first, as a loaded one is: a value set in code that is out of range
+    is refused before hours of feature extraction."""
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    elif isinstance(cfg, Mapping):
+        cfg = Config.from_dict(dict(cfg))
+    elif not isinstance(cfg, Config):
+        raise TypeError(f"train() takes a Config, a mapping of its sections or a YAML file, not {type(cfg).__name__}")
+    cfg = validate(cfg, fallback="train() config")
     rank, world = _dist()
     is_main = rank == 0
     device = resolve_device(cfg.train.device)

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+",
                    help="video files, frame folders, or folders of either (searched recursively)")
     p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, scores averaged")
+    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
     p.add_argument("--timeout", type=seconds_limit, default=300.0,

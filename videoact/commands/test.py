@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset root for relative paths in a list file")
     p.add_argument("--out", help="metrics JSON file (top1, top5, mean_class_acc, per_class, confusion_matrix)")
     p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
-    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, scores averaged")
+    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
     p.add_argument("--device", default="auto")
     p.add_argument("--timeout", type=seconds_limit, default=300.0,
                    help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
