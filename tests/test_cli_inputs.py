@@ -148,7 +148,9 @@ def test_sampling_options_of_another_mode_are_refused(setup, tmp_path, capsys):
     for args, message in ((["--num-segments", "8"], "--num-segments is for --sampling uniform, and the sampling "
                                                       "is all (the default: every frame)"),
                           (["--sampling", "uniform", "--fps", "4"], "--fps is for --sampling fps, and the "
-                                                                    "sampling is uniform")):
+                                                                    "sampling is uniform"),
+                          (["--sampling", "fps", "--segment-frames", "3"], "--segment-frames is for --sampling "
+                                                                           "uniform, and the sampling is fps")):
         proc = run_cli(capsys, "extract", setup["data"], tmp_path / "out", *args)
         assert proc.returncode == 2 and f"videoact extract: {message}" in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "out").exists()
@@ -328,6 +330,14 @@ def test_several_clips_look_at_other_frames_of_a_uniformly_sampled_video(classif
     one, four = classifier.predict(video, num_clips=1), classifier.predict(video, num_clips=4)
     assert one.frame_indices == [12, 37, 62, 87] and four.frame_indices == picks[0]
     assert not torch.equal(one.probs, four.probs)
+    # a cache of 3 frames a segment (feature.segment_frames): one clip sees the centres, 3 clips its 3 frames
+    from videoact.inference import VideoClassifier
+
+    feature = {**classifier.feature, "sampling": {"mode": "uniform", "num_segments": 4, "segment_frames": 3}}
+    three = VideoClassifier(classifier.model, classifier.classes, feature, "cpu")
+    assert three.select_frames(100, 25.0) == [12, 37, 62, 87]
+    assert [three.select_frames(100, 25.0, k, 3) for k in range(3)] == [[4, 29, 54, 79], [12, 37, 62, 87],
+                                                                         [20, 45, 70, 95]]
 
 
 def test_train_validates_a_config_made_in_code_before_any_work(setup, tmp_path):

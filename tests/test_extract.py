@@ -335,3 +335,34 @@ def test_videos_named_near_the_file_system_limit_are_extracted(tmp_path):
     assert len({cache_path(out, name) for name in names}) == 3
     assert not [p for p in out.rglob("*") if is_temporary(p)]
     assert extract_features(videos, out, **kw).skipped == [str(v) for v in videos]
+
+
+def test_several_frames_a_segment_give_temporal_jitter_a_choice(tmp_path):
+    """Uniform sampling cached one frame per segment, so training's temporal jitter had
+    nothing to choose (every epoch saw the same frames). segment_frames=3 caches 3 a
+    segment, the middle one its centre: evaluation sees what it saw with one."""
+    from videoact.datasets import FeatureDataset, VideoSample
+
+    video = write_coded_video(tmp_path / "v" / "a" / "clip.mp4", 100)
+    kw = dict(root=tmp_path / "v", image_size=32, num_workers=0, progress=False, device="cpu")
+    one, three = SamplingSpec(mode="uniform", num_segments=4), SamplingSpec(mode="uniform", num_segments=4,
+                                                                            segment_frames=3)
+    assert extract_features([video], tmp_path / "one", sampling=one, **kw).ok
+    assert extract_features([video], tmp_path / "three", sampling=three, **kw).ok
+    cached = load_features(cache_path(tmp_path / "three", "a/clip.mp4"))
+    centres = load_features(cache_path(tmp_path / "one", "a/clip.mp4"))
+    assert centres.frame_indices.tolist() == [12, 37, 62, 87]
+    assert cached.frame_indices.tolist() == [4, 12, 20, 29, 37, 45, 54, 62, 70, 79, 87, 95]
+    samples = [VideoSample(video, "a/clip.mp4", 0, "a")]
+    ev = FeatureDataset(samples, tmp_path / "three", num_segments=4, train=False)
+    assert torch.equal(ev[0][0], centres.features.float())
+    seen = set()
+    for epoch in range(8):
+        ds = FeatureDataset(samples, tmp_path / "three", num_segments=4, train=True, seed=0)
+        ds.set_epoch(epoch)
+        rows = [next(i for i in range(12) if torch.equal(f, cached.features[i].float())) for f in ds[0][0]]
+        assert all(3 * k <= r < 3 * k + 3 for k, r in enumerate(rows))  # one frame of each segment
+        seen.add(tuple(rows))
+    assert len(seen) > 1
+    # the one-frame cache is not current for three frames a segment, and the other way round
+    assert extract_features([video], tmp_path / "one", sampling=three, **kw).written == [str(video)]

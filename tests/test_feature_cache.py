@@ -54,6 +54,14 @@ def test_staleness(tmp_path):
     assert cache_staleness(tmp_path / "missing.safetensors", {}, src) is None
 
 
+def test_caches_made_before_segment_frames_existed_stay_current(tmp_path):
+    old = {"mode": "uniform", "num_segments": 8, "stride": 1, "target_fps": 8.0, "max_frames": None}
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(8, 3), torch.arange(8), {"sampling": old})
+    assert is_cache_current(path, {"sampling": {**old, "segment_frames": 1}})
+    [reason] = cache_staleness(path, {"sampling": {**old, "segment_frames": 3}})
+    assert reason.startswith("sampling: ") and "'segment_frames': 3" in reason
+
+
 def test_caches_from_before_precision_was_recorded_are_float32(tmp_path):
     """Extraction records its precision (feature.amp); files written before that are
     float32 ones: current for a float32 run, stale for a bf16 one."""

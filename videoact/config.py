@@ -120,6 +120,7 @@ class FeatureConfig:
                        doc="keep aspect and crop the centre, or stretch the whole frame")
     sampling: str = _opt("uniform", choices=("uniform", "dense", "fps", "all"))
     num_segments: int = _opt(16, ge=1, doc="frames per clip for uniform/dense sampling")
+    segment_frames: int = _opt(1, ge=1, doc="frames cached per segment (uniform): train.temporal_jitter's choice")
     stride: int = _opt(1, ge=1, doc="frame step for dense sampling")
     target_fps: float = _opt(8.0, gt=0.0, doc="frame rate for fps sampling")
     max_frames: Optional[int] = _opt(None, ge=1, doc="cap on cached frames per video (spread over the video)")
@@ -168,8 +169,9 @@ class TrainConfig:
     amp: bool = _opt(True, doc="mixed precision on CUDA (for CPUs see cpu_amp)")
     cpu_amp: bool = _opt(False, doc="bf16 mixed precision on a CPU with AVX512-BF16 or AMX (ignored on other CPUs, "
                          "where bf16 is slower than float32)")
-    # Only where the cache holds more frames than num_segments (sampling fps, all, dense):
-    # uniform sampling caches one frame per segment, so there is nothing to choose from.
+    # Only where the cache holds more frames than num_segments (sampling fps, all, dense,
+    # or uniform with feature.segment_frames > 1): with one cached frame per segment there
+    # is nothing to choose from.
     temporal_jitter: bool = _opt(True, doc="random frame offsets within segments while training")
     reverse_pairs: List[str] = _opt(factory=list, doc="class pairs 'a:b' whose clips played backwards are "
                                     "clips of the other: such training clips are time-reversed and relabelled "

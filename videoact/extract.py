@@ -54,7 +54,9 @@ class SamplingSpec:
 
     ``mode``: ``"all"`` (every frame, up to ``max_frames``), ``"uniform"`` (TSN segment
     centres, ``num_segments``), ``"dense"`` (every ``stride``-th frame) or ``"fps"``
-    (frames at ``target_fps``).
+    (frames at ``target_fps``). ``segment_frames`` (uniform only): frames per segment, the
+    centres of that many equal parts of it, so that training's temporal jitter has frames to
+    choose from; an odd count keeps the segment centre among them (what evaluation takes).
     """
 
     mode: str = "all"
@@ -62,12 +64,14 @@ class SamplingSpec:
     stride: int = 1
     target_fps: float = 8.0
     max_frames: int | None = None
+    segment_frames: int = 1
 
     def __post_init__(self) -> None:
         # Checked once here, not as one failure per video when each is sampled.
         if self.mode not in ("all", "uniform", "dense", "fps"):
             raise ValueError(f"unknown sampling mode {self.mode!r}: use all, uniform, dense or fps")
-        for name in ("num_segments", "stride") + (("max_frames",) if self.max_frames is not None else ()):
+        for name in ("num_segments", "stride", "segment_frames") + (("max_frames",) if self.max_frames is not None
+                                                                     else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"sampling {name} must be a positive integer, got {value!r}")
@@ -81,7 +85,9 @@ class SamplingSpec:
         if self.mode == "all":
             idx = list(range(num_frames))
         elif self.mode == "uniform":
-            idx = sampling.uniform_segments(num_frames, self.num_segments, train=False)
+            # J frames a segment: the centres of N * J sub-segments. For odd J the middle one
+            # of each J is the segment centre, floor((2k+1) n / 2N), as with J = 1.
+            idx = sampling.uniform_segments(num_frames, self.num_segments * self.segment_frames, train=False)
         elif self.mode == "dense":
             idx = sampling.dense_indices(num_frames, self.stride)
         elif self.mode == "fps":

@@ -137,14 +137,16 @@ _SETTINGS_BEFORE_RECORDED = {"precision": "float32"}
 
 # The sampling fields that choose the frames in each mode (besides mode and max_frames): a
 # cache of fps-sampled frames serves any num_segments, which training draws from it.
-_SAMPLING_FIELDS = {"all": (), "uniform": ("num_segments",), "dense": ("stride",), "fps": ("target_fps",)}
+_SAMPLING_FIELDS = {"all": (), "uniform": ("num_segments", "segment_frames"), "dense": ("stride",),
+                    "fps": ("target_fps",)}
+_SAMPLING_BEFORE_RECORDED = {"segment_frames": 1}  # caches made before the field existed
 
 
 def _compared(key: str, value: Any) -> Any:
     if key != "sampling" or not isinstance(value, dict) or value.get("mode") not in _SAMPLING_FIELDS:
         return value
     fields = ("mode", "max_frames", *_SAMPLING_FIELDS[value["mode"]])
-    return {name: value.get(name) for name in fields}
+    return {name: value.get(name, _SAMPLING_BEFORE_RECORDED.get(name)) for name in fields}
 
 
 def cache_staleness(

@@ -147,7 +147,7 @@ def sampling_spec(cfg: Config) -> SamplingSpec:
     """Frames cached per video. Training then samples ``num_segments`` of them."""
     f = cfg.feature
     return SamplingSpec(mode=f.sampling, num_segments=f.num_segments, stride=f.stride,
-                        target_fps=f.target_fps, max_frames=f.max_frames)
+                        target_fps=f.target_fps, max_frames=f.max_frames, segment_frames=f.segment_frames)
 
 
 def rebase(samples: list, root: Path) -> list:

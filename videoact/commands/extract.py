@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "%(default)s; training's default is uniform with 16 segments: give the same to share the cache)")
     # Defaults filled in run(): an option given for another --sampling mode is an error, not ignored.
     p.add_argument("--num-segments", type=positive_int, default=None, help="with --sampling uniform (default 16)")
+    p.add_argument("--segment-frames", type=positive_int, default=None,
+                   help="with --sampling uniform: frames per segment, for training's temporal jitter (default 1)")
     p.add_argument("--stride", type=positive_int, default=None, help="with --sampling dense (default 1)")
     p.add_argument("--fps", type=positive_number, default=None, help="with --sampling fps (default 8)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="cap frames per video (spread over the video)")
@@ -71,7 +73,8 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
 def run(args: argparse.Namespace) -> int:
     from ..extract import SamplingSpec, extract_features
 
-    for option, value, mode in (("--num-segments", args.num_segments, "uniform"), ("--stride", args.stride, "dense"),
+    for option, value, mode in (("--num-segments", args.num_segments, "uniform"),
+                                ("--segment-frames", args.segment_frames, "uniform"), ("--stride", args.stride, "dense"),
                                 ("--fps", args.fps, "fps")):
         if value is not None and args.sampling != mode:
             print(f"videoact extract: {option} is for --sampling {mode}, and the sampling is {args.sampling}"
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
         return 1
-    given = {"num_segments": args.num_segments, "stride": args.stride, "target_fps": args.fps}
+    given = {"num_segments": args.num_segments, "segment_frames": args.segment_frames, "stride": args.stride,
+             "target_fps": args.fps}
     sampling = SamplingSpec(mode=args.sampling, max_frames=args.max_frames,
                             **{key: value for key, value in given.items() if value is not None})
     # Under torchrun (WORLD_SIZE > 1) each rank takes every WORLD_SIZE-th video.
