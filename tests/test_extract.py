@@ -366,3 +366,14 @@ def test_several_frames_a_segment_give_temporal_jitter_a_choice(tmp_path):
     assert len(seen) > 1
     # the one-frame cache is not current for three frames a segment, and the other way round
     assert extract_features([video], tmp_path / "one", sampling=three, **kw).written == [str(video)]
+
+
+def test_frames_reported_are_those_of_the_videos_written(tmp_path):
+    """The summary's frame count included the frames of videos whose features could not be
+    written (here a folder stands where one cache file goes)."""
+    src, out = tmp_path / "v", tmp_path / "out"
+    videos = [write_coded_video(src / name, 6) for name in ("a.mp4", "b.mp4")]
+    cache_path(out, "b.mp4").mkdir(parents=True)
+    result = extract_features(videos, out, root=src, image_size=32, num_workers=0, progress=False, device="cpu")
+    assert result.written == [str(videos[0])] and [f.path for f in result.failed] == [str(videos[1])]
+    assert result.frames == 6

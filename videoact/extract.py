@@ -112,7 +112,7 @@ class ExtractResult:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
-    frames: int = 0
+    frames: int = 0  # frames of the videos written
     seconds: float = 0.0
     # Where the main process spent its time: "startup" (until the first decoded chunk),
     # "wait" (for decoded chunks after that), "preprocess", "backbone", "write" (waiting
@@ -921,6 +921,8 @@ def extract_features(
     bar = _progress_bar(len(todo), progress)
     stage = defaultdict(float)
     ready = None  # CUDA event: the features copied to the host so far have landed
+    processed = 0  # frames through the backbone, failed videos' too (the progress bar's rate)
+    frames_of: dict[str, int] = {}  # source -> frames, for result.frames of the videos written
 
     def finish(video: int) -> None:
         state = pending.pop(video)
@@ -932,6 +934,7 @@ def extract_features(
         writer.put(source, target, state["features"], torch.cat(state["indices"]), metadata, ready,
                    backbone.feature_dim)
         result.written.append(source)
+        frames_of[source] = state["done"]
         bar.update(1)
 
     def run_batch(parts: list[tuple[int, torch.Tensor]]) -> None:
@@ -941,7 +944,7 @@ def extract_features(
         of 16 or more the same; cuDNN chooses algorithms by shape), so only a fixed shape
         makes a frame's features independent of which videos share its batch. Costs at
         most ``batch_size - 1`` frames of compute per run; compiled code needs one shape too."""
-        nonlocal ready
+        nonlocal ready, processed
         t0 = time.perf_counter()
         x = torch.cat([frames for _, frames in parts])
         n = len(x)
@@ -971,9 +974,9 @@ def extract_features(
             state["done"] += len(part)
             if state["last_seen"] and state["done"] == state["queued"]:
                 finish(video)
-        result.frames += n
+        processed += n
         stage["backbone"] += time.perf_counter() - t0
-        bar.set_postfix_str(f"{result.frames / max(time.perf_counter() - started, 1e-9):.1f} frames/s")
+        bar.set_postfix_str(f"{processed / max(time.perf_counter() - started, 1e-9):.1f} frames/s")
 
     def flush(final: bool = False) -> None:
         """Run every full batch queued (and, at the end, the rest), splitting chunks as needed."""
@@ -1038,6 +1041,7 @@ def extract_features(
         for source, message in writer.close():
             result.written.remove(source)
             result.failed.append(Failure(source, message))
+        result.frames = sum(frames_of[source] for source in result.written)
         stage["write"] = time.perf_counter() - t_written
     t_stop = time.perf_counter()
     stopper.join()
