@@ -138,6 +138,10 @@ def test_killed_training_resumes_to_the_same_run(bench, tmp_path):
     videoact("train", "--work-dir", tmp_path / "reference", *common)
     reference = [json.loads(l) for l in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
 
+    # DataLoader workers here (persistent, so each process starts them once): the validation
+    # loader drew its workers' seed from the global RNG, dropout's, once per process, so the
+    # resumed run (and any run with workers) drew other dropout masks from its third epoch on.
+    common += ["--set", "data.num_workers=2"]
     work = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "videoact", "train", "--work-dir", str(work), *map(str, common)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -157,6 +161,31 @@ def test_killed_training_resumes_to_the_same_run(bench, tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
     assert not list(work.glob(".*.tmp-*")), "no temporary files left"
+
+
+def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trained, tmp_path, monkeypatch):
+    """The warm-up + cosine schedule counts steps: resumed with another train.batch_size (other
+    steps per epoch) it went on from the old step count, so the learning rate rose again and
+    the cosine never finished. It goes on from the epoch's start in the new count."""
+    import videoact.training as training
+
+    cache = trained[0] / "cache"
+    reference = train_in_process(bench, tmp_path / "reference", cache, "train.epochs=4", "train.batch_size=4")
+    save = training.save_checkpoint
+
+    def killed_after_epoch_2(path, **kw):  # the run ends right after last.pt of its second epoch
+        save(path, **kw)
+        if Path(path).name == "last.pt" and kw["train_state"]["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(bench, tmp_path / "run", cache, "train.epochs=4", "train.batch_size=8")
+    monkeypatch.undo()
+    resumed = train_in_process(bench, tmp_path / "run", cache, "train.epochs=4", "train.batch_size=4")
+    expected = [h["lr"] for h in reference["history"]]
+    assert [h["lr"] for h in resumed["history"]][2:] == pytest.approx(expected[2:], rel=1e-6)
+    assert expected == sorted(expected, reverse=True) and expected[-1] < 0.1 * expected[0]  # the cosine's end
 
 
 def test_make_synthetic_cli(tmp_path):

@@ -251,8 +251,11 @@ def build_model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike,
 # --------------------------------------------------------------------------- RNG states
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """RNG states of torch, CUDA, numpy and ``random``, as checkpoint-safe values."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """RNG states of torch, CUDA, numpy and ``random``, as checkpoint-safe values.
+
+    ``device``: the CUDA device the run uses; its state is also kept on its own, for
+    :func:`restore_rng_state` to put into whichever device resumes the run."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -262,11 +265,16 @@ def capture_rng_state() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+        if device is not None and device.type == "cuda":
+            state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: Mapping[str, Any], device: torch.device | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`. ``device``: the CUDA device this process runs
+    on gets the state of the device the run was saved from. Why: under torchrun only rank 0
+    saves, and in its process the other ranks' GPUs were never used (their states are the
+    seed's); every rank's own generator advanced as rank 0's did (same seed, same calls)."""
     torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
@@ -277,3 +285,5 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         # (set_rng_state_all would fail on the missing device ordinals).
         for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s.cpu(), i)
+        if device is not None and device.type == "cuda" and "cuda_device" in state:
+            torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)

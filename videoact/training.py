@@ -468,8 +468,12 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
                               generator=generator, collate_fn=collate_features, num_workers=workers,
                               persistent_workers=workers > 0, drop_last=False)
     # Evaluation: every item exactly once over the ranks (no padding), sums reduced.
+    # Its own generator: a DataLoader without one draws its workers' base seed from the global
+    # RNG (dropout's) at each new iterator, once per process with persistent workers, so
+    # a resumed run, or one with other num_workers, drew other dropout masks.
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, sampler=ShardSampler(val_set, rank, world),
-                            collate_fn=collate_features, num_workers=workers, persistent_workers=workers > 0)
+                            collate_fn=collate_features, num_workers=workers, persistent_workers=workers > 0,
+                            generator=torch.Generator().manual_seed(cfg.train.seed))
 
     # 3. model and optimisation
     in_dim = train_set[0][0].shape[-1]
@@ -515,15 +519,23 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         ts = state["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
-        changed = apply_optimizer_settings(optimizer, scheduler, model, cfg,
-                                           lr_factor(scheduler.last_epoch, warmup_steps, total_steps))
+        # The schedule is in steps; another train.batch_size or other training videos make
+        # other steps per epoch: go on from this epoch's start in the new count, not from the
+        # old count of steps (which moved the cosine back or forward).
+        saved_per_epoch = int(ts.get("steps_per_epoch") or round(int(ts["step"]) / (int(ts["epoch"]) + 1)))
+        changed = []
+        if saved_per_epoch != steps_per_epoch:
+            scheduler.last_epoch = (int(ts["epoch"]) + 1) * steps_per_epoch
+            changed.append(f"batches per epoch {saved_per_epoch} -> {steps_per_epoch}")
+        changed += apply_optimizer_settings(optimizer, scheduler, model, cfg,
+                                            lr_factor(scheduler.last_epoch, warmup_steps, total_steps))
         if scaler.is_enabled() and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
         start_epoch, step = int(ts["epoch"]) + 1, int(ts["step"])
         best_acc, bad_epochs = float(ts["best_acc"]), int(ts["bad_epochs"])
         skipped_steps = int(ts.get("skipped_steps", 0))
         if "rng" in ts:
-            restore_rng_state(ts["rng"])
+            restore_rng_state(ts["rng"], device)
         else:  # written before 2026-11-29: the CPU generator only
             torch.set_rng_state(ts["torch_rng"])
         generator.set_state(ts["loader_rng"])
@@ -545,8 +557,9 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
             train_state={
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "epoch": epoch, "step": step, "best_acc": best_acc, "bad_epochs": bad_epochs,
-                "skipped_steps": skipped_steps, "rng": capture_rng_state(),  # CUDA's too: dropout there
+                "epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch, "best_acc": best_acc,
+                "bad_epochs": bad_epochs, "skipped_steps": skipped_steps,
+                "rng": capture_rng_state(device),  # CUDA's too: dropout there
                 "loader_rng": generator.get_state(),
             },
             metrics=metrics,
@@ -572,6 +585,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         ddp_model.train()
         sampler.set_epoch(epoch)
         totals = [0.0, 0.0, 0.0]
+        lr_used = scheduler.get_last_lr()[0]  # the lr of this epoch's last step, for the log
         t0 = time.perf_counter()
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                    disable=not is_main or not cfg.train.progress, dynamic_ncols=True)
@@ -589,6 +603,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
             if outcome == "nonfinite":
                 skip_step(f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}")
                 continue
+            lr_used = scheduler.get_last_lr()[0]
             scheduler.step()
             step += 1
             totals[0] += loss.item() * len(y)
@@ -598,7 +613,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         loss_sum, correct, count = _all_sum(totals, device)
         val = evaluate_loss_acc(model, val_loader, device)
         record = {
-            "epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0],
+            "epoch": epoch, "step": step, "lr": lr_used,
             "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
             "val_loss": val["loss"], "val_acc": val["acc"], "seconds": time.perf_counter() - t0,
             "skipped_steps": skipped_steps,
@@ -635,8 +650,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         best = load_checkpoint(best_path)
         model.load_state_dict(best["model_state"])
         test_set = FeatureDataset(test_samples, cache_dir, num_segments=segments, train=False)
-        probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch,
-                                                  collate_fn=collate_features), device)
+        probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch, collate_fn=collate_features,
+                                                  generator=torch.Generator()), device)  # not the global RNG
         summary["test"] = classification_metrics(probs, labels, list(classes))
     return summary
 
