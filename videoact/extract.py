@@ -998,7 +998,10 @@ def extract_features(
     try:
         t_prev, first = started, True
         ended = 0  # videos whose last chunk or error has arrived
-        batches = iter(loader)
+        from .frames import _main_script_hidden
+
+        with _main_script_hidden():  # the spawned decode workers start here: not the user's script again
+            batches = iter(loader)
         for item in batches:
             now = time.perf_counter()
             stage["startup" if first else "wait"] += now - t_prev
