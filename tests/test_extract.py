@@ -287,6 +287,28 @@ def test_extract_command_takes_one_video_and_refuses_bad_counts(tmp_path, capsys
     assert not (tmp_path / "out2").exists()
 
 
+def test_extract_of_a_folder_takes_a_root_to_match_training_cache_keys(tmp_path, capsys):
+    """Training with --data train/ --val val/ keys its cache from the folder holding both;
+    extract of a folder keyed from the folder itself and ignored --root, so a cache filled
+    beforehand (train/ and val/ extracted apart, even colliding) was extracted again."""
+    from videoact.cli import main
+    from videoact.datasets import load_dataset
+    from videoact.training import cache_root
+
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        write_coded_video(data / split / "a" / "clip.mp4", 6)
+    common = ["--image-size", "32", "--workers", "0", "--no-progress", "--device", "cpu"]
+    for split in ("train", "val"):
+        assert main(["extract", str(data / split), str(tmp_path / "cache"), "--root", str(data), *common]) == 0
+    samples = [s for split in ("train", "val") for s in load_dataset(data / split)[0]]
+    assert cache_root(samples, None) == data  # what training keys from
+    assert sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*.safetensors")) \
+        == ["train/a/clip.mp4.safetensors", "val/a/clip.mp4.safetensors"]
+    assert main(["extract", str(data / "train"), str(tmp_path / "other"), "--root", str(data / "val"), *common]) == 2
+    assert "is not inside --root" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
 def test_a_video_named_twice_is_extracted_once(tmp_path):
     """A symlink to a video resolves to the video's cache file: it was decoded twice and
     counted as two extracted videos for one file."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from . import positive_int, positive_number, seconds_limit
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="folder of videos (searched recursively), one video, or an annotation list file")
     p.add_argument("out", help="cache folder: OUT/<relative video path>.safetensors")
-    p.add_argument("--root", help="dataset root for relative paths in a list file (default: the list's folder)")
+    p.add_argument("--root", help="the folder cache paths are relative to, and a list file's paths (default: "
+                                  "SRC itself for a folder, the list's folder for a list). Match training's: "
+                                  "data.root, or the folder holding all its train/val/test videos")
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
     p.add_argument("--pooling", default="avg", choices=POOLINGS, help="average, or a GxG grid of averages (default: %(default)s)")
@@ -51,17 +54,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
     """Videos named by SRC (a folder or a list file) and the root their cache paths are relative to."""
+    from ..decode import VIDEO_EXTENSIONS
+
     path = Path(src)
+    if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
+        base = Path(root) if root else path if path.is_dir() else path.parent
+        inside = os.path.commonpath([os.path.abspath(path), os.path.abspath(base)]) == os.path.abspath(base)
+        if not inside:
+            raise OSError(f"{src} is not inside --root {root}: cache paths are relative to the root")
     if path.is_dir():
         from ..decode import list_videos
 
-        return list_videos(path), path
+        return list_videos(path), base
     if path.is_file():
         from ..datasets import load_dataset
-        from ..decode import VIDEO_EXTENSIONS
 
         if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
-            return [path], path.parent
+            return [path], base
         base = Path(root) if root else path.parent
         samples, _classes, problems = load_dataset(path, root=base)
         for problem in problems:
