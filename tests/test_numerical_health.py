@@ -71,8 +71,12 @@ def test_nonfinite_loss_skip_goes_on_without_nan_weights(small_dataset, tmp_path
                    "--set", "train.nonfinite=skip", *FAST_TRAIN)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "warning: non-finite loss (nan) at epoch 1, step 2; step skipped" in proc.stderr
-    history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    def strict(constant):  # NaN and Infinity are not JSON: other readers refuse them
+        raise ValueError(f"metrics.jsonl holds {constant}")
+
+    history = [json.loads(line, parse_constant=strict) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["skipped_steps"] == 3  # every step after the first blew up
+    assert history[-1]["train_loss"] is None and history[-1]["val_loss"] is None  # not 0.0 and NaN
     assert checkpoints_finite(work) == ["best.pt", "last.pt"]
 
 

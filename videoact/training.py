@@ -614,9 +614,11 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         val = evaluate_loss_acc(model, val_loader, device)
         record = {
             "epoch": epoch, "step": step, "lr": lr_used,
-            "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
-            "val_loss": val["loss"], "val_acc": val["acc"], "seconds": time.perf_counter() - t0,
-            "skipped_steps": skipped_steps,
+            # null where nothing was measured (every step skipped) or the value is nan/inf:
+            # metrics.jsonl stays strict JSON (NaN is not JSON) for any reader
+            "train_loss": loss_sum / count if count else None, "train_acc": correct / count if count else None,
+            "val_loss": val["loss"] if math.isfinite(val["loss"]) else None, "val_acc": val["acc"],
+            "seconds": time.perf_counter() - t0, "skipped_steps": skipped_steps,
         }
         improved = val["acc"] > best_acc
         if improved:
@@ -632,8 +634,10 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
             atomic_write_text(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
             checkpoint(last_path, epoch, record)
             if cfg.train.progress:
-                print(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} acc {record['train_acc']:.3f} "
-                      f"| val loss {val['loss']:.4f} acc {val['acc']:.3f}" + (" *" if improved else ""))
+                train_part = ("every step skipped" if record["train_loss"] is None else
+                              f"loss {record['train_loss']:.4f} acc {record['train_acc']:.3f}")
+                print(f"epoch {epoch + 1}: {train_part} | val loss {val['loss']:.4f} acc {val['acc']:.3f}"
+                      + (" *" if improved else ""))
     if world > 1:
         dist.barrier()
 
