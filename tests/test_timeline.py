@@ -178,6 +178,24 @@ def test_a_video_shorter_than_the_window_is_one_offline_prediction(model, known_
     torch.testing.assert_close(tl.windows[0].probs, offline.probs, atol=2e-3, rtol=0)
 
 
+def test_every_window_sees_distinct_frames_whatever_the_segment_count(model, tmp_path):
+    """T = 6: the default stride (window / 4) put every other window half-way between grid
+    points, whose centres then rounded half to even onto points 2, 2, 4, 4, ...: the window
+    saw 3 frames twice each. The default stride is now on the grid (each window then sees
+    the frames at its exact segment centres) and any stride gives distinct frames."""
+    clf, _ = model
+    six = VideoClassifier(clf.model, clf.classes, {**clf.feature, "num_segments": 6,
+                                                   "sampling": {"mode": "uniform", "num_segments": 6}}, "cpu")
+    video = write_video(tmp_path / "v.mp4", [np.full((48, 64, 3), i, np.uint8) for i in range(100)], fps=25.0)
+    default = classify_timeline(six, video, window=2.0)
+    assert default.stride == pytest.approx(2 / 3)  # 2 grid steps of 1/3 s
+    for w in default.windows[:-1]:  # the frame shown at each segment centre
+        assert w.frame_indices == [int((w.start + (i + 0.5) * 2.0 / 6) * 25 + 1e-6) for i in range(6)]
+    half_way = classify_timeline(six, video, window=2.0, stride=0.5)
+    assert half_way.windows[1].frame_indices == [20, 29, 37, 45, 54, 62]  # was [20, 20, 37, 37, 54, 54]
+    assert all(len(set(w.frame_indices)) == 6 for w in half_way.windows)
+
+
 def test_window_starts_and_merging():
     assert window_starts(10.0, 2.0, 0.5)[-1] == (8.0, 10.0)
     assert len(window_starts(10.0, 2.0, 0.5)) == 17

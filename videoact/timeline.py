@@ -7,9 +7,10 @@
    ``num_segments``). Each grid point takes the frame shown at that time. The CNN runs
    **once per sampled frame**, in batches, while the file is decoded front to back.
 2. Windows start every ``stride`` seconds. A window looks at ``T`` points: the centres
-   of ``T`` equal segments of ``[start, start + window)``, each mapped to the nearest
-   grid point (exact when ``stride`` is a multiple of ``1 / feature_rate``, as with
-   the defaults). With the default rate a window sees the same frames that
+   of ``T`` equal segments of ``[start, start + window)``, each mapped to the grid point
+   of the grid cell it falls in (its nearest; on a cell boundary, the later one). Exact
+   when ``stride`` is a whole number of grid steps ``1 / feature_rate``, as the default
+   stride is (about ``window / 4``). With the default rate a window sees the same frames that
    ``VideoClassifier.predict`` would pick on the window's frames (TSN segment centres),
    so each window's probabilities equal an offline prediction on that stretch. A video
    shorter than the window is one window over all of it, its grid made T points long.
@@ -176,7 +177,8 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         classifier: a :class:`~videoact.inference.VideoClassifier`.
         video: a video file or frame folder.
         window: window length in seconds (default ``T / feature_rate``, or 2 s).
-        stride: step between window starts in seconds (default ``window / 4``).
+        stride: step between window starts in seconds (default: about ``window / 4``, a
+            whole number of grid steps, so every window sees exact segment centres).
         feature_rate: sampled frames per second (default ``T / window``).
         top_k: labels per window.
         threshold: windows whose top probability is below it get ``label=None``.
@@ -200,7 +202,9 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     if feature_rate is None:
         feature_rate = T / window
     feature_rate = float(feature_rate)
-    stride = float(stride) if stride is not None else window / 4.0
+    if stride is None:  # about window / 4, on the grid: T = 6 gave windows between its points
+        stride = max(1, int(window * feature_rate / 4.0 + 0.5)) / feature_rate
+    stride = float(stride)
     top_k = max(1, min(int(top_k), len(classifier.classes)))
 
     from .extract import _call_with_timeout
@@ -232,7 +236,10 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         window_grid = []
         for a, b in spans:
             centres = a + (np.arange(T) + 0.5) * (b - a) / T
-            window_grid.append(np.clip(np.round(centres * feature_rate - 0.5).astype(np.int64), 0, num_grid - 1))
+            # The cell holding each centre. (np.round(x - 0.5) rounded half to even: a window
+            # starting half-way between grid points took points 2, 2, 4, 4, ... twice each.)
+            cells = np.floor(centres * feature_rate + 1e-9).astype(np.int64)
+            window_grid.append(np.clip(cells, 0, num_grid - 1))
         needed_frames = sorted(set(int(grid_frame[j]) for g in window_grid for j in g))
         # Frames in decode order and the first window that needs each one (for freeing memory).
         last_grid_of_window = [int(g.max()) for g in window_grid]

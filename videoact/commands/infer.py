@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="classify each input in sliding windows: per-window top-k and merged action segments")
     t.add_argument("--window", type=float, metavar="SEC",
                    help="window length in seconds (default 2; the model sees num_segments frames of it)")
-    t.add_argument("--stride", type=float, metavar="SEC", help="step between windows in seconds (default window/4)")
+    t.add_argument("--stride", type=float, metavar="SEC", help="step between windows in seconds (default: about window/4, on the sampling grid)")
     t.add_argument("--threshold", type=probability, default=0.0,
                    help="windows whose top probability is below this are 'no confident action' (default 0)")
     t.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the input video with the timeline drawn on it")
