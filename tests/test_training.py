@@ -453,6 +453,9 @@ def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():
     scores = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0], [0, 9, 8, 1, 1, 1, 1, 1, 1, 1]])
     ten = classification_metrics(scores.softmax(1), torch.tensor([0, 2]), [f"c{i}" for i in range(10)])
     assert "top-1: 50.00%   top-5: 100.00%" in format_report(ten)
+    # ties go to the lower class index (topk put class 8 first among ten equal scores)
+    flat = classification_metrics(torch.full((2, 10), 0.1), torch.tensor([0, 5]), [f"c{i}" for i in range(10)])
+    assert flat["top1"] == 0.5 and flat["top5"] == 0.5 and flat["confusion_matrix"][5][0] == 1
 
 
 def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, capsys):

@@ -25,7 +25,8 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: S
     num_classes = len(classes)
     n = len(labels)
     k = min(5, num_classes)
-    topk = probs.topk(k, dim=1).indices  # [N, k]
+    # Ties go to the lower class index (topk's order among equal scores is torch's to choose).
+    topk = probs.sort(dim=1, descending=True, stable=True).indices[:, :k]  # [N, k]
     pred = topk[:, 0]
     cm = confusion_matrix(pred, labels, num_classes)
     support = cm.sum(1)
