@@ -9,6 +9,7 @@ those computed at the end of training.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
 def _check_counts(top_k: int, num_clips: int) -> None:
     """Refuse bad arguments up front (not as one failure per video, deep in the model)."""
     for name, value in (("top_k", top_k), ("num_clips", num_clips)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
