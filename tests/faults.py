@@ -27,7 +27,7 @@ SHARED_EXPECTED = {
     "demo.mp4": ("readable", 280),
     "eat.mkv": ("readable", 47),
     "h264_10bits.mp4": ("readable", 30),
-    "h265_video.mp4": ("readable", 10),
+    "h265_video.mp4": ("fallback", 10),  # decord's seeks land a frame late here; OpenCV reads it
     "nasa_13013.mp4": ("readable", 390),  # decord reads the larger of two video streams
     "no.mkv": ("readable", 66),
     "no_duration.webm": ("fallback", 74),  # decord cannot measure it; OpenCV reads it

@@ -92,6 +92,12 @@ META_NAME = "meta.json"
 DEFAULT_FPS = 25.0
 
 BACKENDS = ("auto", "decord", "opencv")
+# Decoding the decord seek check may cost: about 300 frames of 640x480 (fewer of larger ones).
+SEEK_CHECK_PIXELS = 300 * 640 * 480
+# Codecs (OpenCV's FOURCC) whose files get that check: HEVC, where FFmpeg's seek can land
+# past its target (FFmpeg ticket 11137). Measured on the others (H.264, MPEG-4, MJPEG,
+# FFV1, VP8/9, AV1 of the corpus and generated clips): decord's seeks were right.
+SEEK_CHECKED_CODECS = {"hevc", "hev1", "hvc1", "h265", "x265"}
 
 
 class VideoDecodeError(RuntimeError):
@@ -379,6 +385,16 @@ class VideoReader:
         )
 
 
+def _fourcc(path: str) -> str:
+    """The video codec's FOURCC as OpenCV reports it ("hevc", "h264", ...; "" if unknown)."""
+    cap = cv2.VideoCapture(path)
+    try:
+        code = int(cap.get(cv2.CAP_PROP_FOURCC)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if code > 0 else ""
+
+
 class DecordReader(VideoReader):
     """decord backend: fast random access with ``get_batch`` on verified indices."""
 
@@ -426,12 +442,48 @@ class DecordReader(VideoReader):
             self._vr = vr = self._open()  # the failed seek may have left it in a bad state
         if count == 0 or last is None:
             raise VideoDecodeError(self.path, "no decodable frames (decord decoded none)")
+        self._check_seeking(count, int(last.shape[1]) * int(last.shape[0]))
         fps = _clean_fps(vr.get_avg_fps()) or DEFAULT_FPS
         try:
             raw = vr.get_frame_timestamp(list(range(count)))[:, 0]
         except Exception:
             raw = None
         return _Verified(count, int(last.shape[1]), int(last.shape[0]), raw, fps)
+
+    def _check_seeking(self, count: int, pixels: int) -> None:
+        """Raise when decord's seeks land on other frames than reading in order does.
+
+        Why: on some files decord's ``get_batch`` and ``skip_frames`` are off by one after a
+        keyframe, silently (HEVC in MP4, corpus h265_video.mp4: ``get_batch([3])`` gave frame
+        4, ``[5]`` gave 6; its in-order ``next()`` is right, and so is OpenCV; FFmpeg ticket
+        11137). Checked at the first two keyframes after frame 0 (a seek goes to a keyframe), against in-order decoding
+        from a fresh reader, within ``SEEK_CHECK_PIXELS`` of decoding; a keyframe decodes
+        to the same pixels either way."""
+        try:
+            keys = [int(k) for k in self._vr.get_key_indices() if 0 < int(k) < count]
+        except Exception:
+            return  # no index: nothing to check against
+        if not keys or _fourcc(self.path).lower() not in SEEK_CHECKED_CODECS:
+            return  # a check costs decoding up to the second keyframe (+6 ms a 160x120 clip)
+        reach = SEEK_CHECK_PIXELS // max(1, pixels)
+        probes = [k for k in keys[:2] if k <= reach]  # two: h265_video.mp4 was right at its first, wrong at its second
+        if not probes:
+            return
+        try:
+            in_order, frames = self._open(), {}
+            for i in range(probes[-1] + 1):
+                frame = in_order.next().asnumpy()
+                if i in probes:
+                    frames[i] = frame
+            for k in probes:
+                if not np.array_equal(self._open().get_batch([k]).asnumpy()[0], frames[k]):
+                    raise VideoDecodeError(
+                        self.path, f"decord seeks to the wrong frame in this file (frame {k} read by seeking "
+                        f"differs from frame {k} read in order)")
+        except VideoDecodeError:
+            raise
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"decord failed while checking its seeking: {_decord_message(e)}") from e
 
     def _scan(self, claimed: int) -> tuple[int, np.ndarray | None]:
         """Decode sequentially from a fresh reader; stop at the first failure or EOF."""
