@@ -195,6 +195,31 @@ def test_awkward_real_files(tmp_path):
         assert cached.features.shape == (4, 1280) and torch.isfinite(cached.features.float()).all()
 
 
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "testvideos").is_dir(),
+                    reason="../shared/testvideos not present")
+def test_fps_sampling_follows_the_frames_timestamps(tmp_path):
+    """fps sampling took index / average rate as each frame's time: on a variable-frame-rate
+    video (corpus var_fps_video.mp4, 20.09 fps on average) the frames picked were up to
+    0.5 s off. Extraction and inference now pick by the frames' own timestamps."""
+    from faults import write_tiny_checkpoint
+    from videoact.inference import VideoClassifier
+    from videoact.sampling import fps_indices, timestamp_indices, uniform_segments
+
+    video = Path(__file__).resolve().parents[2] / "shared" / "testvideos" / "var_fps_video.mp4"
+    with open_video(video) as reader:
+        expected = timestamp_indices(reader.timestamps(), 8.0)
+        assert expected[:6] == [0, 3, 7, 11, 15, 18]
+        assert fps_indices(len(reader), reader.fps, 8.0)[:6] == [0, 2, 5, 7, 10, 12]  # what was taken
+    spec = SamplingSpec(mode="fps", target_fps=8.0)
+    result = extract_features([video], tmp_path / "out", root=video.parent, image_size=32, sampling=spec,
+                              num_workers=0, progress=False, device="cpu")
+    assert result.ok and load_features(cache_path(tmp_path / "out", video.name)).frame_indices.tolist() == expected
+    tiny = VideoClassifier.from_checkpoint(write_tiny_checkpoint(tmp_path / "tiny.pt"), device="cpu")
+    clf = VideoClassifier(tiny.model, tiny.classes, {**tiny.feature, "sampling": {"mode": "fps", "target_fps": 8.0}},
+                          "cpu")
+    assert clf.predict(video).frame_indices == [expected[i] for i in uniform_segments(len(expected), 4)]
+
+
 def _chunks_by_video(dataset) -> dict[int, list]:
     seen: dict[int, list] = {}
     for item in dataset:

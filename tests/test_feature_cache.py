@@ -60,6 +60,10 @@ def test_caches_made_before_segment_frames_existed_stay_current(tmp_path):
     assert is_cache_current(path, {"sampling": {**old, "segment_frames": 1}})
     [reason] = cache_staleness(path, {"sampling": {**old, "segment_frames": 3}})
     assert reason.startswith("sampling: ") and "'segment_frames': 3" in reason
+    # fps caches of before, picked by index / average rate: stale (timestamps now)
+    fps = {**old, "mode": "fps", "segment_frames": 1}
+    path = save_features(tmp_path / "f.mp4.safetensors", torch.zeros(8, 3), torch.arange(8), {"sampling": fps})
+    assert not is_cache_current(path, {"sampling": {**fps, "times": "timestamps"}})
 
 
 def test_caches_from_before_precision_was_recorded_are_float32(tmp_path):

@@ -79,7 +79,10 @@ class SamplingSpec:
                                                      and 0 < self.target_fps < math.inf):
             raise ValueError(f"sampling target_fps must be a positive number, got {self.target_fps!r}")
 
-    def indices(self, num_frames: int, video_fps: float) -> list[int]:
+    def indices(self, num_frames: int, video_fps: float, timestamps: Sequence[float] | None = None) -> list[int]:
+        """Frame indices to cache. ``timestamps`` (seconds, one per frame): for ``"fps"``
+        the frames on screen at each time (variable-frame-rate video is common from
+        phones); without them times are taken as ``index / video_fps``."""
         from . import sampling
 
         if self.mode == "all":
@@ -90,6 +93,8 @@ class SamplingSpec:
             idx = sampling.uniform_segments(num_frames, self.num_segments * self.segment_frames, train=False)
         elif self.mode == "dense":
             idx = sampling.dense_indices(num_frames, self.stride)
+        elif self.mode == "fps" and timestamps is not None and len(timestamps) == num_frames:
+            idx = sampling.timestamp_indices(timestamps, self.target_fps)
         elif self.mode == "fps":
             idx = sampling.fps_indices(num_frames, video_fps, self.target_fps)
         else:
@@ -299,6 +304,12 @@ class _VideoChunks(IterableDataset):
                 # abort the process (C++ frames under a forced unwind).
                 thread.thread.join(5.0)
 
+    def _times(self, reader: Any, guard: Any, timeout: float | None, path: str) -> Any:
+        """The frames' timestamps where the sampling needs them (``"fps"``), else None."""
+        if self.sampling.mode != "fps":
+            return None
+        return guard(lambda: reader.timestamps(), timeout, f"{path}: reading timestamps")
+
     def _read(self, video: int, guard=None) -> Iterator[dict]:
         """The chunks of one video, the last marked ``"last"``; a failure ends it with
         one ``{"video", "error"}`` item. ``guard(fn, timeout, what)`` runs each decoder
@@ -317,7 +328,7 @@ class _VideoChunks(IterableDataset):
             num_frames = guard(lambda: len(reader), timeout, f"{path}: counting frames")
             if num_frames == 0:
                 raise RuntimeError(f"{path}: no decodable frames")
-            indices = self.sampling.indices(num_frames, reader.fps)
+            indices = self.sampling.indices(num_frames, reader.fps, self._times(reader, guard, timeout, path))
             # Chunks hold at most MAX_CHUNK_BYTES of frames: 64 frames of 4000 x 2250
             # would be 1.7 GB per chunk, times the prefetched chunks.
             step = max(1, min(self.chunk_frames, MAX_CHUNK_BYTES // max(1, 3 * reader.width * reader.height)))
@@ -335,7 +346,7 @@ class _VideoChunks(IterableDataset):
                         raise
                     first_backend = reader.backend
                     num_frames = guard(lambda: len(reader), left, f"{path}: counting frames")
-                    indices = self.sampling.indices(num_frames, reader.fps)
+                    indices = self.sampling.indices(num_frames, reader.fps, self._times(reader, guard, left, path))
                     continue
                 yield {
                     "video": video,
@@ -779,7 +790,9 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision
         "layer": getattr(backbone, "layer", "last"),
         "image_size": int(backbone.input_size),
         "resize": resize,
-        "sampling": asdict(sampling),
+        # "times": fps sampling picks by the frames' timestamps (before 2026-11-29: by
+        # index / average rate, wrong on variable-frame-rate video; those caches are stale).
+        "sampling": {**asdict(sampling), **({"times": "timestamps"} if sampling.mode == "fps" else {})},
         "precision": precision,
     }
 
@@ -836,8 +849,8 @@ def extract_features(
     out_dir = Path(out_dir)
     root_path = Path(root) if root is not None else None
     sampling = sampling or SamplingSpec()
-    if isinstance(sampling, dict):  # e.g. a checkpoint's feature["sampling"]
-        sampling = SamplingSpec(**sampling)
+    if isinstance(sampling, dict):  # e.g. a checkpoint's feature["sampling"] or a cache's (with "times")
+        sampling = SamplingSpec(**{key: value for key, value in sampling.items() if key != "times"})
     elif not isinstance(sampling, SamplingSpec):
         raise TypeError(f"sampling must be a SamplingSpec or a dict of its fields, not {type(sampling).__name__}")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)

@@ -178,14 +178,16 @@ class VideoClassifier:
         # Same rounding as the feature cache, so cached and live features agree.
         return torch.cat(out).half().float()
 
-    def select_frames(self, num_frames: int, fps: float, clip: int = 0, num_clips: int = 1) -> list[int]:
+    def select_frames(self, num_frames: int, fps: float, clip: int = 0, num_clips: int = 1,
+                      timestamps: Sequence[float] | None = None) -> list[int]:
         """Frame indices the model looks at for a video of ``num_frames`` frames.
 
         One clip: the segment centres of the frames extraction caches, as in training's
         evaluation. Clip ``k`` of ``K`` is shifted within each segment: of the video's own
         frames when extraction caches just the ``num_segments`` centres (uniform sampling:
-        among the cached frames every clip would be the same clip), else of the cached frames."""
-        cached = self.sampling.indices(num_frames, fps)
+        among the cached frames every clip would be the same clip), else of the cached frames.
+        ``timestamps``: the frames' times, for fps sampling (as extraction uses them)."""
+        cached = self.sampling.indices(num_frames, fps, timestamps)
         if num_clips > 1 and self.sampling.mode == "uniform" and len(cached) == self.num_segments:
             return segment_positions(num_frames, self.num_segments, clip, num_clips)
         return [cached[i] for i in segment_positions(len(cached), self.num_segments, clip, num_clips)]
@@ -256,7 +258,9 @@ class VideoClassifier:
             first_backend = reader.backend
             while True:
                 n = _call_with_timeout(lambda: len(reader), left(), f"{path}: counting frames")
-                picks = [self.select_frames(n, float(reader.fps), k, num_clips) for k in range(num_clips)]
+                times = (_call_with_timeout(lambda: reader.timestamps(), left(), f"{path}: reading timestamps")
+                         if self.sampling.mode == "fps" else None)
+                picks = [self.select_frames(n, float(reader.fps), k, num_clips, times) for k in range(num_clips)]
                 wanted = sorted(set(i for p in picks for i in p))
                 try:
                     return picks, wanted, _call_with_timeout(lambda: reader.get(wanted), left(), f"{path}: decoding")
