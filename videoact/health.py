@@ -209,16 +209,20 @@ def _precheck(path: str) -> str | None:
 
 def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     """Frames the container claims: decord's frame index if decord reads the file,
-    else OpenCV's estimate (duration x rate)."""
+    else OpenCV's estimate (duration x rate); OpenCV's when it says clearly more than
+    decord's index. Why: decord indexes the packets that are there, so a file cut short
+    (an AVI whose second half is missing) looked whole (104 of 104 frames), while its
+    header, which OpenCV reads, still says 200."""
     inner = getattr(reader, "_inner", reader)  # _AutoReader wraps the reader it uses
-    vr = getattr(inner, "_vr", None) if getattr(inner, "backend", None) == "decord" else None
-    if vr is not None:
-        try:
-            return int(len(vr)), "decord"
-        except Exception:
-            pass
     if getattr(inner, "backend", None) == "frames":
         return None, None
+    vr = getattr(inner, "_vr", None) if getattr(inner, "backend", None) == "decord" else None
+    indexed = None
+    if vr is not None:
+        try:
+            indexed = int(len(vr))
+        except Exception:
+            pass
     import cv2
 
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
@@ -226,9 +230,10 @@ def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
         value = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else float("nan")
     finally:
         cap.release()
-    if math.isfinite(value) and 0 < value < _MAX_PLAUSIBLE_FRAMES:
-        return int(round(value)), "opencv"
-    return None, None
+    estimate = int(round(value)) if math.isfinite(value) and 0 < value < _MAX_PLAUSIBLE_FRAMES else None
+    if indexed is not None and (estimate is None or not _fewer_than_claimed(indexed, estimate, "opencv")):
+        return indexed, "decord"
+    return (estimate, "opencv") if estimate is not None else (None, None)
 
 
 def _fewer_than_claimed(frames: int, claimed: int | None, claimed_by: str | None) -> bool:
