@@ -296,6 +296,21 @@ def test_cnn_lstm_gradients_and_frozen_backbone():
             assert all(g is not None and g.abs().sum() > 0 for g in backbone_grads)
 
 
+def test_cnn_lstm_fine_tunes_a_backbone_made_frozen():
+    """create_backbone makes frozen backbones; CNNLSTM(..., freeze_backbone=False) left
+    such a one frozen (no gradients, BatchNorm in eval mode): no fine-tuning, silently."""
+    from videoact.backbones import create_backbone
+
+    backbone = create_backbone("efficientnet_lite0", pretrained=False)
+    assert backbone.frozen
+    model = CNNLSTM(backbone, create_temporal_model("bilstm", backbone.feature_dim, C, hidden=8, proj_dim=8),
+                    freeze_backbone=False)
+    model.train()
+    assert not backbone.frozen and backbone.training
+    nn.functional.cross_entropy(model(torch.randn(1, 2, 3, 32, 32)), torch.tensor([1])).backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+
+
 def test_cnn_lstm_rejects_mismatched_parts():
     with pytest.raises(TypeError, match="feature_dim"):
         CNNLSTM(nn.Conv2d(3, 3, 1), create_temporal_model("meanpool", D, C))

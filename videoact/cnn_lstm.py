@@ -28,7 +28,9 @@ class CNNLSTM(nn.Module):
         temporal: temporal model ``([B, T, D], lengths [B]) -> [B, C]``.
         chunk_size: frames per backbone call; bounds activation memory for long clips.
         freeze_backbone: keep the backbone in eval mode and run it without gradients
-            (the usual setting: features are the same as the cached ones).
+            (the usual setting: features are the same as the cached ones). ``False``
+            fine-tunes it: a backbone made frozen (``create_backbone``'s default) is
+            unfrozen (``set_frozen(False)``), else it would stay frozen, silently.
     """
 
     def __init__(
@@ -61,6 +63,8 @@ class CNNLSTM(nn.Module):
             # eval() here too, not only in train(): a new module is in train mode, and a
             # forward before any train()/eval() call would overwrite BatchNorm's statistics.
             self.backbone.requires_grad_(False).eval()
+        elif getattr(backbone, "frozen", False) and hasattr(backbone, "set_frozen"):
+            backbone.set_frozen(False)
 
     @property
     def feature_dim(self) -> int:
