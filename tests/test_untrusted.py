@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from faults import run_cli, write_tiny_checkpoint
+from faults import run_cli, run_main, write_tiny_checkpoint
 
 from videoact.checkpoint import load_checkpoint
 from videoact.testing import write_coded_video
@@ -35,7 +34,7 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(tmp_path, tiny_checkpoint):
+def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(tmp_path, tiny_checkpoint, capsys):
     marker = tmp_path / "code_ran"
     good = load_checkpoint(tiny_checkpoint)
     evil = tmp_path / "evil.pt"
@@ -49,14 +48,14 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(tmp_path, 
     video = write_coded_video(tmp_path / "v" / "a" / "clip.mp4", 10)
     for args in (["infer", evil, video], ["test", evil, tmp_path / "v", "--no-progress"],
                  ["infer", evil, video, "--timeline"], ["stream", evil, "--source", video, "--no-window"]):
-        proc = run_cli(*args, "--device", "cpu")
+        proc = run_main(capsys, *args, "--device", "cpu")  # in this process: the code would run here
         assert proc.returncode == 2, (args[0], proc.stderr[-2000:])
         assert f"{evil}: refused to load" in proc.stderr and "could run arbitrary code" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not marker.exists()
 
 
-def test_train_refuses_bad_configs_with_the_file_and_key(tmp_path):
+def test_train_refuses_bad_configs_with_the_file_and_key(tmp_path, capsys):
     data = tmp_path / "data"
     write_coded_video(data / "a" / "x.mp4", 8)
     cases = {
@@ -70,14 +69,13 @@ def test_train_refuses_bad_configs_with_the_file_and_key(tmp_path):
     configs = [tmp_path / f"bad{i}.yaml" for i in range(len(cases))]
     for cfg, text in zip(configs, cases):
         cfg.write_text(text)
-    with ThreadPoolExecutor(max_workers=3) as pool:  # each run is mostly interpreter start-up
-        procs = list(pool.map(lambda cfg: run_cli("train", cfg, "--data", data, "--work-dir", tmp_path / "w"),
-                              configs))
+    # in this process: each is refused before any work
+    procs = [run_main(capsys, "train", cfg, "--data", data, "--work-dir", tmp_path / "w") for cfg in configs]
     for cfg, proc, (text, message) in zip(configs, procs, cases.items()):
         assert proc.returncode == 2, (text, proc.stderr)
         assert f"videoact train: {cfg}: " in proc.stderr and message in proc.stderr, (text, proc.stderr)
         assert "Traceback" not in proc.stderr
-    override = run_cli("train", "--data", data, "--set", "train.nonfinite=ignore", "--work-dir", tmp_path / "w")
+    override = run_main(capsys, "train", "--data", data, "--set", "train.nonfinite=ignore", "--work-dir", tmp_path / "w")
     assert override.returncode == 2
     assert "override 'train.nonfinite=ignore': train.nonfinite: must be one of ['stop', 'skip']" in override.stderr
     assert not (tmp_path / "w" / "last.pt").exists()
