@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faults import (SHARED, SHARED_EXPECTED, run_cli, shared_videos, unreadable_prefix, write_awkward_folder,
+from faults import (SHARED, SHARED_EXPECTED, run_cli, run_main, shared_videos, unreadable_prefix, write_awkward_folder,
                     write_hanging_avi)
 
 from videoact.feature_cache import load_features
@@ -178,10 +178,10 @@ def test_memory_stays_bounded_over_many_files(tmp_path):
     assert many.max_worker_rss_mb - few.max_worker_rss_mb < 100, (few.max_worker_rss_mb, many.max_worker_rss_mb)
 
 
-def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path):
+def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path, capsys):
     root, expected = awkward
     report_file, quarantine = tmp_path / "report.json", tmp_path / "quarantine.txt"
-    proc = run_cli("check", root, "--json", report_file, "--quarantine", quarantine, "--workers", "2", "--quiet")
+    proc = run_main(capsys, "check", root, "--json", report_file, "--quarantine", quarantine, "--workers", "2", "--quiet")
     assert proc.returncode == 1, proc.stderr  # some files are unreadable
     assert "partially readable                  1" in proc.stdout
     assert f"{root / 'empty.mp4'}: file is empty (0 bytes)" in proc.stdout
@@ -196,7 +196,7 @@ def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path):
 
     # extract skips the quarantined files and reads everything else (the partial one too)
     out = tmp_path / "features"
-    proc = run_cli("extract", root, out, "--exclude", quarantine, "--image-size", "32", "--sampling", "uniform",
+    proc = run_main(capsys, "extract", root, out, "--exclude", quarantine, "--image-size", "32", "--sampling", "uniform",
                    "--num-segments", "2", "--workers", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert f"excluded 5 videos listed in {quarantine}" in proc.stderr
@@ -204,7 +204,7 @@ def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path):
     assert written == sorted(f"{n}.safetensors" for n, (s, _) in expected.items() if s != "unreadable")
     assert load_features(out / "damaged.mp4.safetensors").features.shape[0] == 2
 
-    missing = run_cli("extract", root, out, "--exclude", tmp_path / "nope.txt")
+    missing = run_main(capsys, "extract", root, out, "--exclude", tmp_path / "nope.txt")
     assert missing.returncode == 2 and "nope.txt: exclusion list not found" in missing.stderr
 
 
