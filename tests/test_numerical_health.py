@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import FAST_TRAIN, run_cli, write_two_class_folder
+from faults import FAST_TRAIN, run_cli, run_main, write_two_class_folder
 
 from videoact.checkpoint import load_checkpoint
 from videoact.feature_cache import load_features, save_features
@@ -37,10 +37,10 @@ def checkpoints_finite(work: Path) -> list[str]:
     return names
 
 
-def test_nonfinite_loss_stops_and_writes_no_nan_checkpoint(small_dataset, tmp_path):
+def test_nonfinite_loss_stops_and_writes_no_nan_checkpoint(small_dataset, tmp_path, capsys):
     data, cache = small_dataset
     work = tmp_path / "w"
-    proc = run_cli("train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
+    proc = run_main(capsys, "train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
                    "--set", "train.lr=1e30", "--set", "train.grad_clip=0", "--set", "train.epochs=3", *FAST_TRAIN)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert ("videoact train: non-finite loss (nan) at epoch 1, step 2; stopping "
@@ -48,12 +48,12 @@ def test_nonfinite_loss_stops_and_writes_no_nan_checkpoint(small_dataset, tmp_pa
     assert checkpoints_finite(work) == []
 
 
-def test_nonfinite_gradient_with_a_finite_loss_stops(small_dataset, tmp_path):
+def test_nonfinite_gradient_with_a_finite_loss_stops(small_dataset, tmp_path, capsys):
     """lr 1e10 blows the weights up slowly: the loss stays finite (large) for a step while
     the gradient norm overflows, so the gradient check, not the loss check, must catch it."""
     data, cache = small_dataset
     work = tmp_path / "w"
-    proc = run_cli("train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
+    proc = run_main(capsys, "train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
                    "--set", "train.lr=1e10", "--set", "train.grad_clip=0", "--set", "train.epochs=3", *FAST_TRAIN)
     assert proc.returncode == 2, proc.stderr[-2000:]
     message = proc.stderr.strip().splitlines()[-1]
@@ -63,10 +63,10 @@ def test_nonfinite_gradient_with_a_finite_loss_stops(small_dataset, tmp_path):
     assert checkpoints_finite(work) == ["best.pt", "last.pt"]
 
 
-def test_nonfinite_loss_skip_goes_on_without_nan_weights(small_dataset, tmp_path):
+def test_nonfinite_loss_skip_goes_on_without_nan_weights(small_dataset, tmp_path, capsys):
     data, cache = small_dataset
     work = tmp_path / "w"
-    proc = run_cli("train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
+    proc = run_main(capsys, "train", "--data", data, "--work-dir", work, "--set", f"feature.cache_dir={cache}",
                    "--set", "train.lr=1e30", "--set", "train.grad_clip=0", "--set", "train.epochs=2",
                    "--set", "train.nonfinite=skip", *FAST_TRAIN)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_nonfinite_loss_skip_goes_on_without_nan_weights(small_dataset, tmp_path
     assert checkpoints_finite(work) == ["best.pt", "last.pt"]
 
 
-def test_nan_in_cached_features_is_reported_by_file(small_dataset, tmp_path):
+def test_nan_in_cached_features_is_reported_by_file(small_dataset, tmp_path, capsys):
     data, cache = small_dataset
     bad_cache = tmp_path / "cache"
     for p in cache.rglob("*.safetensors"):
@@ -92,7 +92,7 @@ def test_nan_in_cached_features_is_reported_by_file(small_dataset, tmp_path):
     features[1, :5] = float("inf")
     save_features(target, features, cached.frame_indices, cached.metadata)  # still "current": not re-extracted
     for workers in ("0", "2"):  # also when the error comes back from a DataLoader worker
-        proc = run_cli("train", "--data", data, "--work-dir", tmp_path / f"w{workers}",
+        proc = run_main(capsys, "train", "--data", data, "--work-dir", tmp_path / f"w{workers}",
                        "--set", f"feature.cache_dir={bad_cache}", "--set", "train.epochs=2", *FAST_TRAIN,
                        "--set", f"data.num_workers={workers}")
         assert proc.returncode == 2, proc.stderr[-2000:]
