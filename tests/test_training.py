@@ -28,6 +28,16 @@ def videoact(*args, check=True, **kw):
     return proc
 
 
+def here(capsys, *args, check=True):
+    """``videoact ARGS`` in this process (no interpreter and torch start-up a run)."""
+    from faults import run_main
+
+    proc = run_main(capsys, *args)
+    if check:
+        assert proc.returncode == 0, f"videoact {args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
 def train_in_process(bench, work_dir, cache_dir, *settings: str) -> dict:
     """``videoact.training.train`` on the bench's train/val split with the FAST settings."""
     from videoact.config import load_config
@@ -70,10 +80,10 @@ def test_cli_train_writes_the_work_dir(trained):
     assert "weights_id" in feature and len(feature["mean"]) == 3
 
 
-def test_cli_test_writes_metrics_and_confusion_png(trained, bench, tmp_path):
+def test_cli_test_writes_metrics_and_confusion_png(trained, bench, tmp_path, capsys):
     work, _ = trained
     out = tmp_path / "metrics.json"
-    proc = videoact("test", work / "best.pt", bench / "test", "--out", out, "--no-progress")
+    proc = here(capsys, "test", work / "best.pt", bench / "test", "--out", out, "--no-progress")
     metrics = json.loads(out.read_text())
     for key in ("top1", "top5", "mean_class_acc"):
         assert 0.0 <= metrics[key] <= 1.0
@@ -141,7 +151,7 @@ def test_killed_training_resumes_to_the_same_run(bench, tmp_path):
     # DataLoader workers here (persistent, so each process starts them once): the validation
     # loader drew its workers' seed from the global RNG, dropout's, once per process, so the
     # resumed run (and any run with workers) drew other dropout masks from its third epoch on.
-    common += ["--set", "data.num_workers=2"]
+    common += ["--set", "data.num_workers=1"]
     work = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "videoact", "train", "--work-dir", str(work), *map(str, common)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -188,8 +198,8 @@ def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trai
     assert expected == sorted(expected, reverse=True) and expected[-1] < 0.1 * expected[0]  # the cosine's end
 
 
-def test_make_synthetic_cli(tmp_path):
-    videoact("make-synthetic", tmp_path / "s", "--train-per-class", 1, "--val-per-class", 1, "--test-per-class", 1,
+def test_make_synthetic_cli(tmp_path, capsys):
+    here(capsys, "make-synthetic", tmp_path / "s", "--train-per-class", 1, "--val-per-class", 1, "--test-per-class", 1,
              "--workers", 1, "--quiet")
     lines = (tmp_path / "s" / "train.txt").read_text().splitlines()
     assert len(lines) == 10
@@ -229,7 +239,7 @@ def test_optimizer_step_outcomes():
         assert model.weight.item() == 0.0
 
 
-def test_data_problems_are_refused_before_extraction(tmp_path):
+def test_data_problems_are_refused_before_extraction(tmp_path, capsys):
     """An empty validation split or a reverse pair naming no class would surface only after
     extraction (hours on a real dataset): both are refused first, with nothing extracted."""
     from videoact.testing import write_coded_video
@@ -238,21 +248,21 @@ def test_data_problems_are_refused_before_extraction(tmp_path):
         write_coded_video(tmp_path / "one" / c / "v0.mp4", 12)
         for i in range(3):
             write_coded_video(tmp_path / "three" / c / f"v{i}.mp4", 12 + i)
-    proc = videoact("train", "--data", tmp_path / "one", "--work-dir", tmp_path / "w1", *FAST, check=False)
+    proc = here(capsys, "train", "--data", tmp_path / "one", "--work-dir", tmp_path / "w1", *FAST, check=False)
     assert proc.returncode == 2
     assert "no validation videos: each class has a single usable video" in proc.stderr and "--val" in proc.stderr
     (tmp_path / "single").mkdir()
     (tmp_path / "three" / "a").rename(tmp_path / "single" / "a")
-    proc = videoact("train", "--data", tmp_path / "single", "--work-dir", tmp_path / "w4", *FAST, check=False)
+    proc = here(capsys, "train", "--data", tmp_path / "single", "--work-dir", tmp_path / "w4", *FAST, check=False)
     assert proc.returncode == 2 and "one class only (a): a classifier needs videos of at least two" in proc.stderr
     (tmp_path / "single" / "a").rename(tmp_path / "three" / "a")
-    proc = videoact("train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w2",
+    proc = here(capsys, "train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w2",
                     "--set", "train.reverse_pairs=[a:c]", *FAST, check=False)
     assert proc.returncode == 2 and "train.reverse_pairs: 'a:c' names 'c', not a class" in proc.stderr
     assert not any((tmp_path / w / "features").exists() for w in ("w1", "w2", "w4"))
 
 
-def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path):
+def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path, capsys):
     """A work dir holds one run: other model/feature settings would not fit last.pt, and
     config.yaml must go on describing it; train settings (more epochs) may change."""
     import shutil
@@ -265,21 +275,21 @@ def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path
     saved = (copy / "config.yaml").read_text()
     args = ["train", "--data", bench / "train", "--val", bench / "val", "--work-dir", copy,
             "--set", f"feature.cache_dir={work / 'cache'}", *FAST]
-    proc = videoact(*args, "--set", "model.hidden=16", check=False)
+    proc = here(capsys, *args, "--set", "model.hidden=16", check=False)
     assert proc.returncode == 2
     assert f"{copy} holds a run with other settings (model.hidden: 32 -> 16)" in proc.stderr
     assert (copy / "config.yaml").read_text() == saved
     # without config.yaml to compare, the checkpoint itself does not fit: still a clear error
     (copy / "config.yaml").unlink()
-    proc = videoact(*args, "--set", "model.hidden=16", check=False)
+    proc = here(capsys, *args, "--set", "model.hidden=16", check=False)
     assert proc.returncode == 2 and "last.pt does not fit the configured model" in proc.stderr
     assert "Traceback" not in proc.stderr and not (copy / "config.yaml").exists()  # nothing describes it wrongly
     # a longer run of the same model resumes
-    proc = videoact(*args, "--set", "train.epochs=5")
+    proc = here(capsys, *args, "--set", "train.epochs=5")
     assert "resuming from" in proc.stdout and "at epoch 5" in proc.stdout
 
 
-def test_validation_is_held_out_of_the_readable_videos(tmp_path):
+def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):
     """Broken files are dropped before the hold-out is drawn, so none of them takes a
     validation place (with two good videos per class, one of each is held out)."""
     from videoact.testing import write_coded_video
@@ -289,14 +299,14 @@ def test_validation_is_held_out_of_the_readable_videos(tmp_path):
             write_coded_video(tmp_path / "data" / c / f"v{i}.mp4", 12 + i)
     (tmp_path / "data" / "a" / "text.mp4").write_text("not a video\n")
     (tmp_path / "data" / "a" / "zero.mp4").write_bytes(b"")
-    proc = videoact("train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=2",
+    proc = here(capsys, "train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=2",
                     "--set", "data.val_fraction=0.5", "--set", "train.early_stopping_patience=1", *FAST)
     assert "2 classes: 2 training videos, 2 validation videos (held out of the training videos)" in proc.stdout
     assert proc.stderr.count("warning: skipping") == 2 and "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
     assert re.search(r"best validation accuracy: [\d.]+% at epoch [12] of \d run", proc.stdout), proc.stdout
 
 
-def test_training_reuses_features_of_symlinked_videos(tmp_path):
+def test_training_reuses_features_of_symlinked_videos(tmp_path, capsys):
     """Videos that are symlinks into a content store (DVC, git-annex, a Hugging Face cache)
     keep their listed names as cache keys, as `videoact extract` names them: training
     reuses that cache instead of extracting every video again under the store's names."""
@@ -309,12 +319,12 @@ def test_training_reuses_features_of_symlinked_videos(tmp_path):
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(blob, link.parent))
     cache = tmp_path / "cache"
-    videoact("extract", tmp_path / "data", cache, "--image-size", "64", "--resize", "squash", "--sampling", "uniform",
+    here(capsys, "extract", tmp_path / "data", cache, "--image-size", "64", "--resize", "squash", "--sampling", "uniform",
              "--num-segments", "8", "--no-progress")
     extracted = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.safetensors"))
     assert extracted == [f"{c}/clip{i}.mp4.safetensors" for c in ("a", "b") for i in range(3)]
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")}
-    videoact("train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=1",
+    here(capsys, "train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=1",
              "--set", "data.val_fraction=0.3", "--set", f"feature.cache_dir={cache}", *FAST)
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")} == stamps  # nothing new, nothing redone
 
