@@ -9,11 +9,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from faults import run_main as run_cli  # videoact in this process: these checks run it many times
 from faults import write_tiny_checkpoint, write_two_class_folder
 from videoact.testing import coded_frame, write_coded_video
 
@@ -24,20 +24,6 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     return {"ckpt": write_tiny_checkpoint(root / "tiny.pt"),
             "data": write_two_class_folder(root / "data"),
             "clip": write_coded_video(root / "clip.mp4", 30)}
-
-
-def run_cli(capsys, *args) -> SimpleNamespace:
-    """``videoact ARGS`` in this process (torch is loaded once, not once per call: these
-    checks run the command line many times): exit status, stdout, stderr."""
-    from videoact.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    out = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 def digest(path: Path) -> str:
