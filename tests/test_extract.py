@@ -425,17 +425,3 @@ def test_frames_reported_are_those_of_the_videos_written(tmp_path):
     assert result.written == [str(videos[0])] and [f.path for f in result.failed] == [str(videos[1])]
     assert result.frames == 6
 
-
-def test_a_user_script_without_a_main_guard_can_extract_with_workers(tmp_path):
-    """Decode workers are spawned, and a spawned child imports the parent's __main__ script:
-    a plain script (no `if __name__ == "__main__":`) calling extract_features, or train,
-    ran itself again in each worker, which died ('DataLoader worker exited unexpectedly')."""
-    video = write_coded_video(tmp_path / "v" / "a.mp4", 6)
-    script = tmp_path / "user_script.py"
-    script.write_text("import videoact\n"
-                      f"r = videoact.extract_features([{str(video)!r}], {str(tmp_path / 'out')!r}, image_size=32,\n"
-                      "                               num_workers=1, progress=False, device='cpu')\n"
-                      "print('written', len(r.written))\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stdout.count("written 1") == 1, proc.stderr[-3000:]

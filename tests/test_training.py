@@ -198,6 +198,26 @@ def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trai
     assert expected == sorted(expected, reverse=True) and expected[-1] < 0.1 * expected[0]  # the cosine's end
 
 
+def test_a_script_without_a_main_guard_trains_with_spawned_workers(tmp_path):
+    """Where DataLoader workers are spawned (macOS, Windows; forkserver on Python 3.14)
+    each imports the main script: a plain script calling videoact.train ran itself again in
+    every worker, which died ('DataLoader worker exited unexpectedly')."""
+    from faults import write_two_class_folder
+
+    write_two_class_folder(tmp_path / "data")
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "multiprocessing.set_start_method('spawn', force=True)  # as on macOS\n"
+        "import videoact\n"
+        "summary = videoact.train({'data': {'train': 'data', 'num_workers': 1, 'val_fraction': 0.25},\n"
+        "    'work_dir': 'run', 'feature': {'image_size': 32, 'resize': 'squash', 'num_segments': 4},\n"
+        "    'model': {'hidden': 8, 'proj_dim': 8}, 'train': {'epochs': 1, 'batch_size': 4, 'progress': False}})\n"
+        "print('epochs run', summary['epochs_run'])\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.count("epochs run 1") == 1, proc.stderr[-3000:]
+
+
 def test_make_synthetic_cli(tmp_path, capsys):
     here(capsys, "make-synthetic", tmp_path / "s", "--train-per-class", 1, "--val-per-class", 1, "--test-per-class", 1,
              "--workers", 1, "--quiet")

@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -190,6 +190,17 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
 
 
 @torch.no_grad()
+def batches_of(loader: DataLoader) -> Iterator:
+    """``iter(loader)``, with the user's ``__main__`` script hidden while worker processes
+    start. Why: where workers are spawned (macOS, Windows; forkserver on Python 3.14) each
+    imports the main script, and a script without an ``if __name__ == "__main__":`` guard
+    that calls :func:`train` ran itself again in every worker, which died."""
+    from .frames import _main_script_hidden
+
+    with _main_script_hidden():
+        return iter(loader)
+
+
 def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``[N, C]`` and labels ``[N]`` for everything in ``loader`` (this rank's part)."""
     model.eval()
@@ -205,7 +216,7 @@ def evaluate_loss_acc(model, loader, device) -> dict[str, float]:
     model.eval()
     totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
     with torch.no_grad():
-        for features, lengths, y in loader:
+        for features, lengths, y in batches_of(loader):
             logits = model(features.to(device), lengths).float()
             y = y.to(device)
             totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
@@ -587,8 +598,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         totals = [0.0, 0.0, 0.0]
         lr_used = scheduler.get_last_lr()[0]  # the lr of this epoch's last step, for the log
         t0 = time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
-                   disable=not is_main or not cfg.train.progress, dynamic_ncols=True)
+        bar = tqdm(batches_of(train_loader), total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   leave=False, disable=not is_main or not cfg.train.progress, dynamic_ncols=True)
         for features, lengths, y in bar:
             features, y = features.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
