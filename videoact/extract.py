@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .atomic import atomic_write_text, is_temporary, temporary_prefix
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
+from .spawn import main_script_hidden
 
 
 @dataclass
@@ -1011,9 +1012,7 @@ def extract_features(
     try:
         t_prev, first = started, True
         ended = 0  # videos whose last chunk or error has arrived
-        from .frames import _main_script_hidden
-
-        with _main_script_hidden():  # the spawned decode workers start here: not the user's script again
+        with main_script_hidden():  # the spawned decode workers start here: not the user's script again
             batches = iter(loader)
         for item in batches:
             now = time.perf_counter()

@@ -19,16 +19,16 @@ import os
 import shutil
 import signal
 import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from .atomic import atomic_write_text, temporary_path, temporary_prefix
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
+from .spawn import main_script_hidden
 
 __all__ = [
     "FramesResult",
@@ -317,26 +317,6 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Keep spawned workers from re-running the parent's ``__main__`` script.
-
-    A spawned child imports the parent's main script unless that was run with
-    ``python -m``; the ``tools/*.py`` fronts have no ``if __name__ == "__main__"``
-    guard, so each worker would start the whole command again. The workers only need
-    ``videoact.frames``, so while they are started ``__main__`` is a bare stub.
-    """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
-        yield
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
-
-
 def decode_folder(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -415,7 +395,7 @@ def decode_folder(
                 bar.update(1)
         else:
             # spawn, not fork: the parent may hold threads (torch, decoders) that fork would copy.
-            with _main_script_hidden():  # workers start during the submits
+            with main_script_hidden():  # workers start during the submits
                 pool = cf.ProcessPoolExecutor(
                     max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
                 )

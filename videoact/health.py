@@ -45,6 +45,8 @@ from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .spawn import main_script_hidden
+
 __all__ = [
     "STATUSES",
     "FileHealth",
@@ -460,7 +462,7 @@ def run_killable(
     report = on_done or (lambda _i, _r, _f, _s: None)
 
     def start() -> _Worker:
-        with _main_script_hidden():
+        with main_script_hidden():
             return _Worker(ctx, fn, options, preload)
 
     pool: list[_Worker | None] = [start() for _ in range(min(max(1, workers), len(items)))]
@@ -536,14 +538,6 @@ def run_killable(
 
 def _check_task(path: str, beat: Callable[[], None], deep: bool, backend: str) -> dict[str, Any]:
     return check_file(path, deep=deep, backend=backend).to_dict()
-
-
-def _main_script_hidden():
-    """Keep spawned workers from re-running the parent's ``__main__`` script
-    (``tools/check_videos.py``); shared with :mod:`videoact.frames`."""
-    from .frames import _main_script_hidden as hidden
-
-    return hidden()
 
 
 # ---------------------------------------------------------------- the scan

@@ -41,6 +41,7 @@ from .config import Config, load_config, reverse_pair_names, save_config, valida
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
+from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
 
@@ -195,9 +196,7 @@ def batches_of(loader: DataLoader) -> Iterator:
     start. Why: where workers are spawned (macOS, Windows; forkserver on Python 3.14) each
     imports the main script, and a script without an ``if __name__ == "__main__":`` guard
     that calls :func:`train` ran itself again in every worker, which died."""
-    from .frames import _main_script_hidden
-
-    with _main_script_hidden():
+    with main_script_hidden():
         return iter(loader)
 
 
