@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,8 @@ from videoact.config import (
     yaml_load,
 )
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[1]
+REPO_CONFIGS = REPO / "configs"
 
 
 def write(path: Path, text: str) -> Path:
@@ -33,6 +39,28 @@ def test_default_yaml_equals_dataclass_defaults():
     assert CONFIG_DIR == REPO_CONFIGS  # found relative to the package (editable install)
     assert load_config(None) == Config()
     assert load_config() == Config()
+
+
+def test_an_installed_videoact_finds_its_shipped_configs(tmp_path):
+    """`pip install .` (not editable, as from a wheel or a git URL) left configs/ behind:
+    `videoact demo` and `load_config("synthetic")` failed with "config file not found"."""
+    src, site = tmp_path / "src", tmp_path / "site"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("videoact", "configs"):  # a copy: building writes build/ and *.egg-info beside the sources
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(site), str(src)], check=True, capture_output=True)
+    code = ("import json, videoact.config as c; "
+            "print(json.dumps([str(c.CONFIG_DIR), c.load_config('synthetic').to_dict(), c.load_config().to_dict()]))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr
+    config_dir, synthetic, default = json.loads(run.stdout)
+    assert Path(config_dir) == site / "videoact" / "configs"  # the installed copy, not this source tree
+    assert synthetic == load_config(REPO_CONFIGS / "synthetic.yaml").to_dict()
+    assert default == Config().to_dict()
 
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():

@@ -27,7 +27,10 @@ import yaml
 
 from .atomic import atomic_write_text
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # repo root (editable install)
+# The shipped configs: inside the package when installed (setup.cfg maps the repository's
+# configs/ to videoact/configs), else the repository root's (a source tree, an editable install).
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
