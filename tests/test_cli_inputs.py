@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from faults import run_main as run_cli  # videoact in this process: these checks run it many times
@@ -186,8 +187,11 @@ def test_stream_push_accepts_a_flipped_frame(classifier):
 
     sc = StreamClassifier(classifier, feature_rate=8, threshold=0.0)
     frame = coded_frame(3)[..., ::-1].copy()[..., ::-1]
+    assert frame.strides[-1] < 0
     sc.push(frame, 0.0)
-    assert sc.ring is not None and sc.frames_pushed == 1
+    assert sc.frames_pushed == 1 and sc.features_computed == 1  # its features were computed, not skipped
+    expected = classifier.frame_features(np.ascontiguousarray(frame)[None])[0]
+    assert torch.equal(sc.ring.ordered()[-1], expected)
 
 
 # ------------------------------------------------------------------ 6. the shape of --timeline --out
