@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import run_cli, run_main, write_tiny_checkpoint
+from faults import run_main, write_tiny_checkpoint
 
 from videoact.checkpoint import load_checkpoint
 from videoact.testing import write_coded_video
@@ -81,7 +81,7 @@ def test_train_refuses_bad_configs_with_the_file_and_key(tmp_path, capsys):
     assert not (tmp_path / "w" / "last.pt").exists()
 
 
-def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path):
+def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path, capsys):
     root = tmp_path / "data"
     for name in ("a/1.mp4", "a/2.mp4", "b/3.mp4"):
         write_coded_video(root / name, 6)
@@ -95,7 +95,7 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path):
                        f"{secret} run\n"         # absolute path outside the root
                        "b/3.mp4\n"               # malformed: no label
                        "b/3.mp4 run\n")
-    proc = run_cli("extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress")
+    proc = run_main(capsys, "extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     expected = [f"{listing}:3: duplicate:", f"{listing}:4: missing: video not found",
@@ -116,7 +116,7 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path):
     assert [str(p) for p in problems] == [f"{listing}:2: unknown_label: label 'swim' is not one of the classes"]
 
 
-def test_a_stream_url_that_never_answers_times_out(tiny_checkpoint):
+def test_a_stream_url_that_never_answers_times_out(tiny_checkpoint, capsys):
     from videoact.stream import SourceError, open_source
 
     server = socket.socket()
@@ -138,6 +138,7 @@ def test_a_stream_url_that_never_answers_times_out(tiny_checkpoint):
     thread.start()
     try:
         for url in (f"http://127.0.0.1:{port}/live.mjpg", f"rtsp://127.0.0.1:{port}/live"):
+            held.clear()  # each URL's own connection
             source = open_source(url, open_timeout=2, reconnect=False)
             started = time.monotonic()
             with pytest.raises(SourceError) as info:
@@ -146,9 +147,10 @@ def test_a_stream_url_that_never_answers_times_out(tiny_checkpoint):
             assert str(info.value).startswith(url + ": ")
             assert held, "the server really accepted the connection"
         started = time.monotonic()
-        proc = run_cli("stream", tiny_checkpoint, "--source", f"http://127.0.0.1:{port}/live", "--open-timeout", "2",
-                       "--no-window", "--device", "cpu", timeout=120)
+        proc = run_main(capsys, "stream", tiny_checkpoint, "--source", f"http://127.0.0.1:{port}/live",
+                        "--open-timeout", "2", "--no-window", "--device", "cpu")
         assert proc.returncode == 2 and f"videoact stream: http://127.0.0.1:{port}/live: " in proc.stderr
+        assert time.monotonic() - started < 2 + 2 + 5  # --open-timeout 2 took effect (the default is longer)
     finally:
         stop.set()
         thread.join(5)
