@@ -73,7 +73,9 @@ def test_torchrun_extraction_equals_one_process(tmp_path):
         assert cached.features.dtype == torch.float16 and cached.features.shape[1] == 1280
 
     # With the default thread count the features agree to float16 rounding.
-    cli("extract", str(src), str(tmp_path / "threads"), *EXTRACT_ARGS)
+    threads = cli("extract", str(src), str(tmp_path / "threads"), *EXTRACT_ARGS)
+    assert threads.returncode == 1, threads.stderr  # the broken file again, the rest written
+    assert sorted(files(tmp_path / "threads")) == sorted(one)
     for name, path in files(tmp_path / "threads").items():
         if name.endswith(".safetensors"):
             torch.testing.assert_close(load_features(path).features.float(),

@@ -735,5 +735,7 @@ def test_benchmark_stream_reports_consistent_figures(tmp_path):
     assert out["frames"] == 50 and out["seconds"] >= 2.0  # real time
     assert out["predictions"] >= 1 and out["display_rate"] > 0
     assert out["latency_p95_ms"] >= out["latency_p50_ms"] > 0
-    assert out["dropped"] >= 0 and out["display_dropped"] >= 0
+    # every captured frame is either looked at or dropped, by the inference and by the display
+    assert out["frames_inferred"] + out["dropped"] == 50 and out["frames_inferred"] >= 1
+    assert out["frames_shown"] + out["display_dropped"] == 50 and out["frames_shown"] >= 1
     assert list(tmp_path.iterdir()) == []  # the generated video is cleaned up

@@ -54,9 +54,13 @@ def _within_pair_accuracy(ckpt, root, lists, cache):
 
 def test_bilstm_beats_the_order_blind_baseline_on_direction(direction_data, tmp_path):
     root, lists = direction_data
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # measured faster than 2 on a busy 2-core machine
-    bilstm = _within_pair_accuracy(_train("bilstm", root, lists, tmp_path), root, lists, tmp_path / "cache")
-    meanpool = _within_pair_accuracy(_train("meanpool", root, lists, tmp_path), root, lists, tmp_path / "cache")
+    try:
+        bilstm = _within_pair_accuracy(_train("bilstm", root, lists, tmp_path), root, lists, tmp_path / "cache")
+        meanpool = _within_pair_accuracy(_train("meanpool", root, lists, tmp_path), root, lists, tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)  # the tests after this one run with the usual threads
     # The baseline scores a clip and its reversal identically, so it is right on exactly one of the two.
     assert meanpool == pytest.approx(0.5)
     print(f"within-pair accuracy: BiLSTM {bilstm:.3f}, mean-pool {meanpool:.3f}")

@@ -418,6 +418,7 @@ def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
         else:
             assert best["train_state"]["epoch"] == summary["best_epoch"] == summary["selected_epoch"]
             assert best["metrics"]["val_acc"] == max(h["val_acc"] for h in history)
+            assert summary["best_epoch"] != 4  # else "best" and "last" would be the same epoch: no test
     # Same seed, same run: only the choice differs.
     assert [h["val_acc"] for h in results["best"]["history"]] == [h["val_acc"] for h in results["last"]["history"]]
 

@@ -1150,7 +1150,8 @@ def benchmark_stream(checkpoint: str | os.PathLike | None = None, *, seconds: fl
     Returns: ``prediction_rate`` (predictions per second of wall time, from the first
     one, when the ring is full, to the last), ``first_prediction_s``,
     ``display_rate`` (frames drawn per second), ``source_fps``, ``dropped``
-    (frames the inference never looked at) and ``display_dropped``,
+    (frames the inference never looked at) and ``display_dropped``, ``frames_inferred``
+    and ``frames_shown`` (the rest: each frame is either looked at or dropped),
     ``latency_p50_ms`` / ``latency_p95_ms`` / ``latency_max_ms`` (capture to result),
     ``cnn_ms_p50`` (one backbone pass), ``feature_rate``, ``predictions``, ``frames``.
     """
@@ -1217,6 +1218,7 @@ def _benchmark_stream(checkpoint, seconds, fps, width, height, feature_rate, pre
         "first_prediction_s": round(done_at[0] - t_start, 2) if done_at else None,
         "display_rate": round(shown / wall, 2) if wall > 0 else 0.0,
         "dropped": stats["dropped"], "display_dropped": stats["display_dropped"],
+        "frames_inferred": sc.frames_pushed, "frames_shown": shown,
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
         "latency_max_ms": round(float(lat.max()), 1) if lat.size else None,
