@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import FAST_TRAIN, run_cli, small_filesystem, write_tiny_checkpoint, write_two_class_folder
+from faults import FAST_TRAIN, run_cli, run_main, small_filesystem, write_tiny_checkpoint, write_two_class_folder
 
 from videoact.atomic import is_temporary
 from videoact.checkpoint import load_checkpoint
@@ -62,6 +62,13 @@ def timed_run(*args) -> float:
     return time.monotonic() - started
 
 
+def here(capsys, *args) -> None:
+    """An uninterrupted run in this process (no start-up to pay): references and reruns.
+    Only the runs that are killed need a process of their own."""
+    proc = run_main(capsys, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -75,13 +82,13 @@ def no_temporaries(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_extraction_killed_at_random_moments(tmp_path):
+def test_extraction_killed_at_random_moments(tmp_path, capsys):
     src = tmp_path / "videos"
     for i in range(8):
         write_coded_video(src / f"c{i % 2}" / f"clip{i}{'.avi' if i % 3 == 2 else '.mp4'}", 30 + 3 * i)
     args = ["--image-size", "32", "--workers", "1", "--batch-size", "8", "--no-progress"]
     reference = tmp_path / "reference"
-    timed_run("extract", src, reference, *args)
+    here(capsys, "extract", src, reference, *args)
     ref_files = files(reference)
     assert len(ref_files) == 8
     kills = 0
@@ -97,13 +104,16 @@ def test_extraction_killed_at_random_moments(tmp_path):
         killed = kill_when(start("extract", src, out, *args), reached, moment)
         kills += killed
         # Whatever a killed run left where a later run looks is complete.
+        left = 0
         for name, path in files(out).items() if out.exists() else []:
             if not is_temporary(path.name):
                 assert name in ref_files, f"seed {seed}: unexpected {name}"
                 load_features(path)
-        rerun = run_cli("extract", src, out, *args)
+                left += 1
+        rerun = run_main(capsys, "extract", src, out, *args)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert killed or "skipped 8 up to date" in rerun.stdout
+        assert f"skipped {left} up to date" in rerun.stdout, rerun.stdout  # and none of them extracted again
+        assert killed or left == 8
         got = files(out)
         assert sorted(got) == sorted(ref_files), f"seed {seed} (killed {moment:.2f} s after {written} files)"
         for name, path in ref_files.items():
@@ -163,12 +173,21 @@ def train_data(tmp_path_factory) -> Path:
     return write_two_class_folder(tmp_path_factory.mktemp("data") / "videos")
 
 
-@pytest.mark.slow
-def test_training_killed_at_random_moments(train_data, tmp_path):
-    reference = tmp_path / "reference"
-    timed_run(*train_args(train_data, reference))
+@pytest.fixture(scope="module")
+def train_reference(train_data, tmp_path_factory) -> dict:
+    """The final outputs of an uninterrupted 4-epoch run, in this process."""
+    from videoact.cli import main
+
+    reference = tmp_path_factory.mktemp("reference") / "work"
+    assert main([str(a) for a in train_args(train_data, reference)]) == 0
     expected = final_outputs(reference)
     assert [h["epoch"] for h in expected["metrics"]] == [0, 1, 2, 3]
+    return expected
+
+
+@pytest.mark.slow
+def test_training_killed_at_random_moments(train_data, train_reference, tmp_path, capsys):
+    expected = train_reference
     kills = 0
     for seed in SEEDS:
         work = tmp_path / f"run{seed}"
@@ -185,35 +204,31 @@ def test_training_killed_at_random_moments(train_data, tmp_path):
 
         kills += kill_when(start(*train_args(train_data, work)), reached, moment)
         assert_consistent_after_kill(work)
-        rerun = run_cli(*train_args(train_data, work))
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        here(capsys, *train_args(train_data, work))
         assert_same_run(final_outputs(work), expected, f"seed {seed}, killed {moment:.2f} s after {count} {phase}")
         no_temporaries(work)
     assert kills >= 2, "the kills should land while the runs are still going"
 
 
-def test_a_crash_between_checkpoint_and_log_loses_no_epoch(train_data, tmp_path):
+def test_a_crash_between_checkpoint_and_log_loses_no_epoch(train_data, train_reference, tmp_path, capsys):
     """A real write failure (metrics.jsonl is a directory) stops the run right after
     epoch 1's checkpoint; the rerun still logs every epoch once."""
-    reference = tmp_path / "reference"
-    timed_run(*train_args(train_data, reference, epochs=2))
-    expected = final_outputs(reference)
-
     work = tmp_path / "work"
     (work / "metrics.jsonl").mkdir(parents=True)
-    crashed = run_cli(*train_args(train_data, work, epochs=2))
+    crashed = run_main(capsys, *train_args(train_data, work))
     assert crashed.returncode != 0 and "metrics.jsonl" in crashed.stderr
+    # epoch 1's best.pt was written, then the log failed (before last.pt, by design)
+    assert load_checkpoint(work / "best.pt")["train_state"]["epoch"] == 0 and not (work / "last.pt").exists()
     (work / "metrics.jsonl").rmdir()
-    rerun = run_cli(*train_args(train_data, work, epochs=2))
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert_same_run(final_outputs(work), expected, "after a crash at the metrics write")
+    here(capsys, *train_args(train_data, work))
+    assert_same_run(final_outputs(work), train_reference, "after a crash at the metrics write")
 
 
 # ---------------------------------------------------------------- long-video inference
 
 
 @pytest.mark.slow
-def test_timeline_inference_killed_at_random_moments(tmp_path):
+def test_timeline_inference_killed_at_random_moments(tmp_path, capsys):
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny.pt")
     video = write_coded_video(tmp_path / "long.mp4", 600, fps=25.0)  # 24 s
     args = ["infer", checkpoint, video, "--timeline", "--device", "cpu"]
@@ -232,8 +247,7 @@ def test_timeline_inference_killed_at_random_moments(tmp_path):
 
             with open_video(annotated) as reader:
                 assert len(reader) == 600
-        rerun = run_cli(*args, "--out", out, "--annotate", annotated)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        here(capsys, *args, "--out", out, "--annotate", annotated)
         assert json.loads(out.read_text()) == expected
         no_temporaries(tmp_path)
     assert kills >= 1, "the kills should land while the runs are still going"

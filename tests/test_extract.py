@@ -2,10 +2,8 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,41 +94,6 @@ def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):
         assert (out / video.parent.name / (video.name + ".safetensors")).exists()
     # A truncated file is either read up to where it breaks or reported: never a crash.
     assert (out / "class1" / "truncated.mp4.safetensors").exists() or "truncated.mp4" in failed
-
-
-def _cache_files(out: Path) -> dict[str, Path]:
-    return {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != "failures.jsonl"}
-
-
-def test_killed_run_resumes_to_the_same_result(tmp_path):
-    src = tmp_path / "v"
-    make_folder(src, n=8, frames=40)
-    args = ["--image-size", SIZE, "--workers", "1", "--batch-size", "8", "--no-progress"]
-    reference = tmp_path / "reference"
-    assert run_cli("extract", str(src), str(reference), *args).returncode == 0
-
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "videoact", "extract", str(src), str(out), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(out.rglob("*.safetensors")):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = list(out.rglob("*.safetensors"))
-    assert 0 < len(partial) < 8, "the kill should land part-way through the run"
-    for path in partial:  # whatever exists after a kill is complete
-        load_features(path)
-
-    rerun = run_cli("extract", str(src), str(out), *args)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"skipped {len(partial)} up to date" in rerun.stdout
-    ref_files, out_files = _cache_files(reference), _cache_files(out)
-    assert sorted(out_files) == sorted(ref_files)  # no temporary or partial files left
-    for name, path in ref_files.items():
-        a, b = load_features(path), load_features(out_files[name])
-        assert torch.equal(a.frame_indices, b.frame_indices)
-        torch.testing.assert_close(a.features, b.features, atol=1e-3, rtol=1e-3)
 
 
 def test_changed_source_is_extracted_again(tmp_path, capsys):
