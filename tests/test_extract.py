@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from faults import run_main
 
 from videoact.backbones import create_backbone
 from videoact.decode import open_video
@@ -123,7 +124,7 @@ def test_changed_source_is_extracted_again(tmp_path, capsys):
         assert single.failed == [] and len(single.written) + len(single.skipped) == 1
 
 
-def test_unusable_devices_are_refused_up_front(tmp_path):
+def test_unusable_devices_are_refused_up_front(tmp_path, capsys):
     from videoact.device import DeviceError, resolve_device
 
     missing = "cuda:99"  # not on this machine, with or without CUDA
@@ -137,8 +138,7 @@ def test_unusable_devices_are_refused_up_front(tmp_path):
     assert resolve_device("cpu") == torch.device("cpu")
     make_folder(tmp_path / "v", n=1, frames=4)
     for device in (missing, "gpu0"):
-        proc = subprocess.run([sys.executable, "-m", "videoact", "extract", str(tmp_path / "v"), str(tmp_path / "out"),
-                               "--device", device], capture_output=True, text=True, timeout=120)
+        proc = run_main(capsys, "extract", tmp_path / "v", tmp_path / "out", "--device", device)
         assert proc.returncode == 2 and f"videoact extract: device '{device}': " in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
 

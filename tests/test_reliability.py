@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import SHARED, SHARED_EXPECTED, run_cli, write_awkward_folder, write_tiny_checkpoint
+from faults import SHARED, SHARED_EXPECTED, run_cli, run_main, write_awkward_folder, write_tiny_checkpoint
 
 from videoact.feature_cache import load_features
 from videoact.health import check_file
@@ -135,9 +135,9 @@ def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoin
 
 @pytest.mark.parametrize("name,status", [("one_frame.mp4", 0), ("animated.gif", 0), ("damaged.mp4", 0),
                                          ("empty.mp4", 2), ("pipe.mp4", 2)])
-def test_stream_file_source(awkward, tiny_checkpoint, name, status):
+def test_stream_file_source(awkward, tiny_checkpoint, name, status, capsys):
     root, _ = awkward
-    proc = run_cli("stream", tiny_checkpoint, "--source", root / name, "--no-window", "--device", "cpu", timeout=120)
+    proc = run_main(capsys, "stream", tiny_checkpoint, "--source", root / name, "--no-window", "--device", "cpu")
     assert proc.returncode == status, proc.stderr[-2000:]
     if status:
         assert f"videoact stream: {root / name}: " in proc.stderr

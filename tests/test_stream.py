@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from faults import run_main
 from torch import nn
 
 from videoact.backbones import create_backbone
@@ -608,18 +609,10 @@ def test_timestamped_writes_keep_a_recording_in_real_time(tmp_path):
 # ------------------------------------------------------------------------- command
 
 
-def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "videoact", *args], capture_output=True, text=True,
-                          timeout=120, env=env, **kwargs)
-
-
-def test_stream_command_no_window_writes_json_lines(setup, tmp_path):
+def test_stream_command_no_window_writes_json_lines(setup, tmp_path, capsys):
     record = tmp_path / "annotated.mp4"
-    proc = _cli("stream", str(setup["ckpt"]), "--source", str(setup["video"]), "--no-window", "--ema", "0",
-                "--threshold", "0", "--top-k", "2", "--record", str(record))
+    proc = run_main(capsys, "stream", setup["ckpt"], "--source", setup["video"], "--no-window", "--ema", "0",
+                    "--threshold", "0", "--top-k", "2", "--record", record)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) >= 25
