@@ -356,7 +356,8 @@ def test_display_consumer_that_stops_taking_frames_is_not_waited_for(setup):
 class MJPEGServer:
     """multipart/x-mixed-replace JPEG stream of index-coded frames on 127.0.0.1."""
 
-    def __init__(self, port: int = 0, first_index: int = 0, fps: float = FPS) -> None:
+    def __init__(self, port: int = 0, first_index: int = 0, fps: float = FPS, frames: int | None = None) -> None:
+        """``frames``: send that many frames, then hold the connection open, silent (a stall)."""
         self.first_index, self.fps = first_index, fps
         self.stopping = threading.Event()
         outer = self
@@ -369,6 +370,9 @@ class MJPEGServer:
                 i = 0
                 try:
                     while not outer.stopping.is_set():
+                        if frames is not None and i >= frames:
+                            outer.stopping.wait()
+                            break
                         image = coded_frame((outer.first_index + i) % 1024, 96, 128)
                         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
                         data = jpg.tobytes()
@@ -399,8 +403,9 @@ def test_mjpeg_stream_reconnects_after_server_restart(setup):
     url = f"http://127.0.0.1:{port}/stream.mjpg"
     messages: list[str] = []
     source = URLSource(url, open_timeout=5, read_timeout=2, backoff=0.2, max_backoff=0.5, log=messages.append)
+    # max_gap: a gap in time alone never clears the window here (the reconnect must)
     engine = StreamEngine(source, setup["clf"], display=True, feature_rate=8, ema=0.0, threshold=0.0,
-                          log=messages.append)
+                          max_gap=60, log=messages.append)
 
     def run_until(cond, seconds: float) -> tuple[list, list]:
         frames, results = [], []
@@ -431,6 +436,8 @@ def test_mjpeg_stream_reconnects_after_server_restart(setup):
     assert sum(r.capture_time > restarted for r in results2) >= 3, messages
     assert source.reconnects >= 1
     assert any("lost" in m for m in messages) and any("reconnected" in m for m in messages)
+    # each reconnect starts a new window (a quick one too: a gap under max_gap did not clear it)
+    assert engine.classifier.resets >= source.reconnects
 
 
 def test_url_that_never_answers_times_out():
@@ -449,19 +456,21 @@ def test_url_that_never_answers_times_out():
 
 
 class VideoFileServer:
-    """Serves a video file over HTTP on 127.0.0.1; ``payloads(n)`` gives the bytes for the n-th
-    connection (from 0): a camera that can open and then send frames, or none at all."""
+    """Serves bytes over HTTP on 127.0.0.1; ``payloads(n)`` gives the bytes for the n-th
+    connection (from 0), or ``(content_type, bytes)``: a camera that can open and then send
+    frames, or none at all, or a video file."""
 
-    def __init__(self, payloads) -> None:
+    def __init__(self, payloads, name: str = "cam.avi") -> None:
         self.connections = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 data = payloads(outer.connections)
+                kind, data = data if isinstance(data, tuple) else ("video/x-msvideo", data)
                 outer.connections += 1
                 self.send_response(200)
-                self.send_header("Content-Type", "video/x-msvideo")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 try:
@@ -473,7 +482,7 @@ class VideoFileServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cam.avi"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -487,6 +496,17 @@ def _empty_avi(path: Path) -> bytes:
     assert writer.isOpened()
     writer.release()
     return path.read_bytes()
+
+
+def _mjpeg(indices) -> tuple[str, bytes]:
+    """A multipart MJPEG stream of these index-coded frames, as a camera sends it (no end announced)."""
+    parts = []
+    for i in indices:
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(coded_frame(i, 96, 128), cv2.COLOR_RGB2BGR))
+        data = jpg.tobytes()
+        parts.append(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode()
+                     + b"\r\n\r\n" + data + b"\r\n")
+    return "multipart/x-mixed-replace; boundary=frame", b"".join(parts)
 
 
 def _drain(source, seconds: float) -> tuple[list[int], BaseException | None, float]:
@@ -515,7 +535,7 @@ def test_source_that_opens_but_sends_no_frames_backs_off_and_gives_up(setup, tmp
     """An HTTP camera that delivers 3 frames on each of its first 3 connections, then opens
     fine but sends nothing: only frames count as reconnected, the back-off grows, the
     attempts are counted, and give_up_after is measured from the last frame."""
-    three = write_coded_video(tmp_path / "three.avi", 3, fps=FPS).read_bytes()
+    three = _mjpeg(range(3))
     empty = _empty_avi(tmp_path / "empty.avi")
     server = VideoFileServer(lambda n: three if n < 3 else empty)
     messages: list[str] = []
@@ -542,6 +562,108 @@ def test_source_that_opens_but_sends_no_frames_backs_off_and_gives_up(setup, tmp
     before = [m for m in messages[:last + 1] if "reconnecting in" in m]
     assert before and all(m.endswith("(attempt 1)") for m in before), messages
     assert "giving up" in messages[-1]
+
+
+def test_a_video_file_over_http_is_read_as_a_file(setup, tmp_path):
+    """A URL of a file (FFmpeg knows its length) was read as a live stream: arrival times as
+    timestamps, and at its end a reconnect that played it again, for ever."""
+    video = write_coded_video(tmp_path / "clip.mp4", 40, fps=FPS)
+    server = VideoFileServer(lambda n: ("video/mp4", video.read_bytes()), name="clip.mp4")
+    messages: list[str] = []
+    engine = StreamEngine(server.url, setup["clf"], feature_rate=FPS, ema=0.0, threshold=0.0, log=messages.append)
+    engine.start()
+    try:
+        results, errors, finished = _consume_results(engine, 30)
+    finally:
+        engine.stop()
+        server.stop()
+    assert finished and not errors and not messages, (errors, messages, engine.stats())
+    assert not engine.source.live and engine.source.length == 40 and engine.lossless
+    assert engine.frames_captured == 40 and engine.dropped == 0 and engine.reconnects == 0
+    assert server.connections == 1
+    # The file's own frames and times, as the same file read from disk gives them
+    with StreamEngine(video, setup["clf"], feature_rate=FPS, ema=0.0, threshold=0.0) as local:
+        expected = list(local.results())
+    assert [r.frame_indices for r in results] == [r.frame_indices for r in expected]
+    assert [r.timestamp for r in results] == pytest.approx([r.timestamp for r in expected])
+    assert results[-1].timestamp == pytest.approx(39 / FPS)
+
+
+def test_a_slow_consumer_of_a_live_source_gets_recent_results(setup):
+    """Results of a live source waited in a queue of 256: a consumer taking 0.25 s a result
+    fell seconds behind the camera, while each result said 'latency 8 ms'."""
+    def camera():
+        for i in range(100):  # 4 s, in real time
+            time.sleep(1 / FPS)
+            yield coded_frame(i, 96, 128), i / FPS
+
+    engine = StreamEngine(IterableSource(camera(), live=True), setup["clf"], feature_rate=8, ema=0.0,
+                          threshold=0.0)
+    ages = []
+    with engine:
+        for r in engine.results():
+            ages.append(time.monotonic() - r.capture_time)  # how old the newest frame it saw is
+            time.sleep(0.25)
+    stats = engine.stats()
+    assert stats["results_dropped"] > 0, stats  # the oldest untaken ones, counted
+    assert max(ages[-3:]) < 1.5, ages  # with the queue: 2 s and growing by the end
+
+
+def test_a_lost_stream_ends_at_max_seconds_and_gives_up_when_asked(setup):
+    server = MJPEGServer()
+    url = f"http://127.0.0.1:{server.port}/s.mjpg"
+    messages: list[str] = []
+    engine = StreamEngine(url, setup["clf"], feature_rate=8, max_seconds=4, read_timeout=1, log=messages.append)
+    engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        while engine.frames_captured < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.stop()  # down for good: the engine reconnects until max_seconds, then ends
+        results, errors, finished = _consume_results(engine, 20)
+    finally:
+        engine.stop()
+    assert finished and not errors, (errors, messages)
+    assert time.monotonic() - engine.started_at < 4 + 5, messages
+    assert any("reconnecting in" in m and "(read failed)" in m for m in messages), messages  # says why
+    assert "time limit passed" in messages[-1], messages
+
+    # give_up_after from the library's one-call loop (it was a TypeError there)
+    server = MJPEGServer()
+    url = f"http://127.0.0.1:{server.port}/s.mjpg"
+    got = []
+    try:
+        with pytest.raises(SourceError, match="lost and not back after"):
+            for r in stream_predictions(url, setup["clf"], give_up_after=1.0, read_timeout=1, feature_rate=8,
+                                        log=lambda m: None):
+                got.append(r)
+                if len(got) == 2:
+                    server.stop()
+    finally:
+        server.stop()
+    assert len(got) >= 2
+
+
+def test_a_display_loop_that_takes_no_results_is_not_held_up(setup, tmp_path):
+    """A display loop drawing engine.latest and never calling poll(): once 256 results were
+    waiting, a file's inference and capture threads waited for ever."""
+    video = write_coded_video(tmp_path / "long.mp4", 300, fps=FPS)
+    messages: list[str] = []
+    engine = StreamEngine(video, setup["clf"], display=True, feature_rate=FPS, log=messages.append)
+    with pytest.raises(RuntimeError, match="not started"):
+        list(engine.results())  # waited for ever on threads never started
+    shown = 0
+    with engine:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            frame = engine.next_frame(timeout=0.2)
+            if frame is not None:
+                shown += 1
+            elif engine.ended.is_set():
+                break
+    assert shown == 300 and engine.frames_captured == 300, (shown, engine.stats(), messages)
+    assert engine.stats()["results_dropped"] > 0  # more than 256 results made, the newest kept
+    assert any("no results taken" in m for m in messages)
 
 
 def test_open_source_kinds(setup, tmp_path):
@@ -626,6 +748,47 @@ def test_stream_command_no_window_writes_json_lines(setup, tmp_path, capsys):
     with open_video(record) as reader:
         assert len(reader) == 100
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
+
+
+def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup, tmp_path):
+    """The source stalls (no frame, the connection held open), so stopping waits for the
+    blocked read; a second Ctrl-C then ended the program there, recording unsaved."""
+    server = MJPEGServer(frames=30)
+    record = tmp_path / "rec.mp4"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source",
+                             f"http://127.0.0.1:{server.port}/s.mjpg", "--no-window", "--record", str(record),
+                             "--device", "cpu"],  # the read waits up to 5 s (--read-timeout)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert json.loads(proc.stdout.readline())["timestamp"] >= 0  # running
+        time.sleep(1.5)  # the 30 frames are sent: the read now waits
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # while it stops
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    assert proc.returncode == 0, err
+    assert "stopping" in err and "recording saved" in err, err
+    with open_video(record) as reader:
+        assert 5 < len(reader) <= 30
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]  # no unfinished temporary
+
+
+def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, capsys):
+    for flags, status, said in ((["--give-up-after", "1"], 1, "lost and not back after"),
+                                (["--no-reconnect"], 0, "stream ended (read failed)")):
+        server = MJPEGServer()
+        threading.Timer(1.5, server.stop).start()  # down for good after 1.5 s
+        proc = run_main(capsys, "stream", setup["ckpt"], "--source", f"http://127.0.0.1:{server.port}/s.mjpg",
+                        "--no-window", "--read-timeout", "1", "--device", "cpu", *flags)
+        server.stop()
+        assert proc.returncode == status and said in proc.stderr, proc.stderr
+        assert len(proc.stdout.splitlines()) >= 1  # predictions before the loss
 
 
 def test_stream_command_ctrl_c_finalises_recording(setup, tmp_path):

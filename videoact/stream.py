@@ -87,13 +87,15 @@ class Frame:
     file's own timestamps; for live sources seconds since the source was opened).
     ``index``: the source's frame counter (for files, the frame index in the file).
     ``capture_time``: ``time.monotonic()`` when the frame became available (for a file
-    played in real time, the moment it was due).
+    played in real time, the moment it was due). ``connection``: how many times the
+    source had reconnected before this frame (frames of two connections are not one clip).
     """
 
     image: np.ndarray
     timestamp: float
     index: int
     capture_time: float
+    connection: int = 0
 
 
 class FrameSource:
@@ -233,6 +235,10 @@ class FileSource(FrameSource):
 class _CaptureSource(FrameSource):
     """A live ``cv2.VideoCapture`` source that reconnects with back-off when it drops.
 
+    A URL whose stream has a known length (a video file served over HTTP: FFmpeg reports
+    a frame count; live streams report none) is read as a file instead: source timestamps,
+    every frame, and the end of the file ends it (no reconnect, no replay).
+
     Args:
         open_timeout: seconds to wait for the source to open (FFmpeg's own timeout for
             URLs, plus a guard thread, since not every backend honours it).
@@ -242,13 +248,20 @@ class _CaptureSource(FrameSource):
         give_up_after: stop reconnecting after this many seconds without a frame
             (``None``: keep trying until stopped).
         log: where reconnect messages go (default: the ``videoact.stream`` logger).
+        realtime: pace a stream of known length (a file over HTTP) at its own timestamps.
     """
 
     live = True
 
     def __init__(self, open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                  backoff: float = 0.5, max_backoff: float = 8.0, give_up_after: float | None = None,
-                 log: LogFn | None = None) -> None:
+                 log: LogFn | None = None, realtime: bool = False) -> None:
+        self.realtime = bool(realtime)
+        self.length: int | None = None  # frames, for a stream of known length (then not live)
+        # Monotonic time after which a lost source is not reconnected any more (the
+        # engine's max_seconds: a source that is down must not hold the run for ever).
+        self.deadline: float | None = None
+        self._stop_event: threading.Event | None = None  # set by frames(): an open gives up on it
         self.open_timeout = float(open_timeout)
         self.read_timeout = float(read_timeout)
         self.reconnect = bool(reconnect)
@@ -293,7 +306,13 @@ class _CaptureSource(FrameSource):
 
         helper = threading.Thread(target=target, name=f"open {self.name}", daemon=True)
         helper.start()
-        helper.join(self.open_timeout + 2.0)
+        limit = time.monotonic() + self.open_timeout + 2.0
+        stop = self._stop_event
+        while helper.is_alive() and time.monotonic() < limit:
+            helper.join(0.1)
+            if stop is not None and stop.is_set():  # stop() (Ctrl-C) does not wait for a hung open
+                abandoned.set()
+                raise SourceError(self.name, "stopped while opening")
         if helper.is_alive():
             abandoned.set()
             raise SourceError(self.name, f"no answer within {self.open_timeout:g} s (open timed out)")
@@ -309,19 +328,32 @@ class _CaptureSource(FrameSource):
         self._cap = self._open_capture()
         fps = self._cap.get(_cv2().CAP_PROP_FPS)
         self.fps = float(fps) if fps and math.isfinite(fps) and 1.0 <= fps <= 240.0 else None
+        if self._t0 is None and self._known_length():  # at the first open only
+            # A file over HTTP (FFmpeg knows its length; a live stream reports none): read it
+            # as a file. The count only tells "file"; the end is where reads end.
+            count = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)
+            self.length = int(count)
+            self.live = False
         if self._t0 is None:
             self._t0 = time.monotonic()
         if self._last_frame is None:
             self._last_frame = self._t0
+
+    def _known_length(self) -> bool:
+        return False  # cameras are live
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self._cap.read()
         return frame if ok and frame is not None and frame.size else None
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        cv2 = _cv2()
+        self._stop_event = stop
         if self._cap is None:
             self.open()
+        if self.length is not None:
+            yield from self._file_frames(stop)
+            return
+        cv2 = _cv2()
         while not stop.is_set():
             bgr = self._read()
             if bgr is not None:
@@ -335,7 +367,7 @@ class _CaptureSource(FrameSource):
                 self._delay = self.backoff
                 self._attempt = 0
                 image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-                yield Frame(image, now - self._t0, self._count, now)
+                yield Frame(image, now - self._t0, self._count, now, self.reconnects)
                 self._count += 1
                 continue
             if not self.reconnect:
@@ -344,6 +376,38 @@ class _CaptureSource(FrameSource):
             self._lost_reason = "opened but no frame could be read" if self._attempt else "read failed"
             if not self._reconnect(stop):
                 return
+
+    def _file_frames(self, stop: threading.Event) -> Iterator[Frame]:
+        """A stream of known length, read as :class:`FileSource` reads a file."""
+        cv2 = _cv2()
+        start: float | None = None
+        last = -math.inf
+        while not stop.is_set():
+            bgr = self._read()
+            if bgr is None:
+                # A dropped connection looks like the end: say so when clearly short (counts
+                # are estimates: a frame or two off is no loss).
+                if self._count < self.length - max(2, self.length // 50):
+                    self._log(f"{self.name}: reading ended after {self._count} of the {self.length} frames "
+                              "the stream announced")
+                return
+            ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+            if math.isfinite(ms) and ms / 1000.0 > last:
+                ts = ms / 1000.0
+            else:  # no usable time: one frame interval on (timestamps must increase)
+                ts = 0.0 if last == -math.inf else last + 1.0 / (self.fps or DEFAULT_LIVE_FPS)
+            last = ts
+            now = time.monotonic()
+            if self.realtime:
+                if start is None:
+                    start = now - ts
+                due = start + ts
+                if due > now and stop.wait(due - now):
+                    return
+                now = due
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+            yield Frame(image, ts, self._count, now)
+            self._count += 1
 
     def _reconnect(self, stop: threading.Event) -> bool:
         """Re-open with exponential back-off; False when stopped, :class:`SourceError` when given up.
@@ -359,15 +423,22 @@ class _CaptureSource(FrameSource):
             now = time.monotonic()
             last = self._last_frame if self._last_frame is not None else now
             waited = now - last
+            if self.deadline is not None and now >= self.deadline:
+                self._log(f"{self.name}: the time limit passed while the source was lost ({self._lost_reason}); "
+                          "not reconnecting")
+                return False
             if self.give_up_after is not None and waited >= self.give_up_after:
                 self._log(f"{self.name}: giving up after {waited:.1f} s without frames ({self._lost_reason})")
                 raise SourceError(self.name, f"lost and not back after {waited:.1f} s ({self._lost_reason})")
             delay = self._delay
             if self.give_up_after is not None:  # one last try at the deadline, not a full back-off past it
                 delay = max(0.0, min(delay, self.give_up_after - waited))
+            if self.deadline is not None:
+                delay = max(0.0, min(delay, self.deadline - now))
             self._attempt += 1
             self._delay = min(self.max_backoff, self._delay * 2)
-            self._log(f"{self.name}: stream lost; reconnecting in {delay:.1f} s (attempt {self._attempt})")
+            self._log(f"{self.name}: stream lost ({self._lost_reason}); reconnecting in {delay:.1f} s "
+                      f"(attempt {self._attempt})")
             if stop.wait(delay):
                 return False
             try:
@@ -420,6 +491,10 @@ class URLSource(_CaptureSource):
     def _describe_failure(self) -> str:
         return "cannot open the stream (refused, not found, or not a video OpenCV can read)"
 
+    def _known_length(self) -> bool:
+        count = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)  # live MJPEG: negative; live RTSP, HLS: 0
+        return math.isfinite(count) and count >= 1
+
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
@@ -431,8 +506,8 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL, a video file, or
     an iterable of frames (:class:`IterableSource`, e.g. a generator or a ``[T, H, W, 3]`` array).
 
-    Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` only applies
-    to files; ``file_timeout`` is the time allowed to open and verify a file (a file
+    Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` applies to
+    files (and to a URL of a file, which is read as a file); ``file_timeout`` is the time allowed to open and verify a file (a file
     only OpenCV reads is scanned to its end, so it is longer than ``open_timeout``).
     Raises :class:`SourceError` for a spec that is none of these.
     """
@@ -451,7 +526,7 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     if text.strip().isdigit():
         return CameraSource(int(text), **live)
     if text.lower().startswith(URL_SCHEMES):
-        return URLSource(text, **live)
+        return URLSource(text, realtime=realtime, **live)
     if not os.path.exists(text):
         raise SourceError(text, "not a camera index, a URL (rtsp://, http://, ...) or an existing video file")
     return FileSource(text, realtime=realtime, open_timeout=file_timeout)
@@ -873,22 +948,34 @@ class StreamEngine:
             overwritten, and the slot stays lossy until it calls :meth:`next_frame` again.
             A caller that only iterates :meth:`results` is never held up by the display.
         display_wait: see ``display``; longer than a display loop's time per frame.
-        max_seconds: stop after this much source time.
+        max_seconds: stop after this much source time (for a live source that is lost
+            and reconnecting: this much time after the start).
         log: where source messages go (reconnects); default the module logger.
-        max_pending: bound on results waiting for the consumer.
+        open_timeout, read_timeout, reconnect, give_up_after: for cameras and URLs, as
+            :func:`open_source` takes them (``give_up_after``: seconds without a frame
+            before a lost source is given up; ``None``: keep trying).
+        max_pending: bound on results waiting for the consumer. Default: 256 for a file
+            read as fast as possible (nothing is lost while the consumer takes results;
+            one that never calls :meth:`results` or :meth:`poll` gets the newest 256), 4
+            for a live or real-time source, whose oldest untaken results are dropped and
+            counted (``stats()["results_dropped"]``) so that a slow consumer stays with
+            the present. A result's ``latency`` is measured when it is made.
 
     Use as a context manager, or :meth:`start` / :meth:`stop`. :meth:`results` iterates
     the predictions; it ends at the end of a file, on :meth:`stop` or on ``max_seconds``.
     An error in a thread (an unreadable file, a backbone error) is re-raised there.
+    A reconnected source starts a new window (the buffer is cleared).
     """
 
     def __init__(self, source: FrameSource | str | int | os.PathLike,
                  classifier: "StreamClassifier | VideoClassifier", *, realtime: bool = False,
                  display: bool = False, max_seconds: float | None = None, log: LogFn | None = None,
-                 open_timeout: float = 10.0, max_pending: int = 256, file_timeout: float | None = 300.0,
-                 display_wait: float = 2.0, **options: Any) -> None:
+                 open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
+                 give_up_after: float | None = None, max_pending: int | None = None,
+                 file_timeout: float | None = 300.0, display_wait: float = 2.0, **options: Any) -> None:
         self.log = log or log_warning
-        self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, log=self.log,
+        self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, read_timeout=read_timeout,
+                                  reconnect=reconnect, give_up_after=give_up_after, log=self.log,
                                   file_timeout=file_timeout)
         if isinstance(classifier, StreamClassifier):
             if options:
@@ -896,17 +983,13 @@ class StreamEngine:
             self.classifier = classifier
         else:
             self.classifier = StreamClassifier(classifier, **options)
-        # A file not played in real time loses nothing: the capture thread waits instead.
-        self.lossless = not self.source.live and not getattr(self.source, "realtime", False)
         self.max_seconds = max_seconds
-        self._infer_slot = LatestSlot(lossless=self.lossless)
-        self._display_slot = LatestSlot(lossless=self.lossless) if display else None
-        # Wait for the display consumer only while one is taking frames: nobody may be
-        # (results() alone), and the capture thread must not block on it for ever.
+        self.display = bool(display)
         self.display_wait = float(display_wait)
-        self._display_armed = self.lossless
+        self.max_pending = max_pending
         self._display_taken = False  # next_frame() was called at least once
-        self._results = BoundedBuffer(max_pending, lossless=self.lossless)
+        self._results_taken = False  # results() or poll() was called at least once
+        self._make_buffers()  # again at start(): a URL says there whether it is a live stream or a file
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -916,6 +999,17 @@ class StreamEngine:
         self.ended = threading.Event()  # the source has no more frames (or stopped)
         self._started = False
 
+    def _make_buffers(self) -> None:
+        # A file not played in real time loses nothing: the capture thread waits instead.
+        self.lossless = not self.source.live and not getattr(self.source, "realtime", False)
+        self._infer_slot = LatestSlot(lossless=self.lossless)
+        self._display_slot = LatestSlot(lossless=self.lossless) if self.display else None
+        # Wait for the display consumer only while one is taking frames: nobody may be
+        # (results() alone), and the capture thread must not block on it for ever.
+        self._display_armed = self.lossless
+        pending = self.max_pending if self.max_pending is not None else (256 if self.lossless else 4)
+        self._results = BoundedBuffer(pending, lossless=self.lossless)
+
     # -- lifecycle
     def start(self) -> "StreamEngine":
         """Open the source (errors surface here) and start the threads."""
@@ -924,8 +1018,11 @@ class StreamEngine:
                 raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
         self.source.open()
+        self._make_buffers()
         self._started = True
         self.started_at = time.monotonic()
+        if self.max_seconds is not None and hasattr(self.source, "deadline"):
+            self.source.deadline = self.started_at + self.max_seconds  # a lost source stops trying then
         self._threads = [
             threading.Thread(target=self._capture_loop, name="videoact-capture", daemon=True),
             threading.Thread(target=self._inference_loop, name="videoact-inference", daemon=True),
@@ -948,7 +1045,7 @@ class StreamEngine:
             if t.is_alive():
                 ok = False
                 self.log(f"{self.source.name}: {t.name} thread did not stop within {timeout:g} s "
-                         "(blocked inside the decoder); leaving it behind")
+                         "(blocked reading the source); leaving it behind")
         return ok
 
     def __enter__(self) -> "StreamEngine":
@@ -1009,6 +1106,8 @@ class StreamEngine:
         slot.put(frame, timeout=0)  # only this thread puts: the room found is still there
 
     def _inference_loop(self) -> None:
+        connection = 0
+        warned = False
         try:
             while not self._stop.is_set():
                 frame = self._infer_slot.get(timeout=0.5)
@@ -1016,12 +1115,22 @@ class StreamEngine:
                     if self._infer_slot.closed:
                         break
                     continue
+                if frame.connection != connection:  # reconnected: the old frames are another clip
+                    connection = frame.connection
+                    self.classifier.reset()
                 self.classifier.dropped = self._infer_slot.dropped
                 result = self.classifier.push(frame.image, frame.timestamp,
                                               capture_time=frame.capture_time, index=frame.index)
                 if result is not None:
                     self.latest = result
-                    self._results.put(result, self._stop)
+                    # Nobody has asked for results (a display loop showing engine.latest):
+                    # keep the newest instead of waiting for ever.
+                    taken = self._results_taken
+                    self._results.put(result, self._stop, timeout=None if taken else 0.0)
+                    if not taken and self._results.dropped and not warned:
+                        warned = True
+                        self.log(f"{self.source.name}: no results taken (results() or poll()); keeping the "
+                                 f"newest {self._results.maxlen}")
         except BaseException as exc:  # noqa: BLE001
             self._errors.append(exc)
             self._stop.set()
@@ -1036,6 +1145,8 @@ class StreamEngine:
         Errors from the threads (an unreadable file, a lost stream that was given up,
         a backbone error) are raised here.
         """
+        self._check_started()
+        self._results_taken = True
         if not self._display_taken:
             self._display_armed = False  # iterating results() here means no display loop is
         while True:
@@ -1049,6 +1160,8 @@ class StreamEngine:
     def poll(self) -> list[StreamResult]:
         """Results ready now, without waiting (for a display loop). An error from the
         threads is raised by the first call that has no result left to return."""
+        self._check_started()
+        self._results_taken = True
         out = []
         while True:
             item = self._results.get(timeout=0)
@@ -1063,9 +1176,15 @@ class StreamEngine:
         """The newest captured frame not yet shown (``display=True``), or None."""
         if self._display_slot is None:
             raise RuntimeError("StreamEngine(display=False) keeps no frames for display")
+        self._check_started()
         self._display_taken = True
         self._display_armed = self._display_slot.lossless  # a consumer again: wait for it
         return self._display_slot.get(timeout=timeout)
+
+    def _check_started(self) -> None:
+        if not self._started:  # else results() would wait for ever on threads never started
+            raise RuntimeError(f"{self.source.name}: the StreamEngine is not started: call start() or use "
+                               "it in a with block")
 
     @property
     def finished(self) -> bool:
@@ -1101,8 +1220,10 @@ def stream_predictions(source: FrameSource | str | int | os.PathLike,
     """Iterate the predictions for a source; threads are stopped and joined on exit.
 
     ``source``: a camera index, URL, video file or :class:`FrameSource`. ``options``:
-    the :class:`StreamClassifier` arguments (``feature_rate``, ``predict_rate``,
-    ``ema``, ``threshold``, ``top_k``, ...). Breaking out of the loop shuts it down.
+    the :class:`StreamEngine` source settings (``read_timeout``, ``reconnect``,
+    ``give_up_after``, ``max_pending``) and the :class:`StreamClassifier` arguments
+    (``feature_rate``, ``predict_rate``, ``ema``, ``threshold``, ``top_k``, ...).
+    Breaking out of the loop shuts it down.
     """
     engine = StreamEngine(source, classifier, realtime=realtime, max_seconds=max_seconds, log=log,
                           open_timeout=open_timeout, **options)

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from ..atomic import clobber_error
-from . import positive_int, probability, seconds_limit, tune_cpu_allocator
+from . import positive_int, positive_number, probability, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,9 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=probability, default=0.5,
                    help="below this smoothed probability: no confident action (default 0.5)")
     p.add_argument("--top-k", type=positive_int, default=3)
-    p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of source time")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="stop after S seconds of source time (a lost stream: S seconds after the start)")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
                    help="give up opening a URL or camera after S seconds (default 10)")
+    p.add_argument("--read-timeout", type=positive_number, default=5.0, metavar="S",
+                   help="a URL that sends nothing for S seconds is lost (default 5)")
+    p.add_argument("--give-up-after", type=positive_number, metavar="S",
+                   help="stop (exit 1) when a lost camera or URL has given no frame for S seconds "
+                        "(default: keep reconnecting until stopped)")
+    p.add_argument("--no-reconnect", action="store_true",
+                   help="end when a camera or URL stream drops, instead of reconnecting")
     p.add_argument("--file-timeout", type=seconds_limit, default=300.0, metavar="S",
                    help="give up opening and checking a video file after S seconds (default 300; 0 = no limit)")
     p.add_argument("--device", default="auto")
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                               ema=args.ema, threshold=args.threshold, top_k=args.top_k)
         engine = StreamEngine(args.source, sc, realtime=args.realtime, display=show or bool(args.record),
                               max_seconds=args.max_seconds, log=_err, open_timeout=args.open_timeout,
-                              file_timeout=args.file_timeout or None)
+                              read_timeout=args.read_timeout, reconnect=not args.no_reconnect,
+                              give_up_after=args.give_up_after, file_timeout=args.file_timeout or None)
         engine.start()
     except (CheckpointError, SourceError, ValueError) as exc:
         _err(str(exc))
@@ -146,25 +155,38 @@ def run(args: argparse.Namespace) -> int:
                     break
     except KeyboardInterrupt:
         interrupted = True
+    except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
+        raise
     except (SourceError, OSError, RuntimeError, ValueError) as exc:
         _err(str(exc))
         status = 1
     finally:
-        engine.stop()
-        if recorder is not None:
-            saved = recorder.close(commit=True)
-            if saved is not None:
-                paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep "
-                         f"{recorder.fps:g} frames/s in real time") if recorder.repeated or recorder.skipped else ""
-                _err(f"recording saved to {saved} ({recorder.frames} frames{paced})")
-        if show:
-            import cv2
+        # A second Ctrl-C (or a SIGTERM) while stopping must not lose the recording.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if interrupted:
+                _err("stopping ...")
+            if recorder is not None:  # first: it needs nothing from the threads
+                saved = recorder.close(commit=True)
+                if saved is not None:
+                    paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep "
+                             f"{recorder.fps:g} frames/s in real time") if recorder.repeated or recorder.skipped else ""
+                    _err(f"recording saved to {saved} ({recorder.frames} frames{paced})")
+            engine.stop()  # up to 5 s when a thread is blocked reading the source
+            if show:
+                import cv2
 
-            cv2.destroyAllWindows()
-        signal.signal(signal.SIGTERM, previous)
+                cv2.destroyAllWindows()
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous)
     stats = engine.stats()
+    dropped_results = (f", {stats['results_dropped']} results not taken in time (oldest dropped)"
+                       if stats["results_dropped"] else "")
     _err(f"{'stopped' if interrupted else 'done'}: {stats['frames_captured']} frames, "
-         f"{stats['predictions']} predictions, {stats['dropped']} dropped, {stats['reconnects']} reconnects")
+         f"{stats['predictions']} predictions, {stats['dropped']} dropped, {stats['reconnects']} reconnects"
+         f"{dropped_results}")
     if stats["predictions"] == 0 and stats["features"] > 0 and status == 0:
         _err(f"no prediction: the model needs a full window of {sc.num_segments} frames ({sc.window_seconds:.2f} s "
              f"of source at {sc.feature_rate:g} frames/s), and the source gave {stats['features']}; "
