@@ -241,6 +241,45 @@ def test_bad_weights_files_fail_clearly(tmp_path):
         create_backbone("efficientnet_lite0", weights=wrong)
 
 
+def test_weights_files_as_people_have_them(tmp_path):
+    """Files an offline site copies in: torchvision's classic ResNet files lack BatchNorm's
+    num_batches_tracked; a model fine-tuned to 10 classes has another classifier; training
+    scripts wrap the weights in a checkpoint dict. Each was refused."""
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18()
+    full = tmp_path / "full.pth"
+    torch.save(source.state_dict(), full)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = create_backbone("resnet18", weights=full)(x)
+
+    def features(state, name: str) -> torch.Tensor:
+        path = tmp_path / name
+        torch.save(state, path)
+        with torch.inference_mode():
+            return create_backbone("resnet18", weights=path)(x)
+
+    old_style = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert torch.equal(features(old_style, "old.pth"), expected)
+    tuned = dict(source.state_dict(), **{"fc.weight": torch.randn(10, 512), "fc.bias": torch.randn(10)})
+    assert torch.equal(features(tuned, "tuned.pth"), expected)  # the classifier is dropped anyway
+    with pytest.raises(ValueError, match=r"wrong shape \(fc\.weight"):  # but it matters with keep_head
+        create_backbone("resnet18", weights=tmp_path / "tuned.pth", keep_head=True)
+    wrapped = {"epoch": 3, "model_state_dict": source.state_dict(), "optimizer_state_dict": {"state": {}}}
+    assert torch.equal(features(wrapped, "wrapped.pth"), expected)
+
+    two = tmp_path / "two.pth"
+    torch.save({"student": source.state_dict(), "teacher": source.state_dict()}, two)
+    with pytest.raises(ValueError, match="keys 'student', 'teacher', several of which hold weights"):
+        create_backbone("resnet18", weights=two)
+    pickled = tmp_path / "model.pth"
+    torch.save(source, pickled)  # the whole model: unpickling it would run code
+    with pytest.raises(ValueError, match=r"model\.pth: holds pickled Python objects .*save model\.state_dict\(\)"):
+        create_backbone("resnet18", weights=pickled)
+
+
 def test_bad_names_and_options_fail_clearly():
     with pytest.raises(ValueError, match="unknown backbone 'resnet9'.*efficientnet_lite0.*resnet18"):
         create_backbone("resnet9")

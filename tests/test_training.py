@@ -423,6 +423,24 @@ def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
     assert [h["val_acc"] for h in results["best"]["history"]] == [h["val_acc"] for h in results["last"]["history"]]
 
 
+def test_resume_refuses_a_last_pt_of_other_backbone_weights(bench, tmp_path):
+    """A weights file replaced under the same name: config.yaml is unchanged, so the run
+    re-extracted every cache with the new weights and resumed the old model on them."""
+    from videoact.checkpoint import save_checkpoint
+    from videoact.datasets import load_dataset
+    from videoact.temporal import create_temporal_model
+    from videoact.training import TrainingError
+
+    _, classes, _ = load_dataset(bench / "train")
+    temporal = create_temporal_model("bilstm", 1280, len(classes), hidden=32, proj_dim=32)
+    work = tmp_path / "run"
+    save_checkpoint(work / "last.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                    classes=list(classes), feature={"backbone": "efficientnet_lite0", "weights_id": "lite0:other weights"})
+    with pytest.raises(TrainingError, match="trained on features of backbone weights 'lite0:other weights'"):
+        train_in_process(bench, work, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before any extraction
+
+
 def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settings(tmp_path, capsys):
     """A resumed run validates on the videos it held out at the start (not on ones it
     trained on, though a broken video became readable and data.val_fraction changed),

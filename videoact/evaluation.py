@@ -136,12 +136,13 @@ def save_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
              num_clips: int = 1, device: str = "auto", progress: bool = True,
-             file_timeout: float | None = None) -> dict[str, Any]:
+             file_timeout: float | None = None, weights: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on a class-per-subfolder folder or an annotation list.
 
     Returns :func:`classification_metrics` plus ``failures`` (videos that could not be read,
     left out of the metrics) and ``problems`` (annotation problems). ``file_timeout``: seconds
-    allowed per video (see :meth:`VideoClassifier.predict`).
+    allowed per video (see :meth:`VideoClassifier.predict`). ``weights``: the backbone
+    weights' location (see :meth:`VideoClassifier.from_checkpoint`).
     """
     from tqdm import tqdm
 
@@ -149,7 +150,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     from .inference import VideoClassifier, _check_counts
 
     _check_counts(1, num_clips)
-    classifier = VideoClassifier.from_checkpoint(checkpoint, device=device)
+    classifier = VideoClassifier.from_checkpoint(checkpoint, device=device, weights=weights)
     samples, _classes, problems = load_dataset(data, root=root, classes=classifier.classes)
     probs, labels, failures = [], [], []
     for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):

@@ -795,6 +795,9 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision
         # index / average rate, wrong on variable-frame-rate video; those caches are stale).
         "sampling": {**asdict(sampling), **({"times": "timestamps"} if sampling.mode == "fps" else {})},
         "precision": precision,
+        # What the numbers are, beyond the names above: a backbone kept with its ImageNet head
+        # (logits, not features) has the same name, weights and pooling.
+        "feature_dim": int(backbone.feature_dim),
     }
 
 

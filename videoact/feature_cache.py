@@ -164,6 +164,12 @@ def cache_staleness(
     # JSON round trip so tuples compare equal to the lists read back.
     wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
     made = {**_SETTINGS_BEFORE_RECORDED, **meta}
+    if "feature_dim" in wanted and "feature_dim" not in made:  # made before it was recorded: the header says
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                made["feature_dim"] = int(f.get_slice("features").get_shape()[-1])
+        except Exception:  # noqa: BLE001 - unreadable tensors: out of date, and rewritten
+            made["feature_dim"] = None
     reasons = [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items()
                if _compared(key, made.get(key)) != _compared(key, value)]
     if source is not None:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import build_model_from_checkpoint, load_checkpoint
+from .checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from .cnn_lstm import CNNLSTM
 from .device import autocast_dtype
 from .extract import SamplingSpec, default_batch_size, inference_model, resolve_device
@@ -137,23 +137,41 @@ class VideoClassifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto",
-                        weights: str | None = None) -> "VideoClassifier":
-        """Load ``best.pt``/``last.pt``; ``weights`` overrides the backbone weights location."""
-        from .backbones import create_backbone
+                        weights: str | os.PathLike | None = None) -> "VideoClassifier":
+        """Load ``best.pt``/``last.pt``.
+
+        The backbone gets the weights recorded at training: the package's (Lite0), the
+        torchvision enum, or a weights file, looked for where it was and, failing that,
+        by its name next to the checkpoint (a run folder copied to another machine).
+        ``weights`` gives another location. Weights other than the training ones (a file
+        changed since) are refused unless ``weights`` is given, then only warned about.
+        """
+        from .backbones import WeightsNotFoundError, _is_file_spec, create_backbone
 
         ckpt = load_checkpoint(path)
         feature = dict(ckpt["feature"])
         temporal = build_model_from_checkpoint(ckpt, path)
-        backbone = create_backbone(feature["backbone"], pretrained=True,
-                                   weights=weights if weights is not None else feature.get("weights"),
+        chosen = weights if weights is not None else feature.get("weights")
+        if weights is None and chosen is not None and _is_file_spec(chosen) and not Path(chosen).expanduser().is_file():
+            beside = Path(path).parent / Path(chosen).name
+            if not beside.is_file():
+                raise WeightsNotFoundError(
+                    f"{path}: the backbone weights file it was trained with, {chosen}, is not there (nor "
+                    f"{beside}); pass its location (--weights FILE, or weights=...)")
+            chosen = beside
+        backbone = create_backbone(feature["backbone"], pretrained=True, weights=chosen,
                                    pooling=feature["pooling"], layer=feature.get("layer", "last"))
         backbone.input_size = int(feature["image_size"])
         recorded = feature.get("weights_id")
         if recorded and backbone.weights_id != recorded:
+            message = (f"{path}: trained on backbone weights {recorded!r} but loaded {backbone.weights_id!r} "
+                       f"(from {chosen if chosen is not None else 'the default'})")
+            if weights is None:  # features of other weights: the temporal model's inputs mean something else
+                raise CheckpointError(f"{message}: predictions would be wrong; pass the training weights "
+                                      "(--weights FILE, or weights=...)")
             import warnings
 
-            warnings.warn(f"{path}: trained on backbone weights {recorded!r} but loaded "
-                          f"{backbone.weights_id!r}; predictions may be off")
+            warnings.warn(f"{message}; predictions may be off")
         model = CNNLSTM(backbone, temporal)
         return cls(model, ckpt["classes"], feature, device, str(path))
 

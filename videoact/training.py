@@ -120,6 +120,19 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def recorded_weights(weights: Any, weights_id: str) -> str | None:
+    """What a checkpoint records to rebuild the backbone elsewhere: a weights file as an
+    absolute path (a relative one meant the training's working directory), torchvision
+    weights as the enum they resolved to (``DEFAULT`` moves with torchvision releases)."""
+    from .backbones import _is_file_spec
+
+    if weights is not None and _is_file_spec(weights):
+        return str(Path(weights).expanduser().resolve())
+    if ":torchvision:" in weights_id:
+        return weights_id.split(":torchvision:", 1)[1]  # "ResNet50_Weights.IMAGENET1K_V2"
+    return None if weights is None else str(weights)
+
+
 def feature_settings(cfg: Config) -> dict[str, Any]:
     """What a checkpoint records about features, so inference can recompute them."""
     from .backbones import create_backbone
@@ -128,7 +141,7 @@ def feature_settings(cfg: Config) -> dict[str, Any]:
                                pooling=cfg.feature.pooling, layer=cfg.feature.layer)
     return {
         "backbone": backbone.name,
-        "weights": cfg.feature.weights,
+        "weights": recorded_weights(cfg.feature.weights, backbone.weights_id),
         "weights_id": backbone.weights_id,
         "pooling": backbone.pooling,
         "layer": backbone.layer,
@@ -338,11 +351,13 @@ def check_resumable(work_dir: Path, cfg: Config) -> None:
                             "resume from last.pt; use another --work-dir, or delete last.pt to start over")
 
 
-def load_resume_state(work_dir: Path, classes: list[str]) -> dict[str, Any] | None:
+def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None = None) -> dict[str, Any] | None:
     """``work_dir/last.pt`` when there is one (``None`` otherwise), refused when it was
     trained on other class names (with as many classes its weights would load, each output
-    meaning another class). Loaded before extraction and the hold-out, which a refused run
-    must not redo or redraw; the resume step uses this state."""
+    meaning another class) or on features of other backbone weights than ``weights_id``
+    (a weights file changed under the same name: config.yaml cannot tell). Loaded before
+    extraction and the hold-out, which a refused run must not redo or redraw; the resume
+    step uses this state."""
     last = work_dir / "last.pt"
     if not last.exists():
         return None
@@ -351,6 +366,11 @@ def load_resume_state(work_dir: Path, classes: list[str]) -> dict[str, Any] | No
     if saved is not None and list(saved) != list(classes):
         raise TrainingError(f"{last} was trained on other classes ({', '.join(saved)}; now {', '.join(classes)}): "
                             "use another --work-dir, or delete it to start over")
+    trained_on = (state.get("feature") or {}).get("weights_id")
+    if weights_id is not None and trained_on is not None and trained_on != weights_id:
+        raise TrainingError(f"{last} was trained on features of backbone weights {trained_on!r}, and the weights "
+                            f"now are {weights_id!r} (the weights file changed?): resuming would mix the two; use "
+                            "another --work-dir, or delete last.pt to start over")
     return state
 
 
@@ -408,7 +428,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     if len(classes) < 2:
         raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
-    resume_state = load_resume_state(work_dir, list(classes))
+    features_info = feature_settings(cfg)  # the backbone's weights id, for the resume check
+    resume_state = load_resume_state(work_dir, list(classes), features_info["weights_id"])
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
         val_samples = without_excluded(val_samples, "validation")
@@ -510,7 +531,6 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
 
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    features_info = feature_settings(cfg)
     features_info["feature_dim"] = int(in_dim)
 
     # 4. resume

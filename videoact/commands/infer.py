@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
+    p.add_argument("--weights", metavar="FILE",
+                   help="backbone weights file, where the one the checkpoint was trained with is not at its "
+                        "recorded path or beside the checkpoint")
     p.add_argument("--timeout", type=seconds_limit, default=300.0,
                    help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none); "
                         "with --timeline, for opening and verifying it (decoding a long video takes as long as it takes)")
@@ -161,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     tune_cpu_allocator(args.device)
     try:
-        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
-    except CheckpointError as exc:
+        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device, weights=args.weights)
+    except (CheckpointError, ValueError) as exc:  # ValueError: a --weights file that does not fit
         print(f"videoact infer: {exc}", file=sys.stderr)
         return 2
     if args.timeline:

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="end when a camera or URL stream drops, instead of reconnecting")
     p.add_argument("--file-timeout", type=seconds_limit, default=300.0, metavar="S",
                    help="give up opening and checking a video file after S seconds (default 300; 0 = no limit)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="backbone weights file, where the one the checkpoint was trained with is not at its "
+                        "recorded path or beside the checkpoint")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads for the CNN (default: torch's choice; on a busy 2-core machine "
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     tune_cpu_allocator(args.device)
     try:
-        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
+        classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device, weights=args.weights)
         sc = StreamClassifier(classifier, feature_rate=args.feature_rate, predict_rate=args.predict_rate,
                               ema=args.ema, threshold=args.threshold, top_k=args.top_k)
         engine = StreamEngine(args.source, sc, realtime=args.realtime, display=show or bool(args.record),

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
     p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
     p.add_argument("--device", default="auto")
+    p.add_argument("--weights", metavar="FILE",
+                   help="backbone weights file, where the one the checkpoint was trained with is not at its "
+                        "recorded path or beside the checkpoint")
     p.add_argument("--timeout", type=seconds_limit, default=300.0,
                    help="seconds allowed per video before it is reported as failed (default: %(default)s; 0 = none)")
     p.add_argument("--no-progress", action="store_true")
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     tune_cpu_allocator(args.device)
     try:
         metrics = evaluate(args.checkpoint, args.data, root=args.root, num_clips=args.num_clips,
-                           device=args.device, progress=not args.no_progress, file_timeout=args.timeout or None)
+                           device=args.device, progress=not args.no_progress, file_timeout=args.timeout or None,
+                           weights=args.weights)
     except (CheckpointError, RuntimeError, OSError, ValueError) as exc:  # OSError: e.g. no such --root
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
