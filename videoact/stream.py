@@ -165,6 +165,30 @@ class IterableSource(FrameSource):
             yield Frame(image, timestamp, index, time.monotonic())
 
 
+class _Pacer:
+    """Real-time pacing of a file's frames at their own timestamps, the first one now."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    def wait(self, ts: float, stop: threading.Event) -> float | None:
+        """Wait until frame ``ts`` is due; the monotonic time it was due (a late decode
+        counts against latency, honestly), or ``None`` when ``stop`` was set."""
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now - ts
+        due = self._start + ts
+        if due > now and stop.wait(due - now):
+            return None
+        return due
+
+
+def _rgb(bgr: np.ndarray) -> np.ndarray:
+    """An OpenCV frame (BGR, or grey) as RGB ``[H, W, 3]``."""
+    cv2 = _cv2()
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+
+
 class FileSource(FrameSource):
     """A video file (or JPEG frame folder) read with :func:`videoact.decode.open_video`.
 
@@ -205,21 +229,14 @@ class FileSource(FrameSource):
 
         if self._reader is None:
             self.open()
-        start: float | None = None
+        pacer = _Pacer()
         try:
             for index, ts, image in self._reader.iter_frames():
                 if stop.is_set():
                     return
-                now = time.monotonic()
-                if self.realtime:
-                    if start is None:
-                        start = now - ts
-                    due = start + ts
-                    if due > now and stop.wait(due - now):
-                        return
-                    capture = due  # a late decode counts against latency, honestly
-                else:
-                    capture = now
+                capture = pacer.wait(ts, stop) if self.realtime else time.monotonic()
+                if capture is None:
+                    return
                 yield Frame(image, float(ts), int(index), capture)
         except VideoDecodeError as exc:
             # A frame of a frame folder: name it (img_00091.jpg), not only the folder.
@@ -353,7 +370,6 @@ class _CaptureSource(FrameSource):
         if self.length is not None:
             yield from self._file_frames(stop)
             return
-        cv2 = _cv2()
         while not stop.is_set():
             bgr = self._read()
             if bgr is not None:
@@ -366,8 +382,7 @@ class _CaptureSource(FrameSource):
                 self._last_frame = now
                 self._delay = self.backoff
                 self._attempt = 0
-                image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-                yield Frame(image, now - self._t0, self._count, now, self.reconnects)
+                yield Frame(_rgb(bgr), now - self._t0, self._count, now, self.reconnects)
                 self._count += 1
                 continue
             if not self.reconnect:
@@ -380,7 +395,7 @@ class _CaptureSource(FrameSource):
     def _file_frames(self, stop: threading.Event) -> Iterator[Frame]:
         """A stream of known length, read as :class:`FileSource` reads a file."""
         cv2 = _cv2()
-        start: float | None = None
+        pacer = _Pacer()
         last = -math.inf
         while not stop.is_set():
             bgr = self._read()
@@ -397,16 +412,10 @@ class _CaptureSource(FrameSource):
             else:  # no usable time: one frame interval on (timestamps must increase)
                 ts = 0.0 if last == -math.inf else last + 1.0 / (self.fps or DEFAULT_LIVE_FPS)
             last = ts
-            now = time.monotonic()
-            if self.realtime:
-                if start is None:
-                    start = now - ts
-                due = start + ts
-                if due > now and stop.wait(due - now):
-                    return
-                now = due
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-            yield Frame(image, ts, self._count, now)
+            capture = pacer.wait(ts, stop) if self.realtime else time.monotonic()
+            if capture is None:
+                return
+            yield Frame(_rgb(bgr), ts, self._count, capture)
             self._count += 1
 
     def _reconnect(self, stop: threading.Event) -> bool:
