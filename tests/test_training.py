@@ -507,6 +507,26 @@ def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():
     assert flat["top1"] == 0.5 and flat["top5"] == 0.5 and flat["confusion_matrix"][5][0] == 1
 
 
+def test_the_report_of_many_classes_lists_the_confused_pairs_instead_of_a_wide_table():
+    """101 or 400 classes printed a confusion table 400 columns wide (652 kB of text, lines of
+    1,625 characters for Kinetics-400): the most confused pairs now, the matrix in the JSON."""
+    from videoact.evaluation import classification_metrics, format_report
+
+    names = [f"class{i:03d}" for i in range(101)]
+    labels = torch.arange(101).repeat(2)
+    scores = torch.nn.functional.one_hot(labels, 101).float()
+    scores[0] = torch.nn.functional.one_hot(torch.tensor(7), 101).float()  # class000 -> class007 twice
+    scores[101] = scores[0]
+    scores[5] = torch.nn.functional.one_hot(torch.tensor(9), 101).float()  # class005 -> class009 once
+    report = format_report(classification_metrics(scores, labels, names))
+    assert max(len(line) for line in report.splitlines()) < 120
+    assert "confusion matrix: 101 classes (in full in the metrics JSON and the PNG)" in report
+    pairs = report.split("the most confused pairs:\n")[1].splitlines()
+    assert pairs == ["  class000 -> class007: 2 (100% of class000)", "  class005 -> class009: 1 (50% of class005)"]
+    ten = classification_metrics(torch.eye(10), torch.arange(10), [f"c{i}" for i in range(10)])
+    assert "rows: true class, columns: predicted class" in format_report(ten)  # a table where it fits
+
+
 def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, capsys):
     common = ("train.epochs=6", "train.lr=1e-12", "train.early_stopping_patience=1")  # nothing improves
     summary = train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)

@@ -85,8 +85,29 @@ def format_report(metrics: dict[str, Any]) -> str:
         p = "-" if m["precision"] is None else f"{m['precision'] * 100:.1f}%"
         r = "-" if m["recall"] is None else f"{m['recall'] * 100:.1f}%"
         lines.append(f"{name:<24} {p:>9} {r:>9} {m['support']:>8}")
-    lines += ["", format_confusion(metrics["confusion_matrix"], metrics["classes"])]
+    classes, cm = metrics["classes"], metrics["confusion_matrix"]
+    if len(classes) <= MAX_TEXT_CONFUSION:
+        lines += ["", format_confusion(cm, classes)]
+    else:  # 101 or 400 columns are no table for a terminal: the pairs that matter, the rest in the JSON/PNG
+        lines += ["", f"confusion matrix: {len(classes)} classes (in full in the metrics JSON and the PNG); "
+                      "the most confused pairs:", format_confused_pairs(cm, classes)]
     return "\n".join(lines)
+
+
+MAX_TEXT_CONFUSION = 30  # classes: wider, the text matrix no longer fits a terminal line
+
+
+def format_confused_pairs(cm: Sequence[Sequence[int]], classes: Sequence[str], top: int = 15) -> str:
+    """The ``top`` largest off-diagonal counts: ``true -> predicted  count  (share of true)``."""
+    counts = np.asarray(cm, dtype=np.int64)
+    support = counts.sum(1)
+    off = [(int(counts[i, j]), i, j) for i in range(len(classes)) for j in range(len(classes))
+           if i != j and counts[i, j] > 0]
+    off.sort(key=lambda t: (-t[0], t[1], t[2]))  # ties: by class index, as the metrics break them
+    if not off:
+        return "  (none: every prediction is right)"
+    return "\n".join(f"  {classes[i]} -> {classes[j]}: {n} ({n / support[i] * 100:.0f}% of {classes[i]})"
+                     for n, i, j in off[:top])
 
 
 def confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
