@@ -259,6 +259,11 @@ def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monk
     videos = [write_coded_video(tmp_path / "data" / c / f"{c}.mp4", 8) for c in ("a", "b")]
     expected = VideoClassifier.from_checkpoint(ckpt, device="cpu").predict(videos[0]).probs
 
+    custom = save_checkpoint(tmp_path / "custom.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                             classes=["a", "b"], feature=dict(feature, mean=[0.5] * 3, std=[0.25] * 3))
+    loaded = VideoClassifier.from_checkpoint(custom, device="cpu").backbone
+    assert (loaded.mean, loaded.std) == ((0.5,) * 3, (0.25,) * 3)  # the recorded normalisation, not the default
+
     monkeypatch.chdir(run)  # another directory: the recorded path still holds
     assert torch.equal(VideoClassifier.from_checkpoint(ckpt, device="cpu").predict(videos[0]).probs, expected)
     moved = tmp_path / "elsewhere"  # the run and its weights copied to another machine

@@ -162,6 +162,8 @@ class VideoClassifier:
         backbone = create_backbone(feature["backbone"], pretrained=True, weights=chosen,
                                    pooling=feature["pooling"], layer=feature.get("layer", "last"))
         backbone.input_size = int(feature["image_size"])
+        if feature.get("mean") and feature.get("std"):  # the normalisation the features were made with
+            backbone.mean, backbone.std = tuple(feature["mean"]), tuple(feature["std"])
         recorded = feature.get("weights_id")
         if recorded and backbone.weights_id != recorded:
             message = (f"{path}: trained on backbone weights {recorded!r} but loaded {backbone.weights_id!r} "
