@@ -589,6 +589,19 @@ def test_convert_kinetics_csv(tmp_path):
     assert problems == [] and [(s.rel, s.label) for s in samples] == [
         ("air drumming/abcdefghijk_000001_000011.mp4", 1), ("abseiling/0123456789a_000020_000030.mp4", 0)]
 
+    # a --root one level too high finds no clip: an error, and nothing written (was: exit 0, an empty list)
+    with pytest.raises(ValueError, match=r"train\.csv: none of its 3 clips is under .*k400 \(looked for .*"
+                                         r"nothing written"):
+        convert_kinetics_csv(csv_file, tmp_path / "none.txt", root=root.parent, classes_out=tmp_path / "c2.txt")
+    assert not (tmp_path / "none.txt").exists() and not (tmp_path / "c2.txt").exists()
+    # folders renamed by the older mmaction script: spaces to "_", parentheses to "-"
+    football = tmp_path / "football.csv"
+    football.write_text('label,youtube_id,time_start,time_end,split\n'
+                        '"passing American football (in game)",-VtLx-mcPds,16,26,train\n')
+    video(root / "passing_American_football_-in_game-" / "-VtLx-mcPds_000016_000026.mp4")
+    found = convert_kinetics_csv(football, tmp_path / "football.txt", root=root)
+    assert found.problems == [] and len(found.samples) == 1
+
     val = tmp_path / "val.csv"
     val.write_text("label,youtube_id,time_start,time_end,split\nswimming,abcdefghijk,1,11,val\n")
     with pytest.raises(AnnotationError, match="swimming"):

@@ -471,8 +471,11 @@ def _kinetics_row(header: list[str], cells: list[str], number: int, col: _Collec
         col.add(number, name, "")
         return
     # Downloaders differ: the ActivityNet crawler keeps spaces in class folders,
-    # others use underscores, the CVDF tarballs are flat. First existing one wins.
-    col.add(number, f"{label}/{name}", label, candidates=(f"{label.replace(' ', '_')}/{name}", name))
+    # others use underscores (the older mmaction rename script also made "(" and ")" "-"),
+    # the CVDF tarballs are flat. First existing one wins.
+    underscores = label.replace(" ", "_")
+    col.add(number, f"{label}/{name}", label,
+            candidates=(f"{underscores}/{name}", f"{underscores.replace('(', '-').replace(')', '-')}/{name}", name))
 
 
 def read_annotations(
@@ -971,6 +974,10 @@ def convert_kinetics_csv(
     fatal = [p for p in result.problems if p.kind != MISSING]
     if fatal:
         raise AnnotationError(fatal)
+    if root is not None and not result.samples and result.problems:  # a wrong --root, or a layout not known
+        raise ValueError(f"{csv_file}: none of its {len(result.problems)} clips is under {root} (looked for "
+                         "<label>/<youtube_id>_<start>_<end>.mp4, with spaces or underscores in the label "
+                         "folder, and flat in the folder); give the folder of this split's videos; nothing written")
     if relative_to is not None:
         base = os.path.abspath(relative_to)
         rebased = []
