@@ -133,6 +133,20 @@ def recorded_weights(weights: Any, weights_id: str) -> str | None:
     return None if weights is None else str(weights)
 
 
+def current_weights_id(cfg: Config) -> str | None:
+    """The configured backbone's weights id where a ``last.pt`` waits to be resumed (else
+    ``None``: nothing to compare). Building the backbone draws random initial weights
+    before loading the real ones: from a forked RNG, so a run's random stream (and the
+    figures it gives for a seed) is the same with or without this check."""
+    from .backbones import create_backbone
+
+    if not (Path(cfg.work_dir) / "last.pt").exists():
+        return None
+    with torch.random.fork_rng(devices=[]):
+        return create_backbone(cfg.feature.backbone, pretrained=True, weights=cfg.feature.weights,
+                               pooling=cfg.feature.pooling, layer=cfg.feature.layer).weights_id
+
+
 def feature_settings(cfg: Config) -> dict[str, Any]:
     """What a checkpoint records about features, so inference can recompute them."""
     from .backbones import create_backbone
@@ -428,8 +442,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     if len(classes) < 2:
         raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
-    features_info = feature_settings(cfg)  # the backbone's weights id, for the resume check
-    resume_state = load_resume_state(work_dir, list(classes), features_info["weights_id"])
+    resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg))
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
         val_samples = without_excluded(val_samples, "validation")
@@ -531,6 +544,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
 
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    features_info = feature_settings(cfg)
     features_info["feature_dim"] = int(in_dim)
 
     # 4. resume
