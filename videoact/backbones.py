@@ -414,6 +414,13 @@ def _lite0_package_id() -> str:
     return f"efficientnet_lite0:imagenet ({LITE0_PACKAGE} {v})"
 
 
+def same_weights(a: str, b: str) -> bool:
+    """Whether two weights ids name the same weights: equal, or the Lite0 package's
+    ImageNet weights in two versions of the package (the id names the version; the
+    weights are the same ones)."""
+    return a == b or a.split(" (", 1)[0] == b.split(" (", 1)[0] == "efficientnet_lite0:imagenet"
+
+
 def _torchvision_weights(name: str, weights: Any) -> Any:
     """A torchvision weights enum member from an enum, its name, or ``"DEFAULT"``."""
     import torchvision.models

@@ -146,7 +146,7 @@ class VideoClassifier:
         ``weights`` gives another location. Weights other than the training ones (a file
         changed since) are refused unless ``weights`` is given, then only warned about.
         """
-        from .backbones import WeightsNotFoundError, _is_file_spec, create_backbone
+        from .backbones import WeightsNotFoundError, _is_file_spec, create_backbone, same_weights
 
         ckpt = load_checkpoint(path)
         feature = dict(ckpt["feature"])
@@ -168,7 +168,8 @@ class VideoClassifier:
         if recorded and backbone.weights_id != recorded:
             message = (f"{path}: trained on backbone weights {recorded!r} but loaded {backbone.weights_id!r} "
                        f"(from {chosen if chosen is not None else 'the default'})")
-            if weights is None:  # features of other weights: the temporal model's inputs mean something else
+            if weights is None and not same_weights(recorded, backbone.weights_id):
+                # features of other weights: the temporal model's inputs mean something else
                 raise CheckpointError(f"{message}: predictions would be wrong; pass the training weights "
                                       "(--weights FILE, or weights=...)")
             import warnings

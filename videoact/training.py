@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .atomic import atomic_write_text
-from .backbones import grid_size
+from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
@@ -381,7 +381,7 @@ def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None
         raise TrainingError(f"{last} was trained on other classes ({', '.join(saved)}; now {', '.join(classes)}): "
                             "use another --work-dir, or delete it to start over")
     trained_on = (state.get("feature") or {}).get("weights_id")
-    if weights_id is not None and trained_on is not None and trained_on != weights_id:
+    if weights_id is not None and trained_on is not None and not same_weights(trained_on, weights_id):
         raise TrainingError(f"{last} was trained on features of backbone weights {trained_on!r}, and the weights "
                             f"now are {weights_id!r} (the weights file changed?): resuming would mix the two; use "
                             "another --work-dir, or delete last.pt to start over")
