@@ -284,6 +284,20 @@ def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monk
         proc = run_main(capsys, *command, "--weights", tmp_path / "kept.pth", "--device", "cpu")
         assert proc.returncode == 0, proc.stderr
 
+    # recorded on Windows: found beside the checkpoint by its name all the same
+    win = save_checkpoint(moved / "win.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                          classes=["a", "b"], feature=dict(feature, weights="C:\\Users\\me\\runs\\r18.pth"))
+    shutil.copy(tmp_path / "kept.pth", moved / "r18.pth")
+    assert torch.equal(VideoClassifier.from_checkpoint(win, device="cpu").predict(videos[0]).probs, expected)
+    # the recorded path holds other weights now, the right ones are beside the checkpoint: those
+    shared = tmp_path / "shared.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), shared)
+    pointing = save_checkpoint(moved / "shared.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                               classes=["a", "b"], feature=dict(feature, weights=str(shared.with_name("r18.pth"))))
+    (tmp_path / "r18.pth").write_bytes(shared.read_bytes())
+    assert torch.equal(VideoClassifier.from_checkpoint(pointing, device="cpu").predict(videos[0]).probs, expected)
+    (tmp_path / "r18.pth").unlink()
+
     torch.save(torchvision.models.resnet18().state_dict(), moved / "r18.pth")  # other weights, same name
     with pytest.raises(CheckpointError, match="trained on backbone weights 'resnet18:sha256:.*but loaded"):
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu")

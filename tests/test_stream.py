@@ -665,6 +665,16 @@ def test_a_display_loop_that_takes_no_results_is_not_held_up(setup, tmp_path):
     assert engine.stats()["results_dropped"] > 0  # more than 256 results made, the newest kept
     assert any("no results taken" in m for m in messages)
 
+    # A caller that takes results, only later than 256 were made (it was getting ready): all of them
+    late = StreamEngine(video, setup["clf"], feature_rate=FPS, log=messages.append)
+    with late:
+        deadline = time.monotonic() + 60
+        while late.classifier.predictions < 256 and time.monotonic() < deadline:  # the buffer is full
+            time.sleep(0.05)
+        time.sleep(0.5)  # the next results are made (or wait for room)
+        got = list(late.results())
+    assert [r.frame_indices[-1] for r in got] == list(range(T - 1, 300)) and late.stats()["results_dropped"] == 0
+
 
 def test_open_source_kinds(setup, tmp_path):
     assert isinstance(open_source("0"), CameraSource)

@@ -520,7 +520,7 @@ def test_the_report_of_many_classes_lists_the_confused_pairs_instead_of_a_wide_t
     scores[5] = torch.nn.functional.one_hot(torch.tensor(9), 101).float()  # class005 -> class009 once
     report = format_report(classification_metrics(scores, labels, names))
     assert max(len(line) for line in report.splitlines()) < 120
-    assert "confusion matrix: 101 classes (in full in the metrics JSON and the PNG)" in report
+    assert "confusion matrix: 101 classes (in full in the PNG, and in the metrics JSON with --out)" in report
     pairs = report.split("the most confused pairs:\n")[1].splitlines()
     assert pairs == ["  class000 -> class007: 2 (100% of class000)", "  class005 -> class009: 1 (50% of class005)"]
     ten = classification_metrics(torch.eye(10), torch.arange(10), [f"c{i}" for i in range(10)])

@@ -343,11 +343,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "Weights only load failed" in str(e):  # torch's advice (weights_only=False) would run the pickle
-            raise ValueError(f"{path}: holds pickled Python objects (a whole model saved with torch.save(model)?), "
-                             "which videoact does not unpickle (that can run code); save model.state_dict() "
-                             "instead") from None
-        raise ValueError(f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {e})") from e
+        if "Weights only load failed" not in str(e):
+            raise ValueError(f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {e})") from e
+        obj = _load_with_plain_objects(path)  # a training checkpoint with its args / numpy numbers
+        if obj is None:  # torch's advice (weights_only=False) would run the pickle
+            raise ValueError(f"{path}: holds pickled Python objects (a whole model saved with torch.save(model), or "
+                             "a checkpoint with objects of its own), which videoact does not unpickle (that can run "
+                             "code); save the model's state_dict() alone") from None
 
     def tensors(x: Any) -> bool:
         return isinstance(x, Mapping) and bool(x) and all(isinstance(v, torch.Tensor) for v in x.values())
@@ -367,6 +369,35 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not tensors(obj):
         raise ValueError(f"{path}: not a state_dict (expected a mapping of names to tensors, got {type(obj).__name__})")
     return dict(obj)
+
+
+# Objects training scripts put beside the weights that build nothing but data: torchvision's
+# reference scripts save their argparse.Namespace, many scripts numpy numbers.
+_PLAIN_GLOBALS = ("argparse.Namespace", "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", "numpy.dtype")
+
+
+def _load_with_plain_objects(path: Path) -> Any:
+    """``torch.load`` (weights only) allowing :data:`_PLAIN_GLOBALS` and numpy's dtype
+    classes when the file needs nothing else; ``None`` when it does."""
+    import importlib
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: treated as not loadable
+        return None
+    if not names or not all(n in _PLAIN_GLOBALS or n.startswith("numpy.dtypes.") for n in names):
+        return None
+    allowed = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        allowed.append(getattr(importlib.import_module(module), attr))
+    if "numpy.dtype" in names:  # a dtype is rebuilt from its class (numpy.dtypes.Float64DType, ...)
+        import numpy as np
+
+        dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+        allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_file_into(model: nn.Module, path: Path, name: str, optional: tuple[str, ...] = ()) -> None:

@@ -89,8 +89,8 @@ def format_report(metrics: dict[str, Any]) -> str:
     if len(classes) <= MAX_TEXT_CONFUSION:
         lines += ["", format_confusion(cm, classes)]
     else:  # 101 or 400 columns are no table for a terminal: the pairs that matter, the rest in the JSON/PNG
-        lines += ["", f"confusion matrix: {len(classes)} classes (in full in the metrics JSON and the PNG); "
-                      "the most confused pairs:", format_confused_pairs(cm, classes)]
+        lines += ["", f"confusion matrix: {len(classes)} classes (in full in the PNG, and in the metrics JSON "
+                      "with --out); the most confused pairs:", format_confused_pairs(cm, classes)]
     return "\n".join(lines)
 
 

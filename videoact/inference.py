@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Sequence
 
 import numpy as np
@@ -152,19 +152,31 @@ class VideoClassifier:
         feature = dict(ckpt["feature"])
         temporal = build_model_from_checkpoint(ckpt, path)
         chosen = weights if weights is not None else feature.get("weights")
-        if weights is None and chosen is not None and _is_file_spec(chosen) and not Path(chosen).expanduser().is_file():
-            beside = Path(path).parent / Path(chosen).name
+        recorded_file = weights is None and chosen is not None and _is_file_spec(chosen)
+        # The file of that name next to the checkpoint (a run folder copied, from Windows too).
+        beside = Path(path).parent / (PureWindowsPath(chosen).name if recorded_file and "\\" in str(chosen)
+                                      else Path(str(chosen)).name)
+        if recorded_file and not Path(chosen).expanduser().is_file():
             if not beside.is_file():
                 raise WeightsNotFoundError(
                     f"{path}: the backbone weights file it was trained with, {chosen}, is not there (nor "
                     f"{beside}); pass its location (--weights FILE, or weights=...)")
             chosen = beside
-        backbone = create_backbone(feature["backbone"], pretrained=True, weights=chosen,
+
+        def build(weights_file: Any) -> Any:
+            return create_backbone(feature["backbone"], pretrained=True, weights=weights_file,
                                    pooling=feature["pooling"], layer=feature.get("layer", "last"))
+
+        backbone = build(chosen)
+        recorded = feature.get("weights_id")
+        if (recorded and recorded_file and not same_weights(recorded, backbone.weights_id) and beside.is_file()
+                and beside.resolve() != Path(chosen).expanduser().resolve()):
+            other = build(beside)  # the recorded path holds other weights now; the copy beside may be right
+            if same_weights(recorded, other.weights_id):
+                backbone, chosen = other, beside
         backbone.input_size = int(feature["image_size"])
         if feature.get("mean") and feature.get("std"):  # the normalisation the features were made with
             backbone.mean, backbone.std = tuple(feature["mean"]), tuple(feature["std"])
-        recorded = feature.get("weights_id")
         if recorded and backbone.weights_id != recorded:
             message = (f"{path}: trained on backbone weights {recorded!r} but loaded {backbone.weights_id!r} "
                        f"(from {chosen if chosen is not None else 'the default'})")

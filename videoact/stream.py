@@ -1132,11 +1132,12 @@ class StreamEngine:
                                               capture_time=frame.capture_time, index=frame.index)
                 if result is not None:
                     self.latest = result
-                    # Nobody has asked for results (a display loop showing engine.latest):
-                    # keep the newest instead of waiting for ever.
-                    taken = self._results_taken
-                    self._results.put(result, self._stop, timeout=None if taken else 0.0)
-                    if not taken and self._results.dropped and not warned:
+                    # A display loop that shows engine.latest and never asks for results:
+                    # keep the newest instead of waiting for ever. Before any consumer shows
+                    # up (a caller still getting ready), wait as for one.
+                    display_only = self._display_taken and not self._results_taken
+                    self._results.put(result, self._stop, timeout=0.0 if display_only else None)
+                    if display_only and self._results.dropped and not warned:
                         warned = True
                         self.log(f"{self.source.name}: no results taken (results() or poll()); keeping the "
                                  f"newest {self._results.maxlen}")
