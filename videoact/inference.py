@@ -154,9 +154,9 @@ class VideoClassifier:
         chosen = weights if weights is not None else feature.get("weights")
         recorded_file = weights is None and chosen is not None and _is_file_spec(chosen)
         # The file of that name next to the checkpoint (a run folder copied, from Windows too).
-        beside = Path(path).parent / (PureWindowsPath(chosen).name if recorded_file and "\\" in str(chosen)
-                                      else Path(str(chosen)).name)
-        if recorded_file and not Path(chosen).expanduser().is_file():
+        beside = (Path(path).parent / (PureWindowsPath(chosen).name if "\\" in str(chosen) else Path(chosen).name)
+                  if recorded_file else None)
+        if beside is not None and not Path(chosen).expanduser().is_file():
             if not beside.is_file():
                 raise WeightsNotFoundError(
                     f"{path}: the backbone weights file it was trained with, {chosen}, is not there (nor "
@@ -169,7 +169,7 @@ class VideoClassifier:
 
         backbone = build(chosen)
         recorded = feature.get("weights_id")
-        if (recorded and recorded_file and not same_weights(recorded, backbone.weights_id) and beside.is_file()
+        if (recorded and beside is not None and not same_weights(recorded, backbone.weights_id) and beside.is_file()
                 and beside.resolve() != Path(chosen).expanduser().resolve()):
             other = build(beside)  # the recorded path holds other weights now; the copy beside may be right
             if same_weights(recorded, other.weights_id):
