@@ -192,7 +192,7 @@ def test_base_inheritance(tmp_path, monkeypatch):
     missing = write(tmp_path / "child3.yaml", "_base_: nowhere.yaml\n")
     with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
         load_config(missing)
-    bad_in_base = write(tmp_path / "base4.yaml", "train:\n  lr: -1\n")
+    write(tmp_path / "base4.yaml", "train:\n  lr: -1\n")
     child4 = write(tmp_path / "child4.yaml", "_base_: base4.yaml\n")
     with pytest.raises(ConfigError, match=r"base4\.yaml: train\.lr: must be > 0"):
         load_config(child4)

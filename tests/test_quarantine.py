@@ -1,8 +1,6 @@
 """The quarantine list of `videoact check` keeps broken files out of training (data.exclude)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from faults import FAST_TRAIN, run_main, write_two_class_folder
 
 from videoact.checkpoint import load_checkpoint

@@ -997,7 +997,7 @@ def extract_features(
 
     def flush(final: bool = False) -> None:
         """Run every full batch queued (and, at the end, the rest), splitting chunks as needed."""
-        nonlocal queued, queued_frames
+        nonlocal queued_frames
         while queued_frames >= batch_size or (final and queued_frames):
             parts, take = [], min(batch_size, queued_frames)
             while take:

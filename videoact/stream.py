@@ -42,7 +42,6 @@ Library use::
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import math
 import os

@@ -40,7 +40,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
 from .device import autocast_dtype, precision_name, resolve_device
-from .extract import SamplingSpec, cache_key, extract_features, extraction_settings
+from .extract import SamplingSpec, cache_key, extract_features
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
