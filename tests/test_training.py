@@ -130,6 +130,7 @@ def test_infer_in_a_fresh_process_matches_training_time_probabilities(trained, b
     model = build_model_from_checkpoint(ckpt)
     dataset = FeatureDataset(samples, work / "cache", num_segments=8, train=False)
     probs, _ = predict(model, DataLoader(dataset, batch_size=4, collate_fn=collate_features), torch.device("cpu"))
+    assert not probs.requires_grad  # no autograd graph kept for a whole test set
 
     out = tmp_path / "pred.json"
     videoact("infer", work / "best.pt", *[s.path for s in samples], "--top-k", "10", "--out", out)

@@ -217,7 +217,6 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
 # ---------------------------------------------------------------- evaluation pass
 
 
-@torch.no_grad()
 def batches_of(loader: DataLoader) -> Iterator:
     """``iter(loader)``, with the user's ``__main__`` script hidden while worker processes
     start. Why: where workers are spawned (macOS, Windows; forkserver on Python 3.14) each
@@ -227,6 +226,7 @@ def batches_of(loader: DataLoader) -> Iterator:
         return iter(loader)
 
 
+@torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``[N, C]`` and labels ``[N]`` for everything in ``loader`` (this rank's part)."""
     model.eval()
