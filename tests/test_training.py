@@ -534,3 +534,33 @@ def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, capsys):
     assert summary["stopped_early"] and summary["epochs_run"] == 2
     train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)
     assert f"{tmp_path / 'w' / 'last.pt'}: the run stopped early after 2 epochs" in capsys.readouterr().out
+
+
+def test_a_classes_file_fixes_the_class_order_and_keeps_classes_without_training_videos(bench, trained, tmp_path,
+                                                                                         capsys):
+    """UCF101's own files: classInd.txt (``id name``) and lists with integer ids. Without a
+    classes file, classes were the training list's sorted names: an integer list could not
+    be read and a class without training videos dropped out (its test clips refused)."""
+    names = (bench / "classes.txt").read_text().split()
+    order = names[::-1]  # not the sorted order, to see whose order the checkpoint keeps
+    class_ind = tmp_path / "classInd.txt"
+    class_ind.write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(order)))
+    gone = order[3]
+    train_list = tmp_path / "trainlist.txt"
+    train_list.write_text("".join(f"train/{p.parent.name}/{p.name} {order.index(p.parent.name) + 1}\n"
+                                  for p in sorted((bench / "train").rglob("*.mp4")) if p.parent.name != gone))
+    cache = trained[0] / "cache"  # the same root (bench) and settings: nothing to extract
+    summary = train_in_process(bench, tmp_path / "run", cache, f"data.train={train_list}", f"data.root={bench}",
+                               f"data.classes={class_ind}", f"data.test={bench / 'test'}", "train.epochs=1")
+    err = capsys.readouterr().err
+    assert f"1 of the 10 classes of {class_ind} have no usable training video ({gone})" in err
+    assert "not one of the classes" not in err  # the test clips of that class are kept
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["classes"] == order
+    assert summary["test"]["classes"] == order and summary["test"]["num_samples"] == 10
+
+    # Without the file, integer labels cannot be read: each line is reported, nothing trains.
+    from videoact.training import TrainingError
+
+    with pytest.raises(TrainingError, match="no training videos found"):
+        train_in_process(bench, tmp_path / "run2", cache, f"data.train={train_list}", f"data.root={bench}")
+    assert "integer label 1 needs a classes file" in capsys.readouterr().err

@@ -105,6 +105,9 @@ class DataConfig:
     test: Optional[str] = None
     root: Optional[str] = _opt(None, doc="prefix for relative paths inside list files")
     exclude: Optional[str] = _opt(None, doc="file listing videos to leave out (`videoact check --quarantine`)")
+    classes: Optional[str] = _opt(None, doc="classes file (a name per line, or classInd.txt `id name` lines): "
+                                  "the class order, and integer labels in lists; None = the training data's "
+                                  "sorted label names")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
     num_workers: int = _opt(2, ge=0)
     preload: bool = _opt(False, doc="keep the training and validation features in memory after the first epoch "

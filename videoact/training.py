@@ -433,15 +433,24 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
             print(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}", file=sys.stderr)
         return kept
 
-    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root)
+    # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
+    # that have no training video; otherwise the training data's sorted label names.
+    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=cfg.data.classes)
     train_samples = without_excluded(train_samples, "training")
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not train_samples:
         raise TrainingError(f"{cfg.data.train}: no training videos found")
-    if len(classes) < 2:
-        raise TrainingError(f"{cfg.data.train}: one class only ({', '.join(classes)}): a classifier needs videos "
+    present = sorted({s.label for s in train_samples})
+    if len(present) < 2:
+        raise TrainingError(f"{cfg.data.train}: one class only ({classes[present[0]]}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
+    if is_main and len(present) < len(classes):
+        unseen = [name for i, name in enumerate(classes) if i not in set(present)]
+        source = cfg.data.classes or cfg.data.train
+        print(f"warning: {len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
+              f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
+              "name them", file=sys.stderr)
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg))
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)

@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", help="validation videos (data.val); default: a stratified hold-out of --data")
     p.add_argument("--test", help="test videos (data.test), evaluated with best.pt at the end")
     p.add_argument("--root", help="dataset root for relative paths in list files (data.root)")
+    p.add_argument("--classes", help="classes file fixing the class order (data.classes), e.g. a converter's "
+                   "classes.txt or UCF101's classInd.txt")
     p.add_argument("--work-dir", help="output folder: config.yaml, metrics.jsonl, last.pt, best.pt")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
@@ -26,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training import TrainingError, train
 
     paths = {key: value for key, value in (("data.train", args.data), ("data.val", args.val), ("data.test", args.test),
-                                           ("data.root", args.root), ("work_dir", args.work_dir)) if value is not None}
+                                           ("data.root", args.root), ("data.classes", args.classes),
+                                           ("work_dir", args.work_dir)) if value is not None}
     try:
         cfg = load_config(args.config, args.overrides, values=paths)
         if not cfg.data.train:
