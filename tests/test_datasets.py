@@ -18,6 +18,7 @@ from videoact.datasets import (
     convert_hmdb51_splits,
     convert_kinetics_csv,
     convert_ucf101_splits,
+    load_class_ids,
     load_classes,
     load_dataset,
     read_annotations,
@@ -170,6 +171,11 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
     names.write_text("walk\nrun\n")  # plain names: ids are 0-based positions
     samples, _, problems = read_annotations(list_file, dataset_root, classes=names)
     assert [s.label for s in samples] == [1, 1] and kinds(problems) == [(2, "unknown_label"), (3, "unknown_label")]
+
+    # {id: name}, as a checkpoint keeps its classInd.txt ids: the same labels as the file
+    assert load_class_ids(class_ind) == [1, 2] and load_class_ids(names) is None
+    samples, classes, problems = read_annotations(list_file, dataset_root, classes={2: "run", 1: "walk"})
+    assert classes == ["walk", "run"] and [s.label for s in samples] == [0, 1, 1] and kinds(problems) == [(3, "unknown_label")]
 
 
 def test_escaping_paths_refused_unless_allowed(tmp_path, dataset_root):

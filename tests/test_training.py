@@ -549,14 +549,33 @@ def test_a_classes_file_fixes_the_class_order_and_keeps_classes_without_training
     train_list = tmp_path / "trainlist.txt"
     train_list.write_text("".join(f"train/{p.parent.name}/{p.name} {order.index(p.parent.name) + 1}\n"
                                   for p in sorted((bench / "train").rglob("*.mp4")) if p.parent.name != gone))
+    val_list = tmp_path / "vallist.txt"
+    val_list.write_text("".join(f"val/{p.parent.name}/{p.name} {order.index(p.parent.name) + 1}\n"
+                                for p in sorted((bench / "val").rglob("*.mp4"))))
     cache = trained[0] / "cache"  # the same root (bench) and settings: nothing to extract
-    summary = train_in_process(bench, tmp_path / "run", cache, f"data.train={train_list}", f"data.root={bench}",
-                               f"data.classes={class_ind}", f"data.test={bench / 'test'}", "train.epochs=1")
-    err = capsys.readouterr().err
+    summary = train_in_process(bench, tmp_path / "run", cache, f"data.train={train_list}", f"data.val={val_list}",
+                               f"data.root={bench}", f"data.classes={class_ind}", f"data.test={bench / 'test'}",
+                               "train.epochs=1")
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "10 classes: 27 training videos, 10 validation videos" in captured.out
     assert f"1 of the 10 classes of {class_ind} have no usable training video ({gone})" in err
     assert "not one of the classes" not in err  # the test clips of that class are kept
-    assert load_checkpoint(tmp_path / "run" / "best.pt")["classes"] == order
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["classes"] == order and best["class_ids"] == list(range(1, 11))
     assert summary["test"]["classes"] == order and summary["test"]["num_samples"] == 10
+
+    # A test list labelled with the same ids: read with the checkpoint's ids, not as 0-based
+    # positions (which would shift every label by one class), so the accuracy is the same.
+    test_list = tmp_path / "testlist.txt"
+    test_list.write_text("".join(f"test/{p.parent.name}/{p.name} {order.index(p.parent.name) + 1}\n"
+                                 for p in sorted((bench / "test").rglob("*.mp4"))))
+    by_ids = tmp_path / "by_ids.json"
+    here(capsys, "test", tmp_path / "run" / "best.pt", test_list, "--root", bench, "--out", by_ids,
+         "--no-progress", "--device", "cpu")
+    metrics = json.loads(by_ids.read_text())
+    assert metrics["num_samples"] == 10 and metrics["top1"] == pytest.approx(summary["test"]["top1"])
+    assert metrics["confusion_matrix"] == summary["test"]["confusion_matrix"]
 
     # Without the file, integer labels cannot be read: each line is reported, nothing trains.
     from videoact.training import TrainingError

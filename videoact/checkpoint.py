@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     train_state: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    class_ids: Sequence[int] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (a crash leaves the previous file intact).
 
@@ -103,6 +104,10 @@ def save_checkpoint(
         raise CheckpointError(f"{path}: classes must be a non-empty list of str, got {classes!r}")
     if "name" not in model_config:
         raise CheckpointError(f"{path}: model_config needs 'name' (use model.config)")
+    if class_ids is not None:  # a classInd.txt's ids, for lists labelled with them
+        class_ids = [int(i) for i in class_ids]
+        if len(class_ids) != len(classes) or len(set(class_ids)) != len(class_ids):
+            raise CheckpointError(f"{path}: class_ids must be {len(classes)} distinct ids, got {class_ids!r}")
     num_classes = model_config.get("num_classes")
     if num_classes is not None and int(num_classes) != len(classes):
         raise CheckpointError(
@@ -115,6 +120,7 @@ def save_checkpoint(
         "model_state": model_state,
         "model_config": dict(model_config),
         "classes": classes,
+        "class_ids": class_ids,
         "feature": dict(feature),
         "metrics": dict(metrics or {}),
         "train_state": None if train_state is None else dict(train_state),
@@ -221,6 +227,10 @@ def check_checkpoint(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> Non
             raise CheckpointError(f"{path}: {key} should be a {kind.__name__}, got {type(ckpt[key]).__name__}")
     if "name" not in ckpt["model_config"]:
         raise CheckpointError(f"{path}: model_config has no model 'name'")
+    ids = ckpt.get("class_ids")
+    if ids is not None and (not isinstance(ids, list) or len(ids) != len(ckpt["classes"])
+                            or not all(isinstance(i, int) for i in ids)):
+        raise CheckpointError(f"{path}: class_ids should be {len(ckpt['classes'])} integer ids, got {ids!r}")
 
 
 def build_model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike,

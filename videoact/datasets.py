@@ -158,16 +158,17 @@ def _parse_class_lines(file: str, lines: Iterable[tuple[int, str]]) -> _ClassInd
     return _ClassIndex(names, mapping)
 
 
-def _class_index(classes: Sequence[str] | PathLike | None) -> _ClassIndex | None:
+def _class_index(classes: Sequence[str] | Mapping[int, str] | PathLike | None) -> _ClassIndex | None:
     if classes is None:
         return None
     if isinstance(classes, (str, os.PathLike)):
         path = Path(classes)
         return _parse_class_lines(str(path), enumerate(_read_text(path).splitlines(), 1))
-    names = [str(c) for c in classes]
+    ids = sorted(classes) if isinstance(classes, Mapping) else None  # {id: name}: a classInd.txt's own ids
+    names = [str(classes[i]) for i in ids] if ids is not None else [str(c) for c in classes]
     if len(set(names)) != len(names):
         raise ValueError(f"class names are not unique: {names}")
-    return _ClassIndex(names)
+    return _ClassIndex(names, None if ids is None else {number: pos for pos, number in enumerate(ids)})
 
 
 def load_classes(path: PathLike) -> list[str]:
@@ -175,6 +176,14 @@ def load_classes(path: PathLike) -> list[str]:
     index = _class_index(Path(path))
     assert index is not None
     return index.names
+
+
+def load_class_ids(path: PathLike) -> list[int] | None:
+    """The ids of an ``id name`` classes file (``classInd.txt``) in class order; ``None`` for
+    a file of plain names (whose integer labels are 0-based positions)."""
+    index = _class_index(Path(path))
+    assert index is not None
+    return None if index.ids is None else sorted(index.ids)
 
 
 def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
@@ -226,7 +235,7 @@ def _find_videos(directory: str) -> list[str]:
 
 
 def scan_video_folder(
-    root: PathLike, classes: Sequence[str] | PathLike | None = None
+    root: PathLike, classes: Sequence[str] | Mapping[int, str] | PathLike | None = None
 ) -> tuple[list[VideoSample], list[str]]:
     """Find ``root/<class>/**/<video>`` (extensions in ``VIDEO_EXTENSIONS``, any case).
 
@@ -241,7 +250,7 @@ def scan_video_folder(
 
 
 def _scan_folder(
-    root: PathLike, classes: Sequence[str] | PathLike | None
+    root: PathLike, classes: Sequence[str] | Mapping[int, str] | PathLike | None
 ) -> tuple[list[VideoSample], list[str], list[AnnotationProblem]]:
     root_abs = os.path.abspath(root)
     if not os.path.isdir(root_abs):
@@ -481,7 +490,7 @@ def _kinetics_row(header: list[str], cells: list[str], number: int, col: _Collec
 def read_annotations(
     list_file: PathLike,
     root: PathLike | None = None,
-    classes: Sequence[str] | PathLike | None = None,
+    classes: Sequence[str] | Mapping[int, str] | PathLike | None = None,
     *,
     allow_outside_root: bool = False,
     strict: bool = False,
@@ -497,8 +506,9 @@ def read_annotations(
             videos at ``root/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``, also found
             with ``_`` for spaces in the folder or in a flat folder) or ``path,label``.
         root: the dataset root the paths are relative to (default: the list's folder).
-        classes: fixes the class list (names, or a classes.txt / classInd.txt file);
-            otherwise classes are the sorted label names found in the file.
+        classes: fixes the class list (names, ``{id: name}``, or a classes.txt /
+            classInd.txt file); otherwise classes are the sorted label names found in the
+            file. Integer labels are the file's ids, or 0-based positions among names.
         allow_outside_root: accept paths that resolve outside ``root``; their cache key
             is ``__outside__/<absolute path>``.
         strict: raise :class:`AnnotationError` listing every problem instead of returning them.
@@ -527,7 +537,7 @@ def read_annotations(
 def load_dataset(
     spec: PathLike,
     root: PathLike | None = None,
-    classes: Sequence[str] | PathLike | None = None,
+    classes: Sequence[str] | Mapping[int, str] | PathLike | None = None,
     **options,
 ) -> VideoList:
     """A folder of class sub-folders, or an annotation list/CSV (``options`` go to :func:`read_annotations`).
@@ -947,7 +957,7 @@ def convert_kinetics_csv(
     csv_file: PathLike,
     out_list: PathLike,
     root: PathLike | None = None,
-    classes: Sequence[str] | PathLike | None = None,
+    classes: Sequence[str] | Mapping[int, str] | PathLike | None = None,
     classes_out: PathLike | None = None,
     relative_to: PathLike | None = None,
 ) -> VideoList:

@@ -108,7 +108,8 @@ class VideoClassifier:
     classifier after changing the backbone's weights or input size."""
 
     def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],
-                 device: str | torch.device = "auto", checkpoint_path: str | None = None):
+                 device: str | torch.device = "auto", checkpoint_path: str | None = None,
+                 class_ids: Sequence[int] | None = None):
         device = resolve_device(device)
         if len(classes) != model.temporal.num_classes:
             raise ValueError(f"{len(classes)} class names for a model with {model.temporal.num_classes} outputs")
@@ -118,6 +119,8 @@ class VideoClassifier:
         # arithmetic of the feature cache, and 1.5-1.8x faster (Lite0 at 448 px, 2 cores).
         self._frames_to_features = inference_model(self.model.backbone, device)
         self.classes = list(classes)
+        # The ids of the classes file it was trained with (classInd.txt), for integer-labelled lists.
+        self.class_ids = None if class_ids is None else list(class_ids)
         self.feature = dict(feature)
         self.device = device
         self.checkpoint_path = checkpoint_path
@@ -188,7 +191,7 @@ class VideoClassifier:
 
             warnings.warn(f"{message}; predictions may be off")
         model = CNNLSTM(backbone, temporal)
-        return cls(model, ckpt["classes"], feature, device, str(path))
+        return cls(model, ckpt["classes"], feature, device, str(path), class_ids=ckpt.get("class_ids"))
 
     # ------------------------------------------------------------ features
 

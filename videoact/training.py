@@ -38,7 +38,8 @@ from .atomic import atomic_write_text
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_dataset, stratified_split
+from .datasets import (OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_class_ids, load_dataset,
+                       stratified_split)
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
 from .spawn import main_script_hidden
@@ -452,8 +453,11 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
               f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
               "name them", file=sys.stderr)
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg))
+    # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
+    class_ids = load_class_ids(cfg.data.classes) if cfg.data.classes else None
+    label_set = dict(zip(class_ids, classes)) if class_ids else classes
     if cfg.data.val:
-        val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=classes)
+        val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
         val_samples = without_excluded(val_samples, "validation")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
@@ -461,7 +465,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         val_samples = []
     test_samples: list = []
     if cfg.data.test:
-        test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=classes)
+        test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
         test_samples = without_excluded(test_samples, "test")
         for p in problems:
             print(f"warning: {p}", file=sys.stderr)
@@ -605,7 +609,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
 
     def checkpoint(path: Path, epoch: int, metrics: dict) -> None:
         save_checkpoint(
-            path, model_state=model.state_dict(), model_config=model.config, classes=list(classes),
+            path, model_state=model.state_dict(), model_config=model.config, classes=list(classes), class_ids=class_ids,
             feature=features_info,
             train_state={
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
