@@ -335,3 +335,34 @@ def test_torchvision_weights_are_recorded_as_the_enum_they_resolved_to(tmp_path)
     cfg = load_config(values={"feature.weights": torchvision.models.ResNet50_Weights.IMAGENET1K_V2})
     assert cfg.feature.weights == "ResNet50_Weights.IMAGENET1K_V2"
     assert load_config(values={"feature.weights": tmp_path / "w.pth"}).feature.weights == str(tmp_path / "w.pth")
+
+
+def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
+    """Found by a review, as a library user meets them: loading drew the models' initial
+    weights from torch's global random stream (a seeded caller's next numbers changed);
+    a temporal model left in training mode (fine-tuning ``classifier.temporal``) gave
+    different probabilities each call (dropout); features and probabilities were inference
+    tensors, which refuse in-place changes; uint8 frames given to CNNLSTM failed deep in
+    the backbone ("expected scalar type Byte")."""
+    from faults import write_tiny_checkpoint
+
+    from videoact.inference import VideoClassifier
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.pt")
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    clf = VideoClassifier.from_checkpoint(ckpt, device="cpu")
+    assert torch.equal(torch.rand(3), expected)
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    feats = clf.frame_features(frames)
+    feats -= feats.mean(0)  # in place, as one centres features
+    probs = clf.predict_features(feats)
+    probs.clamp_(0, 1)
+    clf.temporal.train()
+    with torch.no_grad():
+        assert not torch.allclose(clf.temporal(feats[None]).softmax(-1)[0], probs)  # dropout is on in this mode
+    assert torch.equal(clf.predict_features(feats), probs) and clf.temporal.training  # and its mode kept
+    with pytest.raises(TypeError, match="normalised float frames"):
+        clf.model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))

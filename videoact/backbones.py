@@ -272,11 +272,11 @@ class Backbone(nn.Module):
 
     def embed(self, frames: torch.Tensor, batch_size: int = 64, **preprocess_kwargs: Any) -> torch.Tensor:
         """``uint8 [N, H, W, 3]`` frames -> features ``[N, feature_dim]`` on this device,
-        computed ``batch_size`` frames at a time under ``torch.inference_mode``."""
+        computed ``batch_size`` frames at a time without autograd."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         outs = []
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: its tensors refuse the caller's in-place changes
             for start in range(0, len(frames), batch_size):
                 x = self.preprocess(frames[start : start + batch_size], **preprocess_kwargs)
                 outs.append(self(x))

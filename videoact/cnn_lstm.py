@@ -79,12 +79,16 @@ class CNNLSTM(nn.Module):
     def frame_features(
         self, frames: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
     ) -> torch.Tensor:
-        """Per-frame features ``[B, T, D]`` from ``frames [B, T, 3, H, W]``.
+        """Per-frame features ``[B, T, D]`` from ``frames [B, T, 3, H, W]``, normalised float
+        (``backbone.preprocess`` of uint8 frames; :class:`VideoClassifier` takes uint8 videos).
 
         Only valid frames go through the backbone; padded steps get zero features.
         """
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"expected frames [B, T, 3, H, W], got shape {tuple(frames.shape)}")
+        if not frames.is_floating_point():
+            raise TypeError(f"expected normalised float frames [B, T, 3, H, W], got {frames.dtype}: make them with "
+                            "backbone.preprocess(uint8 frames [N, H, W, 3]), or use VideoClassifier.predict")
         batch, steps = frames.shape[:2]
         lengths = normalize_lengths(lengths, batch, steps)
         flat = rearrange(frames, "b t c h w -> (b t) c h w")

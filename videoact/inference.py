@@ -149,6 +149,14 @@ class VideoClassifier:
         ``weights`` gives another location. Weights other than the training ones (a file
         changed since) are refused unless ``weights`` is given, then only warned about.
         """
+        # Building the models draws their random initial weights (then overwritten): from a
+        # forked generator, so that loading leaves the caller's seeded random stream as it was.
+        with torch.random.fork_rng(devices=[]):
+            return cls._load(path, device, weights)
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike, device: str | torch.device,
+              weights: str | os.PathLike | None) -> "VideoClassifier":
         from .backbones import WeightsNotFoundError, _is_file_spec, create_backbone, same_weights
 
         ckpt = load_checkpoint(path)
@@ -195,7 +203,7 @@ class VideoClassifier:
 
     # ------------------------------------------------------------ features
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its tensors refuse the caller's in-place changes
     def frame_features(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 RGB frames ``[T, H, W, 3]`` -> features ``[T, D]`` (float32 holding float16 values)."""
         from .preprocess import preprocess_frames
@@ -230,12 +238,20 @@ class VideoClassifier:
 
     # ------------------------------------------------------------ prediction
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def predict_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Features ``[T, D]`` or ``[B, T, D]`` -> probabilities ``[C]`` or ``[B, C]``."""
+        """Features ``[T, D]`` or ``[B, T, D]`` -> probabilities ``[C]`` or ``[B, C]``.
+
+        The temporal model runs in eval mode (no dropout) even if a caller put it in training
+        mode (fine-tuning ``classifier.temporal``); its mode is restored afterwards."""
         single = features.dim() == 2
         x = features[None] if single else features
-        probs = self.temporal(x.float().to(self.device), lengths).float().softmax(-1).cpu()
+        training = self.temporal.training
+        self.temporal.eval()
+        try:
+            probs = self.temporal(x.float().to(self.device), lengths).float().softmax(-1).cpu()
+        finally:
+            self.temporal.train(training)
         return probs[0] if single else probs
 
     def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:

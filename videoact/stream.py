@@ -876,7 +876,7 @@ class StreamClassifier:
             return True  # a jump: push() resets and takes it
         return self._feature_schedule.due(timestamp)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def push(self, frame: np.ndarray | torch.Tensor, timestamp: float, *, capture_time: float | None = None,
              index: int = -1) -> StreamResult | None:
         """Offer one frame (uint8 RGB ``[H, W, 3]``) captured at source time ``timestamp`` s.
