@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..inference import VideoClassifier
     from ..overlay import AtomicVideoWriter, draw_stream_overlay, window_support
-    from ..stream import DEFAULT_LIVE_FPS, SourceError, StreamClassifier, StreamEngine, RateMeter
+    from ..sources import DEFAULT_LIVE_FPS, SourceError
+    from ..stream import RateMeter, StreamClassifier, StreamEngine
 
     # --record on the source file (or the checkpoint) would replace it: refuse first.
     # A camera index or a URL is no file here and cannot be overwritten.
