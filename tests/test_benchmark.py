@@ -12,7 +12,7 @@ from torch import nn
 
 from videoact.backbones import create_backbone
 from videoact.benchmark import LSTMCellLoop
-from videoact.extract import fold_batchnorm
+from videoact.fast_inference import fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--quick", "--no-distributed", "--set", "videos=3", "--set", "frames=20", "--set", "image_size=64",
@@ -99,7 +99,7 @@ def test_folded_backbone_has_no_batchnorm_and_the_same_output(name):
 @pytest.mark.parametrize("name,fused", [("efficientnet_lite0", 17), ("resnet18", 9)])
 def test_inference_model_fuses_activations_and_keeps_the_output(name, fused):
     """ResNet's ReLU after `out += identity` must not be fused into the conv before it."""
-    from videoact.extract import _SkipIfFused, inference_model
+    from videoact.fast_inference import _SkipIfFused, inference_model
 
     backbone = create_backbone(name, pretrained=name == "efficientnet_lite0").eval()
     backbone.input_size = 64

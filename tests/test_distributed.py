@@ -197,7 +197,7 @@ def test_features_do_not_depend_on_batch_neighbours():
     """What extraction's fixed batch shape relies on: at one batch size a frame's output
     has the same bits whatever frames share the batch and wherever it sits in it."""
     from videoact.backbones import create_backbone
-    from videoact.extract import inference_model
+    from videoact.fast_inference import inference_model
 
     backbone = create_backbone("efficientnet_lite0")
     backbone.input_size = 64

@@ -19,7 +19,7 @@ same frames of every clip for every stage, and measures
   every frame of one video, PIL ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``
   per frame, the sampled frames of the video as one NCHW batch through the plain
   (unfolded) model, ``np.save`` per video, in a process of its own as its users run it
-  (the benchmark process has :func:`videoact.extract.keep_freed_memory` on, like
+  (the benchmark process has :func:`videoact.fast_inference.keep_freed_memory` on, like
   extraction; the full run also times the naive code in this process); and
   ``extract_vs_naive_ratio``;
 * temporal-model training throughput on the cached features (sequences/s): the
@@ -61,8 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extract import (SamplingSpec, decode_loader, extract_features, inference_model, keep_freed_memory,
-                      resolve_device)
+from .extract import SamplingSpec, decode_loader, extract_features, resolve_device
+from .fast_inference import inference_model, keep_freed_memory
 
 __all__ = [
     "Figure",

@@ -21,7 +21,8 @@ import torch
 from .checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from .cnn_lstm import CNNLSTM
 from .device import autocast_dtype
-from .extract import SamplingSpec, default_batch_size, inference_model, resolve_device
+from .extract import SamplingSpec, default_batch_size, resolve_device
+from .fast_inference import inference_model
 
 
 def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -104,7 +105,7 @@ class VideoClassifier:
     """Backbone + temporal model + labels, ready to classify videos or frame arrays.
 
     Frames go through a copy of the backbone made for inference when the classifier is
-    made (:func:`videoact.extract.inference_model`, as extraction runs it): make a new
+    made (:func:`videoact.fast_inference.inference_model`, as extraction runs it): make a new
     classifier after changing the backbone's weights or input size."""
 
     def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],

@@ -7,10 +7,11 @@ import math
 
 def tune_cpu_allocator(device: str) -> None:
     """For commands that run the backbone: on the CPU, keep freed memory in the process
-    (:func:`videoact.extract.keep_freed_memory`, as ``videoact extract`` does), so each
+    (:func:`videoact.fast_inference.keep_freed_memory`, as ``videoact extract`` does), so each
     batch of frames does not page-fault its activation maps in again (measured: Lite0 at
     448 px, 8 frames a batch, another job running: 10-11 frames/s without, 47-53 with)."""
-    from ..extract import keep_freed_memory, resolve_device
+    from ..extract import resolve_device
+    from ..fast_inference import keep_freed_memory
 
     try:
         cpu = resolve_device(device).type == "cpu"
