@@ -264,3 +264,26 @@ def test_write_timeline_single_and_many(model, known_video, tmp_path):
     assert json.loads(write_timeline(tl, tmp_path / "one.json").read_text())["source"] == str(path)
     many = json.loads(write_timeline([tl, tl], tmp_path / "many.json").read_text())
     assert isinstance(many, list) and len(many) == 2
+
+
+def test_a_variable_rate_video_keeps_its_timing(model, tmp_path):
+    """Phones record at a variable rate. The annotated copy wrote every frame at one
+    nominal rate (a 3 s video became 1.4 s, its overlay out of step with the picture), and
+    the timeline's last frame lasted 1 / nominal rate (the video ended 80 ms early here)."""
+    from videoact.testing import write_timed_video
+    from videoact.timeline import annotate_video
+
+    clf, _ = model
+    times = [0.02 * i for i in range(50)] + [1.0 + 0.1 * i for i in range(20)]  # 50 fps for 1 s, then 10 fps
+    palette = np.array([[40 + 25 * (i % 8), 40 + 25 * (i // 8), 128] for i in range(70)], np.uint8)
+    src = write_timed_video(tmp_path / "phone.mkv", [np.broadcast_to(c, (96, 128, 3)).copy() for c in palette], times)
+    timeline = classify_timeline(clf, src)
+    assert timeline.duration == pytest.approx(3.0)
+    out = annotate_video(src, timeline, tmp_path / "annotated.mp4")
+    with open_video(out) as reader:
+        rate = reader.fps
+        shown = [int(np.abs(palette.astype(float) - f[-12:, -12:].reshape(-1, 3).mean(0)).sum(1).argmin())
+                 for _, _, f in reader.iter_frames()]
+    assert rate == pytest.approx(50.0)
+    # Output frame k shows the frame on screen at k / 50 s: the last frame starts at 2.9 s.
+    assert shown == [int(np.searchsorted(times, k / rate + 1e-6, side="right")) - 1 for k in range(146)]

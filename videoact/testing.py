@@ -89,3 +89,58 @@ def write_coded_video(
         raise ValueError(f"at most {2 ** INDEX_BITS} frames can be index-coded")
     frames = [coded_frame(i, height, width) for i in range(num_frames)]
     return write_video(path, frames, fps=fps, fourcc=fourcc)
+
+
+# --------------------------------------------------------------------- timed (VFR) files
+# OpenCV writes constant-rate files only; variable frame rates (phones) and timestamps that
+# do not start at 0 need a container that stores each frame's time. A minimal Matroska
+# writer: MJPEG frames in SimpleBlocks with millisecond timestamps.
+
+
+def _ebml_size(n: int) -> bytes:
+    for length in range(1, 9):
+        if n < (1 << (7 * length)) - 1:
+            return ((1 << (8 * length - length)) | n).to_bytes(length, "big")
+    raise ValueError(f"element of {n} bytes is too large")
+
+
+def _ebml(element_id: int, payload: bytes) -> bytes:
+    return element_id.to_bytes((element_id.bit_length() + 7) // 8, "big") + _ebml_size(len(payload)) + payload
+
+
+def _ebml_uint(element_id: int, value: int) -> bytes:
+    return _ebml(element_id, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def write_timed_video(path: str | os.PathLike, frames: Sequence[np.ndarray], times: Sequence[float]) -> Path:
+    """Write RGB frames ``[H, W, 3]`` shown at ``times`` (seconds, increasing; any start, any
+    spacing, millisecond precision) as an MJPEG Matroska file (``.mkv``)."""
+    import struct
+
+    ms = [int(round(t * 1000)) for t in times]
+    if len(ms) != len(frames) or not frames or any(b <= a for a, b in zip(ms, ms[1:])) or ms[0] < 0:
+        raise ValueError("one time per frame, increasing by at least 1 ms, from 0 s on")
+    height, width = frames[0].shape[:2]
+    header = _ebml(0x1A45DFA3, _ebml_uint(0x4286, 1) + _ebml_uint(0x42F7, 1) + _ebml_uint(0x42F2, 4)
+                   + _ebml_uint(0x42F3, 8) + _ebml(0x4282, b"matroska") + _ebml_uint(0x4287, 4)
+                   + _ebml_uint(0x4285, 2))
+    last_step = ms[-1] - ms[-2] if len(ms) > 1 else 40
+    info = _ebml(0x1549A966, _ebml_uint(0x2AD7B1, 1_000_000)  # timestamps in ms
+                 + _ebml(0x4489, struct.pack(">d", float(ms[-1] + last_step)))  # duration
+                 + _ebml(0x4D80, b"videoact.testing") + _ebml(0x5741, b"videoact.testing"))
+    track = _ebml(0xAE, _ebml_uint(0xD7, 1) + _ebml_uint(0x73C5, 1) + _ebml_uint(0x83, 1)
+                  + _ebml(0x86, b"V_MJPEG") + _ebml(0xE0, _ebml_uint(0xB0, width) + _ebml_uint(0xBA, height)))
+    clusters = b""
+    for start in range(0, len(frames), 30):  # a block's time is relative to its cluster's (16 bits)
+        body = _ebml_uint(0xE7, ms[start])
+        for frame, t in zip(frames[start:start + 30], ms[start:start + 30]):
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR),
+                                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise RuntimeError("JPEG encoding failed")
+            body += _ebml(0xA3, b"\x81" + struct.pack(">h", t - ms[start]) + b"\x80" + jpeg.tobytes())
+        clusters += _ebml(0x1F43B675, body)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + _ebml(0x18538067, info + _ebml(0x1654AE6B, track) + clusters))
+    return path

@@ -10,10 +10,13 @@
    of ``T`` equal segments of ``[start, start + window)``, each mapped to the grid point
    of the grid cell it falls in (its nearest; on a cell boundary, the later one). Exact
    when ``stride`` is a whole number of grid steps ``1 / feature_rate``, as the default
-   stride is (about ``window / 4``). With the default rate a window sees the same frames that
-   ``VideoClassifier.predict`` would pick on the window's frames (TSN segment centres),
-   so each window's probabilities equal an offline prediction on that stretch. A video
-   shorter than the window is one window over all of it, its grid made T points long.
+   stride is (about ``window / 4``). With the default rate a window sees the frames on
+   screen at the centres of its ``T`` segments (TSN segment centres, by time), which is
+   what ``VideoClassifier.predict`` picks on the window's frames (centres by frame index)
+   at whole frame rates (25, 30, 50 fps): there its probabilities equal an offline
+   prediction on that stretch; at other rates (29.97, 15 fps) some picks differ by one
+   frame. A video shorter than the window is one window over all of it, its grid made T
+   points long.
 3. Each window owns the time between the midpoints to its neighbours' centres (the
    first from 0, the last to the end). Consecutive windows with the same top label
    merge into an action segment ``(label, start, end, mean score)``; a window whose top
@@ -219,7 +222,10 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     with reader:
         n = len(reader)
         fps = float(reader.fps)
-        duration = float(ts[-1] + (1.0 / fps if fps > 0 else 0.0))
+        # The last frame lasts as long as the frames before it (a variable-rate video's
+        # nominal rate can be far from its last frames' rate).
+        step = float(np.median(np.diff(ts[-6:]))) if n > 1 else 0.0
+        duration = float(ts[-1] + (step if step > 0 else 1.0 / fps if fps > 0 else 0.0))
         spans = window_starts(duration, window, stride)
         if duration < window:
             # One window over the whole (short) video: a grid of T points over it puts them
@@ -353,23 +359,43 @@ def annotate_video(video: str | os.PathLike, timeline: Timeline, out: str | os.P
                    top_k: int = 3) -> Path:
     """Write a copy of ``video`` with each frame's window top-k and segment drawn on it.
 
+    The copy has a constant rate (the video's): output frame ``k`` shows the frame on
+    screen at ``k / fps``, so a variable-rate video (a phone's) keeps its timing, its
+    frames repeated or dropped where they came slower or faster than that rate.
     Written to a temporary name and renamed at the end; on an error nothing is left.
     """
     from .decode import open_video
-    from .overlay import AtomicVideoWriter, draw_overlay
+    from .overlay import AtomicVideoWriter
 
-    with open_video(video) as reader, AtomicVideoWriter(out, reader.fps) as writer:
-        for _index, t, frame in reader.iter_frames():
-            if timeline.windows:
-                w = timeline.windows[timeline.window_at(t)]
-                seg = timeline.segment_at(t)
-                headline = seg.label if seg is not None else "no confident action"
-                status = [f"t={t:6.2f}s  window {w.start:.2f}-{w.end:.2f}s"]
-                if seg is not None:
-                    status.append(f"segment {seg.start:.2f}-{seg.end:.2f}s  score {seg.score:.2f}")
-                image = draw_overlay(frame, w.top[:top_k], label=w.label, headline=headline, status=status,
-                                     confident=w.label is not None, bgr_output=True)
-            else:
-                image = np.ascontiguousarray(frame[..., ::-1])
-            writer.write(image, bgr=True)
+    with open_video(video) as reader:
+        rate = float(reader.fps) if reader.fps and reader.fps > 0 else 25.0
+        with AtomicVideoWriter(out, rate) as writer:
+            pending: np.ndarray | None = None  # the last drawn frame, written once the next one's time is known
+            written, t0 = 0, None
+            for _index, t, frame in reader.iter_frames():
+                t0 = t if t0 is None else t0
+                if pending is not None:
+                    # the previous frame fills the output frames up to this one's time
+                    for _ in range(int(round((t - t0) * rate)) - written):
+                        writer.write(pending, bgr=True)
+                        written += 1
+                pending = _annotated(frame, t, timeline, top_k)
+            if pending is not None:
+                writer.write(pending, bgr=True)  # the last frame, once
     return Path(out)
+
+
+def _annotated(frame: np.ndarray, t: float, timeline: Timeline, top_k: int) -> np.ndarray:
+    """A BGR copy of the RGB ``frame`` (shown at ``t`` s) with its window and segment drawn on it."""
+    from .overlay import draw_overlay
+
+    if timeline.windows:
+        w = timeline.windows[timeline.window_at(t)]
+        seg = timeline.segment_at(t)
+        headline = seg.label if seg is not None else "no confident action"
+        status = [f"t={t:6.2f}s  window {w.start:.2f}-{w.end:.2f}s"]
+        if seg is not None:
+            status.append(f"segment {seg.start:.2f}-{seg.end:.2f}s  score {seg.score:.2f}")
+        return draw_overlay(frame, w.top[:top_k], label=w.label, headline=headline, status=status,
+                            confident=w.label is not None, bgr_output=True)
+    return np.ascontiguousarray(frame[..., ::-1])
