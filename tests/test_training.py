@@ -583,3 +583,33 @@ def test_a_classes_file_fixes_the_class_order_and_keeps_classes_without_training
     with pytest.raises(TrainingError, match="no training videos found"):
         train_in_process(bench, tmp_path / "run2", cache, f"data.train={train_list}", f"data.root={bench}")
     assert "integer label 1 needs a classes file" in capsys.readouterr().err
+
+
+def test_features_replaced_under_a_running_training_stop_it_with_the_reason(tmp_path, monkeypatch):
+    """Two runs with other feature settings sharing one feature.cache_dir (a sweep): the
+    second re-extracts every video into the same files. The first run went on training on
+    them: features of the same shape (here the image size differs), silently other ones."""
+    import videoact.training as training
+    from faults import write_two_class_folder
+
+    from videoact.config import load_config
+    from videoact.extract import extract_features
+    from videoact.feature_cache import FeatureCacheError
+
+    videos = write_two_class_folder(tmp_path / "videos")
+    cache = tmp_path / "cache"
+    save = training.save_checkpoint
+
+    def another_run_re_extracts(path, **kw):  # after the first epoch, the other run's extraction
+        save(path, **kw)
+        if Path(path).name == "last.pt" and kw["train_state"]["epoch"] == 0:
+            extract_features(sorted(videos.rglob("*.mp4")), cache, root=videos, image_size=96, resize="squash",
+                             sampling=training.sampling_spec(cfg), progress=False)
+
+    fast = [item for item in FAST if item != "--set"]
+    cfg = load_config(None, [*fast, f"data.train={videos}", "data.val_fraction=0.25", f"work_dir={tmp_path / 'run'}",
+                             f"feature.cache_dir={cache}", "train.epochs=3"])
+    monkeypatch.setattr(training, "save_checkpoint", another_run_re_extracts)
+    with pytest.raises(FeatureCacheError, match=r"made with other settings \(image_size: 96 -> 64\).*"
+                                                r"its own feature.cache_dir"):
+        training.train(cfg)

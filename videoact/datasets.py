@@ -32,13 +32,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from .atomic import atomic_write_text, clobber_error
-from .feature_cache import FeatureCacheError, cache_path, load_features
+from .feature_cache import FeatureCacheError, cache_path, load_features, settings_differences
 
 # The same set as videoact.decode.VIDEO_EXTENSIONS (kept here so lists parse without decoders).
 VIDEO_EXTENSIONS = frozenset(
@@ -694,6 +694,8 @@ class FeatureDataset(torch.utils.data.Dataset):
     :meth:`set_epoch` every epoch before iterating. ``persistent_workers`` keep the copy
     of the dataset they were started with, so with them sample through
     :class:`EpochSampler`, whose ``(epoch, index)`` items carry the epoch to the workers.
+    ``settings`` (``ExtractResult.settings``): each file must have been made with them (a
+    file replaced by a run with other settings raises :class:`FeatureCacheError`).
     """
 
     def __init__(
@@ -706,6 +708,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         seed: int = 0,
         reverse_labels: Mapping[int, int] | None = None,
         preload: bool = False,
+        settings: Mapping[str, Any] | None = None,
     ):
         if num_segments is not None and num_segments < 1:
             raise ValueError(f"num_segments must be >= 1 or None, got {num_segments}")
@@ -718,6 +721,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.preload = preload
+        self.settings = None if settings is None else dict(settings)
         self._memory: dict[int, torch.Tensor] = {}  # index -> float16 [T, D], checked
 
     def __len__(self) -> int:
@@ -751,6 +755,15 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise FeatureCacheError(
                 file, f"features of video {sample.path} have shape {tuple(features.shape)}, expected [T>0, D]"
             )
+        if self.settings is not None:
+            # Another run sharing the cache folder may have re-extracted this video with
+            # other settings since training began: same shape maybe, other features.
+            differ = settings_differences(cached.metadata, self.settings, int(features.shape[1]))
+            if differ:
+                raise FeatureCacheError(
+                    file, f"features of video {sample.path} were made with other settings ({'; '.join(differ)}): "
+                    "replaced by another run that shares this cache folder? Give each feature setting its own "
+                    "feature.cache_dir")
         features = features.float()
         if not torch.isfinite(features).all():
             raise FeatureCacheError(

@@ -127,6 +127,9 @@ class ExtractResult:
     # for the writer thread at the end) and "teardown" (waiting for decode workers to
     # exit). On CUDA "preprocess" and "backbone" only count launching asynchronous work.
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # What the features were made with (backbone, weights, layer, ...): what a cache file
+    # must record to hold them (videoact.feature_cache.settings_differences).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -619,7 +622,7 @@ def extract_features(
     settings = extraction_settings(backbone, sampling, resize, precision_name(amp_dtype))
 
     # Which videos need work. The rest are current and skipped (resume).
-    result = ExtractResult()
+    result = ExtractResult(settings=dict(settings))
     rank, world = shard
     # (source, relative name, cache file, size and mtime as they were before decoding: a video
     # replaced while it is decoded then looks changed to the next run, instead of its new
@@ -654,7 +657,8 @@ def extract_features(
     if replaced:  # say so: these may be someone's features made with other settings
         target, why = replaced[0]
         print(f"note: {len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
-              f"replaced ({target.name}: {'; '.join(why)})", file=sys.stderr)
+              f"replaced ({target.name}: {'; '.join(why)}); a run still training on them will stop: give each "
+              "feature setting its own cache folder", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several ranks (maybe on other machines, where our pid check means nothing)
     # only this shard's leftovers are ours to remove.

@@ -149,6 +149,19 @@ def _compared(key: str, value: Any) -> Any:
     return {name: value.get(name, _SAMPLING_BEFORE_RECORDED.get(name)) for name in fields}
 
 
+def settings_differences(metadata: Mapping[str, Any], settings: Mapping[str, Any],
+                         feature_dim: int | None = None) -> list[str]:
+    """How the settings a cache file was made with (its ``metadata``) differ from
+    ``settings``: ``[]`` when they match, else ``["image_size: 224 -> 448", ...]``.
+    ``feature_dim``: the file's ``D``, for files made before it was recorded."""
+    # JSON round trip so tuples compare equal to the lists read back.
+    wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
+    made = {**_SETTINGS_BEFORE_RECORDED, **metadata}
+    made.setdefault("feature_dim", feature_dim)
+    return [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items()
+            if _compared(key, made.get(key)) != _compared(key, value)]
+
+
 def cache_staleness(
     path: str | os.PathLike,
     settings: Mapping[str, Any],
@@ -161,17 +174,14 @@ def cache_staleness(
         meta = read_metadata(path)
     except FeatureCacheError:
         return None
-    # JSON round trip so tuples compare equal to the lists read back.
-    wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
-    made = {**_SETTINGS_BEFORE_RECORDED, **meta}
-    if "feature_dim" in wanted and "feature_dim" not in made:  # made before it was recorded: the header says
+    feature_dim = None
+    if "feature_dim" in settings and "feature_dim" not in meta:  # made before it was recorded: the header says
         try:
             with safe_open(str(path), framework="pt") as f:
-                made["feature_dim"] = int(f.get_slice("features").get_shape()[-1])
+                feature_dim = int(f.get_slice("features").get_shape()[-1])
         except Exception:  # noqa: BLE001 - unreadable tensors: out of date, and rewritten
-            made["feature_dim"] = None
-    reasons = [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items()
-               if _compared(key, made.get(key)) != _compared(key, value)]
+            pass
+    reasons = settings_differences(meta, settings, feature_dim)
     if source is not None:
         try:
             stat = source_stat(source)

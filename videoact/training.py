@@ -196,8 +196,9 @@ def cache_root(samples: list, data_root: str | None) -> Path:
     return Path(os.path.commonpath([os.path.abspath(Path(s.path).parent) for s in samples]))
 
 
-def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> list:
-    """Extract missing or stale features; return the samples whose features exist."""
+def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> tuple[list, dict[str, Any]]:
+    """Extract missing or stale features; return the samples whose features exist, and the
+    settings their cache files record."""
     rank, world = _dist()
     result = extract_features(
         [s.path for s in samples], cache_dir, root=root, backbone=cfg.feature.backbone,
@@ -212,7 +213,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
     failed = {f.path for f in result.failed}
     for f in result.failed:
         print(f"warning: skipping {f.reason}", file=sys.stderr)
-    return [s for s in samples if str(s.path) not in failed]
+    return [s for s in samples if str(s.path) not in failed], result.settings
 
 
 # ---------------------------------------------------------------- evaluation pass
@@ -484,7 +485,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     root = cache_root(everything, cfg.data.root)
     train_samples, val_samples, test_samples = (rebase(s, root) for s in (train_samples, val_samples, test_samples))
     cache_dir = Path(cfg.feature.cache_dir) if cfg.feature.cache_dir else work_dir / "features"
-    ok = {str(s.path) for s in ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)}
+    usable, settings = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)
+    ok = {str(s.path) for s in usable}
     train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
                                                 for x in (train_samples, val_samples, test_samples))
     if not train_samples:
@@ -501,8 +503,9 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
-                               reverse_labels=reverse_labels, preload=cfg.data.preload)
-    val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False, preload=cfg.data.preload)
+                               reverse_labels=reverse_labels, preload=cfg.data.preload, settings=settings)
+    val_set = FeatureDataset(val_samples, cache_dir, num_segments=segments, train=False, preload=cfg.data.preload,
+                             settings=settings)
 
     if cfg.train.batch_size % world:
         raise TrainingError(f"train.batch_size={cfg.train.batch_size} is not divisible by the {world} ranks "
@@ -710,7 +713,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
 
         best = load_checkpoint(best_path)
         model.load_state_dict(best["model_state"])
-        test_set = FeatureDataset(test_samples, cache_dir, num_segments=segments, train=False)
+        test_set = FeatureDataset(test_samples, cache_dir, num_segments=segments, train=False, settings=settings)
         probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch, collate_fn=collate_features,
                                                   generator=torch.Generator()), device)  # not the global RNG
         summary["test"] = classification_metrics(probs, labels, list(classes))
