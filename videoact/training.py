@@ -38,8 +38,8 @@ from .atomic import atomic_write_text
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import (OUTSIDE_PREFIX, EpochSampler, FeatureDataset, collate_features, load_class_ids, load_dataset,
-                       stratified_split)
+from .datasets import OUTSIDE_PREFIX, load_class_ids, load_dataset, stratified_split
+from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
 from .spawn import main_script_hidden
