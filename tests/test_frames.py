@@ -198,3 +198,35 @@ def test_a_folder_decode_frames_did_not_write_is_never_replaced(tmp_path):
     decode_to_frames(root / "walk.mp4", tmp_path / "frames")
     decode_to_frames(root / "walk.mp4", tmp_path / "frames", short_side=32, overwrite=True)
     assert is_complete(tmp_path / "frames")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombie state is read from /proc (Linux)")
+def test_temporaries_of_a_killed_but_unreaped_writer_are_removed(src, tmp_path):
+    """A writer killed and not yet reaped is a zombie, and os.kill(pid, 0) still answers for
+    it: its temporaries were kept as a running writer's (in a container whose first
+    process never reaps, for ever). Found by a review of decode-frames after SIGKILL."""
+    import time
+
+    from videoact.atomic import pid_alive
+    from videoact.extract import extract_features
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        for _ in range(200):  # until it has exited: a zombie, as nobody waits for it yet
+            if Path(f"/proc/{child.pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z":
+                break
+            time.sleep(0.05)
+        assert not pid_alive(child.pid)
+        frames, cache = tmp_path / "frames", tmp_path / "cache"
+        frame_tmp = frames / f".a.tmp-{child.pid}-0"
+        frame_tmp.mkdir(parents=True)
+        cache_tmp = cache / f".a.mp4.safetensors.tmp-{child.pid}-0"
+        cache_tmp.parent.mkdir()
+        cache_tmp.write_bytes(b"half a file")
+        decode_folder(src / "a.mp4", frames, fps=10)
+        extract_features([src / "a.mp4"], cache, root=src, image_size=32, progress=False)
+        assert not frame_tmp.exists() and not cache_tmp.exists()
+    finally:
+        child.wait()

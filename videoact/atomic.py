@@ -103,6 +103,28 @@ def atomic_save_torch(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` (the writer named in a temporary's name) still runs here.
+
+    A killed process that nobody has reaped yet is a zombie: ``os.kill(pid, 0)`` still
+    succeeds on it, and in a container whose first process does not reap, it stays one,
+    so its temporaries were kept for ever. On Linux its state in ``/proc`` says so."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, ValueError):
+        return False  # not a pid at all
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]  # after "(name)", which may hold spaces
+    except (OSError, IndexError):
+        return True  # no /proc (macOS, Windows): as os.kill says
+    return state not in (b"Z", b"X")
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     """Delete temporary files left by killed runs below ``directory``; return how many."""
     removed = 0

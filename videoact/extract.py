@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import atomic_write_text, is_temporary, temporary_prefix
+from .atomic import atomic_write_text, is_temporary, pid_alive, temporary_prefix
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -460,12 +460,10 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
                 continue
             try:
                 pid = int(name.rsplit(".tmp-", 1)[1].split("-")[0])
-                os.kill(pid, 0)
+            except (ValueError, IndexError):
+                pid = None
+            if pid is not None and pid_alive(pid):
                 continue  # still running: another rank's file in progress
-            except (ValueError, IndexError, ProcessLookupError):
-                pass
-            except PermissionError:
-                continue
             try:
                 os.unlink(os.path.join(root, name))
             except FileNotFoundError:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import atomic_write_text, temporary_path, temporary_prefix
+from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -160,19 +160,9 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
             pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and _pid_alive(pid):
+        if pid != os.getpid() and pid_alive(pid):
             continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def decode_to_frames(

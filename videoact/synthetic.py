@@ -72,7 +72,7 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, pid_alive
 
 CLASSES: tuple[str, ...] = (
     "move_left",
@@ -734,14 +734,8 @@ def _clean_partial(partial: Path) -> None:
         return
     for entry in partial.iterdir():
         pid = entry.name.split("-")[0]
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running (maybe a concurrent generator)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
+        if pid.isdigit() and pid_alive(int(pid)):
+            continue  # still running (maybe a concurrent generator)
         shutil.rmtree(entry, ignore_errors=True)
 
 
