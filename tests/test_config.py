@@ -186,11 +186,17 @@ def test_base_inheritance(tmp_path, monkeypatch):
     assert (cfg.train.lr, cfg.train.epochs, cfg.model.hidden) == (0.005, 9, 32)
     write(tmp_path / "grand.yaml", "model:\n  hidden: 8\n")
     write(tmp_path / "base2.yaml", "_base_: grand.yaml\n")
-    two_levels = write(tmp_path / "child2.yaml", "_base_: base2.yaml\n")
-    with pytest.raises(ConfigError, match="only one level"):
-        load_config(two_levels)
+    two_levels = write(tmp_path / "child2.yaml", "_base_: base2.yaml\ntrain:\n  epochs: 3\n")
+    assert (load_config(two_levels).model.hidden, load_config(two_levels).train.epochs) == (8, 3)
+    # a shipped config that has a base of its own, by name (was refused: "only one level")
+    tuned = write(tmp_path / "tuned.yaml", "_base_: synthetic\ntrain:\n  epochs: 3\n")
+    assert load_config(tuned) == load_config("synthetic", ["train.epochs=3"])
+    write(tmp_path / "loop_a.yaml", "_base_: loop_b.yaml\n")
+    write(tmp_path / "loop_b.yaml", "_base_: loop_a.yaml\n")
+    with pytest.raises(ConfigError, match=r"_base_ files form a cycle \(.*loop_a\.yaml -> .*loop_b\.yaml -> "):
+        load_config(tmp_path / "loop_a.yaml")
     missing = write(tmp_path / "child3.yaml", "_base_: nowhere.yaml\n")
-    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
+    with pytest.raises(ConfigError, match=r"child3\.yaml: _base_: .*nowhere\.yaml not found"):
         load_config(missing)
     write(tmp_path / "base4.yaml", "train:\n  lr: -1\n")
     child4 = write(tmp_path / "child4.yaml", "_base_: base4.yaml\n")
@@ -264,3 +270,49 @@ def test_pooling_and_layer_choices_match_backbones():
 
     assert tuple(POOLINGS) == tuple(backbones.POOLINGS)
     assert tuple(LAYERS) == tuple(backbones.LAYERS)
+
+
+def test_mistakes_found_by_a_review_are_refused_or_read_as_meant(tmp_path):
+    # A section given twice (a copied default.yaml with a second "train:" added): the
+    # second replaced the first, and epochs and lr went silently back to their defaults.
+    twice = write(tmp_path / "twice.yaml", "train:\n  epochs: 5\n  lr: 0.01\nmodel:\n  hidden: 8\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"key 'train' is given twice \(lines 1 and 6\)"):
+        load_config(twice)
+    # Python's None in a YAML file is the text "None": for a value that may be null it means null.
+    nones = write(tmp_path / "nones.yaml", "feature:\n  weights: None\ndata:\n  train: None\n")
+    assert load_config(nones).feature.weights is None and load_config(nones).data.train is None
+    # An empty value made the current folder the work directory.
+    for override in ("work_dir=", "data.train="):
+        with pytest.raises(ConfigError, match=f"{override.rstrip('=')}: empty value"):
+            load_config(None, [override])
+    # A key of another section: the section it belongs to.
+    for override, meant in (("lr=1e-4", "train.lr"), ("feature.hidden=64", "model.hidden")):
+        with pytest.raises(ConfigError, match=f"did you mean '{meant}'"):
+            load_config(None, [override])
+    with pytest.raises(TypeError, match="a list of 'key=value' strings"):
+        load_config(None, "train.lr=1e-4")  # was read one character at a time
+
+
+def test_values_set_in_code_are_checked_as_a_files_are(tmp_path):
+    """train(Config) took what code put in it: "5" epochs failed at a comparison, a Path
+    work_dir failed to save config.yaml after the folder was made, bidirectional="no"
+    reached torch.lstm after the extraction, 2.5 epochs were accepted."""
+    from videoact.config import validate
+    from videoact.training import TrainingError, train
+
+    cfg = Config()
+    cfg.train.epochs, cfg.work_dir = "5", tmp_path / "run"
+    assert validate(cfg).train.epochs == 5 and cfg.work_dir == str(tmp_path / "run")
+    for section, key, value, message in (("model", "bidirectional", "no", "expected bool"),
+                                         ("train", "epochs", 2.5, "expected int"),
+                                         ("train", "reverse_pairs", "a:b", r"expected a list of str \(\[a, b\]\)")):
+        cfg = Config()
+        setattr(getattr(cfg, section), key, value)
+        with pytest.raises(ConfigError, match=f"{section}.{key}: {message}"):
+            validate(cfg)
+    # No training data, or data that is refused: an error, and no work directory left behind.
+    with pytest.raises(TrainingError, match="no training data"):
+        train({"work_dir": str(tmp_path / "nothing")})
+    with pytest.raises(FileNotFoundError):
+        train({"work_dir": str(tmp_path / "missing"), "data": {"train": str(tmp_path / "no_such_list.txt")}})
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "missing").exists()

@@ -8,8 +8,10 @@ nothing.
     cfg.train.lr, cfg.model.hidden
     save_config(cfg, Path(cfg.work_dir) / "config.yaml")
 
-A YAML file may name one base file with ``_base_: other.yaml`` (relative to itself);
-its keys are applied first. Only one level: a base file cannot have a base.
+A YAML file may name a base file with ``_base_: other.yaml`` (relative to itself, or a
+shipped config's name: ``_base_: synthetic``); its keys are applied first, and a base may
+have a base of its own. Paths inside a config (``data.train``, ``work_dir``, ...) are
+relative to the directory videoact runs in, as paths on the command line are.
 
 Every problem raises :class:`ConfigError` naming the file (or the override) and the key.
 """
@@ -49,7 +51,20 @@ _FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        # A key given twice (a second "train:" section added to a copied file) silently
+        # replaced the first one's values: refuse it, with both lines.
+        seen: Dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}): the second would "
+                    "silently replace the first; merge them", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -109,7 +124,7 @@ class DataConfig:
                                   "the class order, and integer labels in lists; None = the training data's "
                                   "sorted label names")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
-    num_workers: int = _opt(2, ge=0)
+    num_workers: int = _opt(2, ge=0, le=1024)
     preload: bool = _opt(False, doc="keep the training and validation features in memory after the first epoch "
                          "(float16; for sets that fit in RAM)")
 
@@ -227,14 +242,24 @@ def _type_name(tp: Any) -> str:
     if get_origin(tp) is Union:
         names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
         return " or ".join(names) + " or null"
+    if get_origin(tp) in (list, List):
+        (item,) = get_args(tp) or (Any,)
+        return f"a list of {_type_name(item)} ([a, b])"
     return getattr(tp, "__name__", str(tp))
 
 
 def _unknown_key(key: str, valid: Iterable[str], where: str, source: str) -> ConfigError:
     valid = list(valid)
-    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.6)
+    name = key.split(".")[-1]
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
     prefix = f"{where}." if where else ""
+    # The right name in another section ("lr" or "feature.hidden" for train.lr, model.hidden)
+    sections = {f.name: f.default_factory() for f in dataclasses.fields(Config)
+                if f.default_factory is not dataclasses.MISSING}
+    elsewhere = [f"{s}.{name}" for s, obj in sections.items() if s != where and name in _field_types(obj)]
     hint = f"; did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else ""
+    if elsewhere and not close:
+        hint = f"; did you mean {' or '.join(repr(e) for e in elsewhere)}?"
     return ConfigError(
         f"{source}: unknown key {key!r}{hint} (valid keys{' in ' + where if where else ''}: "
         f"{', '.join(valid)})"
@@ -245,7 +270,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the field type ``tp``; allow only lossless conversions."""
     if get_origin(tp) is Union:
         args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None or value == "None":  # Python's spelling in a YAML file, where it is text
             return None
         if len(args) == 1:
             tp = args[0]
@@ -319,6 +344,9 @@ def _check_range(key: str, value: Any, meta: Any, source: str) -> None:
     if pattern is not None and not pattern.match(str(value)):
         doc = meta.get("doc") or pattern.pattern
         raise ConfigError(f"{source}: {key}: invalid value {value!r} (expected {doc})")
+    if isinstance(value, str) and not value.strip():  # `--set work_dir=` would train into the current folder
+        raise ConfigError(f"{source}: {key}: empty value (leave the key out for its default, or null where none "
+                          "is allowed)")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{source}: {key}: must be a finite number, got {value!r}")
     for bound, ok, text in (
@@ -339,17 +367,21 @@ def reverse_pair_names(pair: str) -> Optional[Tuple[str, str]]:
 
 
 def validate(cfg: Config, sources: Optional[Dict[str, str]] = None, fallback: str = "default") -> Config:
-    """Range/choice checks on every field; errors name where the value came from
-    (``sources``: key -> file or override; other keys are named ``fallback``)."""
+    """Type, range and choice checks on every field; errors name where the value came from
+    (``sources``: key -> file or override; other keys are named ``fallback``). Values set
+    in code are converted as a YAML file's are (a ``Path`` to text, ``"5"`` to 5), or refused."""
     sources = sources or {}
 
     def walk(obj: Any, prefix: str) -> None:
+        types = _field_types(obj)
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             key = f"{prefix}{f.name}"
             if _is_section(value):
                 walk(value, f"{key}.")
             else:
+                value = _coerce(value, types[f.name], key, sources.get(key, fallback))
+                setattr(obj, f.name, value)
                 _check_range(key, value, f.metadata, sources.get(key, fallback))
 
     walk(cfg, "")
@@ -394,6 +426,28 @@ def _read_yaml(path: Path, source: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
+
+
+def _read_with_bases(file: Path, chain: Tuple[Path, ...] = ()) -> List[Tuple[Dict[str, Any], str]]:
+    """``file``'s mapping after its ``_base_`` files', base first: ``[(data, source), ...]``."""
+    source = str(file)
+    if file.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, file.resolve()))
+        raise ConfigError(f"{source}: _base_ files form a cycle ({names})")
+    data = _read_yaml(file, source)
+    base = data.pop("_base_", None)
+    if base is None:
+        return [(data, source)]
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
+    base_file = file.parent / base
+    if not base_file.is_file() and len(Path(base).parts) == 1:
+        # "_base_: default.yaml" or "_base_: synthetic" in the user's own folder: the shipped file
+        shipped = [c for c in (CONFIG_DIR / base, CONFIG_DIR / f"{base}.yaml") if c.is_file()]
+        base_file = shipped[0] if shipped else base_file
+    if not base_file.is_file():
+        raise ConfigError(f"{source}: _base_: {base_file} not found")
+    return _read_with_bases(base_file, (*chain, file.resolve())) + [(data, source)]
 
 
 def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
@@ -461,31 +515,16 @@ def load_config(
     ``path=None`` uses the shipped ``configs/default.yaml`` (or the dataclass defaults,
     which are the same, when that file is absent). Raises :class:`ConfigError`.
     """
+    if isinstance(overrides, (str, bytes, dict)):  # else "train.lr=1e-4" is read character by character
+        raise TypeError(f"overrides: expected a list of 'key=value' strings, got {type(overrides).__name__} "
+                        f"{overrides!r}")
     cfg = Config()
     sources: Dict[str, str] = {}
     if path is None:
         path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
     if path is not None:
-        file = resolve_config_path(path)
-        source = str(file)
-        data = _read_yaml(file, source)
-        base = data.pop("_base_", None)
-        if base is not None:
-            if not isinstance(base, str):
-                raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
-            base_file = file.parent / base
-            if not base_file.is_file() and len(Path(base).parts) == 1 and (CONFIG_DIR / base).is_file():
-                # "_base_: default.yaml" in the user's own folder: the shipped file of that name
-                base_file = CONFIG_DIR / base
-            base_source = str(base_file)
-            base_data = _read_yaml(base_file, base_source)
-            if "_base_" in base_data:
-                raise ConfigError(
-                    f"{base_source}: _base_: only one level of inheritance is supported "
-                    f"(it is the base of {source})"
-                )
-            _apply_mapping(cfg, base_data, "", base_source, sources)
-        _apply_mapping(cfg, data, "", source, sources)
+        for data, source in _read_with_bases(resolve_config_path(path)):
+            _apply_mapping(cfg, data, "", source, sources)
     for text in overrides:
         source = f"override {text!r}"
         key, raw = parse_override(text)

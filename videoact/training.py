@@ -404,15 +404,14 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     elif not isinstance(cfg, Config):
         raise TypeError(f"train() takes a Config, a mapping of its sections or a YAML file, not {type(cfg).__name__}")
     cfg = validate(cfg, fallback="train() config")
+    if not cfg.data.train:
+        raise TrainingError("no training data: set data.train to a folder of class sub-folders or an annotation "
+                            "list (videoact train --data ...)")
     rank, world = _dist()
     is_main = rank == 0
     device = resolve_device(cfg.train.device)
     work_dir = Path(cfg.work_dir)
     check_resumable(work_dir, cfg)  # before config.yaml is rewritten: it describes last.pt
-    if is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        if not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
-            save_config(cfg, work_dir / "config.yaml")
     seed_everything(cfg.train.seed)
 
     # 1. data
@@ -479,6 +478,12 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     if not (val_samples or stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)[1]):
         raise no_validation()
     reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
+
+    # Only now: a run refused for its data leaves no work directory behind.
+    if is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        if not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
+            save_config(cfg, work_dir / "config.yaml")
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
     everything = train_samples + val_samples + test_samples
