@@ -442,12 +442,12 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         print(f"warning: {p}", file=sys.stderr)
     if not train_samples:
         raise TrainingError(f"{cfg.data.train}: no training videos found")
-    present = sorted({s.label for s in train_samples})
+    present = {s.label for s in train_samples}
     if len(present) < 2:
-        raise TrainingError(f"{cfg.data.train}: one class only ({classes[present[0]]}): a classifier needs videos "
+        raise TrainingError(f"{cfg.data.train}: one class only ({classes[min(present)]}): a classifier needs videos "
                             "of at least two classes (one folder per class, or two labels in the list)")
     if is_main and len(present) < len(classes):
-        unseen = [name for i, name in enumerate(classes) if i not in set(present)]
+        unseen = [name for i, name in enumerate(classes) if i not in present]
         source = cfg.data.classes or cfg.data.train
         print(f"warning: {len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
               f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
