@@ -613,3 +613,43 @@ def test_features_replaced_under_a_running_training_stop_it_with_the_reason(tmp_
     with pytest.raises(FeatureCacheError, match=r"made with other settings \(image_size: 96 -> 64\).*"
                                                 r"its own feature.cache_dir"):
         training.train(cfg)
+
+
+def test_a_work_directory_in_use_by_another_run_is_refused(bench, trained, tmp_path, capsys, monkeypatch):
+    """Two runs given one --work-dir (a job started twice, a sweep that forgot to change it)
+    each wrote whole files and the last writer of each won: config.yaml, metrics.jsonl,
+    best.pt and last.pt came from different runs, and both said they succeeded. Found by
+    a review running two trainings at once."""
+    import contextlib
+
+    import videoact.training as training
+
+    work = tmp_path / "run"
+    work.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom videoact.atomic import exclusive_lock\n"
+         "with exclusive_lock(sys.argv[1], 'x'):\n    print('locked', flush=True)\n    time.sleep(60)",
+         str(work / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = here(capsys, "train", "--data", bench / "train", "--val", bench / "val", "--work-dir", work,
+                    "--set", f"feature.cache_dir={trained[0] / 'cache'}", "--set", "train.epochs=1", *FAST, check=False)
+        assert proc.returncode == 2
+        assert f"videoact train: work directory {work} is in use by another run (pid {holder.pid})" in proc.stderr
+        assert sorted(p.name for p in work.iterdir()) == [".lock"]  # nothing of this run written
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder gone (killed, as a crashed run would be), the lock is free again.
+    train_in_process(bench, work, trained[0] / "cache", "train.epochs=1")
+    assert (work / "last.pt").is_file()
+
+    # A run that held the lock while this one started, and wrote last.pt meanwhile: not overwritten.
+    @contextlib.contextmanager
+    def the_other_run_finishes_first(path, what):
+        (Path(path).parent / "last.pt").write_bytes((work / "last.pt").read_bytes())
+        yield
+
+    monkeypatch.setattr(training, "exclusive_lock", the_other_run_finishes_first)
+    with pytest.raises(training.TrainingError, match="another run wrote last.pt while this one was starting"):
+        train_in_process(bench, tmp_path / "fresh", trained[0] / "cache", "train.epochs=1")

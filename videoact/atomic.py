@@ -125,6 +125,40 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+class InUseError(RuntimeError):
+    """Another process holds the lock of a folder a run would write into."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with``
+    block, or raise :class:`InUseError` at once naming ``what`` and the holder's pid.
+
+    Why: two runs writing one work directory (a job started twice, a sweep that forgot to
+    change it) each wrote whole files, and the last writer of each won, so config.yaml,
+    metrics.jsonl, best.pt and last.pt came from different runs. ``flock``: released by
+    the system when the holder exits, however it ends; where there is no ``fcntl``
+    (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise InUseError(f"{what} is in use by another run{f' (pid {holder})' if holder.isdigit() else ''}: "
+                             "wait for it to end, or use another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     """Delete temporary files left by killed runs below ``directory``; return how many."""
     removed = 0

@@ -18,6 +18,7 @@ Works in one process or under ``torchrun`` (DistributedDataParallel; rank 0 writ
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, exclusive_lock
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
@@ -390,6 +391,15 @@ def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None
     return state
 
 
+def _file_version(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of ``path``, None when it is not there."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics.
 
@@ -404,6 +414,13 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     elif not isinstance(cfg, Config):
         raise TypeError(f"train() takes a Config, a mapping of its sections or a YAML file, not {type(cfg).__name__}")
     cfg = validate(cfg, fallback="train() config")
+    with contextlib.ExitStack() as held:  # the work directory's lock, once taken
+        return _train(cfg, held)
+
+
+def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
+    """:func:`train` of a validated config, top to bottom; ``held`` keeps the work
+    directory locked until the run ends."""
     if not cfg.data.train:
         raise TrainingError("no training data: set data.train to a folder of class sub-folders or an annotation "
                             "list (videoact train --data ...)")
@@ -452,6 +469,7 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         print(f"warning: {len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
               f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
               "name them", file=sys.stderr)
+    last_seen = _file_version(work_dir / "last.pt")
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg))
     # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
     class_ids = load_class_ids(cfg.data.classes) if cfg.data.classes else None
@@ -482,6 +500,10 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     # Only now: a run refused for its data leaves no work directory behind.
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
+        if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
+            raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
+                                "command again to resume from it, or use another --work-dir")
         if not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
             save_config(cfg, work_dir / "config.yaml")
 

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import InUseError
     from ..checkpoint import CheckpointError
     from ..config import ConfigError, load_config
     from ..feature_cache import FeatureCacheError
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             summary = train(cfg)
     # OSError: missing data, a full disk, ... (the message names the file); ValueError: e.g. an
     # unknown feature.backbone or a weights file that is not there.
-    except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError,
+    except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError, InUseError,
             OSError, ValueError) as exc:
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
