@@ -403,3 +403,29 @@ def test_frames_reported_are_those_of_the_videos_written(tmp_path):
     assert result.written == [str(videos[0])] and [f.path for f in result.failed] == [str(videos[1])]
     assert result.frames == 6
 
+
+
+def test_a_later_run_into_the_same_cache_keeps_the_failures_of_videos_it_did_not_touch(tmp_path):
+    """datasets/README extracts the training list, then the test list, into one cache: the
+    second run replaced failures.jsonl with its own (none: the file was removed), and the
+    first run's failures were no longer recorded. Found by a review (two runs at once)."""
+    import json
+
+    from videoact.testing import write_coded_video
+
+    train, test, cache = tmp_path / "train", tmp_path / "test", tmp_path / "cache"
+    write_coded_video(train / "good.mp4", 8)
+    (train / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    write_coded_video(test / "other.mp4", 8)
+
+    def logged() -> list[str]:
+        file = cache / "failures.jsonl"
+        return [Path(json.loads(line)["path"]).name for line in file.read_text().splitlines()] if file.exists() else []
+
+    assert len(extract_features(sorted(train.iterdir()), cache, root=tmp_path, image_size=32, progress=False).failed) == 1
+    assert logged() == ["broken.mp4"]
+    assert extract_features([test / "other.mp4"], cache, root=tmp_path, image_size=32, progress=False).ok
+    assert logged() == ["broken.mp4"]  # was: [] (the file removed)
+    write_coded_video(train / "broken.mp4", 8)  # mended: the next run over it clears its entry
+    assert extract_features(sorted(train.iterdir()), cache, root=tmp_path, image_size=32, progress=False).ok
+    assert not (cache / "failures.jsonl").exists()

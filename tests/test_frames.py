@@ -97,7 +97,9 @@ def test_rerun_skips_complete_folders_and_redoes_partial_ones(src, tmp_path):
     third = decode_folder(src / "a.mp4", out, fps=5)
     assert [r.status for r in third.results] == ["decoded"]
     assert json.loads((out / "a" / "meta.json").read_text())["indices"] == fps_indices(40, 25, 5)
-    assert not (out / "failures.jsonl").exists()  # this run had no failures
+    # this run had no failures; the first run's failure of bad.mp4, not touched since, stays listed
+    assert [json.loads(line)["video"] for line in (out / "failures.jsonl").read_text().splitlines()] == [
+        str(src / "sub" / "bad.mp4")]
 
 
 def test_decode_to_frames_all_frames_and_failure_leaves_nothing(tmp_path):
@@ -230,3 +232,16 @@ def test_temporaries_of_a_killed_but_unreaped_writer_are_removed(src, tmp_path):
         assert not frame_tmp.exists() and not cache_tmp.exists()
     finally:
         child.wait()
+
+
+def test_a_later_run_into_the_same_folder_keeps_the_failures_of_videos_it_did_not_touch(tmp_path):
+    """decode-frames of a second source folder into the same OUT removed the first run's
+    record of its failures (failures.jsonl held the latest run's only)."""
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "frames"
+    write_coded_video(first / "good.mp4", 6)
+    (first / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    write_coded_video(second / "other.mp4", 6)
+    assert len(decode_folder(first, out, fps=10).failed) == 1
+    assert not decode_folder(second, out, fps=10).failed
+    entries = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [Path(e["video"]).name for e in entries] == ["broken.mp4"]

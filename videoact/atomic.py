@@ -130,9 +130,11 @@ class InUseError(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with``
-    block, or raise :class:`InUseError` at once naming ``what`` and the holder's pid.
+def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing; the holder's pid is
+    written in it) or on the folder ``path`` (nothing written) for the ``with`` block, or
+    raise :class:`InUseError` at once naming ``what`` and the holder's pid (``wait=True``:
+    wait for the holder instead).
 
     Why: two runs writing one work directory (a job started twice, a sweep that forgot to
     change it) each wrote whole files, and the last writer of each won, so config.yaml,
@@ -144,19 +146,50 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     except ImportError:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    folder = os.path.isdir(path)
+    fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder = "" if folder else os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             raise InUseError(f"{what} is in use by another run{f' (pid {holder})' if holder.isdigit() else ''}: "
                              "wait for it to end, or use another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if not folder:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dict[str, Any]],
+                       handled: Iterable[str]) -> None:
+    """Rewrite the JSON-lines failure log ``path`` after a run: entries of the videos it
+    ``handled`` (by their ``key`` field) are replaced by its ``failures``, the others kept;
+    no entries left, no file. Why: a second run into the same folder (the test list after
+    the training list, or two at once) removed the first one's record of its failures."""
+    import json
+
+    path = Path(path)
+    handled = set(handled) | {f[key] for f in failures}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(path.parent, str(path), wait=True):  # read, then write; the folder: no lock file left
+        kept = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line of something else: not ours to keep
+                if isinstance(entry, dict) and entry.get(key) not in handled:
+                    kept.append(entry)
+        entries = kept + list(failures)
+        if entries:
+            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in entries))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:

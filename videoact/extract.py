@@ -27,7 +27,6 @@ Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import numbers
 import os
@@ -43,7 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import atomic_write_text, is_temporary, pid_alive, temporary_prefix
+from .atomic import is_temporary, pid_alive, temporary_prefix, update_failure_log
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -816,12 +815,14 @@ def extract_features(
         else:
             result.skipped.append(other)
     result.seconds = time.perf_counter() - started
-    _write_failures(out_dir, result.failed, shard)
+    _write_failures(out_dir, result.failed, shard, [*result.written, *result.skipped])
     return result
 
 
-def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int]) -> None:
-    """``OUT/failures.jsonl``: one JSON line per failed video of the latest run.
+def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int], done: list[str]) -> None:
+    """``OUT/failures.jsonl``: one JSON line per video whose latest extraction failed (this
+    run's failures, and earlier runs' failures of videos this run did not touch; ``done``:
+    the videos this run wrote or found current).
 
     Under torchrun (a process group whose size is the shard count) rank 0 writes the
     failures of all ranks to that one file. Shards run without a process group each
@@ -831,15 +832,12 @@ def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, in
     info = current()
     if shard[1] > 1 and info.enabled and (info.rank, info.world_size) == tuple(shard):
         failures = [f for part in all_gather_objects(failures) for f in part]
+        done = [v for part in all_gather_objects(done) for v in part]
         if not info.is_main:
             return
         shard = (0, 1)
     name = FAILURES_FILE if shard[1] == 1 else f"failures.rank{shard[0]}.jsonl"
-    path = out_dir / name
-    if failures:
-        atomic_write_text(path, "".join(json.dumps(asdict(f)) + "\n" for f in failures))
-    elif path.exists():
-        path.unlink()
+    update_failure_log(out_dir / name, "path", [asdict(f) for f in failures], done)
 
 
 class _NoBar:

@@ -12,7 +12,6 @@ Layout: ``OUT/<path of the video relative to SRC, without extension>/img_00001.j
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -25,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix
+from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix, update_failure_log
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -325,8 +324,8 @@ def decode_folder(
     Videos run in ``workers`` processes (forkserver/spawn; ``workers <= 1`` runs in
     this process). Complete, current folders are skipped, so an interrupted run can
     simply be repeated. A video that fails does not stop the others: failures are
-    returned in the report and written to ``out/failures.jsonl`` (removed when a run
-    has none).
+    returned in the report and written to ``out/failures.jsonl``, which keeps earlier
+    runs' failures of videos this run did not handle (removed when none are left).
 
     ``timeout``: seconds a video may go without progress (opened, or one more frame
     written) before its worker process is killed and the video reported as failed; a
@@ -411,18 +410,10 @@ def decode_folder(
 
     order = {str(v): i for i, v in enumerate(videos)}
     report.results.sort(key=lambda r: order.get(r.video, 0))
-    _write_failures(out, report.failed)
+    # Earlier runs' failures of videos this run did not touch stay listed (another SRC, same OUT).
+    update_failure_log(out / FAILURES_NAME, "video", [{"video": r.video, "error": r.error} for r in report.failed],
+                       [r.video for r in report.results])
     return report
-
-
-def _write_failures(out: Path, failed: list[FramesResult]) -> None:
-    path = out / FAILURES_NAME
-    if failed:
-        lines = [json.dumps({"video": r.video, "error": r.error}) for r in failed]
-        atomic_write_text(path, "\n".join(lines) + "\n")
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 class _NoBar:
