@@ -316,3 +316,11 @@ def test_values_set_in_code_are_checked_as_a_files_are(tmp_path):
     with pytest.raises(FileNotFoundError):
         train({"work_dir": str(tmp_path / "missing"), "data": {"train": str(tmp_path / "no_such_list.txt")}})
     assert not (tmp_path / "nothing").exists() and not (tmp_path / "missing").exists()
+
+
+def test_a_tuple_for_a_list_setting_is_taken_as_a_list():
+    from videoact.config import validate
+
+    cfg = Config()
+    cfg.train.reverse_pairs = ("a:b",)  # accepted before values set in code were type-checked: still is
+    assert validate(cfg).train.reverse_pairs == ["a:b"]

@@ -653,3 +653,41 @@ def test_a_work_directory_in_use_by_another_run_is_refused(bench, trained, tmp_p
     monkeypatch.setattr(training, "exclusive_lock", the_other_run_finishes_first)
     with pytest.raises(training.TrainingError, match="another run wrote last.pt while this one was starting"):
         train_in_process(bench, tmp_path / "fresh", trained[0] / "cache", "train.epochs=1")
+
+
+def test_the_lock_ends_with_its_run_not_with_forked_workers(tmp_path):
+    """DataLoader workers are forked while the work directory is locked, and a flock lasts
+    until every copy of its descriptor is closed: a train() that raised in a notebook, its
+    workers still alive, kept its own work directory locked against the retry."""
+    from videoact.atomic import exclusive_lock
+
+    lock = tmp_path / ".lock"
+    started, tell = os.pipe()
+    with exclusive_lock(lock, "work directory"):
+        child = os.fork()
+        if child == 0:  # a worker that lives on after its parent's run
+            os.write(tell, b"1")
+            time.sleep(3)
+            os._exit(0)
+        assert os.read(started, 1) == b"1"  # the child is running (its fork handlers have run)
+    try:
+        with exclusive_lock(lock, "work directory"):
+            pass
+    finally:
+        os.waitpid(child, 0)
+
+
+def test_resuming_with_other_class_ids_is_refused(tmp_path):
+    """A run started with a classInd.txt (ids 1..N) and resumed without it (or with other ids)
+    was resumed, and its checkpoints lost the ids: integer labels then read one class off."""
+    from videoact.checkpoint import save_checkpoint
+    from videoact.temporal import create_temporal_model
+    from videoact.training import TrainingError, load_resume_state
+
+    temporal = create_temporal_model("bilstm", 8, 2, hidden=4, proj_dim=4)
+    save_checkpoint(tmp_path / "last.pt", model_state=temporal.state_dict(), model_config=temporal.config,
+                    classes=["a", "b"], class_ids=[1, 2], feature={})
+    assert load_resume_state(tmp_path, ["a", "b"], class_ids=[1, 2]) is not None
+    for other in (None, [0, 1]):
+        with pytest.raises(TrainingError, match=r"trained with class ids \[1, 2\]"):
+            load_resume_state(tmp_path, ["a", "b"], class_ids=other)

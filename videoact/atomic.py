@@ -129,6 +129,23 @@ class InUseError(RuntimeError):
     """Another process holds the lock of a folder a run would write into."""
 
 
+# Descriptors of the locks this process holds. A forked child (a DataLoader worker) gets
+# copies, and a flock lasts until every copy is closed: the child closes its copies, so
+# the lock ends with its holder's ``with`` block, not with the last worker.
+_LOCK_FDS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)  # a close, not an unlock: the parent's lock stays
+    _LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if missing; the holder's pid is
@@ -140,7 +157,8 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
     change it) each wrote whole files, and the last writer of each won, so config.yaml,
     metrics.jsonl, best.pt and last.pt came from different runs. ``flock``: released by
     the system when the holder exits, however it ends; where there is no ``fcntl``
-    (Windows) nothing is locked."""
+    (Windows), or where the file system refuses locks (some network file systems), nothing
+    is locked."""
     try:
         import fcntl
     except ImportError:
@@ -148,6 +166,7 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
         return
     folder = os.path.isdir(path)
     fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR | os.O_CREAT, 0o644)
+    _LOCK_FDS.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -155,11 +174,17 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
             holder = "" if folder else os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             raise InUseError(f"{what} is in use by another run{f' (pid {holder})' if holder.isdigit() else ''}: "
                              "wait for it to end, or use another folder") from None
-        if not folder:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:  # e.g. NFS without lock support (ENOLCK, EBADF), Lustre without flock (ENOSYS)
+            import warnings
+
+            warnings.warn(f"{what}: cannot be locked here ({exc.strerror or exc}); going on without a lock")
+        else:
+            if not folder:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        _LOCK_FDS.discard(fd)
         os.close(fd)
 
 
@@ -172,7 +197,8 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
     import json
 
     path = Path(path)
-    handled = set(handled) | {f[key] for f in failures}
+    # The same video may be named relative to one run's folder and absolutely by another.
+    handled = {os.path.abspath(v) for v in (*handled, *(f[key] for f in failures))}
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(path.parent, str(path), wait=True):  # read, then write; the folder: no lock file left
         kept = []
@@ -182,7 +208,7 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
                     entry = json.loads(line)
                 except ValueError:
                     continue  # a line of something else: not ours to keep
-                if isinstance(entry, dict) and entry.get(key) not in handled:
+                if isinstance(entry, dict) and os.path.abspath(str(entry.get(key, ""))) not in handled:
                     kept.append(entry)
         entries = kept + list(failures)
         if entries:

@@ -308,7 +308,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         raise bad
     if get_origin(tp) in (list, List):
         (item_tp,) = get_args(tp) or (Any,)
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):  # a tuple from code, kept as the list YAML writes
             raise bad
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
     return value

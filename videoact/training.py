@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .atomic import atomic_write_text, exclusive_lock
+from .atomic import InUseError, atomic_write_text, exclusive_lock
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
@@ -43,6 +43,7 @@ from .datasets import OUTSIDE_PREFIX, load_class_ids, load_dataset, stratified_s
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
+from .distributed import broadcast_object
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
@@ -368,10 +369,12 @@ def check_resumable(work_dir: Path, cfg: Config) -> None:
                             "resume from last.pt; use another --work-dir, or delete last.pt to start over")
 
 
-def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None = None) -> dict[str, Any] | None:
+def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None = None,
+                      class_ids: list[int] | None = None) -> dict[str, Any] | None:
     """``work_dir/last.pt`` when there is one (``None`` otherwise), refused when it was
     trained on other class names (with as many classes its weights would load, each output
-    meaning another class) or on features of other backbone weights than ``weights_id``
+    meaning another class) or other class ids (a classes file's, which integer labels are
+    read with), or on features of other backbone weights than ``weights_id``
     (a weights file changed under the same name: config.yaml cannot tell). Loaded before
     extraction and the hold-out, which a refused run must not redo or redraw; the resume
     step uses this state."""
@@ -383,6 +386,9 @@ def load_resume_state(work_dir: Path, classes: list[str], weights_id: str | None
     if saved is not None and list(saved) != list(classes):
         raise TrainingError(f"{last} was trained on other classes ({', '.join(saved)}; now {', '.join(classes)}): "
                             "use another --work-dir, or delete it to start over")
+    if state.get("class_ids") != class_ids:
+        raise TrainingError(f"{last} was trained with class ids {state.get('class_ids')} (data.classes), now "
+                            f"{class_ids}: give the same classes file, or use another --work-dir")
     trained_on = (state.get("feature") or {}).get("weights_id")
     if weights_id is not None and trained_on is not None and not same_weights(trained_on, weights_id):
         raise TrainingError(f"{last} was trained on features of backbone weights {trained_on!r}, and the weights "
@@ -469,10 +475,10 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
         print(f"warning: {len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
               f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
               "name them", file=sys.stderr)
-    last_seen = _file_version(work_dir / "last.pt")
-    resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg))
     # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
     class_ids = load_class_ids(cfg.data.classes) if cfg.data.classes else None
+    last_seen = _file_version(work_dir / "last.pt")
+    resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg), class_ids)
     label_set = dict(zip(class_ids, classes)) if class_ids else classes
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
@@ -498,14 +504,24 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
 
     # Only now: a run refused for its data leaves no work directory behind.
+    refusal: Exception | None = None
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-        held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
-        if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
-            raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
-                                "command again to resume from it, or use another --work-dir")
-        if not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
+        try:
+            held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
+            if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
+                raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
+                                    "command again to resume from it, or use another --work-dir")
+        except (InUseError, TrainingError) as exc:
+            refusal = exc
+        if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
             save_config(cfg, work_dir / "config.yaml")
+    if world > 1:  # every rank stops with rank 0 (the others would wait in the next collective)
+        message = broadcast_object(None if refusal is None else str(refusal))
+        if message is not None and not is_main:
+            raise TrainingError(message)
+    if refusal is not None:
+        raise refusal
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
     everything = train_samples + val_samples + test_samples
