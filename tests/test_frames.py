@@ -245,3 +245,32 @@ def test_a_later_run_into_the_same_folder_keeps_the_failures_of_videos_it_did_no
     assert not decode_folder(second, out, fps=10).failed
     entries = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert [Path(e["video"]).name for e in entries] == ["broken.mp4"]
+
+
+def test_another_run_committing_the_same_folder_in_between_is_not_a_failure(src, tmp_path, monkeypatch):
+    """Two decode-frames runs into one OUT finishing the same video at the same moment: the
+    other run's folder appeared between this run's check and its rename (ENOTEMPTY), and the
+    video was reported failed while a complete folder was there (3 in 300 commits in a
+    review's stress test). Here the other run's rename is made to land in that gap."""
+    import videoact.frames as frames
+
+    out = tmp_path / "frames"
+    reference = decode_to_frames(src / "a.mp4", tmp_path / "reference" / "a", fps=10)
+    rename = os.rename
+    landed = []
+
+    def the_other_run_lands_first(a, b):
+        if Path(b) == out / "a" and not landed:
+            shutil.copytree(tmp_path / "reference" / "a", out / "a")  # its complete folder, just now
+            landed.append(b)
+        return rename(a, b)
+
+    import shutil
+
+    monkeypatch.setattr(frames.os, "rename", the_other_run_lands_first)
+    result = decode_to_frames(src / "a.mp4", out / "a", fps=10)
+    monkeypatch.undo()
+    assert result.status == "decoded" and is_complete(out / "a")
+    assert sorted(p.name for p in (out / "a").iterdir()) == sorted(p.name for p in (tmp_path / "reference" / "a").iterdir())
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]  # no temporary or trash left
+    assert reference.status == "decoded"

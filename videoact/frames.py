@@ -12,6 +12,7 @@ Layout: ``OUT/<path of the video relative to SRC, without extension>/img_00001.j
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import json
 import multiprocessing as mp
 import os
@@ -272,15 +273,26 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def _commit(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished temporary folder onto ``out_dir`` (replacing an old one)."""
-    _check_replaceable(out_dir)
-    if out_dir.exists():
-        trash = temporary_path(out_dir)
-        os.rename(out_dir, trash)
-        os.rename(tmp, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(tmp, out_dir)
+    """Rename the finished temporary folder onto ``out_dir`` (replacing an old one).
+
+    Another run writing the same folder at the same moment (two decode-frames into one
+    OUT) can get in between these steps: a rename then fails (the folder appeared, or
+    went), and is tried again; the last writer's folder stays (both hold the same frames).
+    Before, the video was reported failed while a complete folder was there."""
+    for attempt in range(5):
+        try:
+            _check_replaceable(out_dir)
+            if out_dir.exists():
+                trash = temporary_path(out_dir)
+                os.rename(out_dir, trash)
+                os.rename(tmp, out_dir)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, out_dir)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) or attempt == 4 or not tmp.is_dir():
+                raise
 
 
 def _job(video: str, out_dir: str, options: dict[str, Any]) -> FramesResult:
