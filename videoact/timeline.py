@@ -360,8 +360,9 @@ def annotate_video(video: str | os.PathLike, timeline: Timeline, out: str | os.P
     """Write a copy of ``video`` with each frame's window top-k and segment drawn on it.
 
     The copy has a constant rate (the video's): output frame ``k`` shows the frame on
-    screen ``k / fps`` seconds after the first frame, so a variable-rate video (a phone's) keeps its timing, its
-    frames repeated or dropped where they came slower or faster than that rate.
+    screen ``k / fps`` seconds after the first frame, so a variable-rate video (a phone's)
+    keeps its timing, its frames repeated or dropped where they came slower or faster
+    than that rate.
     Written to a temporary name and renamed at the end; on an error nothing is left.
     """
     from .decode import open_video
