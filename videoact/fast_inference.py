@@ -18,6 +18,43 @@ from collections import defaultdict
 import torch
 
 
+class _ConvOutputs:
+    """What each ``Conv2d`` produced on one traced forward pass, and how often each
+    module ran: a fold or fusion may join a convolution and the module its output reaches
+    untouched (the same tensor, no in-place operation since)."""
+
+    def __init__(self) -> None:
+        # id(conv output) -> (conv name, the tensor kept alive, its version: an in-place op
+        # in between, like ResNet's `out += identity` before its ReLU, changes it)
+        self.produced: dict[int, tuple[str, torch.Tensor, int]] = {}
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def conv_hook(self, name: str):
+        """Forward hook of the convolution ``name``."""
+        def hook(_module, _inputs, output):
+            self.calls[name] += 1
+            self.produced[id(output)] = (name, output, output._version)
+        return hook
+
+    def source(self, x: torch.Tensor) -> str | None:
+        """The convolution whose untouched output ``x`` is, or None."""
+        found = self.produced.get(id(x))
+        return found[0] if found is not None and found[1] is x and found[2] == x._version else None
+
+    def run(self, model: torch.nn.Module, example: torch.Tensor, hooks: list) -> torch.Tensor:
+        """``model(example)`` without autograd, the hooks ``(module, "forward" | "pre", fn)``
+        in place for this pass only; the recorded tensors are let go after it."""
+        handles = [m.register_forward_hook(fn) if kind == "forward" else m.register_forward_pre_hook(fn)
+                   for m, kind, fn in hooks]
+        try:
+            with torch.no_grad():
+                return model(example)
+        finally:
+            for h in handles:
+                h.remove()
+            self.produced.clear()
+
+
 def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
     """An inference copy of ``model`` with each eval-mode ``BatchNorm2d`` that directly
     follows a ``Conv2d`` folded into that convolution's weights and bias.
@@ -35,38 +72,21 @@ def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Mo
 
     model = copy.deepcopy(model).eval()
     modules = dict(model.named_modules())
-    # id(conv output) -> (conv name, tensor kept alive, its version: unchanged in place)
-    outputs: dict[int, tuple[str, torch.Tensor, int]] = {}
-    calls: dict[str, int] = defaultdict(int)
+    convs = _ConvOutputs()
+    calls = convs.calls
     pairs: list[tuple[str, str]] = []
-
-    def conv_hook(name):
-        def hook(_module, _inputs, output):
-            calls[name] += 1
-            outputs[id(output)] = (name, output, output._version)
-        return hook
 
     def bn_hook(name):
         def hook(_module, inputs):
             calls[name] += 1
-            found = outputs.get(id(inputs[0]))
-            if found is not None and found[1] is inputs[0] and found[2] == inputs[0]._version:
-                pairs.append((found[0], name))
+            conv = convs.source(inputs[0])
+            if conv is not None:
+                pairs.append((conv, name))
         return hook
 
-    handles = []
-    for name, m in modules.items():
-        if isinstance(m, torch.nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook(name)))
-        elif isinstance(m, torch.nn.BatchNorm2d):
-            handles.append(m.register_forward_pre_hook(bn_hook(name)))
-    try:
-        with torch.no_grad():
-            reference = model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    outputs.clear()
+    hooks = [(m, "forward", convs.conv_hook(name)) if isinstance(m, torch.nn.Conv2d) else (m, "pre", bn_hook(name))
+             for name, m in modules.items() if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d))]
+    reference = convs.run(model, example, hooks)
     # A module called more than once (shared) cannot be folded for one of its uses only.
     pairs = [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1 and modules[b].track_running_stats]
     if not pairs:
@@ -189,50 +209,32 @@ def fuse_conv_activations(model: torch.nn.Module, example: torch.Tensor) -> torc
     if not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return model
     modules = dict(model.named_modules())
-    # id(conv output) -> (conv name, the tensor, its version: an in-place op in between,
-    # like ResNet's `out += identity` before its ReLU, changes the version)
-    produced: dict[int, tuple[str, torch.Tensor, int]] = {}
-    calls: dict[str, int] = defaultdict(int)
+    convs = _ConvOutputs()
+    calls = convs.calls
     pairs: dict[str, str] = {}
 
-    def untouched(x: torch.Tensor) -> tuple[str, torch.Tensor, int] | None:
-        found = produced.get(id(x))
-        return found if found is not None and found[1] is x and found[2] == x._version else None
-
-    def conv_hook(name):
-        def hook(_m, _inputs, output):
-            calls[name] += 1
-            produced[id(output)] = (name, output, output._version)
-        return hook
-
     def pass_hook(_m, inputs, output):  # Identity (a folded BatchNorm) forwards the conv's output
-        found = untouched(inputs[0])
-        if found is not None:
-            produced[id(output)] = (found[0], output, output._version)
+        conv = convs.source(inputs[0])
+        if conv is not None:
+            convs.produced[id(output)] = (conv, output, output._version)
 
     def act_hook(name):
         def hook(_m, inputs):
             calls[name] += 1
-            found = untouched(inputs[0])
-            if found is not None:
-                pairs.setdefault(found[0], name)
+            conv = convs.source(inputs[0])
+            if conv is not None:
+                pairs.setdefault(conv, name)
         return hook
 
-    handles = []
+    hooks = []
     for name, m in modules.items():
         if isinstance(m, torch.nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook(name)))
+            hooks.append((m, "forward", convs.conv_hook(name)))
         elif isinstance(m, torch.nn.Identity):
-            handles.append(m.register_forward_hook(pass_hook))
+            hooks.append((m, "forward", pass_hook))
         elif _fusable_activation(m) is not None:
-            handles.append(m.register_forward_pre_hook(act_hook(name)))
-    try:
-        with torch.no_grad():
-            reference = model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    produced.clear()
+            hooks.append((m, "pre", act_hook(name)))
+    reference = convs.run(model, example, hooks)
     pairs = {c: a for c, a in pairs.items()
              if calls[c] == 1 and modules[c].padding_mode == "zeros" and not isinstance(modules[c].padding, str)}
     if not pairs:
