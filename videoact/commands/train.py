@@ -33,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
                                            ("work_dir", args.work_dir)) if value is not None}
     try:
         cfg = load_config(args.config, args.overrides, values=paths)
-        if not cfg.data.train:
-            raise ConfigError("no training data: give --data FOLDER_OR_LIST (or data.train in the config)")
         # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes and prints.
         with distributed_session(cfg.train.device) as dist_info:
             summary = train(cfg)
