@@ -17,7 +17,7 @@ from faults import (SHARED, SHARED_EXPECTED, run_cli, run_main, shared_videos, u
 from videoact.feature_cache import load_features
 from videoact.health import (FileHealth, check_file, check_videos, exclude_paths, read_exclude_list,
                              write_quarantine)
-from videoact.testing import write_coded_video
+from videoact.testing import coded_frame, write_coded_video, write_timed_video
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +333,23 @@ def test_check_refuses_to_write_its_report_onto_its_input(tmp_path):
                  "--workers", "0", "--quiet"]) == 2
     assert (listing.read_bytes(), (tmp_path / "v" / "a.mp4").read_bytes()) == before
     assert not (tmp_path / "r").exists()
+
+
+def test_a_whole_file_whose_timestamps_start_late_is_not_partial(tmp_path):
+    """A Matroska file whose first frame is at 10 s (a cut that kept its timestamps): its
+    duration runs from 0, so OpenCV's estimate claimed 300 frames for 50 and `check`
+    called the complete file partial."""
+    import cv2
+
+    if not hasattr(cv2, "CAP_PROP_PTS"):
+        pytest.skip("this OpenCV gives no PTS: the start cannot be known")
+    frames = [coded_frame(i) for i in range(50)]
+    write_timed_video(tmp_path / "late.mkv", frames, [10 + i / 25 for i in range(50)])
+    health = check_file(tmp_path / "late.mkv")
+    assert health.status in ("readable", "fallback") and (health.frames, health.claimed) == (50, 50), health
+    # A file cut short still is partial when it starts late: the claim counts from its start.
+    write_timed_video(tmp_path / "late_cut.mkv", frames, [10 + i / 25 for i in range(50)])
+    data = (tmp_path / "late_cut.mkv").read_bytes()
+    (tmp_path / "late_cut.mkv").write_bytes(data[: len(data) // 2])
+    cut = check_file(tmp_path / "late_cut.mkv")
+    assert cut.status == "partial" and cut.claimed == 50 and cut.frames < 40, cut

@@ -211,8 +211,8 @@ def _precheck(path: str) -> str | None:
 
 def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     """Frames the container claims: decord's frame index if decord reads the file,
-    else OpenCV's estimate (duration x rate); OpenCV's when it says clearly more than
-    decord's index. Why: decord indexes the packets that are there, so a file cut short
+    else OpenCV's estimate (duration x rate, less a late first timestamp); OpenCV's when
+    it says clearly more than decord's index. Why: decord indexes the packets that are there, so a file cut short
     (an AVI whose second half is missing) looked whole (104 of 104 frames), while its
     header, which OpenCV reads, still says 200."""
     inner = getattr(reader, "_inner", reader)  # _AutoReader wraps the reader it uses
@@ -228,10 +228,19 @@ def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     import cv2
 
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    start = 0.0
     try:
         value = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else float("nan")
+        # The estimate is the container's duration x rate, and that duration runs from
+        # time 0: a file whose timestamps start late (a cut with kept timestamps, a
+        # recording of a stream) claims its start's frames too. The first frame's PTS,
+        # in frames, is that start (OpenCV 5.0 gives it; 4.10 does not: no correction).
+        if hasattr(cv2, "CAP_PROP_PTS") and math.isfinite(value) and value > 0 and cap.grab():
+            start = cap.get(cv2.CAP_PROP_PTS)
     finally:
         cap.release()
+    if math.isfinite(start) and 0 < start < value:
+        value -= start
     estimate = int(round(value)) if math.isfinite(value) and 0 < value < _MAX_PLAUSIBLE_FRAMES else None
     if indexed is not None and (estimate is None or not _fewer_than_claimed(indexed, estimate, "opencv")):
         return indexed, "decord"
