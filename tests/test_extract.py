@@ -112,6 +112,24 @@ def test_a_backbone_with_its_head_is_not_taken_for_features(tmp_path):
     assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 512
 
 
+def test_a_backbone_with_other_normalization_does_not_reuse_the_cache(tmp_path):
+    """A library user who sets ``backbone.mean``/``std`` by hand (their own weights' statistics)
+    got the default-normalized features back from the cache as up to date."""
+    videos = make_folder(tmp_path / "v", n=1, frames=6)
+    kw = dict(root=tmp_path / "v", num_workers=0, progress=False, image_size=32)
+    backbone = create_backbone("resnet18", pretrained=False)
+    first = extract_features(videos, tmp_path / "out", backbone=backbone, **kw)
+    assert len(first.written) == 1 and first.settings["normalization"] == "default"
+    target = cache_path(tmp_path / "out", "class0/clip0.mp4")
+    default_features = load_features(target).features
+    backbone.mean, backbone.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    again = extract_features(videos, tmp_path / "out", backbone=backbone, **kw)
+    assert len(again.written) == 1, "made with other normalization: extracted again"
+    assert again.settings["normalization"] == {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    assert not torch.equal(load_features(target).features, default_features)
+    assert len(extract_features(videos, tmp_path / "out", backbone=backbone, **kw).written) == 0
+
+
 def test_changed_source_is_extracted_again(tmp_path, capsys):
     src = tmp_path / "v"
     videos = make_folder(src, n=2, frames=10)

@@ -76,6 +76,16 @@ def test_caches_from_before_precision_was_recorded_are_float32(tmp_path):
     assert cache_staleness(path, {"backbone": "b", "precision": "float32"}) == ["precision: 'bfloat16' -> 'float32'"]
 
 
+def test_caches_from_before_normalization_was_recorded_count_as_default(tmp_path):
+    """Extraction records the pixel normalization when a user changed it; the files before
+    that stay current for the default (no re-extraction of everyone's caches)."""
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(2, 3), torch.arange(2), {"backbone": "b"})
+    assert cache_staleness(path, {"backbone": "b", "normalization": "default"}) == []
+    other = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    [reason] = cache_staleness(path, {"backbone": "b", "normalization": other})
+    assert reason.startswith("normalization: 'default' -> ")
+
+
 def test_corrupt_file_gives_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00\x01garbage")

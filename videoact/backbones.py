@@ -149,6 +149,13 @@ def grid_size(pooling: str) -> int:
     return 1 if pooling == "avg" else int(pooling.removeprefix("grid"))
 
 
+def default_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` on 0..1 pixels that :func:`create_backbone` gives the
+    backbone ``name``: Lite0's own, else ImageNet's (all torchvision classification weights'
+    too)."""
+    return (LITE_MEAN, LITE_STD) if name == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
+
+
 class Backbone(nn.Module):
     """A per-frame CNN: normalized ``float [B, 3, H, W]`` -> features ``[B, feature_dim]``.
 
@@ -521,7 +528,7 @@ def create_backbone(
     if not pretrained and weights is not None:
         raise ValueError(f"pretrained=False (random weights) conflicts with weights={weights!r}")
 
-    mean, std = (LITE_MEAN, LITE_STD) if name == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = default_normalization(name)
     input_size = arch.input_size
     model = arch.build()
     droppable = () if keep_head else arch.head

@@ -518,6 +518,18 @@ def default_batch_size(device: str | torch.device, image_size: int) -> int:
     return max(1, min(64, (64 * 224 * 224) // (int(image_size) ** 2)))
 
 
+def _normalization(backbone) -> str | dict[str, list[float]]:
+    """``"default"`` for the backbone's usual mean/std, else the values (caches made before
+    2026-11-30 recorded none and count as made with the default)."""
+    from .backbones import default_normalization
+
+    mean, std = [float(v) for v in backbone.mean], [float(v) for v in backbone.std]
+    default_mean, default_std = default_normalization(backbone.name)
+    if mean == [float(v) for v in default_mean] and std == [float(v) for v in default_std]:
+        return "default"
+    return {"mean": mean, "std": std}
+
+
 def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision: str = "float32") -> dict[str, Any]:
     """The settings a cache file must match to be reused (``precision``: the backbone's
     compute dtype, :func:`videoact.device.precision_name`)."""
@@ -532,6 +544,8 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision
         # index / average rate, wrong on variable-frame-rate video; those caches are stale).
         "sampling": {**asdict(sampling), **({"times": "timestamps"} if sampling.mode == "fps" else {})},
         "precision": precision,
+        # Pixels normalized otherwise (mean/std set by hand) give other features.
+        "normalization": _normalization(backbone),
         # What the numbers are, beyond the names above: a backbone kept with its ImageNet head
         # (logits, not features) has the same name, weights and pooling.
         "feature_dim": int(backbone.feature_dim),

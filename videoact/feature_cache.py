@@ -6,7 +6,7 @@
 - ``frame_indices`` int64 ``[T]``: which decoded frames they came from
 
 and string metadata (safetensors only stores strings; every value is JSON):
-the extraction settings (backbone, weights, layer, pooling, image size, sampling), the
+the extraction settings (backbone, weights, layer, pooling, image size, normalization, precision, sampling), the
 source file's size and mtime, and the videoact version.
 
 A cache file is *current* when its settings equal the requested ones and the source
@@ -132,7 +132,7 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
 
 
 # Settings that caches written before they were recorded were made with.
-_SETTINGS_BEFORE_RECORDED = {"precision": "float32"}
+_SETTINGS_BEFORE_RECORDED = {"precision": "float32", "normalization": "default"}
 
 
 # The sampling fields that choose the frames in each mode (besides mode and max_frames): a
