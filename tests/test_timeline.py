@@ -30,7 +30,8 @@ from videoact.inference import VideoClassifier
 from videoact.sampling import uniform_segments
 from videoact.temporal import create_temporal_model
 from videoact.testing import write_video
-from videoact.timeline import classify_timeline, merge_segments, window_starts, write_timeline
+from videoact.timeline import (ActionSegment, Timeline, WindowPrediction, classify_timeline, merge_segments, window_starts,
+                               write_timeline)
 
 T = 4
 FPS = 25.0
@@ -234,7 +235,9 @@ def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path,
     segments = [r for r in rows if r["kind"] == "segment"]
     windows = [r for r in rows if r["kind"] == "window"]
     assert [r["label"] for r in segments] == ["stripes", "checks", "smooth", "stripes"] and len(windows) == 37
-    assert all(len(r["top"].split("|")) == 2 for r in windows)
+    assert list(rows[0])[-4:] == ["top1", "prob1", "top2", "prob2"] and "top3" not in rows[0]
+    assert all(r["top1"] == r["label"] and float(r["prob1"]) >= float(r["prob2"]) > 0 for r in windows)
+    assert all(r["top1"] == r["prob1"] == "" for r in segments)
 
     with open_video(annotated) as reader, open_video(path) as original:
         assert len(reader) == len(original) == 200
@@ -287,3 +290,20 @@ def test_a_variable_rate_video_keeps_its_timing(model, tmp_path):
     assert rate == pytest.approx(50.0)
     # Output frame k shows the frame on screen at k / 50 s: the last frame starts at 2.9 s.
     assert shown == [int(np.searchsorted(times, k / rate + 1e-6, side="right")) - 1 for k in range(146)]
+
+
+def test_timeline_csv_reads_back_class_names_with_separators(tmp_path):
+    """The top-k column was ``label:prob|label:prob``: a class named ``a|b: c`` could not be
+    read back. A column per rank holds any name; timelines with fewer ranks leave them empty."""
+    names = ["a|b: c", 'say "hi", wave']
+    window = WindowPrediction(0.0, 1.0, [(names[0], 0.75), (names[1], 0.25)], names[0], torch.tensor([0.75, 0.25]))
+    one = Timeline("x.mp4", 1.0, 25.0, 1.0, 1.0, 25.0, 25, [window], [ActionSegment(names[0], 0.0, 1.0, 0.75, 1)])
+    short = WindowPrediction(0.0, 1.0, [(names[1], 0.6)], None, torch.tensor([0.4, 0.6]))
+    two = Timeline("y.mp4", 1.0, 25.0, 1.0, 1.0, 25.0, 25, [short], [])
+    write_timeline([one, two], tmp_path / "t.csv")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open(newline="")))
+    assert [(r["kind"], r["label"], r["top1"], r["prob1"], r["top2"], r["prob2"]) for r in rows] == [
+        ("segment", names[0], "", "", "", ""),
+        ("window", names[0], names[0], "0.750000", names[1], "0.250000"),
+        ("window", "", names[1], "0.600000", "", ""),
+    ]

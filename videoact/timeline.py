@@ -317,22 +317,29 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
 # ---------------------------------------------------------------------------- output
 
 
-CSV_HEADER = ["source", "kind", "start", "end", "label", "score", "top"]
+CSV_HEADER = ["source", "kind", "start", "end", "label", "score"]
 
 
-def timeline_csv_rows(timeline: Timeline) -> list[list[str]]:
-    """Rows of :data:`CSV_HEADER`: one per segment (kind ``segment``) then per window.
+def timeline_csv_header(top_k: int) -> list[str]:
+    """:data:`CSV_HEADER` then ``top1, prob1, ..., top{k}, prob{k}``: a column per rank, so a
+    class name holding any character (``|``, ``:``, a comma) reads back as it is."""
+    return CSV_HEADER + [name for rank in range(1, top_k + 1) for name in (f"top{rank}", f"prob{rank}")]
 
-    ``top`` holds a window's top-k as ``label:prob|label:prob``; ``label`` is empty for a
-    window below the threshold.
-    """
+
+def timeline_csv_rows(timeline: Timeline, top_k: int | None = None) -> list[list[str]]:
+    """Rows of :func:`timeline_csv_header` (``top_k``: default, the longest top-k of its
+    windows): one per segment (kind ``segment``, empty rank columns) then per window.
+    ``label`` is empty for a window below the threshold."""
+    if top_k is None:
+        top_k = max((len(w.top) for w in timeline.windows), default=0)
+    blank = [""] * (2 * top_k)
     rows = []
     for s in timeline.segments:
-        rows.append([timeline.source, "segment", f"{s.start:.4f}", f"{s.end:.4f}", s.label, f"{s.score:.6f}", ""])
+        rows.append([timeline.source, "segment", f"{s.start:.4f}", f"{s.end:.4f}", s.label, f"{s.score:.6f}", *blank])
     for w in timeline.windows:
-        top = "|".join(f"{l}:{p:.6f}" for l, p in w.top)
+        ranks = [v for l, p in w.top[:top_k] for v in (l, f"{p:.6f}")]
         rows.append([timeline.source, "window", f"{w.start:.4f}", f"{w.end:.4f}", w.label or "",
-                     f"{w.top[0][1]:.6f}", top])
+                     f"{w.top[0][1]:.6f}", *ranks, *blank[len(ranks):]])
     return rows
 
 
@@ -345,9 +352,10 @@ def write_timeline(timelines: Timeline | Iterable[Timeline], path: str | os.Path
     if path.suffix.lower() == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(CSV_HEADER)
+        top_k = max((len(w.top) for t in items for w in t.windows), default=0)
+        writer.writerow(timeline_csv_header(top_k))
         for t in items:
-            writer.writerows(timeline_csv_rows(t))
+            writer.writerows(timeline_csv_rows(t, top_k))
         atomic_write_text(path, buf.getvalue())
     else:
         data: Any = items[0].to_dict() if isinstance(timelines, Timeline) else [t.to_dict() for t in items]
