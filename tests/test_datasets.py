@@ -22,6 +22,7 @@ from videoact.datasets import (
     load_classes,
     load_dataset,
     read_annotations,
+    read_class_labels,
     scan_video_folder,
     stratified_split,
     ucf101_group,
@@ -174,6 +175,7 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
 
     # {id: name}, as a checkpoint keeps its classInd.txt ids: the same labels as the file
     assert load_class_ids(class_ind) == [1, 2] and load_class_ids(names) is None
+    assert read_class_labels(class_ind) == {1: "walk", 2: "run"} and read_class_labels(names) == ["walk", "run"]
     samples, classes, problems = read_annotations(list_file, dataset_root, classes={2: "run", 1: "walk"})
     assert classes == ["walk", "run"] and [s.label for s in samples] == [0, 1, 1] and kinds(problems) == [(3, "unknown_label")]
 

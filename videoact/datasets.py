@@ -180,6 +180,20 @@ def load_class_ids(path: PathLike) -> list[int] | None:
     return None if index.ids is None else sorted(index.ids)
 
 
+def class_labels(classes: Sequence[str], class_ids: Sequence[int] | None = None) -> list[str] | dict[int, str]:
+    """What a list's integer labels mean, as :func:`load_dataset`'s ``classes``: ``{id: name}``
+    for a ``classInd.txt``'s ids, else the names (integers are 0-based positions)."""
+    return dict(zip(class_ids, classes)) if class_ids else list(classes)
+
+
+def read_class_labels(path: PathLike) -> list[str] | dict[int, str]:
+    """A classes file read once, as :func:`class_labels` gives it: ``{id: name}`` for
+    ``id name`` lines, else the names in file order."""
+    index = _class_index(Path(path))
+    assert index is not None
+    return class_labels(index.names, None if index.ids is None else sorted(index.ids))
+
+
 def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
     """Write one class name per line, atomically (line ``i`` is class ``i``)."""
     for name in classes:

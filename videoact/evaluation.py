@@ -167,14 +167,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     """
     from tqdm import tqdm
 
-    from .datasets import load_dataset
+    from .datasets import class_labels, load_dataset
     from .inference import VideoClassifier, _check_counts
 
     _check_counts(1, num_clips)
     classifier = VideoClassifier.from_checkpoint(checkpoint, device=device, weights=weights)
     # Integer labels: the training classes file's ids when it had any, else 0-based positions.
-    label_set = dict(zip(classifier.class_ids, classifier.classes)) if classifier.class_ids else classifier.classes
-    samples, _classes, problems = load_dataset(data, root=root, classes=label_set)
+    samples, _classes, problems = load_dataset(data, root=root, classes=class_labels(classifier.classes,
+                                                                                    classifier.class_ids))
     probs, labels, failures = [], [], []
     for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
         results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)

@@ -39,7 +39,7 @@ from .atomic import InUseError, atomic_write_text, exclusive_lock
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import OUTSIDE_PREFIX, load_class_ids, load_dataset, stratified_split
+from .datasets import OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -459,7 +459,8 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
 
     # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
     # that have no training video; otherwise the training data's sorted label names.
-    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=cfg.data.classes)
+    file_labels = read_class_labels(cfg.data.classes) if cfg.data.classes else None
+    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=file_labels)
     train_samples = without_excluded(train_samples, "training")
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
@@ -476,10 +477,10 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
               f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
               "name them", file=sys.stderr)
     # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
-    class_ids = load_class_ids(cfg.data.classes) if cfg.data.classes else None
+    class_ids = sorted(file_labels) if isinstance(file_labels, dict) else None
     last_seen = _file_version(work_dir / "last.pt")
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg), class_ids)
-    label_set = dict(zip(class_ids, classes)) if class_ids else classes
+    label_set = class_labels(classes, class_ids)
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
         val_samples = without_excluded(val_samples, "validation")
