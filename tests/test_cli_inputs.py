@@ -71,6 +71,24 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, ca
     assert digest(clip) == before[clip]
 
 
+def test_a_video_or_a_model_given_as_the_dataset_is_named_as_such(setup, tmp_path, capsys):
+    """`videoact test best.pt clip.mp4` (infer's arguments) said "malformed: not UTF-8 text
+    (invalid start byte at byte 39)"."""
+    ckpt, clip = setup["ckpt"], setup["clip"]
+    for args, given, what in [(["test", ckpt, clip, "--device", "cpu"], clip, "a video file"),
+                              (["train", "--data", clip, "--work-dir", tmp_path / "w"], clip, "a video file"),
+                              (["train", "--data", ckpt, "--work-dir", tmp_path / "w"], ckpt, "a model or feature file")]:
+        proc = run_cli(capsys, *args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert f"videoact {args[0]}: {given}: {what}, not a dataset" in proc.stderr, proc.stderr[-2000:]
+        assert ("use `videoact infer`" in proc.stderr) == (what == "a video file")
+    assert not (tmp_path / "w").exists()
+    binary = tmp_path / "list.txt"
+    binary.write_bytes(setup["clip"].read_bytes()[:2000])
+    proc = run_cli(capsys, "test", ckpt, binary, "--device", "cpu")
+    assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr and "is this a video or a model?" in proc.stderr
+
+
 # ------------------------------------------------------------------ 2. list problems in `videoact test`
 
 

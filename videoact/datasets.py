@@ -210,7 +210,8 @@ def _read_text(path: Path) -> str:
         raise FileNotFoundError(f"{path}: annotation file not found") from None
     except UnicodeDecodeError as exc:
         raise AnnotationError(
-            [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+            [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                               "a list is a text file of `path label` lines; is this a video or a model?")]
         ) from None
 
 
@@ -562,7 +563,25 @@ def load_dataset(
         return VideoList(samples, names, problems)
     if not spec_path.exists():
         raise FileNotFoundError(f"{spec}: no such dataset folder or annotation file")
+    kind = _not_a_list(spec_path)
+    if kind:  # a likely mix-up (`test best.pt clip.mp4`): say so, not "not UTF-8 text"
+        raise ValueError(f"{spec}: {kind}, not a dataset: give a folder of class sub-folders "
+                         "(<root>/<class>/<video>) or an annotation list of `path label` lines"
+                         + ("; to classify single videos, use `videoact infer`" if kind.startswith("a video") else ""))
     return read_annotations(spec_path, root, classes, **options)
+
+
+_MODEL_EXTENSIONS = frozenset({".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".onnx"})
+
+
+def _not_a_list(path: Path) -> str | None:
+    """What ``path`` is when its name says it cannot be an annotation list."""
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "a video file"
+    if ext in _MODEL_EXTENSIONS:
+        return "a model or feature file"
+    return None
 
 
 def _format_line(rel: str, label_name: str, where: PathLike) -> str:
