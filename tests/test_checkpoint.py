@@ -303,6 +303,10 @@ def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monk
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu")
     with pytest.warns(UserWarning, match="trained on backbone weights"):  # given on purpose: said, not refused
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu", weights=moved / "r18.pth")
+    proc = run_main(capsys, "infer", moved / "best.pt", videos[0], "--weights", moved / "r18.pth", "--device", "cpu")
+    [said] = [line for line in proc.stderr.splitlines() if "trained on backbone weights" in line]
+    assert proc.returncode == 0 and said.startswith("videoact infer: warning: ") and said.endswith("may be off"), \
+        proc.stderr  # a line of its own, not Python's "file.py:201: UserWarning:" and the source line
 
     # the Lite0 package in another version: the same weights, said, not refused
     from videoact.backbones import same_weights

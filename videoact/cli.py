@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from .version import __version__
 
@@ -40,6 +40,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """videoact's own warnings (other backbone weights given, a lock the file system refuses)
+    as ``videoact CMD: warning: ...`` lines, not Python's ``file:line: UserWarning`` form."""
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if not os.path.abspath(filename).startswith(package + os.sep):
+            return shown(message, category, filename, lineno, file, line)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()  # the warning after what was printed before it, not inside it
+        print(f"videoact {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only import the chosen command's module: `videoact --help` stays fast.
@@ -53,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .device import DeviceError  # no torch import: `videoact --help` stays fast
 
     try:
-        status = int(module.run(args) or 0)
+        with _warnings_as_lines(args.command):
+            status = int(module.run(args) or 0)
         sys.stdout.flush()  # a reader that has gone shows here, in the handler below
         return status
     except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
