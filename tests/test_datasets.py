@@ -57,7 +57,8 @@ def test_scan_video_folder(tmp_path):
     (root / "empty").mkdir()  # no videos: not a class
     video(root / "stray.mp4")  # not in a class folder
 
-    samples, classes = scan_video_folder(root)
+    with pytest.warns(UserWarning, match=r"1 sub-folder without videos, not taken as classes: empty$"):
+        samples, classes = scan_video_folder(root)
     assert classes == ["run", "walk"]
     assert [(s.rel, s.label, s.label_name) for s in samples] == [
         ("run/r 1.mkv", 0, "run"),
@@ -74,6 +75,18 @@ def test_scan_video_folder(tmp_path):
         scan_video_folder(root, classes=["run"])
     samples, classes, problems = load_dataset(root, classes=["run"])
     assert [s.rel for s in samples] == ["run/r 1.mkv"] and kinds(problems) == [(None, "unknown_label")]
+
+    # a dataset root holding its splits (train/ val/ test/) made a 3-class model of them
+    for split in ("train", "val", "test"):
+        video(tmp_path / "splits" / split / "walk" / "a.mp4")
+    with pytest.raises(ValueError, match=r"sub-folders are test, train, val: splits of a dataset.*--data .*train$"):
+        scan_video_folder(tmp_path / "splits")
+    # frame folders (decode-frames' output) are named: datasets read videos
+    frames = tmp_path / "frames" / "walk" / "a"
+    frames.mkdir(parents=True)
+    (frames / "img_00001.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match="walk hold JPEG frame folders .*give the videos"):
+        assert load_dataset(tmp_path / "frames") == ([], [], [])
 
     # a flat folder of videos is not a dataset: say how it should look
     flat = tmp_path / "flat"

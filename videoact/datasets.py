@@ -243,6 +243,27 @@ def _find_videos(directory: str) -> list[str]:
     return sorted(found)
 
 
+# Sub-folder names that are a dataset's splits: a folder holding only these is one level too high.
+_SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
+
+
+def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str]) -> None:
+    """Say which sub-folders hold no video (a class left empty; frame folders from decode-frames)."""
+    import warnings
+
+    try:
+        from .decode import list_videos
+    except ImportError:  # decoding not installed (see _find_videos): no frame folders to name
+        frames = []
+    else:
+        frames = [name for name in empty if list_videos(os.path.join(root_abs, name), (), frame_folders=True)]
+    note = (f"; {', '.join(frames[:5])}{' ...' if len(frames) > 5 else ''} hold JPEG frame folders "
+            "(decode-frames' output), which `videoact infer` reads but datasets do not: give the videos"
+            if frames else "")
+    warnings.warn(f"{root}: {len(empty)} sub-folder{'s' if len(empty) > 1 else ''} without videos, not taken as "
+                  f"classes: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}{note}", stacklevel=4)
+
+
 def scan_video_folder(
     root: PathLike, classes: Sequence[str] | Mapping[int, str] | PathLike | None = None
 ) -> tuple[list[VideoSample], list[str]]:
@@ -266,12 +287,20 @@ def _scan_folder(
         raise NotADirectoryError(f"{root}: not a folder of class sub-folders")
     index = _class_index(classes)
     found: dict[str, list[str]] = {}
+    empty: list[str] = []
     for entry in sorted(os.scandir(root_abs), key=lambda e: e.name):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         videos = _find_videos(entry.path)
         if videos:
             found[entry.name] = videos
+        else:
+            empty.append(entry.name)
+    if index is None and len(found) >= 2 and set(found) <= _SPLIT_NAMES:
+        raise ValueError(f"{root}: its sub-folders are {', '.join(found)}: splits of a dataset, not classes; give "
+                         f"one split, e.g. --data {os.path.join(root, min(found, key=lambda n: not n.startswith('train')))}")
+    if empty:
+        _warn_empty_folders(root, root_abs, empty)
     if not found:
         stray = [e.name for e in os.scandir(root_abs) if e.is_file() and _is_video(e.name)]
         if stray:
