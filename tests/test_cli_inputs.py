@@ -89,6 +89,23 @@ def test_a_video_or_a_model_given_as_the_dataset_is_named_as_such(setup, tmp_pat
     assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr and "is this a video or a model?" in proc.stderr
 
 
+def test_a_list_whose_videos_are_all_elsewhere_is_summed_up_with_the_remedy(tmp_path, capsys):
+    """UCF101's trainlist01.txt without --root: 9,537 warning lines, one per entry, then only
+    "no training videos found"."""
+    listing = tmp_path / "lists" / "trainlist.txt"
+    listing.parent.mkdir()
+    listing.write_text("".join(f"Walk/v_{i}.avi 1\n" for i in range(25)))
+    (tmp_path / "lists" / "classInd.txt").write_text("1 Walk\n2 Run\n")
+    proc = run_cli(capsys, "train", "--data", listing, "--classes", tmp_path / "lists" / "classInd.txt",
+                   "--work-dir", tmp_path / "w")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("missing: video not found") == 10 and "... and 15 more" in proc.stderr
+    assert f"warning: {listing}: 25 entries left out: 25 missing" in proc.stderr
+    assert (f"{listing}: no training videos found: none of its 25 videos is there, looked for under "
+            f"{tmp_path / 'lists'}; --root (data.root)") in proc.stderr
+    assert not (tmp_path / "w").exists()
+
+
 # ------------------------------------------------------------------ 2. list problems in `videoact test`
 
 

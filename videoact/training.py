@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,8 @@ from .atomic import InUseError, atomic_write_text, exclusive_lock
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split
+from .datasets import (MISSING, OUTSIDE_PREFIX, AnnotationProblem, class_labels, load_dataset, read_class_labels,
+                       stratified_split, summarize_problems)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -406,6 +407,17 @@ def _file_version(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def warn_problems(source: str, problems: Sequence[AnnotationProblem], limit: int = 10) -> None:
+    """Print a list's problems as warnings: each one, or past ``limit`` the counts and the first
+    ``limit`` (a UCF101 list given without --root has 9,537 missing entries)."""
+    if len(problems) <= limit:
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+    else:
+        print(f"warning: {source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
+              file=sys.stderr)
+
+
 def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics.
 
@@ -462,10 +474,14 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     file_labels = read_class_labels(cfg.data.classes) if cfg.data.classes else None
     train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=file_labels)
     train_samples = without_excluded(train_samples, "training")
-    for p in problems:
-        print(f"warning: {p}", file=sys.stderr)
+    warn_problems(cfg.data.train, problems)
     if not train_samples:
-        raise TrainingError(f"{cfg.data.train}: no training videos found")
+        hint = ""
+        if problems and all(p.kind == MISSING for p in problems):
+            base = cfg.data.root or os.path.dirname(os.path.abspath(cfg.data.train))
+            hint = (f": none of its {len(problems)} videos is there, looked for under {base}; --root (data.root) "
+                    "names the folder the list's paths start from")
+        raise TrainingError(f"{cfg.data.train}: no training videos found{hint}")
     present = {s.label for s in train_samples}
     if len(present) < 2:
         raise TrainingError(f"{cfg.data.train}: one class only ({classes[min(present)]}): a classifier needs videos "
@@ -484,16 +500,14 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     if cfg.data.val:
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
         val_samples = without_excluded(val_samples, "validation")
-        for p in problems:
-            print(f"warning: {p}", file=sys.stderr)
+        warn_problems(cfg.data.val, problems)
     else:  # held out after extraction, so that no unreadable video is among them
         val_samples = []
     test_samples: list = []
     if cfg.data.test:
         test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
         test_samples = without_excluded(test_samples, "test")
-        for p in problems:
-            print(f"warning: {p}", file=sys.stderr)
+        warn_problems(cfg.data.test, problems)
     # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
     def no_validation() -> TrainingError:
         return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
