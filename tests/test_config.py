@@ -191,6 +191,16 @@ def test_base_inheritance(tmp_path, monkeypatch):
     # a shipped config that has a base of its own, by name (was refused: "only one level")
     tuned = write(tmp_path / "tuned.yaml", "_base_: synthetic\ntrain:\n  epochs: 3\n")
     assert load_config(tuned) == load_config("synthetic", ["train.epochs=3"])
+    # a bare name finds the user's own file next to it first (the shipped one of the same name
+    # replaced it silently), and a file that names itself gets the shipped one
+    own = tmp_path / "own"
+    own.mkdir()
+    write(own / "synthetic.yaml", "_base_: synthetic\ntrain:\n  epochs: 3\n")
+    write(own / "mine.yaml", "_base_: synthetic\nmodel:\n  hidden: 16\n")
+    write(own / "base.yaml", "model:\n  hidden: 12\n")
+    write(own / "child.yaml", "_base_: base\n")
+    assert load_config(own / "mine.yaml") == load_config("synthetic", ["train.epochs=3", "model.hidden=16"])
+    assert load_config(own / "child.yaml").model.hidden == 12
     write(tmp_path / "loop_a.yaml", "_base_: loop_b.yaml\n")
     write(tmp_path / "loop_b.yaml", "_base_: loop_a.yaml\n")
     with pytest.raises(ConfigError, match=r"_base_ files form a cycle \(.*loop_a\.yaml -> .*loop_b\.yaml -> "):

@@ -440,11 +440,14 @@ def _read_with_bases(file: Path, chain: Tuple[Path, ...] = ()) -> List[Tuple[Dic
         return [(data, source)]
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{source}: _base_: expected a file name, got {base!r}")
-    base_file = file.parent / base
-    if not base_file.is_file() and len(Path(base).parts) == 1:
-        # "_base_: default.yaml" or "_base_: synthetic" in the user's own folder: the shipped file
-        shipped = [c for c in (CONFIG_DIR / base, CONFIG_DIR / f"{base}.yaml") if c.is_file()]
-        base_file = shipped[0] if shipped else base_file
+    # Next to the file first ("_base_: base" finds base.yaml there), then for a bare name the
+    # shipped configs ("_base_: synthetic" from the user's own folder, also from a file named
+    # synthetic.yaml there, which is not its own base).
+    candidates = [file.parent / base, file.parent / f"{base}.yaml"]
+    if len(Path(base).parts) == 1:
+        candidates = [c for c in candidates if not (c.is_file() and c.resolve() == file.resolve())]
+        candidates += [CONFIG_DIR / base, CONFIG_DIR / f"{base}.yaml"]
+    base_file = next((c for c in candidates if c.is_file()), file.parent / base)
     if not base_file.is_file():
         raise ConfigError(f"{source}: _base_: {base_file} not found")
     return _read_with_bases(base_file, (*chain, file.resolve())) + [(data, source)]
