@@ -481,6 +481,13 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     assert [g["initial_lr"] for g in ts["optimizer"]["param_groups"]] == [0.01, 0.01]
     assert [g["weight_decay"] for g in ts["optimizer"]["param_groups"]] == [0.2, 0.0]
     assert ts["scheduler"]["base_lrs"] == [0.01, 0.01]
+    # the log's lr of the resumed epoch (one step) is the new schedule's, not the old one's last
+    from videoact.training import lr_factor
+
+    warmup = int(round(load_config(None).train.warmup_epochs))
+    logged = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in logged] == [0, 1]
+    assert logged[1]["lr"] == pytest.approx(0.01 * lr_factor(1, warmup, 2)) != 0.001 * lr_factor(0, warmup, 1)
     run("train.epochs=2", "train.lr=0.01", "train.weight_decay=0.2", f"data.test={tmp_path / 'testdata'}")  # again:
     # nothing left to do, and it says so
     assert f"{work / 'last.pt'}: the run is complete (2 of 2 epochs)" in capsys.readouterr().out

@@ -338,6 +338,8 @@ def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: Any, m
         group["initial_lr"] = cfg.train.lr
         group["lr"] = cfg.train.lr * factor  # what LambdaLR computes: base lr x the schedule
     scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
+    # get_last_lr() (what the log shows) was loaded with the old schedule's last value.
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
     return changed
 
 
