@@ -267,6 +267,12 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
         (["train", "--data", setup["data"], "--work-dir", tmp_path / "w", "--set", "feature.backbone=nosuch"],
          "videoact train: unknown backbone 'nosuch'"),
         (["demo", "--out", tmp_path / "demo", "--set", "train.lr=oops"], "videoact demo: override 'train.lr=oops'"),
+        # files where folders go and the other way round: said so, not "[Errno 17] File exists"
+        (["extract", setup["data"], setup["clip"]], f"videoact extract: {setup['clip']}: a file, not a folder"),
+        (["train", "--data", setup["data"], "--classes", setup["data"], "--work-dir", tmp_path / "w"],
+         f"videoact train: {setup['data']}: a folder, not a classes file"),
+        (["train", "--data", setup["data"], "--classes", tmp_path / "no.txt", "--work-dir", tmp_path / "w"],
+         f"videoact train: {tmp_path / 'no.txt'}: classes file not found"),
     ):
         proc = run_cli(capsys, *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -157,7 +157,7 @@ def _class_index(classes: Sequence[str] | Mapping[int, str] | PathLike | None) -
         return None
     if isinstance(classes, (str, os.PathLike)):
         path = Path(classes)
-        return _parse_class_lines(str(path), enumerate(_read_text(path).splitlines(), 1))
+        return _parse_class_lines(str(path), enumerate(_read_text(path, "classes file").splitlines(), 1))
     ids = sorted(classes) if isinstance(classes, Mapping) else None  # {id: name}: a classInd.txt's own ids
     names = [str(classes[i]) for i in ids] if ids is not None else [str(c) for c in classes]
     if len(set(names)) != len(names):
@@ -203,15 +203,19 @@ def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
     return Path(path)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, what: str = "annotation file") -> str:
     try:
         return path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from Windows editors
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: annotation file not found") from None
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: a folder, not {'an' if what[0] in 'aeiou' else 'a'} {what}") from None
     except UnicodeDecodeError as exc:
+        shape = "a name or `id name` per line" if what == "classes file" else "`path label` lines"
         raise AnnotationError(
             [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                               "a list is a text file of `path label` lines; is this a video or a model?")]
+                               f"{'an' if what[0] in 'aeiou' else 'a'} {what} is text, {shape}; is this a video "
+                               "or a model?")]
         ) from None
 
 
@@ -389,7 +393,7 @@ class _Collector:
             self.problem(
                 line, OUTSIDE_ROOT,
                 f"{path_text!r} resolves to {exc.args[0]}, outside the dataset root {self.root_abs} "
-                "(refused; allow_outside_root=True to accept)",
+                "(refused: a higher --root (data.root) takes it in; in code, allow_outside_root=True)",
             )
             return
         path, rel = placed[0]

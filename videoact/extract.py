@@ -602,6 +602,8 @@ def extract_features(
     if isinstance(videos, (str, os.PathLike)):  # one path, not a sequence of its characters
         videos = [videos]
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # before the backbone is built: said at once
+        raise NotADirectoryError(f"{out_dir}: a file, not a folder for the features (OUT)")
     root_path = Path(root) if root is not None else None
     sampling = sampling or SamplingSpec()
     if isinstance(sampling, dict):  # e.g. a checkpoint's feature["sampling"] or a cache's (with "times")
