@@ -279,6 +279,16 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
     assert not (tmp_path / "demo").exists()  # the demo refused its --set before writing any clip
 
 
+def test_a_mistyped_flag_shows_the_sub_command_usage(capsys):
+    """`videoact train --wrok-dir x` printed the top level's usage (`videoact [-h] [--version]
+    COMMAND ...`), which does not list the flag meant."""
+    proc = run_cli(capsys, "train", "--wrok-dir", "x")
+    assert proc.returncode == 2 and "videoact train: error: unrecognized arguments: --wrok-dir" in proc.stderr
+    assert "usage: videoact train" in proc.stderr and "--work-dir" in proc.stderr
+    proc = run_cli(capsys, "--bogus")
+    assert proc.returncode == 2 and "videoact: error: unrecognized arguments: --bogus" in proc.stderr
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(setup):
     """`videoact infer ... | head -0`: a BrokenPipeError traceback before; now exit 141, as for SIGPIPE."""
     import subprocess

@@ -35,6 +35,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(command_parser=p)  # for main's usage errors
         if only is None or only == name:
             importlib.import_module(f"videoact.commands.{module}").add_arguments(p)
     return parser
@@ -68,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only import the chosen command's module: `videoact --help` stays fast.
     chosen = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=chosen or "")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # a mistyped flag: the sub-command's usage (its flags), not the top level's
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2
