@@ -273,6 +273,7 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
          f"videoact train: {setup['data']}: a folder, not a classes file"),
         (["train", "--data", setup["data"], "--classes", tmp_path / "no.txt", "--work-dir", tmp_path / "w"],
          f"videoact train: {tmp_path / 'no.txt'}: classes file not found"),
+        (["decode-frames", tmp_path / "nothere", tmp_path / "o"], f"videoact decode-frames: {tmp_path / 'nothere'}: no "),
     ):
         proc = run_cli(capsys, *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

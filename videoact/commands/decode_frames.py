@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from videoact.frames import FAILURES_NAME, decode_folder
 
     if not os.path.exists(args.src):
-        print(f"error: {args.src}: no such file or folder", file=sys.stderr)
+        print(f"videoact decode-frames: {args.src}: no such file or folder", file=sys.stderr)
         return 2
     try:
         report = decode_folder(
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout or None,
         )
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"videoact decode-frames: {e}", file=sys.stderr)
         return 2
     n_frames = sum(r.num_frames for r in report.decoded)
     print(f"decoded {len(report.decoded)} videos ({n_frames} frames), "
