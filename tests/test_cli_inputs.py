@@ -55,6 +55,11 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, ca
          f"--record {tmp_path / 'link.mp4'} is the input {clip}"),
         (["test", ckpt, listing, "--out", listing], f"--out {listing} is the input {listing}"),
         (["test", ckpt, listing, "--confusion", ckpt], f"--confusion {ckpt} is the input {ckpt}"),
+        # an image name: OpenCV wrote one still picture (and a file per frame beside it), "saved"
+        (["stream", ckpt, "--source", clip, "--record", tmp_path / "out.gif", "--no-window"],
+         f"--record {tmp_path / 'out.gif'}: not a video file name (.gif): use .avi, "),
+        (["infer", ckpt, clip, "--timeline", "--annotate", tmp_path / "a.png"],
+         f"--annotate {tmp_path / 'a.png'}: not a video file name (.png)"),
     ]
     for args, message in cases:
         proc = run_cli(capsys, *args, "--device", "cpu")

@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
+
+
+def video_name_error(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot name a video that videoact writes, or None. OpenCV would choose an
+    image muxer for ``.gif``/``.png``/``.jpg``: one still picture, reported as saved, and
+    the temporary's number read as an image sequence's (a file per frame)."""
+    if Path(path).suffix.lower() in FOURCC_BY_SUFFIX:
+        return None
+    return (f"not a video file name ({Path(path).suffix or 'no suffix'}): use "
+            f"{', '.join(sorted(FOURCC_BY_SUFFIX))}")
+
+
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
 _GREY = (170, 170, 170)
@@ -137,7 +149,9 @@ class AtomicVideoWriter:
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"{self.path}: frame rate must be positive, got {fps}")
         self.fps = float(fps)
-        self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
+        if fourcc is None and video_name_error(self.path):
+            raise ValueError(f"{self.path}: {video_name_error(self.path)}")
+        self.fourcc = fourcc or FOURCC_BY_SUFFIX[self.path.suffix.lower()]
         prefix = temporary_prefix(self.path.stem, self.path.suffix)  # the suffix chooses OpenCV's container
         self.tmp = self.path.with_name(f"{prefix}{os.getpid()}-{next(_counter)}{self.path.suffix}")
         self._writer: Any = None

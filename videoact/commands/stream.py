@@ -68,7 +68,7 @@ def _err(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..inference import VideoClassifier
-    from ..overlay import AtomicVideoWriter, draw_stream_overlay, window_support
+    from ..overlay import AtomicVideoWriter, draw_stream_overlay, video_name_error, window_support
     from ..sources import DEFAULT_LIVE_FPS, SourceError
     from ..stream import RateMeter, StreamClassifier, StreamEngine
 
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     # A camera index or a URL is no file here and cannot be overwritten.
     sources = [args.checkpoint] + ([args.source] if os.path.exists(args.source) else [])
     clash = clobber_error([("--record", args.record)], sources)
+    if clash is None and args.record and video_name_error(args.record):
+        clash = f"--record {args.record}: {video_name_error(args.record)}"
     if clash:
         _err(clash)
         return 2
