@@ -160,6 +160,79 @@ def test_stream_classifier_rejects_bad_input(setup):
         StreamClassifier(clf, num_segments=0)  # was the checkpoint's 4, silently
 
 
+def test_a_refused_frame_changes_nothing(setup):
+    """push() updated its counters, gap clock and feature schedule before checking the frame:
+    a bad frame at a due time took the slot of the good one after it; one at a time that was
+    not due was not checked at all."""
+    sc = StreamClassifier(setup["clf"], num_segments=1, ema=0.0, threshold=0.0)
+    with pytest.raises(ValueError, match=r"uint8 RGB frame \[H, W, 3\]"):
+        sc.push(coded_frame(0).astype(np.float32), 0.0)
+    assert (sc.frames_pushed, sc.features_computed) == (0, 0)
+    assert sc.push(coded_frame(0), 0.0) is not None and sc.features_computed == 1
+    for bad in (np.zeros((3, 64, 64), np.uint8), np.zeros((64, 64, 4), np.uint8)):  # not due at 0.01 s
+        with pytest.raises(ValueError, match=r"uint8 RGB frame"):
+            sc.push(bad, 0.01)
+    assert sc.frames_pushed == 1
+
+
+def test_frames_slower_than_the_gap_limit_still_make_a_window(setup):
+    """A 1-frame-a-second source (or a caller pushing only what its slow model keeps up with):
+    every frame was more than max_gap (1 s) after the last and cleared the ring: no prediction
+    ever. The gap limit follows the source's own interval; a real break still clears it."""
+    frames = [coded_frame(i) for i in range(12)]
+    sc = StreamClassifier(setup["clf"], ema=0.0, threshold=0.0)
+    results = [sc.push(f, 1.1 * i) for i, f in enumerate(frames)]
+    assert sc.resets == 1  # the first interval, before any was known
+    assert sum(r is not None for r in results) == len(frames) - 1 - (T - 1)
+    assert sc.push(frames[0], 1.1 * 12 + 30.0) is None and sc.resets == 2  # 30 s without a frame
+    fixed = StreamClassifier(setup["clf"], ema=0.0, threshold=0.0, max_gap=1.0)  # given: kept as given
+    assert [fixed.push(f, 1.1 * i) for i, f in enumerate(frames)] == [None] * 12 and fixed.resets == 11
+
+
+def test_a_model_slower_than_the_gap_limit_predicts_on_a_live_source(setup):
+    """The engine pushes the newest frame after each CNN pass: with a pass longer than
+    max_gap, each pushed frame looked like a break in the source and cleared the ring (0
+    predictions). Frames the engine skipped are no gap: the source's own interval counts."""
+    clf = setup["clf"]
+    slow = VideoClassifier(CNNLSTM(SlowBackbone(clf.backbone, 0.25), clf.temporal), clf.classes, clf.feature,
+                           torch.device("cpu"))
+    sc = StreamClassifier(slow, feature_rate=FPS, ema=0.0, threshold=0.0, max_gap=0.15)
+
+    def camera():
+        start = time.monotonic()
+        for i in range(75):  # 3 s at 25 frames/s, in real time
+            time.sleep(max(0.0, start + i / FPS - time.monotonic()))
+            yield coded_frame(i), i / FPS
+
+    with StreamEngine(IterableSource(camera(), live=True), sc) as engine:
+        results = list(engine.results())
+        stats = engine.stats()
+    assert stats["dropped"] > 40 and sc.resets == 0, stats
+    assert len(results) >= 3 and results[0].frame_indices[-1] - results[0].frame_indices[0] > 2 * T  # frames skipped
+
+
+def test_a_generator_that_refills_one_buffer_is_read_as_it_was(setup):
+    """`buf[:] = frame; yield buf`: the engine read the buffer in its own thread while the
+    generator refilled it, classifying later frames than the results said (probabilities
+    off by up to 0.99)."""
+    clf = setup["clf"]
+    with open_video(setup["video"]) as reader:
+        frames = [(f.copy(), ts) for _, ts, f in reader]
+    opts = dict(feature_rate=FPS / 3, ema=0.0, threshold=0.0)
+    expected = list(stream_predictions(iter(frames), clf, **opts))
+
+    def refilled():
+        buf = np.empty_like(frames[0][0])
+        for f, ts in frames:
+            buf[...] = f
+            yield buf, ts
+
+    got = list(stream_predictions(refilled(), clf, **opts))
+    assert [r.frame_indices for r in got] == [r.frame_indices for r in expected]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a.probs, b.probs)
+
+
 def test_frames_from_user_code_stream_as_the_file_does(setup):
     """stream_predictions over the user's own frames (a generator of (frame, timestamp), or
     plain frames at a rate) gives what the file gives; before, anything but a path, a
@@ -867,13 +940,17 @@ def test_stream_command_records_a_realtime_file_in_real_time(setup, tmp_path, ca
 
 def test_poll_returns_every_result_made_before_a_source_error(setup, tmp_path):
     """A display loop (next_frame + poll) on a frame folder whose frame 90 is damaged gets
-    every prediction made before the error, then the error (poll dropped the last ones)."""
+    every prediction made before the error, then the error (poll dropped the last ones; with
+    a slow model, poll raised while the inference thread was still on the frames before it)."""
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(120):
         cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), cv2.cvtColor(coded_frame(i), cv2.COLOR_RGB2BGR))
     (folder / "img_00091.jpg").write_bytes(b"not a jpeg")
-    engine = StreamEngine(folder, setup["clf"], display=True, ema=0.0, threshold=0.0)
+    clf = setup["clf"]
+    clf = VideoClassifier(CNNLSTM(SlowBackbone(clf.backbone, 0.03), clf.temporal), clf.classes, clf.feature,
+                          torch.device("cpu"))
+    engine = StreamEngine(folder, clf, display=True, ema=0.0, threshold=0.0, feature_rate=100.0)  # every frame
     got = []
     engine.start()
     try:

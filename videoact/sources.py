@@ -53,6 +53,8 @@ class Frame:
     ``capture_time``: ``time.monotonic()`` when the frame became available (for a file
     played in real time, the moment it was due). ``connection``: how many times the
     source had reconnected before this frame (frames of two connections are not one clip).
+    ``source_gap``: seconds of source time since the frame before it, set by the stream
+    engine (the longest such interval when frames in between were skipped).
     """
 
     image: np.ndarray
@@ -60,6 +62,7 @@ class Frame:
     index: int
     capture_time: float
     connection: int = 0
+    source_gap: float = 0.0
 
 
 class FrameSource:
@@ -91,7 +94,8 @@ class IterableSource(FrameSource):
     """Frames from your own code: an iterable of uint8 RGB ``[H, W, 3]`` arrays or tensors,
     or of ``(frame, timestamp)`` pairs (seconds of source time, increasing).
 
-    Frames without timestamps are timed at ``fps`` (default 30). ``live=True`` when the
+    Each frame is copied as it is taken (the iterator may reuse its buffer). Frames
+    without timestamps are timed at ``fps`` (default 30). ``live=True`` when the
     frames come in real time whatever happens (your own camera loop): the engine then drops
     frames it cannot keep up with instead of making the iterator wait (see :class:`FrameSource`).
     """
@@ -114,9 +118,10 @@ class IterableSource(FrameSource):
             if stop.is_set():
                 return
             image, timestamp = item if isinstance(item, tuple) and len(item) == 2 else (item, index * period)
-            if isinstance(image, torch.Tensor):
-                image = image.cpu().numpy()
-            image = np.asarray(image)
+            # A copy: the engine reads the frame in another thread while the iterator goes on,
+            # and a generator that refills one buffer (`buf[:] = f; yield buf`) overwrote it.
+            image = image.cpu().numpy() if isinstance(image, torch.Tensor) else image
+            image = np.array(image, copy=True)
             if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
                 raise SourceError(self.name, f"item {index}: expected a uint8 RGB frame [H, W, 3] or a "
                                              f"(frame, timestamp) pair, got {image.dtype} {tuple(image.shape)}")

@@ -100,12 +100,15 @@ class BoundedBuffer:
             if self._closed:
                 return False
             if len(self._items) >= self.maxlen:
-                self._items.popleft()
+                self._dropping(self._items.popleft(), item)
                 self.dropped += 1
             self._items.append(item)
             self.put_count += 1
             self._cond.notify_all()
             return True
+
+    def _dropping(self, old: Any, new: Any) -> None:
+        """``old`` is dropped for ``new`` (under the lock): a subclass may carry something over."""
 
     def wait_for_room(self, timeout: float, stop: threading.Event | None = None) -> bool:
         """Wait up to ``timeout`` s for room; True when there is room or the buffer is closed."""
@@ -154,6 +157,11 @@ class LatestSlot(BoundedBuffer):
 
     def __init__(self, lossless: bool = False) -> None:
         super().__init__(maxlen=1, lossless=lossless)
+
+    def _dropping(self, old: Any, new: Any) -> None:
+        # A frame never taken still counts for gaps: its new one carries the larger one.
+        if isinstance(old, Frame) and isinstance(new, Frame):
+            new.source_gap = max(old.source_gap, new.source_gap)
 
 
 class FeatureRing:
@@ -295,6 +303,15 @@ class StreamResult:
         }
 
 
+def _is_uint8(dtype: Any) -> bool:
+    if isinstance(dtype, torch.dtype):
+        return dtype == torch.uint8
+    try:
+        return np.dtype(dtype) == np.uint8
+    except TypeError:
+        return False
+
+
 def default_feature_rate(classifier: "VideoClassifier") -> float:
     """The checkpoint's frame rate when it was trained on fps sampling, else 8 Hz."""
     sampling = getattr(classifier, "sampling", None)
@@ -321,7 +338,9 @@ class StreamClassifier:
         num_segments: ring size ``T`` (default: the checkpoint's ``num_segments``).
         max_gap: a jump of more than this many seconds between frames (a reconnect, a
             seek, time going backwards) clears the buffer. Default: the window length,
-            at least 1 s.
+            at least 1 s, and at least 3 times the source's usual frame interval (a
+            1-frame-a-second camera, or a caller that pushes only the frames its slow
+            model keeps up with, is not a gap at every frame).
     """
 
     def __init__(self, classifier: "VideoClassifier", *, feature_rate: float | None = None,
@@ -349,6 +368,10 @@ class StreamClassifier:
         self.num_segments = int(num_segments or classifier.num_segments or 16)
         window = self.num_segments / self.feature_rate
         self.max_gap = float(max_gap) if max_gap is not None else max(1.0, window)
+        self._adaptive_gap = max_gap is None
+        # Recent source frame intervals (s), jumps included (a 1 fps camera's first interval
+        # is one: a single reset at the start); the median ignores the odd real gap.
+        self._intervals: collections.deque[float] = collections.deque(maxlen=9)
         dim = int(classifier.backbone.feature_dim)
         self.ring = FeatureRing(self.num_segments, dim)
         self._feature_schedule = _Schedule(self.feature_rate)
@@ -381,31 +404,63 @@ class StreamClassifier:
         self._predict_schedule.reset()
         self.resets += 1
 
-    def wants(self, timestamp: float) -> bool:
+    def _gap_limit(self) -> float:
+        if not self._adaptive_gap or not self._intervals:
+            return self.max_gap
+        return max(self.max_gap, 3.0 * float(np.median(self._intervals)))
+
+    def _interval(self, timestamp: float, source_gap: float | None) -> float | None:
+        """The longest source time without a frame since the last push: ``source_gap`` when
+        the caller left frames out (they are not missing from the source)."""
+        if self._last_ts is None or timestamp < self._last_ts:
+            return None
+        since = timestamp - self._last_ts
+        return since if source_gap is None else min(float(source_gap), since)
+
+    def _is_jump(self, timestamp: float, source_gap: float | None) -> bool:
+        if self._last_ts is None:
+            return False
+        interval = self._interval(timestamp, source_gap)
+        return interval is None or interval > self._gap_limit()
+
+    def wants(self, timestamp: float, source_gap: float | None = None) -> bool:
         """Whether a frame at ``timestamp`` would get features (cheap; no work done)."""
         if not math.isfinite(timestamp):
             return True  # for push() to refuse
-        if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
+        if self._is_jump(timestamp, source_gap):
             return True  # a jump: push() resets and takes it
         return self._feature_schedule.due(timestamp)
 
     @torch.no_grad()
     def push(self, frame: np.ndarray | torch.Tensor, timestamp: float, *, capture_time: float | None = None,
-             index: int = -1) -> StreamResult | None:
+             index: int = -1, source_gap: float | None = None) -> StreamResult | None:
         """Offer one frame (uint8 RGB ``[H, W, 3]``) captured at source time ``timestamp`` s.
 
         Returns a :class:`StreamResult` when this frame completed a due prediction
         (the buffer is full and a prediction is due), else ``None``. Frames that are not
         due at ``feature_rate`` cost nothing. ``capture_time`` (``time.monotonic()``
         when the frame arrived) defaults to now; latency is measured from it.
+        ``source_gap``: when the caller left frames out since its last push (the engine
+        does, for a model slower than the source), the longest source time between two
+        consecutive frames since then: only a gap in the source clears the buffer. A
+        frame refused (bad timestamp, shape or type) changes nothing.
         """
         if capture_time is None:
             capture_time = time.monotonic()
         timestamp = float(timestamp)
         if not math.isfinite(timestamp):  # NaN would stop the schedule for good, silently
             raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp}")
+        shape, dtype = getattr(frame, "shape", None), getattr(frame, "dtype", None)
+        if shape is None:  # a list or another array-like
+            frame = np.asarray(frame)
+            shape, dtype = frame.shape, frame.dtype
+        if len(shape) != 3 or shape[-1] != 3 or not _is_uint8(dtype):
+            raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {dtype} {tuple(shape)}")
         self.frames_pushed += 1
-        if self._last_ts is not None and (timestamp < self._last_ts or timestamp - self._last_ts > self.max_gap):
+        interval, jump = self._interval(timestamp, source_gap), self._is_jump(timestamp, source_gap)
+        if interval is not None and interval > 0:
+            self._intervals.append(interval)
+        if jump:
             self.reset()  # stale context: do not mix frames across a gap
         self._last_ts = timestamp
         if not self._feature_schedule.due(timestamp):
@@ -415,8 +470,6 @@ class StreamClassifier:
         from .inference import frames_as_tensor  # a flipped view (frame[..., ::-1]) included
 
         frames = frames_as_tensor(frame)
-        if frames.dim() != 3 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-            raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
         t0 = time.perf_counter()
         vector = self.classifier.frame_features(frames[None])[0]  # one CNN pass  [D]
         cnn_seconds = time.perf_counter() - t0
@@ -586,10 +639,14 @@ class StreamEngine:
     # -- threads
     def _capture_loop(self) -> None:
         first: float | None = None
+        previous: float | None = None
         try:
             for frame in self.source.frames(self._stop):
                 if first is None:
                     first = frame.timestamp
+                # The source's own interval: frames the inference thread skips are no gap.
+                frame.source_gap = max(0.0, frame.timestamp - previous) if previous is not None else 0.0
+                previous = frame.timestamp
                 if self.max_seconds is not None and frame.timestamp - first >= self.max_seconds:
                     break
                 self.frames_captured += 1
@@ -640,8 +697,8 @@ class StreamEngine:
                     connection = frame.connection
                     self.classifier.reset()
                 self.classifier.dropped = self._infer_slot.dropped
-                result = self.classifier.push(frame.image, frame.timestamp,
-                                              capture_time=frame.capture_time, index=frame.index)
+                result = self.classifier.push(frame.image, frame.timestamp, capture_time=frame.capture_time,
+                                              index=frame.index, source_gap=frame.source_gap)
                 if result is not None:
                     self.latest = result
                     # A display loop that shows engine.latest and never asks for results:
@@ -681,7 +738,8 @@ class StreamEngine:
 
     def poll(self) -> list[StreamResult]:
         """Results ready now, without waiting (for a display loop). An error from the
-        threads is raised by the first call that has no result left to return."""
+        threads is raised by the first call after the last result was returned and the
+        inference thread finished."""
         self._check_started()
         self._results_taken = True
         out = []
@@ -690,7 +748,9 @@ class StreamEngine:
             if item is None:
                 break
             out.append(item)
-        if not out:  # results made before the error come first, as in results()
+        # Results made before an error come first, as in results(): raised once the
+        # inference thread has finished (it may still be on frames captured before it).
+        if not out and self._results.finished:
             self._raise_error()
         return out
 
