@@ -293,6 +293,9 @@ def test_a_mistyped_flag_shows_the_sub_command_usage(capsys):
     assert "usage: videoact train" in proc.stderr and "--work-dir" in proc.stderr
     proc = run_cli(capsys, "--bogus")
     assert proc.returncode == 2 and "videoact: error: unrecognized arguments: --bogus" in proc.stderr
+    # a negative --max-seconds ended the stream at once, exit 0
+    proc = run_cli(capsys, "stream", "x.pt", "--source", "0", "--max-seconds", "-3")
+    assert proc.returncode == 2 and "argument --max-seconds: must be a number > 0, got -3" in proc.stderr
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(setup):

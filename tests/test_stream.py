@@ -752,6 +752,8 @@ def test_a_display_loop_that_takes_no_results_is_not_held_up(setup, tmp_path):
 def test_open_source_kinds(setup, tmp_path):
     assert isinstance(open_source("0"), CameraSource)
     assert isinstance(open_source(2), CameraSource)
+    camera = open_source("/dev/video3")  # Linux's name for camera 3 (was opened as a file: "not a regular file")
+    assert isinstance(camera, CameraSource) and camera.index == 3
     assert isinstance(open_source("rtsp://127.0.0.1:1/cam"), URLSource)
     assert isinstance(open_source(setup["video"], realtime=True), FileSource)
     with pytest.raises(SourceError, match="camera 99: cannot open the camera"):

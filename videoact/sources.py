@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -481,7 +482,7 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
                 open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                 give_up_after: float | None = None, log: LogFn | None = None,
                 file_timeout: float | None = 300.0) -> FrameSource:
-    """A :class:`FrameSource` for a camera index (``0`` or ``"0"``), a URL, a video file, or
+    """A :class:`FrameSource` for a camera index (``0``, ``"0"`` or ``"/dev/video0"``), a URL, a video file, or
     an iterable of frames (:class:`IterableSource`, e.g. a generator or a ``[T, H, W, 3]`` array).
 
     Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` applies to
@@ -503,6 +504,9 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     text = os.fspath(spec)
     if text.strip().isdigit():
         return CameraSource(int(text), **live)
+    device = re.fullmatch(r"/dev/video(\d+)", text.strip())
+    if device:  # Linux names cameras so; OpenCV opens them by that number
+        return CameraSource(int(device.group(1)), **live)
     if text.lower().startswith(URL_SCHEMES):
         return URLSource(text, realtime=realtime, **live)
     if not os.path.exists(text):

@@ -39,9 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=probability, default=0.5,
                    help="below this smoothed probability: no confident action (default 0.5)")
     p.add_argument("--top-k", type=positive_int, default=3)
-    p.add_argument("--max-seconds", type=float, metavar="S",
+    p.add_argument("--max-seconds", type=positive_number, metavar="S",
                    help="stop after S seconds of source time (a lost stream: S seconds after the start)")
-    p.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--open-timeout", type=positive_number, default=10.0, metavar="S",
                    help="give up opening a URL or camera after S seconds (default 10)")
     p.add_argument("--read-timeout", type=positive_number, default=5.0, metavar="S",
                    help="a URL that sends nothing for S seconds is lost (default 5)")
