@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from faults import run_main
+from faults import SHARED, run_main
 from torch import nn
 
 from videoact.backbones import create_backbone
@@ -660,6 +660,24 @@ def test_a_video_file_over_http_is_read_as_a_file(setup, tmp_path):
     assert [r.frame_indices for r in results] == [r.frame_indices for r in expected]
     assert [r.timestamp for r in results] == pytest.approx([r.timestamp for r in expected])
     assert results[-1].timestamp == pytest.approx(39 / FPS)
+
+
+@pytest.mark.skipif(not (SHARED / "demo.mp4").is_file(), reason="needs ../shared/testvideos")
+def test_a_video_file_url_of_which_no_frame_can_be_read_is_an_error(setup):
+    """The corpus demo.mp4 over a plain server without range requests: FFmpeg opens it (280
+    frames announced) but reads no frame; the run ended with 0 frames, 0 predictions, exit 0."""
+    import functools
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SHARED))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/demo.mp4"
+        with pytest.raises(SourceError, match=r"demo.mp4: the stream announced 280 frames but none could be read"):
+            list(stream_predictions(url, setup["clf"], ema=0.0, threshold=0.0))
+    finally:
+        server.shutdown()
 
 
 def test_a_slow_consumer_of_a_live_source_gets_recent_results(setup):

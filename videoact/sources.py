@@ -370,6 +370,8 @@ class _CaptureSource(FrameSource):
         while not stop.is_set():
             bgr = self._read()
             if bgr is None:
+                if self._count == 0:  # e.g. a server that ignores range requests: not an empty video
+                    raise SourceError(self.name, f"the stream announced {self.length} frames but none could be read")
                 # A dropped connection looks like the end: say so when clearly short (counts
                 # are estimates: a frame or two off is no loss).
                 if self._count < self.length - max(2, self.length // 50):
