@@ -996,6 +996,17 @@ def test_stream_command_bad_source(setup, tmp_path, capsys):
     assert "missing.mp4" in capsys.readouterr().err
 
 
+def test_stream_command_names_the_source_of_a_model_error(setup, capsys, monkeypatch):
+    """A model failing on a frame (out of GPU memory) was reported as its bare message."""
+    def fail(self, frames):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(VideoClassifier, "frame_features", fail)
+    assert main(["stream", str(setup["ckpt"]), "--source", str(setup["video"]), "--no-window"]) == 1
+    err = capsys.readouterr().err
+    assert f"videoact stream: {setup['video']}: CUDA out of memory (simulated)" in err, err
+
+
 def test_benchmark_stream_reports_consistent_figures(tmp_path):
     """The benchmark runs end to end on the default offline backbone (no speed targets here)."""
     out = benchmark_stream(seconds=2.5, fps=20, width=160, height=120, work_dir=tmp_path)

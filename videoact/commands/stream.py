@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
         raise
     except (SourceError, OSError, RuntimeError, ValueError) as exc:
-        _err(str(exc))
+        # A model's own error ("CUDA out of memory") says nothing of where it happened.
+        where = "" if isinstance(exc, SourceError) or engine.source.name in str(exc) else f"{engine.source.name}: "
+        _err(f"{where}{exc}")
         status = 1
     finally:
         # A second Ctrl-C (or a SIGTERM) while stopping must not lose the recording.
