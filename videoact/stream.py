@@ -155,12 +155,14 @@ class BoundedBuffer:
 class LatestSlot(BoundedBuffer):
     """A 1-slot buffer: a live producer overwrites the frame the consumer has not taken yet."""
 
-    def __init__(self, lossless: bool = False) -> None:
+    def __init__(self, lossless: bool = False, carry_gaps: bool = False) -> None:
         super().__init__(maxlen=1, lossless=lossless)
+        self.carry_gaps = bool(carry_gaps)
 
     def _dropping(self, old: Any, new: Any) -> None:
-        # A frame never taken still counts for gaps: its new one carries the larger one.
-        if isinstance(old, Frame) and isinstance(new, Frame):
+        # ``carry_gaps`` (the inference slot only: a frame object may sit in a display slot
+        # too): a frame never taken still counts for gaps, its successor carries the larger.
+        if self.carry_gaps and isinstance(old, Frame) and isinstance(new, Frame):
             new.source_gap = max(old.source_gap, new.source_gap)
 
 
@@ -576,7 +578,7 @@ class StreamEngine:
     def _make_buffers(self) -> None:
         # A file not played in real time loses nothing: the capture thread waits instead.
         self.lossless = not self.source.live and not getattr(self.source, "realtime", False)
-        self._infer_slot = LatestSlot(lossless=self.lossless)
+        self._infer_slot = LatestSlot(lossless=self.lossless, carry_gaps=True)
         self._display_slot = LatestSlot(lossless=self.lossless) if self.display else None
         # Wait for the display consumer only while one is taking frames: nobody may be
         # (results() alone), and the capture thread must not block on it for ever.
