@@ -57,9 +57,9 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, ca
         (["test", ckpt, listing, "--confusion", ckpt], f"--confusion {ckpt} is the input {ckpt}"),
         # an image name: OpenCV wrote one still picture (and a file per frame beside it), "saved"
         (["stream", ckpt, "--source", clip, "--record", tmp_path / "out.gif", "--no-window"],
-         f"--record {tmp_path / 'out.gif'}: not a video file name (.gif): use .avi, "),
+         f"--record {tmp_path / 'out.gif'}: an image file name (.gif), not a video: use .avi, "),
         (["infer", ckpt, clip, "--timeline", "--annotate", tmp_path / "a.png"],
-         f"--annotate {tmp_path / 'a.png'}: not a video file name (.png)"),
+         f"--annotate {tmp_path / 'a.png'}: an image file name (.png), not a video"),
     ]
     for args, message in cases:
         proc = run_cli(capsys, *args, "--device", "cpu")

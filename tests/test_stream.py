@@ -816,6 +816,14 @@ def test_overlay_and_atomic_writer(tmp_path):
     with open_video(target) as reader:
         assert len(reader) == 10 and read_frame_index(reader.get([7]).frames[0].numpy()) == 7
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+    # An image name is refused (one still picture, "saved"); other video containers are written.
+    with pytest.raises(ValueError, match=r"out.gif: an image file name \(.gif\), not a video"):
+        AtomicVideoWriter(tmp_path / "out.gif", 25)
+    with AtomicVideoWriter(tmp_path / "clip.mpg", 25) as w:
+        for i in range(10):
+            w.write(coded_frame(i, 96, 128))
+    with open_video(tmp_path / "clip.mpg") as reader:
+        assert len(reader) == 10
 
 
 def test_timestamped_writes_keep_a_recording_in_real_time(tmp_path):

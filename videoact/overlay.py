@@ -29,14 +29,18 @@ FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJP
 
 
 
+# Names OpenCV's FFmpeg writer takes for pictures, not videos (gif, image2 muxers).
+IMAGE_SUFFIXES = frozenset({".gif", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".apng"})
+
+
 def video_name_error(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot name a video that videoact writes, or None. OpenCV would choose an
-    image muxer for ``.gif``/``.png``/``.jpg``: one still picture, reported as saved, and
+    """Why ``path`` cannot name a video that videoact writes, or None. OpenCV chooses an
+    image muxer for ``.gif``/``.png``/``.jpg``...: one still picture, reported as saved, and
     the temporary's number read as an image sequence's (a file per frame)."""
-    if Path(path).suffix.lower() in FOURCC_BY_SUFFIX:
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
         return None
-    return (f"not a video file name ({Path(path).suffix or 'no suffix'}): use "
-            f"{', '.join(sorted(FOURCC_BY_SUFFIX))}")
+    return f"an image file name ({suffix}), not a video: use {', '.join(sorted(FOURCC_BY_SUFFIX))}"
 
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -151,7 +155,7 @@ class AtomicVideoWriter:
         self.fps = float(fps)
         if fourcc is None and video_name_error(self.path):
             raise ValueError(f"{self.path}: {video_name_error(self.path)}")
-        self.fourcc = fourcc or FOURCC_BY_SUFFIX[self.path.suffix.lower()]
+        self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
         prefix = temporary_prefix(self.path.stem, self.path.suffix)  # the suffix chooses OpenCV's container
         self.tmp = self.path.with_name(f"{prefix}{os.getpid()}-{next(_counter)}{self.path.suffix}")
         self._writer: Any = None
