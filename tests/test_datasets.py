@@ -3,6 +3,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_scan_video_folder(tmp_path):
     # a dataset root holding its splits (train/ val/ test/) made a 3-class model of them
     for split in ("train", "val", "test"):
         video(tmp_path / "splits" / split / "walk" / "a.mp4")
-    with pytest.raises(ValueError, match=r"sub-folders are test, train, val: splits of a dataset.*--data .*train$"):
+    with pytest.raises(ValueError, match=r"sub-folders are test, train, val: splits of a dataset.*e.g. .*train$"):
         scan_video_folder(tmp_path / "splits")
     # frame folders (decode-frames' output) are named: datasets read videos
     frames = tmp_path / "frames" / "walk" / "a"
@@ -87,6 +88,13 @@ def test_scan_video_folder(tmp_path):
     (frames / "img_00001.jpg").write_bytes(b"")
     with pytest.warns(UserWarning, match="walk hold JPEG frame folders .*give the videos"):
         assert load_dataset(tmp_path / "frames") == ([], [], [])
+    with pytest.warns(UserWarning, match="walk hold JPEG frame folders"):  # `videoact test` on them
+        assert load_dataset(tmp_path / "frames", classes=["walk", "run"]).samples == []
+    # fixed classes (a validation split): an empty class folder is no news, and it is a class
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        samples, classes, _ = load_dataset(root, classes=["walk", "run", "empty"])
+    assert classes == ["walk", "run", "empty"] and len(samples) == 3
 
     # a flat folder of videos is not a dataset: say how it should look
     flat = tmp_path / "flat"

@@ -251,8 +251,9 @@ def _find_videos(directory: str) -> list[str]:
 _SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 
 
-def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str]) -> None:
-    """Say which sub-folders hold no video (a class left empty; frame folders from decode-frames)."""
+def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str], fixed_classes: bool) -> None:
+    """Say which sub-folders hold no video: with classes taken from the folders, that they are
+    not classes (a class left empty); in any case, frame folders from decode-frames."""
     import warnings
 
     try:
@@ -261,11 +262,15 @@ def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str]) -> 
         frames = []
     else:
         frames = [name for name in empty if list_videos(os.path.join(root_abs, name), (), frame_folders=True)]
-    note = (f"; {', '.join(frames[:5])}{' ...' if len(frames) > 5 else ''} hold JPEG frame folders "
-            "(decode-frames' output), which `videoact infer` reads but datasets do not: give the videos"
-            if frames else "")
+    frames_note = (f"{', '.join(frames[:5])}{' ...' if len(frames) > 5 else ''} hold JPEG frame folders "
+                   "(decode-frames' output), which `videoact infer` reads but datasets do not: give the videos")
+    if fixed_classes:  # a class without videos here (a validation split lacking one) is ordinary
+        if frames:
+            warnings.warn(f"{root}: {frames_note}", stacklevel=4)
+        return
     warnings.warn(f"{root}: {len(empty)} sub-folder{'s' if len(empty) > 1 else ''} without videos, not taken as "
-                  f"classes: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}{note}", stacklevel=4)
+                  f"classes: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
+                  f"{'; ' + frames_note if frames else ''}", stacklevel=4)
 
 
 def scan_video_folder(
@@ -302,9 +307,9 @@ def _scan_folder(
             empty.append(entry.name)
     if index is None and len(found) >= 2 and set(found) <= _SPLIT_NAMES:
         raise ValueError(f"{root}: its sub-folders are {', '.join(found)}: splits of a dataset, not classes; give "
-                         f"one split, e.g. --data {os.path.join(root, min(found, key=lambda n: not n.startswith('train')))}")
+                         f"one split, e.g. {os.path.join(root, min(found, key=lambda n: not n.startswith('train')))}")
     if empty:
-        _warn_empty_folders(root, root_abs, empty)
+        _warn_empty_folders(root, root_abs, empty, fixed_classes=index is not None)
     if not found:
         stray = [e.name for e in os.scandir(root_abs) if e.is_file() and _is_video(e.name)]
         if stray:
