@@ -317,19 +317,21 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
 # ---------------------------------------------------------------------------- output
 
 
-CSV_HEADER = ["source", "kind", "start", "end", "label", "score"]
+_CSV_COLUMNS = ["source", "kind", "start", "end", "label", "score"]
 
 
 def timeline_csv_header(top_k: int) -> list[str]:
-    """:data:`CSV_HEADER` then ``top1, prob1, ..., top{k}, prob{k}``: a column per rank, so a
-    class name holding any character (``|``, ``:``, a comma) reads back as it is."""
-    return CSV_HEADER + [name for rank in range(1, top_k + 1) for name in (f"top{rank}", f"prob{rank}")]
+    """``source, kind, start, end, label, score`` then ``top1, prob1, ..., top{k}, prob{k}``: a
+    column per rank, so a class name holding any character (``|``, ``:``, a comma) reads back
+    as it is. (Before 2026-11-30: ``CSV_HEADER`` and one ``top`` column, ``label:prob|...``.)"""
+    return _CSV_COLUMNS + [name for rank in range(1, top_k + 1) for name in (f"top{rank}", f"prob{rank}")]
 
 
 def timeline_csv_rows(timeline: Timeline, top_k: int | None = None) -> list[list[str]]:
-    """Rows of :func:`timeline_csv_header` (``top_k``: default, the longest top-k of its
-    windows): one per segment (kind ``segment``, empty rank columns) then per window.
-    ``label`` is empty for a window below the threshold."""
+    """Rows of :func:`timeline_csv_header` with the same ``top_k`` (default: the longest top-k
+    of this timeline's windows; several timelines in one file need one ``top_k``, as
+    :func:`write_timeline` gives them): one per segment (kind ``segment``, empty rank
+    columns) then per window. ``label`` is empty for a window below the threshold."""
     if top_k is None:
         top_k = max((len(w.top) for w in timeline.windows), default=0)
     blank = [""] * (2 * top_k)
