@@ -353,3 +353,7 @@ def test_a_whole_file_whose_timestamps_start_late_is_not_partial(tmp_path):
     (tmp_path / "late_cut.mkv").write_bytes(data[: len(data) // 2])
     cut = check_file(tmp_path / "late_cut.mkv")
     assert cut.status == "partial" and cut.claimed == 50 and cut.frames < 40, cut
+    # An AVI's header counts its frames: not lowered by a first PTS of 1 (corpus test.avi)
+    if (SHARED / "test.avi").is_file():
+        avi = check_file(SHARED / "test.avi", backend="opencv")
+        assert (avi.claimed, avi.claimed_by) == (164, "opencv"), avi

@@ -209,6 +209,9 @@ def _precheck(path: str) -> str | None:
     return None
 
 
+_DURATION_FROM_ZERO = frozenset({".mkv", ".webm", ".mka", ".mk3d"})
+
+
 def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     """Frames the container claims: decord's frame index if decord reads the file,
     else OpenCV's estimate (duration x rate, less a late first timestamp); OpenCV's when
@@ -231,11 +234,14 @@ def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
     start = 0.0
     try:
         value = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else float("nan")
-        # The estimate is the container's duration x rate, and that duration runs from
-        # time 0: a file whose timestamps start late (a cut with kept timestamps, a
-        # recording of a stream) claims its start's frames too. The first frame's PTS,
-        # in frames, is that start (OpenCV 5.0 gives it; 4.10 does not: no correction).
-        if hasattr(cv2, "CAP_PROP_PTS") and math.isfinite(value) and value > 0 and cap.grab():
+        # Matroska/WebM have no frame count: the estimate is the duration x rate, and that
+        # duration runs from time 0, so a file whose timestamps start late (a cut with kept
+        # timestamps, a recording of a stream) claims its start's frames too. The first
+        # frame's PTS, in frames, is that start (OpenCV 5.0 gives it; 4.10 does not: no
+        # correction). Other containers' counts (MP4, AVI headers; MPEG-PS durations, which
+        # exclude the start) are left as they are.
+        if (Path(path).suffix.lower() in _DURATION_FROM_ZERO and hasattr(cv2, "CAP_PROP_PTS")
+                and math.isfinite(value) and value > 0 and cap.grab()):
             start = cap.get(cv2.CAP_PROP_PTS)
     finally:
         cap.release()
