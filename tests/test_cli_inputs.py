@@ -291,8 +291,9 @@ def test_a_mistyped_flag_shows_the_sub_command_usage(capsys):
     proc = run_cli(capsys, "train", "--wrok-dir", "x")
     assert proc.returncode == 2 and "videoact train: error: unrecognized arguments: --wrok-dir" in proc.stderr
     assert "usage: videoact train" in proc.stderr and "--work-dir" in proc.stderr
-    proc = run_cli(capsys, "--bogus")
-    assert proc.returncode == 2 and "videoact: error: unrecognized arguments: --bogus" in proc.stderr
+    for args in (["--bogus"], ["--bogus", "train"]):  # before the command: the top level's
+        proc = run_cli(capsys, *args)
+        assert proc.returncode == 2 and "videoact: error: unrecognized arguments: --bogus" in proc.stderr
     # a negative --max-seconds ended the stream at once, exit 0
     proc = run_cli(capsys, "stream", "x.pt", "--source", "0", "--max-seconds", "-3")
     assert proc.returncode == 2 and "argument --max-seconds: must be a number > 0, got -3" in proc.stderr

@@ -55,7 +55,8 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
             return shown(message, category, filename, lineno, file, line)
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()  # the warning after what was printed before it, not inside it
-        print(f"videoact {command}: warning: {message}", file=sys.stderr if file is None else file)
+        kind = "" if category is UserWarning else f" ({category.__name__})"  # e.g. torch's, raised here
+        print(f"videoact {command}: warning{kind}: {message}", file=sys.stderr if file is None else file)
 
     warnings.showwarning = show
     try:
@@ -70,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=chosen or "")
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # a mistyped flag: the sub-command's usage (its flags), not the top level's
-        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # a mistyped flag after the command: that command's usage (its flags)
+        after = args.command is not None and argv.index(unknown[0]) > argv.index(args.command)
+        (args.command_parser if after else parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2
