@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
-
-
 # Names OpenCV's FFmpeg writer takes for pictures, not videos (gif, image2 muxers).
 IMAGE_SUFFIXES = frozenset({".gif", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".apng"})
 

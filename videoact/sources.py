@@ -484,8 +484,9 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
                 open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                 give_up_after: float | None = None, log: LogFn | None = None,
                 file_timeout: float | None = 300.0) -> FrameSource:
-    """A :class:`FrameSource` for a camera index (``0``, ``"0"`` or ``"/dev/video0"``), a URL, a video file, or
-    an iterable of frames (:class:`IterableSource`, e.g. a generator or a ``[T, H, W, 3]`` array).
+    """A :class:`FrameSource` for a camera index (``0``, ``"0"`` or ``"/dev/video0"``), a URL, a
+    video file, or an iterable of frames (:class:`IterableSource`, e.g. a generator or a
+    ``[T, H, W, 3]`` array).
 
     Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` applies to
     files (and to a URL of a file, which is read as a file); ``file_timeout`` is the time allowed to open and verify a file (a file
