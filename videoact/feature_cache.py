@@ -6,8 +6,8 @@
 - ``frame_indices`` int64 ``[T]``: which decoded frames they came from
 
 and string metadata (safetensors only stores strings; every value is JSON):
-the extraction settings (backbone, weights, layer, pooling, image size, normalization, precision, sampling), the
-source file's size and mtime, and the videoact version.
+the extraction settings (backbone, weights, layer, pooling, image size, normalization,
+precision, sampling), the source file's size and mtime, and the videoact version.
 
 A cache file is *current* when its settings equal the requested ones and the source
 file has not changed size or mtime since. Files are written atomically, so a file

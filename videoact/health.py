@@ -213,11 +213,11 @@ _DURATION_FROM_ZERO = frozenset({".mkv", ".webm", ".mka", ".mk3d"})
 
 
 def _claimed_frames(reader: Any, path: str) -> tuple[int | None, str | None]:
-    """Frames the container claims: decord's frame index if decord reads the file,
-    else OpenCV's estimate (duration x rate, less a late first timestamp); OpenCV's when
-    it says clearly more than decord's index. Why: decord indexes the packets that are there, so a file cut short
-    (an AVI whose second half is missing) looked whole (104 of 104 frames), while its
-    header, which OpenCV reads, still says 200."""
+    """Frames the container claims: decord's frame index if decord reads the file, else
+    OpenCV's count (a header's, or duration x rate: for Matroska/WebM less a late first
+    timestamp); OpenCV's when it says clearly more than decord's index. Why: decord indexes
+    the packets that are there, so a file cut short (an AVI whose second half is missing)
+    looked whole (104 of 104 frames), while its header, which OpenCV reads, still says 200."""
     inner = getattr(reader, "_inner", reader)  # _AutoReader wraps the reader it uses
     if getattr(inner, "backend", None) == "frames":
         return None, None
