@@ -689,6 +689,19 @@ def test_a_video_file_url_of_which_no_frame_can_be_read_is_an_error(setup):
         server.shutdown()
 
 
+def test_a_video_file_url_cut_off_midway_exits_1(setup, tmp_path, capsys):
+    """A transfer that ends early (here the server sends half the file) was said on the log
+    and the run exited 0, as if the video had been read whole."""
+    data = write_coded_video(tmp_path / "clip.avi", 40, fps=FPS).read_bytes()
+    server = VideoFileServer(lambda n: data[: len(data) // 2], name="clip.avi")
+    try:
+        assert main(["stream", str(setup["ckpt"]), "--source", server.url, "--no-window"]) == 1
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert "clip.avi: reading ended after " in err and " of the 40 frames the stream announced" in err, err
+
+
 def test_a_slow_consumer_of_a_live_source_gets_recent_results(setup):
     """Results of a live source waited in a queue of 256: a consumer taking 0.25 s a result
     fell seconds behind the camera, while each result said 'latency 8 ms'."""

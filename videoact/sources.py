@@ -245,6 +245,7 @@ class _CaptureSource(FrameSource):
                  log: LogFn | None = None, realtime: bool = False) -> None:
         self.realtime = bool(realtime)
         self.length: int | None = None  # frames, for a stream of known length (then not live)
+        self.ended_short: tuple[int, int] | None = None  # (frames read, announced): a transfer cut off
         # Monotonic time after which a lost source is not reconnected any more (the
         # engine's max_seconds: a source that is down must not hold the run for ever).
         self.deadline: float | None = None
@@ -375,6 +376,7 @@ class _CaptureSource(FrameSource):
                 # A dropped connection looks like the end: say so when clearly short (counts
                 # are estimates: a frame or two off is no loss).
                 if self._count < self.length - max(2, self.length // 50):
+                    self.ended_short = (self._count, self.length)
                     self._log(f"{self.name}: reading ended after {self._count} of the {self.length} frames "
                               "the stream announced")
                 return

@@ -195,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     _err(f"{'stopped' if interrupted else 'done'}: {stats['frames_captured']} frames, "
          f"{stats['predictions']} predictions, {stats['dropped']} dropped, {stats['reconnects']} reconnects"
          f"{dropped_results}")
+    if getattr(engine.source, "ended_short", None) and not interrupted and status == 0:
+        status = 1  # a file's transfer cut off midway (said on the log): not a whole run
     if stats["predictions"] == 0 and stats["features"] > 0 and status == 0:
         _err(f"no prediction: the model needs a full window of {sc.num_segments} frames ({sc.window_seconds:.2f} s "
              f"of source at {sc.feature_rate:g} frames/s), and the source gave {stats['features']}; "
