@@ -129,6 +129,14 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         metrics = json.loads((tmp_path / "m.json").read_text())
         assert metrics["num_samples"] == 2 and len(metrics["problems"]) == 3
 
+        # Many: the first ten and a count, as training says them (not a line each)
+        listing.write_text("a/v0.mp4 a\nb/v1.mp4 b\n" + "".join(f"a/gone{i}.mp4 a\n" for i in range(25)))
+        many = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress")
+        assert many.returncode == 0, many.stderr[-2000:]
+        assert f"warning: {listing}: 25 entries left out: " in many.stderr and "... and 15 more" in many.stderr
+        assert many.stderr.count("missing: video not found") == 10
+        assert "left out of the metrics: 25 entries with problems" in many.stdout
+
         # Nothing usable: the error, and in it each reason.
         listing.write_text("a/gone.mp4 a\nb/v2.mp4\n")
         none = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress")

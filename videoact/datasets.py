@@ -930,13 +930,28 @@ def check_lists(list_files: Iterable[PathLike], root: PathLike) -> list[Annotati
     return problems
 
 
-def summarize_problems(problems: Sequence[AnnotationProblem], limit: int = 10) -> str:
-    """Counts per kind, then the first ``limit`` problems, one per line."""
+def summarize_problems(problems: Sequence[AnnotationProblem | str], limit: int = 10) -> str:
+    """Counts per kind, then the first ``limit`` problems, one per line (problems given as
+    text, as a metrics file keeps them, have no kind to count)."""
     counts: dict[str, int] = defaultdict(int)
     for p in problems:
-        counts[p.kind] += 1
+        if isinstance(p, AnnotationProblem):
+            counts[p.kind] += 1
     lines = [", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))]
     lines += [f"  {p}" for p in problems[:limit]]
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
     return "\n".join(lines)
+
+
+def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str], limit: int = 10) -> None:
+    """Print a list's problems to stderr as warnings: each one, or past ``limit`` the counts
+    and the first ``limit`` (a UCF101 list given without --root has 9,537 missing entries)."""
+    import sys
+
+    if len(problems) <= limit:
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+    else:
+        print(f"warning: {source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
+              file=sys.stderr)

@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ from .atomic import InUseError, atomic_write_text, exclusive_lock
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import (MISSING, OUTSIDE_PREFIX, AnnotationProblem, class_labels, load_dataset, read_class_labels,
-                       stratified_split, summarize_problems)
+from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split,
+                       warn_problems)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -407,17 +407,6 @@ def _file_version(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_mtime_ns, st.st_size
-
-
-def warn_problems(source: str, problems: Sequence[AnnotationProblem], limit: int = 10) -> None:
-    """Print a list's problems as warnings: each one, or past ``limit`` the counts and the first
-    ``limit`` (a UCF101 list given without --root has 9,537 missing entries)."""
-    if len(problems) <= limit:
-        for p in problems:
-            print(f"warning: {p}", file=sys.stderr)
-    else:
-        print(f"warning: {source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
-              file=sys.stderr)
 
 
 def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:

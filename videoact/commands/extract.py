@@ -67,14 +67,13 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
 
         return list_videos(path), base
     if path.is_file():
-        from ..datasets import load_dataset
+        from ..datasets import load_dataset, warn_problems
 
         if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
             return [path], base
         base = Path(root) if root else path.parent
         samples, _classes, problems = load_dataset(path, root=base)
-        for problem in problems:
-            print(f"warning: {problem}", file=sys.stderr)
+        warn_problems(path, problems)
         return [s.path for s in samples], base
     raise SystemExit(f"videoact extract: {src}: no such folder or list file")
 

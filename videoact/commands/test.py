@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
+    from ..datasets import warn_problems
     from ..evaluation import confusion_png, evaluate, format_report, save_metrics
 
     png = Path(args.confusion) if args.confusion else (
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
     problems, failures = metrics["problems"], metrics["failures"]
-    for problem in problems:  # list entries left out of the metrics, reported as `videoact train` does
-        print(f"warning: {problem}", file=sys.stderr)
+    warn_problems(args.data, problems)  # list entries left out of the metrics, as `videoact train` says them
     print(format_report(metrics))
     if problems or failures:
         print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
