@@ -175,9 +175,8 @@ def load_classes(path: PathLike) -> list[str]:
 def load_class_ids(path: PathLike) -> list[int] | None:
     """The ids of an ``id name`` classes file (``classInd.txt``) in class order; ``None`` for
     a file of plain names (whose integer labels are 0-based positions)."""
-    index = _class_index(Path(path))
-    assert index is not None
-    return None if index.ids is None else sorted(index.ids)
+    labels = read_class_labels(path)
+    return sorted(labels) if isinstance(labels, dict) else None
 
 
 def class_labels(classes: Sequence[str], class_ids: Sequence[int] | None = None) -> list[str] | dict[int, str]:
@@ -209,14 +208,17 @@ def _read_text(path: Path, what: str = "annotation file") -> str:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} not found") from None
     except IsADirectoryError:
-        raise IsADirectoryError(f"{path}: a folder, not {'an' if what[0] in 'aeiou' else 'a'} {what}") from None
+        raise IsADirectoryError(f"{path}: a folder, not {_a(what)}") from None
     except UnicodeDecodeError as exc:
         shape = "a name or `id name` per line" if what == "classes file" else "`path label` lines"
         raise AnnotationError(
             [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                               f"{'an' if what[0] in 'aeiou' else 'a'} {what} is text, {shape}; is this a video "
-                               "or a model?")]
+                               f"{_a(what)} is text, {shape}; is this a video or a model?")]
         ) from None
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 # --------------------------------------------------------------------------- folders
