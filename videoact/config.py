@@ -57,13 +57,14 @@ class _Loader(yaml.SafeLoader):
         seen: Dict[Any, int] = {}
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue
             line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}): the second would "
                     "silently replace the first; merge them", key_node.start_mark)
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = line
+            seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
@@ -443,11 +444,11 @@ def _read_with_bases(file: Path, chain: Tuple[Path, ...] = ()) -> List[Tuple[Dic
     # Next to the file first ("_base_: base" finds base.yaml there), then for a bare name the
     # shipped configs ("_base_: synthetic" from the user's own folder, also from a file named
     # synthetic.yaml there, which is not its own base).
-    candidates = [file.parent / base, file.parent / f"{base}.yaml"]
-    if len(Path(base).parts) == 1:
-        candidates = [c for c in candidates if not (c.is_file() and c.resolve() == file.resolve())]
-        candidates += [CONFIG_DIR / base, CONFIG_DIR / f"{base}.yaml"]
-    base_file = next((c for c in candidates if c.is_file()), file.parent / base)
+    bare = len(Path(base).parts) == 1
+    beside = [c for c in (file.parent / base, file.parent / f"{base}.yaml")
+              if c.is_file() and not (bare and c.resolve() == file.resolve())]
+    shipped = _shipped_config(base) if bare and not beside else None
+    base_file = beside[0] if beside else shipped or file.parent / base
     if not base_file.is_file():
         raise ConfigError(f"{source}: _base_: {base_file} not found")
     return _read_with_bases(base_file, (*chain, file.resolve())) + [(data, source)]
@@ -459,10 +460,12 @@ def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
     p = Path(path)
     if p.is_file() or len(p.parts) > 1:
         return p
-    for candidate in (CONFIG_DIR / p.name, CONFIG_DIR / f"{p.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    return p
+    return _shipped_config(p.name) or p
+
+
+def _shipped_config(name: str) -> Optional[Path]:
+    """The shipped config ``name`` (``synthetic`` or ``synthetic.yaml``), if there is one."""
+    return next((c for c in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml") if c.is_file()), None)
 
 
 def parse_override(text: str) -> Tuple[str, str]:
