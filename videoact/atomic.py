@@ -61,6 +61,15 @@ def is_temporary(path: str | os.PathLike) -> bool:
     return name.startswith(".") and ".tmp-" in name
 
 
+def temporary_writer(path: str | os.PathLike) -> int | None:
+    """The pid of the process that made the temporary ``path`` (``.<name>.tmp-<pid>-<n>``,
+    as :func:`temporary_path` names them), or None when the name holds none."""
+    try:
+        return int(Path(path).name.rsplit(".tmp-", 1)[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file for writing; on success fsync it and rename it onto ``path``.

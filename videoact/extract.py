@@ -42,7 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import is_temporary, pid_alive, temporary_prefix, update_failure_log
+from .atomic import is_temporary, pid_alive, temporary_prefix, temporary_writer, update_failure_log
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -457,10 +457,7 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
         for name in files:
             if not is_temporary(name):
                 continue
-            try:
-                pid = int(name.rsplit(".tmp-", 1)[1].split("-")[0])
-            except (ValueError, IndexError):
-                pid = None
+            pid = temporary_writer(name)
             if pid is not None and pid_alive(pid):
                 continue  # still running: another rank's file in progress
             try:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix, update_failure_log
+from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix, temporary_writer, update_failure_log
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -156,11 +156,8 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
         return
     prefix = temporary_prefix(out_dir)
     for p in (p for p in parent.iterdir() if p.name.startswith(prefix)):
-        try:
-            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and pid_alive(pid):
+        pid = temporary_writer(p)
+        if pid is None or (pid != os.getpid() and pid_alive(pid)):
             continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
