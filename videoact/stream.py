@@ -419,17 +419,15 @@ class StreamClassifier:
         since = timestamp - self._last_ts
         return since if source_gap is None else min(float(source_gap), since)
 
-    def _is_jump(self, timestamp: float, source_gap: float | None) -> bool:
-        if self._last_ts is None:
-            return False
-        interval = self._interval(timestamp, source_gap)
-        return interval is None or interval > self._gap_limit()
+    def _is_jump(self, interval: float | None) -> bool:
+        """Whether a frame ``interval`` (:meth:`_interval`) after the last clears the buffer."""
+        return self._last_ts is not None and (interval is None or interval > self._gap_limit())
 
     def wants(self, timestamp: float, source_gap: float | None = None) -> bool:
         """Whether a frame at ``timestamp`` would get features (cheap; no work done)."""
         if not math.isfinite(timestamp):
             return True  # for push() to refuse
-        if self._is_jump(timestamp, source_gap):
+        if self._is_jump(self._interval(timestamp, source_gap)):
             return True  # a jump: push() resets and takes it
         return self._feature_schedule.due(timestamp)
 
@@ -459,7 +457,8 @@ class StreamClassifier:
         if len(shape) != 3 or shape[-1] != 3 or not _is_uint8(dtype):
             raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {dtype} {tuple(shape)}")
         self.frames_pushed += 1
-        interval, jump = self._interval(timestamp, source_gap), self._is_jump(timestamp, source_gap)
+        interval = self._interval(timestamp, source_gap)
+        jump = self._is_jump(interval)  # judged by the intervals before this one
         if interval is not None and interval > 0:
             self._intervals.append(interval)
         if jump:
