@@ -131,7 +131,8 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
 
         # Many: the first ten and a count, as training says them (not a line each)
         listing.write_text("a/v0.mp4 a\nb/v1.mp4 b\n" + "".join(f"a/gone{i}.mp4 a\n" for i in range(25)))
-        many = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress")
+        many = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
+                       "--out", tmp_path / "many.json")
         assert many.returncode == 0, many.stderr[-2000:]
         assert f"warning: {listing}: 25 entries left out: " in many.stderr and "... and 15 more" in many.stderr
         assert many.stderr.count("missing: video not found") == 10
