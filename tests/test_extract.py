@@ -102,14 +102,37 @@ def test_a_backbone_with_its_head_is_not_taken_for_features(tmp_path):
     [T, 1000] was "up to date" for the features' [T, 512] (training then took D = 1000)."""
     videos = make_folder(tmp_path / "v", n=1, frames=6)
     kw = dict(root=tmp_path / "v", num_workers=0, progress=False, image_size=32)
+    torch.manual_seed(0)  # the same random weights, so the same weights id
     head = create_backbone("resnet18", pretrained=False, keep_head=True)
     extract_features(videos, tmp_path / "out", backbone=head, **kw)
     assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 1000
+    torch.manual_seed(0)
     plain = create_backbone("resnet18", pretrained=False)
     assert plain.weights_id == head.weights_id
     again = extract_features(videos, tmp_path / "out", backbone=plain, **kw)
     assert len(again.written) == 1
     assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 512
+
+
+def test_two_random_initialisations_do_not_share_a_cache(tmp_path):
+    """Random-weight backbones were all "random": features of one initialisation were taken
+    as up to date for another. The id names the weights; the same seed gives the same one."""
+    videos = make_folder(tmp_path / "v", n=1, frames=6)
+    kw = dict(root=tmp_path / "v", num_workers=0, progress=False, image_size=32)
+    target = cache_path(tmp_path / "out", "class0/clip0.mp4")
+    torch.manual_seed(0)
+    first = create_backbone("resnet18", pretrained=False)
+    assert len(extract_features(videos, tmp_path / "out", backbone=first, **kw).written) == 1
+    features = load_features(target).features
+    torch.manual_seed(1)
+    other = create_backbone("resnet18", pretrained=False)
+    assert other.weights_id != first.weights_id
+    assert len(extract_features(videos, tmp_path / "out", backbone=other, **kw).written) == 1
+    assert not torch.equal(load_features(target).features, features)
+    torch.manual_seed(1)
+    again = create_backbone("resnet18", pretrained=False)
+    assert again.weights_id == other.weights_id
+    assert len(extract_features(videos, tmp_path / "out", backbone=again, **kw).written) == 0
 
 
 def test_a_backbone_with_other_normalization_does_not_reuse_the_cache(tmp_path):

@@ -165,7 +165,8 @@ class Backbone(nn.Module):
 
     Attributes:
         name: architecture name, e.g. ``"efficientnet_lite0"``.
-        weights_id: what the weights are, for caches and logs: ``"random"``,
+        weights_id: what the weights are, for caches and logs:
+            ``"<name>:random:sha256:<first 16 hex digits of the initial weights>"``,
             ``"<name>:imagenet (<package> <version>)"``, ``"<name>:torchvision:<Enum.NAME>"``
             or ``"<name>:sha256:<first 16 hex digits of the file>"``.
         pooling: ``"avg"`` or ``"gridG"`` (see :data:`POOLINGS`).
@@ -313,6 +314,15 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_sha256(model: nn.Module) -> str:
+    """sha256 over a model's state dict (names, shapes, dtypes and values), in key order."""
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(f"{key}:{tuple(value.shape)}:{value.dtype};".encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -533,7 +543,9 @@ def create_backbone(
     model = arch.build()
     droppable = () if keep_head else arch.head
     if not pretrained:
-        weights_id = "random"
+        # Named by the weights themselves: two random initialisations must not share a
+        # feature cache, while the same seed gives the same id (and cache) again.
+        weights_id = f"{name}:random:sha256:{_state_sha256(model)[:16]}"
     elif weights is None and not arch.torchvision:
         path = lite0_weights_path()
         _load_file_into(model, path, name)
