@@ -806,6 +806,20 @@ def test_open_source_kinds(setup, tmp_path):
         FileSource(bad).open()
 
 
+def test_a_file_named_like_a_camera_index(setup, tmp_path, monkeypatch):
+    """A video named ``1`` in the working directory: "1" opened camera 1 without a word."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "1").write_bytes(Path(setup["video"]).read_bytes())
+    messages = []
+    camera = open_source("1", log=messages.append)
+    assert isinstance(camera, CameraSource) and camera.index == 1
+    assert messages == ["'1' is taken as camera 1; to read the file of that name in the working directory, give ./1"]
+    assert isinstance(open_source("./1"), FileSource)
+    assert isinstance(open_source(Path("1")), FileSource)  # a Path names a file
+    messages.clear()
+    assert isinstance(open_source("2", log=messages.append), CameraSource) and messages == []
+
+
 # -------------------------------------------------------------- overlay and recording
 
 

@@ -507,7 +507,12 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     if isinstance(spec, int):
         return CameraSource(spec, **live)
     text = os.fspath(spec)
+    if isinstance(spec, os.PathLike) and os.path.isfile(text):
+        return FileSource(text, realtime=realtime, open_timeout=file_timeout)  # a Path is a file
     if text.strip().isdigit():
+        if os.path.exists(text):
+            (log or log_warning)(f"{text!r} is taken as camera {int(text)}; to read the file of that name in "
+                                 f"the working directory, give ./{text.strip()}")
         return CameraSource(int(text), **live)
     device = re.fullmatch(r"/dev/video(\d+)", text.strip())
     if device:  # Linux names cameras so; OpenCV opens them by that number
