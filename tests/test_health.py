@@ -357,3 +357,19 @@ def test_a_whole_file_whose_timestamps_start_late_is_not_partial(tmp_path):
     if (SHARED / "test.avi").is_file():
         avi = check_file(SHARED / "test.avi", backend="opencv")
         assert (avi.claimed, avi.claimed_by) == (164, "opencv"), avi
+
+
+def test_decoder_log_lines_are_kept_off_the_terminal(tmp_path):
+    """FFmpeg's own lines (decord's and OpenCV's: "[mpeg4 @ 0x...] ...") were printed beside
+    videoact's report of the same file; VIDEOACT_QUIET_DECODERS=0 keeps them for debugging."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    data = bytearray(write_coded_video(tmp_path / "good.mp4", 40).read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 400, 7):  # damage in the middle
+        data[i] ^= 0xFF
+    (folder / "damaged.mp4").write_bytes(bytes(data))
+    quiet = run_cli("check", folder, "--workers", "1")  # a worker process: it inherits the setting
+    assert "partial     " in quiet.stdout and "damaged.mp4" in quiet.stdout
+    assert " @ 0x" not in quiet.stderr, quiet.stderr
+    loud = run_cli("check", folder, "--workers", "1", env={**os.environ, "VIDEOACT_QUIET_DECODERS": "0"})
+    assert "partial     " in loud.stdout and " @ 0x" in loud.stderr

@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .decode import quiet_decoders
+
+    quiet_decoders()  # FFmpeg's own lines: each command reports every problem itself
     module = importlib.import_module(f"videoact.commands.{COMMANDS[args.command][0]}")
     from .device import DeviceError  # no torch import: `videoact --help` stays fast
 

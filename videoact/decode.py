@@ -78,6 +78,7 @@ __all__ = [
     "open_video",
     "list_videos",
     "limit_threads",
+    "quiet_decoders",
 ]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -98,6 +99,36 @@ SEEK_CHECK_PIXELS = 300 * 640 * 480
 # past its target (FFmpeg ticket 11137). Measured on the others (H.264, MPEG-4, MJPEG,
 # FFV1, VP8/9, AV1 of the corpus and generated clips): decord's seeks were right.
 SEEK_CHECKED_CODECS = {"hevc", "hev1", "hvc1", "h265", "x265"}
+
+
+# Set by quiet_decoders(); read where decord is first used, so that processes started
+# later (decode workers, torchrun ranks) inherit it.
+QUIET_ENV = "VIDEOACT_QUIET_DECODERS"
+_decord_quiet = False
+
+
+def quiet_decoders() -> None:
+    """Silence the FFmpeg log lines of decord and OpenCV (``[h264 @ 0x...] Invalid NAL
+    unit size``) in this process and the processes it starts.
+
+    The ``videoact`` command calls this: every problem it meets is reported once, naming
+    the file. OpenCV reads its setting (``OPENCV_FFMPEG_LOGLEVEL``, kept if you set it)
+    when it first opens a video, so call this before that. Set ``VIDEOACT_QUIET_DECODERS=0``
+    to keep the decoders' own lines (debugging a file).
+    """
+    if os.environ.get(QUIET_ENV) == "0":
+        return
+    os.environ[QUIET_ENV] = "1"
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+def _quiet_decord_if_asked() -> None:
+    global _decord_quiet
+    if not _decord_quiet and os.environ.get(QUIET_ENV) == "1":
+        import decord
+
+        decord.logging.set_level(decord.logging.QUIET)
+        _decord_quiet = True
 
 
 class VideoDecodeError(RuntimeError):
@@ -422,6 +453,7 @@ class DecordReader(VideoReader):
     def _open(self) -> Any:
         import decord
 
+        _quiet_decord_if_asked()
         try:
             return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
         except Exception as e:  # DECORDError, RuntimeError, AssertionError("Invalid frame count")
