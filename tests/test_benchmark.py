@@ -110,3 +110,52 @@ def test_inference_model_fuses_activations_and_keeps_the_output(name, fused):
         ref = backbone(x)
         out = model(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_a_fused_model_copied_or_shared_by_threads_keeps_its_output():
+    """Hardswish applied twice is not Hardswish: a deepcopy of the fused model applied every
+    fused activation twice (its convolutions still marked the original's outputs; features
+    off by 1.6), and threads sharing one model skipped each other's activations now and then."""
+    import copy
+    import threading
+
+    from videoact.fast_inference import inference_model
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    backbone = create_backbone("mobilenet_v3_small", pretrained=False).eval()
+    backbone.input_size = 64
+    with torch.no_grad():
+        for m in backbone.modules():  # away from the all-zero features of a fresh init
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.normal_(1, 0.3, generator=g)
+                m.bias.normal_(0, 1, generator=g)
+    model = inference_model(backbone, torch.device("cpu"))
+    x = torch.randn(2, 3, 64, 64, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = backbone(x)
+        assert float(ref.abs().max()) > 1
+        torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        torch.testing.assert_close(copy.deepcopy(model)(x), ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+    small = torch.randn(1, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        small_ref = backbone(small)
+    wrong = []
+
+    def work():
+        with torch.inference_mode():
+            for _ in range(300):
+                wrong.append(float((model(small) - small_ref).abs().max()) > 1e-3)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(wrong) == 1200 and not any(wrong)
