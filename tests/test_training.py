@@ -699,3 +699,22 @@ def test_resuming_with_other_class_ids_is_refused(tmp_path):
     for other in (None, [0, 1]):
         with pytest.raises(TrainingError, match=r"trained with class ids \[1, 2\]"):
             load_resume_state(tmp_path, ["a", "b"], class_ids=other)
+
+
+def test_extraction_workers_are_a_feature_setting(bench, tmp_path, monkeypatch):
+    """``data.num_workers: 0`` (load features in the training process) was read as "automatic"
+    for extraction, so on a machine with more cores decode worker processes were started
+    anyway (7 of them on 8 cores). Extraction's workers are ``feature.num_workers`` now."""
+    import multiprocessing
+    import warnings
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # "automatic" would start 7 decode workers
+    started = []
+    real_start = multiprocessing.process.BaseProcess.start
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start",
+                        lambda self: (started.append(self.name), real_start(self))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note on more workers than cores, had there been any
+        train_in_process(bench, tmp_path / "w", tmp_path / "c", "train.epochs=1", "feature.num_workers=0")
+    assert (tmp_path / "w" / "best.pt").is_file() and any((tmp_path / "c").rglob("*.safetensors"))
+    assert started == []

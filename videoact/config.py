@@ -125,7 +125,8 @@ class DataConfig:
                                   "the class order, and integer labels in lists; None = the training data's "
                                   "sorted label names")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
-    num_workers: int = _opt(2, ge=0, le=1024)
+    num_workers: int = _opt(2, ge=0, le=1024, doc="DataLoader workers loading cached features for training "
+                            "(extraction's decode workers: feature.num_workers)")
     preload: bool = _opt(False, doc="keep the training and validation features in memory after the first epoch "
                          "(float16; for sets that fit in RAM)")
 
@@ -149,6 +150,9 @@ class FeatureConfig:
     max_frames: Optional[int] = _opt(None, ge=1, doc="cap on cached frames per video (spread over the video)")
     cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features")
     batch_size: Optional[int] = _opt(None, ge=1, doc="frames per backbone batch; None = 64, fewer on a CPU above 224 px")
+    num_workers: Optional[int] = _opt(None, ge=0, le=1024, doc="decode worker processes of feature extraction; "
+                                      "0 = decode in the training process; None = automatic (none with a CPU "
+                                      "backbone on up to 2 cores, else one per core but one)")
     device: str = _opt("auto", pattern=_DEVICE_RE, doc="auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, doc="backbone in mixed precision where the hardware has it (bf16/fp16 on CUDA, bf16 "
                      "on CPUs with AVX512-BF16 or AMX; else float32): faster, features differ by rounding")

@@ -209,7 +209,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
         image_size=cfg.feature.image_size,
         sampling=sampling_spec(cfg), resize=cfg.feature.resize, batch_size=cfg.feature.batch_size, device=cfg.feature.device,
         amp=cfg.feature.amp,
-        num_workers=cfg.data.num_workers or None, shard=(rank, world), progress=rank == 0 and cfg.train.progress,
+        num_workers=cfg.feature.num_workers, shard=(rank, world), progress=rank == 0 and cfg.train.progress,
     )
     if world > 1:
         dist.barrier()
@@ -344,7 +344,7 @@ def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: Any, m
 
 
 # What a resumed run may change: how it runs, not what it trains.
-_FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.device"}
+_FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.num_workers", "feature.device"}
 
 
 def check_resumable(work_dir: Path, cfg: Config) -> None:
