@@ -229,8 +229,14 @@ def test_bad_weights_files_fail_clearly(tmp_path):
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ValueError, match="garbage.pth"):
+    # These were said to hold "pickled Python objects": bytes that are no torch file at all.
+    with pytest.raises(ValueError, match=r"garbage\.pth: not a PyTorch weights file"):
         create_backbone("resnet18", weights=garbage)
+    array = tmp_path / "array.pth"  # np.save's output, renamed
+    with open(array, "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match=r"array\.pth: not a PyTorch weights file"):
+        create_backbone("resnet18", weights=array)
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         create_backbone("resnet18", weights=tmp_path / "nowhere.pth")
     wrong = tmp_path / "resnet18.pth"

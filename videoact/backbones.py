@@ -360,8 +360,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "Weights only load failed" not in str(e):
-            raise ValueError(f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {e})") from e
+        if "Unsupported global" not in str(e):
+            # No pickle of objects: other bytes (a numpy file, text) or a damaged file. Only
+            # the zip reader's errors say something ("failed finding central directory").
+            detail = f" ({e})" if type(e) is RuntimeError and "Weights only load failed" not in str(e) else ""
+            raise ValueError(f"{path}: not a PyTorch weights file, or a damaged one{detail}; give a state_dict "
+                             "saved with torch.save(model.state_dict(), ...) or a .safetensors file") from None
         obj = _load_with_plain_objects(path)  # a training checkpoint with its args / numpy numbers
         if obj is None:  # torch's advice (weights_only=False) would run the pickle
             raise ValueError(f"{path}: holds pickled Python objects (a whole model saved with torch.save(model), or "
