@@ -337,3 +337,16 @@ def test_embed_real_video_frames(lite0, tmp_path):
     assert torch.allclose(features, whole, atol=1e-4)
     # Different pictures give different features (frame 0 and 9 differ in bits and colour).
     assert not torch.allclose(features[0], features[9], atol=1e-2)
+
+
+def test_frames_in_the_wrong_form_are_refused_with_what_to_do():
+    """One frame given to embed() was reported as the shape of its first 64 rows
+    ("got [64, 160, 3]"); uint8 input to forward() failed inside a convolution
+    ("expected scalar type Byte but found Float")."""
+    backbone = create_backbone("resnet18", pretrained=False)
+    frame = np.zeros((120, 160, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"got \[120, 160, 3\]; for one frame use frames\[None\]"):
+        backbone.embed(frame)
+    assert backbone.embed(frame[None], batch_size=1).shape == (1, backbone.feature_dim)
+    with pytest.raises(TypeError, match=r"expected normalized float input .* got torch\.uint8; .*embed"):
+        backbone(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))

@@ -240,6 +240,9 @@ class Backbone(nn.Module):
         ``[B, feature_dim]``: pooled features, or ImageNet logits with ``keep_head``."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.name}: expected input [B, 3, H, W], got {list(x.shape)}")
+        if not x.is_floating_point():  # decoded pixels: preprocess() or embed() take those
+            raise TypeError(f"{self.name}: expected normalized float input [B, 3, H, W], got {x.dtype}; for uint8 "
+                            "frames [N, H, W, 3] use backbone.embed(frames) or backbone(backbone.preprocess(frames))")
         fmap = self.forward_features(x)
         if self.keep_head:
             return self._arch.classify(self.model, fmap.mean((-2, -1)))
@@ -283,6 +286,9 @@ class Backbone(nn.Module):
         computed ``batch_size`` frames at a time without autograd."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if getattr(frames, "ndim", 4) != 4:  # checked here: a slice of one frame [H, W, 3] hides its shape
+            raise ValueError(f"frames must have shape [N, H, W, 3] (RGB), got {list(frames.shape)}"
+                             + ("; for one frame use frames[None]" if frames.ndim == 3 else ""))
         outs = []
         with torch.no_grad():  # not inference_mode: its tensors refuse the caller's in-place changes
             for start in range(0, len(frames), batch_size):
