@@ -718,3 +718,17 @@ def test_extraction_workers_are_a_feature_setting(bench, tmp_path, monkeypatch):
         train_in_process(bench, tmp_path / "w", tmp_path / "c", "train.epochs=1", "feature.num_workers=0")
     assert (tmp_path / "w" / "best.pt").is_file() and any((tmp_path / "c").rglob("*.safetensors"))
     assert started == []
+
+
+def test_train_gives_the_callers_random_streams_back(bench, tmp_path):
+    """train() seeded random, numpy and torch with train.seed and left them so: a program
+    that had seeded its own streams drew random.seed(0)'s numbers afterwards."""
+    import random
+
+    import numpy as np
+
+    random.seed(5), np.random.seed(7), torch.manual_seed(123)
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(5), np.random.seed(7), torch.manual_seed(123)
+    train_in_process(bench, tmp_path / "w", tmp_path / "c", "train.epochs=1")
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected

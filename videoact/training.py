@@ -415,7 +415,9 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     ``cfg``: a :class:`Config`, a nested mapping over the defaults
     (``{"data": {"train": "videos/"}, "train": {"epochs": 5}}``) or a YAML config file.
     It is validated first, as a loaded one is: a value set in code that is out of range
-    is refused before hours of feature extraction."""
+    is refused before hours of feature extraction. The global random generators
+    (``random``, numpy, torch) are seeded with ``train.seed`` for the run and given back
+    to the caller as they were when it ends."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
@@ -423,8 +425,16 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     elif not isinstance(cfg, Config):
         raise TypeError(f"train() takes a Config, a mapping of its sections or a YAML file, not {type(cfg).__name__}")
     cfg = validate(cfg, fallback="train() config")
-    with contextlib.ExitStack() as held:  # the work directory's lock, once taken
-        return _train(cfg, held)
+    # Training seeds the global generators (train.seed); the caller's own streams are
+    # given back afterwards, as they were.
+    python_rng, numpy_rng = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as held:  # held: the work dir's lock
+        try:
+            return _train(cfg, held)
+        finally:
+            random.setstate(python_rng)
+            np.random.set_state(numpy_rng)
 
 
 def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
