@@ -16,6 +16,7 @@ import pytest
 
 from faults import run_main as run_cli  # videoact in this process: these checks run it many times
 from faults import write_tiny_checkpoint, write_two_class_folder
+from videoact.backbones import create_backbone
 from videoact.testing import coded_frame, write_coded_video
 
 
@@ -218,6 +219,22 @@ def classifier(setup):
     from videoact.inference import VideoClassifier
 
     return VideoClassifier.from_checkpoint(setup["ckpt"], device="cpu")
+
+
+def test_a_classifier_pickles_and_copies(classifier):
+    """Backbones hold their architecture's table of lambdas, and the fused inference copy
+    per-thread state: pickling a Backbone, a CNNLSTM or a VideoClassifier (to hand it to a
+    spawned process) failed ("Can't pickle <function <lambda>>")."""
+    import copy
+    import pickle
+
+    frames = np.stack([coded_frame(i) for i in range(12)])
+    expected = classifier.predict(frames, top_k=2)
+    for other in (pickle.loads(pickle.dumps(classifier)), copy.deepcopy(classifier)):
+        got = other.predict(frames, top_k=2)
+        assert got.top == expected.top and torch.equal(got.probs, expected.probs)
+    backbone = pickle.loads(pickle.dumps(create_backbone("resnet18", pretrained=False, layer="stride16")))
+    assert backbone.layer == "stride16" and backbone.embed(frames[:2]).shape == (2, backbone.feature_dim)
 
 
 def test_predict_accepts_a_flipped_numpy_array(classifier):

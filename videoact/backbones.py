@@ -211,6 +211,18 @@ class Backbone(nn.Module):
         self.frozen = False
         self.set_frozen(frozen)
 
+    # The architecture's table holds lambdas, which pickle cannot store: a pickled (or
+    # spawned) backbone finds it again by name.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_arch"], state["_feature_map"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._arch = _ARCHS[self.name]
+        self._feature_map = self._arch.maps[self.layer][1]
+
     # -- frozen / trainable -------------------------------------------------------
 
     def set_frozen(self, frozen: bool = True) -> "Backbone":

@@ -131,6 +131,17 @@ class VideoClassifier:
         # device has it natively; else in float32, which differs from them by rounding only.
         self.amp_dtype = autocast_dtype(device, self.feature.get("precision", "float32") != "float32")
 
+    # The inference copy of the backbone is not pickled (its fused convolutions hold
+    # per-thread state): a pickled or spawned classifier makes its own again.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_frames_to_features"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._frames_to_features = inference_model(self.model.backbone, self.device)
+
     @property
     def backbone(self):
         return self.model.backbone
