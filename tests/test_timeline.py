@@ -307,3 +307,33 @@ def test_timeline_csv_reads_back_class_names_with_separators(tmp_path):
         ("window", names[0], names[0], "0.750000", names[1], "0.250000"),
         ("window", "", names[1], "0.600000", "", ""),
     ]
+
+
+def test_an_interrupted_annotation_keeps_the_complete_copy_before_it(model, tmp_path):
+    """Ctrl-C during ``infer --timeline --annotate`` renamed the copy cut short into place:
+    a complete annotated video of 390 frames became one of 37."""
+    import signal
+
+    from videoact.timeline import annotate_video
+
+    clf, _ = model
+    src = write_video(tmp_path / "long.mp4", [np.full((120, 160, 3), i % 256, np.uint8) for i in range(600)], fps=25)
+    timeline = classify_timeline(clf, src)
+    out = annotate_video(src, timeline, tmp_path / "annotated.mp4")
+    complete = out.read_bytes()
+
+    def interrupt_once_writing(*_):
+        if any(tmp_path.glob(".annotated.tmp-*")):
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+
+    previous = signal.signal(signal.SIGALRM, interrupt_once_writing)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        with pytest.raises(KeyboardInterrupt):
+            annotate_video(src, timeline, out)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert out.read_bytes() == complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "long.mp4"]

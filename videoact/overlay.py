@@ -134,7 +134,9 @@ class AtomicVideoWriter:
     Opened lazily on the first frame (the size comes from it). :meth:`close` with
     ``commit=True`` releases the writer (finalising the container) and renames the file
     into place; ``commit=False`` deletes it. As a context manager it commits on normal
-    exit and on Ctrl-C (what was recorded is a valid video) and discards on errors.
+    exit and discards on errors; on Ctrl-C it commits only with ``keep_on_interrupt``
+    (a live recording: what was recorded until then is what the user wants), so that a
+    copy of a file cut short never replaces a complete one.
 
     Frames written with a ``timestamp`` (seconds of source time) are placed on the
     file's constant-rate clock, so the recording of a live source plays in real time
@@ -146,8 +148,9 @@ class AtomicVideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, fourcc: str | None = None,
-                 max_gap: float = 2.0) -> None:
+                 max_gap: float = 2.0, keep_on_interrupt: bool = False) -> None:
         self.path = Path(path)
+        self.keep_on_interrupt = keep_on_interrupt
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"{self.path}: frame rate must be positive, got {fps}")
         self.fps = float(fps)
@@ -228,7 +231,7 @@ class AtomicVideoWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close(commit=exc_type is None or issubclass(exc_type, KeyboardInterrupt))
+        self.close(commit=exc_type is None or (self.keep_on_interrupt and issubclass(exc_type, KeyboardInterrupt)))
 
 
 def window_support() -> tuple[bool, str]:
