@@ -78,9 +78,21 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     write_coded_video(src / "open.mp4", 8)
     secret = write_coded_video(src / "secret.mp4", 8)
     secret.chmod(0)
+    # A folder that cannot be listed: its videos were left out in silence, exit 0, by every command.
+    locked = src / "locked"
+    write_coded_video(locked / "inside.mp4", 8)
+    locked.chmod(0)
+    folder = f"{locked}: a folder that cannot be read (permission denied)"
     extract = run_cli("extract", src, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress",
                       prefix=prefix)
     assert extract.returncode == 1 and f"{secret}: permission denied" in extract.stderr
+    assert folder in extract.stderr
     assert (tmp_path / "f" / "open.mp4.safetensors").exists()
     infer = run_cli("infer", tiny_checkpoint, src, "--device", "cpu", prefix=prefix)
     assert infer.returncode == 1 and f"failed: {secret}: permission denied" in infer.stderr
+    assert f"failed: {folder}" in infer.stderr
+    check = run_cli("check", src, "--workers", "1", "--quiet", prefix=prefix)
+    assert check.returncode == 1 and f"unreadable  {folder}" in check.stdout
+    frames = run_cli("decode-frames", src, tmp_path / "frames", "--quiet", prefix=prefix)
+    assert frames.returncode == 1 and folder in frames.stdout + frames.stderr
+    assert (tmp_path / "frames" / "open" / "img_00001.jpg").exists()

@@ -944,6 +944,9 @@ def open_video(
         raise VideoDecodeError(p, "the file name is not valid UTF-8, which the decoders cannot open: "
                                   "rename the file") from None
     if os.path.isdir(p):
+        if not os.access(p, os.R_OK | os.X_OK):  # what list_videos lists for a folder it cannot list
+            raise VideoDecodeError(p, "a folder that cannot be read (permission denied): the videos in it, "
+                                      "if any, are left out")
         return FrameFolderReader(p)
     if not os.path.isfile(p):
         raise VideoDecodeError(p, "not a regular file")
@@ -968,6 +971,10 @@ def list_videos(
     A ``root`` that is itself a video file gives ``[root]``. With ``frame_folders``, a
     folder holding ``img_<n>.jpg`` frames (what ``videoact decode-frames`` writes, read
     by :class:`FrameFolderReader`) is listed too, as one video.
+
+    A folder that cannot be listed (no permission) is listed itself, as one entry:
+    opening it (:func:`open_video`) fails with the reason, so every command reports it
+    among its failures instead of leaving its videos out without a word.
     """
     root = Path(root)
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
@@ -977,7 +984,12 @@ def list_videos(
         raise FileNotFoundError(f"{root}: no such directory")
     found: list[Path] = []
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unlistable(error: OSError) -> None:
+        if error.filename is not None:
+            found.append(Path(error.filename))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
         real = os.path.realpath(dirpath)
         if real in seen:  # symlink loop
             dirnames[:] = []
