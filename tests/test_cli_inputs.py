@@ -305,6 +305,8 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
         (["train", "--data", setup["data"], "--classes", tmp_path / "no.txt", "--work-dir", tmp_path / "w"],
          f"videoact train: {tmp_path / 'no.txt'}: classes file not found"),
         (["decode-frames", tmp_path / "nothere", tmp_path / "o"], f"videoact decode-frames: {tmp_path / 'nothere'}: no "),
+        (["decode-frames", setup["data"], setup["clip"]],  # was a traceback (FileExistsError) at the end
+         f"videoact decode-frames: {setup['clip']}: a file, not a folder for the frame folders (OUT)"),
     ):
         proc = run_cli(capsys, *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

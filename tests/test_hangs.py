@@ -96,3 +96,11 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     frames = run_cli("decode-frames", src, tmp_path / "frames", "--quiet", prefix=prefix)
     assert frames.returncode == 1 and folder in frames.stdout + frames.stderr
     assert (tmp_path / "frames" / "open" / "img_00001.jpg").exists()
+    # An OUT without write permission: one line naming it, before any work (was a traceback
+    # about an internal temporary, '.failures.jsonl.tmp-...').
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    for args in (["decode-frames", src / "open.mp4", read_only], ["extract", src / "open.mp4", read_only]):
+        proc = run_cli(*args, prefix=prefix)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{read_only}: cannot write the " in proc.stderr and "(Permission denied)" in proc.stderr

@@ -227,6 +227,28 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
                 path.unlink()
 
 
+def writable_folder(path: str | os.PathLike, what: str) -> Path:
+    """Make the output folder ``path`` (parents too) and check that files can be created in
+    it, before any work: a file there, or a folder without write permission, otherwise
+    surfaced as a traceback about an internal temporary late in the run. ``what`` names the
+    folder's use in the message ("the features (OUT)")."""
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: a file, not a folder for {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:  # a file where a parent folder should be
+        raise NotADirectoryError(f"{path}: cannot be made: a file is in its place (a parent folder)") from None
+    except OSError as e:
+        raise PermissionError(f"{path}: cannot write {what} there ({e.strerror or e})") from None
+    return path
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     """Delete temporary files left by killed runs below ``directory``; return how many."""
     removed = 0

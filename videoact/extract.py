@@ -42,7 +42,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import is_temporary, pid_alive, temporary_prefix, temporary_writer, update_failure_log
+from .atomic import (is_temporary, pid_alive, temporary_prefix, temporary_writer, update_failure_log,
+                     writable_folder)
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -599,8 +600,6 @@ def extract_features(
     if isinstance(videos, (str, os.PathLike)):  # one path, not a sequence of its characters
         videos = [videos]
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():  # before the backbone is built: said at once
-        raise NotADirectoryError(f"{out_dir}: a file, not a folder for the features (OUT)")
     root_path = Path(root) if root is not None else None
     sampling = sampling or SamplingSpec()
     if isinstance(sampling, dict):  # e.g. a checkpoint's feature["sampling"] or a cache's (with "times")
@@ -611,6 +610,7 @@ def extract_features(
                                    or image_size < 1):
         raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
     device = resolve_device(device)
+    writable_folder(out_dir, "the features (OUT)")  # before the backbone is built: said at once
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)
     if image_size is not None and image_size != backbone.input_size:

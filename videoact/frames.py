@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import atomic_write_text, pid_alive, temporary_path, temporary_prefix, temporary_writer, update_failure_log
+from .atomic import (atomic_write_text, pid_alive, temporary_path, temporary_prefix, temporary_writer,
+                     update_failure_log, writable_folder)
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -346,6 +347,7 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
+    writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
 
     report = DecodeReport()
     jobs: list[tuple[str, str]] = []

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers, backend=args.backend, progress=not args.quiet,
             timeout=args.timeout or None,
         )
-    except ValueError as e:
+    except (ValueError, NotADirectoryError, PermissionError) as e:  # bad settings, an OUT it cannot write
         print(f"videoact decode-frames: {e}", file=sys.stderr)
         return 2
     n_frames = sum(r.num_frames for r in report.decoded)
