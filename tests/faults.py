@@ -17,6 +17,12 @@ from videoact.testing import coded_frame, write_coded_video
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testvideos"
 
+# `python -m videoact` with Ctrl-C as a terminal gives it, also when this suite runs with
+# SIGINT ignored (a background job of a non-interactive shell), which children inherit and
+# Python then leaves ignored.
+VIDEOACT_WITH_CTRL_C = [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, "
+                        "signal.default_int_handler); runpy.run_module('videoact', run_name='__main__', alter_sys=True)"]
+
 # What `videoact check` finds in the third-party corpus (status, frames) with the decoders
 # here; av1_video.mkv depends on whether decord has an AV1 decoder (decord2 3.4 does).
 SHARED_EXPECTED = {

@@ -274,3 +274,30 @@ def test_another_run_committing_the_same_folder_in_between_is_not_a_failure(src,
     assert sorted(p.name for p in (out / "a").iterdir()) == sorted(p.name for p in (tmp_path / "reference" / "a").iterdir())
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]  # no temporary or trash left
     assert reference.status == "decoded"
+
+
+def test_ctrl_c_leaves_no_half_written_frame_folders(tmp_path):
+    """Ctrl-C stopped the worker processes mid-video and left their hidden temporary folders
+    (``.clip.tmp-<pid>-<n>``, 174 JPEGs in one) until a later run decoded the same video."""
+    import signal
+    import time
+
+    from faults import VIDEOACT_WITH_CTRL_C
+
+    src, out = tmp_path / "v", tmp_path / "out"
+    for i in range(3):
+        write_coded_video(src / f"clip{i}.mp4", 1000, height=240, width=320)
+    proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "decode-frames", str(src), str(out), "--quiet", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not list(out.glob(".clip*.tmp-*")):
+            time.sleep(0.01)
+        assert list(out.glob(".clip*.tmp-*")), "no video was being decoded"
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole job
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

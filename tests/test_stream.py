@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from faults import SHARED, run_main
+from faults import SHARED, VIDEOACT_WITH_CTRL_C, run_main
 from torch import nn
 
 from videoact.backbones import create_backbone
@@ -48,11 +48,6 @@ from videoact.stream import (
 from videoact.temporal import create_temporal_model
 from videoact.testing import coded_frame, read_frame_index, write_coded_video
 
-# `python -m videoact` with Ctrl-C as a terminal gives it, also when this suite runs with
-# SIGINT ignored (a background job of a non-interactive shell), which children inherit and
-# Python then leaves ignored.
-VIDEOACT_WITH_CTRL_C = [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, "
-                        "signal.default_int_handler); runpy.run_module('videoact', run_name='__main__', alter_sys=True)"]
 T = 4  # ring size (num_segments)
 FPS = 25.0
 CLASSES = ["first", "second", "third", "fourth"]  # which second of the 4 s training video

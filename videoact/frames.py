@@ -416,6 +416,12 @@ def decode_folder(
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
+    except BaseException:
+        # Interrupted (Ctrl-C): the workers have been stopped, some killed mid-video; their
+        # half-written folders go now, not at the next run that happens to decode that video.
+        for _v, t in jobs:
+            _remove_stale_temporaries(Path(t))
+        raise
     finally:
         bar.close()
 
