@@ -67,17 +67,12 @@ def test_third_party_corpus():
         if frames is not None:
             assert found[name].frames == frames, found[name]
     corrupted = found["corrupted.mp4"]
-    # decord's decoder thread meets the damage at a moment that depends on timing: it
-    # counted 28 frames here when idle, 27 once on a loaded CI run, and under load it
-    # sometimes fails mid-read instead, and the OpenCV fallback (single-threaded,
-    # always 28 here) reads the file. Either way the reason says which and how many.
-    if corrupted.backend == "decord":
-        assert (corrupted.claimed, corrupted.claimed_by) == (50, "decord")
-        assert 25 <= corrupted.frames <= 28, corrupted
-        assert corrupted.reason == f"{corrupted.frames} of 50 claimed frames decode"
-    else:
-        assert (corrupted.backend, corrupted.claimed, corrupted.claimed_by) == ("opencv", 50, "opencv")
-        assert corrupted.reason.startswith("28 of 50 claimed frames decode; decord cannot read it: ")
+    # decord's decoder thread meets the damage at a moment that depends on timing (25-28
+    # frames, more often fewer under load): the file was counted differently from run to
+    # run. OpenCV, decoding in the calling thread, reads 28 every time.
+    assert (corrupted.backend, corrupted.frames, corrupted.claimed, corrupted.claimed_by) == ("opencv", 28, 50, "opencv")
+    assert corrupted.reason.startswith("28 of 50 claimed frames decode; decord cannot read it: decord stops at "
+                                       "damaged data after "), corrupted.reason
     webm = found["no_duration.webm"]
     assert webm.backend == "opencv" and webm.claimed is None  # OpenCV's count is garbage (-1.4e17)
     assert "Failed to measure duration/frame-count" in webm.reason
