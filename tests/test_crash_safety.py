@@ -9,6 +9,7 @@ The kill loops are marked ``slow`` (about a minute or two each on 2 cores).
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -222,6 +223,32 @@ def test_a_crash_between_checkpoint_and_log_loses_no_epoch(train_data, train_ref
     (work / "metrics.jsonl").rmdir()
     here(capsys, *train_args(train_data, work))
     assert_same_run(final_outputs(work), train_reference, "after a crash at the metrics write")
+
+
+def test_what_killed_runs_left_is_removed_by_the_next_run(train_data, tmp_path, capsys):
+    """``kill -9`` can land between a temporary's creation and its rename: training's
+    ``.metrics.jsonl.tmp-<pid>-<n>`` and an annotated copy's ``.ann.tmp-<pid>-<n>.mp4``
+    stayed for good (extract and decode-frames already removed theirs). A live process's
+    temporary is another run's work in progress: kept."""
+    from videoact.overlay import AtomicVideoWriter
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = finished.pid
+    work = tmp_path / "work"
+    work.mkdir()
+    left = [work / f".metrics.jsonl.tmp-{dead}-3", work / f".last.pt.tmp-{dead}-0"]
+    live = work / f".best.pt.tmp-{os.getppid()}-0"  # the process that started this suite: alive
+    for path in [*left, live]:
+        path.write_bytes(b"half-written")
+    here(capsys, *train_args(train_data, work))
+    assert [p.exists() for p in left] == [False, False] and live.exists()
+
+    left_copy = tmp_path / f".ann.tmp-{dead}-0.mp4"
+    left_copy.write_bytes(b"half-written")
+    writer = AtomicVideoWriter(tmp_path / "ann.mp4", 25.0)
+    writer.close(commit=False)
+    assert not left_copy.exists()
 
 
 # ---------------------------------------------------------------- long-video inference

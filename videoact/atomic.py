@@ -249,15 +249,32 @@ def writable_folder(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> int:
-    """Delete temporary files left by killed runs below ``directory``; return how many."""
+def remove_dead_temporaries(folder: str | os.PathLike, prefix: str = ".", *, own: bool = False) -> int:
+    """Delete what killed runs left in ``folder`` (not below it): temporaries (files or
+    folders named as :func:`temporary_path` names them) starting with ``prefix`` (e.g.
+    ``temporary_prefix(path)``: those of one output) whose writer process is gone. Another
+    live process's are kept; this process's only with ``own`` (a writer that does not run
+    in threads: a pid reused from a killed run's, as in containers). Returns how many."""
+    import shutil
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
     removed = 0
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            if is_temporary(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
+    for name in names:
+        if not name.startswith(prefix) or not is_temporary(name):
+            continue
+        pid = temporary_writer(name)
+        if pid is None or (pid_alive(pid) and not (own and pid == os.getpid())):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        removed += 1
     return removed
 
 

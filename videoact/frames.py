@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import (atomic_write_text, pid_alive, temporary_path, temporary_prefix, temporary_writer,
-                     update_failure_log, writable_folder)
+from .atomic import (atomic_write_text, remove_dead_temporaries, temporary_path, temporary_prefix, update_failure_log,
+                     writable_folder)
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -152,15 +152,7 @@ def _resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
     """Delete leftovers of killed runs for this folder (never another live process's)."""
-    parent = out_dir.parent
-    if not parent.is_dir():
-        return
-    prefix = temporary_prefix(out_dir)
-    for p in (p for p in parent.iterdir() if p.name.startswith(prefix)):
-        pid = temporary_writer(p)
-        if pid is None or (pid != os.getpid() and pid_alive(pid)):
-            continue
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    remove_dead_temporaries(out_dir.parent, temporary_prefix(out_dir), own=True)
 
 
 def decode_to_frames(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import cv2
 import numpy as np
 
-from .atomic import temporary_prefix
+from .atomic import remove_dead_temporaries, temporary_prefix
 
 if TYPE_CHECKING:
     from .stream import StreamResult
@@ -159,6 +159,7 @@ class AtomicVideoWriter:
         self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
         prefix = temporary_prefix(self.path.stem, self.path.suffix)  # the suffix chooses OpenCV's container
         self.tmp = self.path.with_name(f"{prefix}{os.getpid()}-{next(_counter)}{self.path.suffix}")
+        remove_dead_temporaries(self.path.parent, prefix)  # a killed run's copy of this output
         self._writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0

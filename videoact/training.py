@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .atomic import InUseError, atomic_write_text, exclusive_lock
+from .atomic import InUseError, atomic_write_text, exclusive_lock, remove_dead_temporaries
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
@@ -528,6 +528,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
             if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
                 raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
                                     "command again to resume from it, or use another --work-dir")
+            remove_dead_temporaries(work_dir)  # what a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...)
         except (InUseError, TrainingError) as exc:
             refusal = exc
         if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
