@@ -314,6 +314,20 @@ def test_quarantine_of_names_with_unicode_line_separators(tmp_path):
     assert sorted(dropped) == sorted(odd) and kept == [tmp_path / "other.mp4"]
 
 
+def test_a_name_with_a_line_break_is_said_to_be_left_out_of_the_quarantine(tmp_path):
+    """It was counted as listed ("quarantine list (1 files)", "# ... 1 files") but, rightly, not
+    written: a line-based list cannot hold it. Now the count is what was written, and a
+    warning names the file."""
+    odd, bad = tmp_path / "bad\nname.mp4", tmp_path / "empty.mp4"
+    odd.write_bytes(b"junk")
+    bad.write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"1 file left out of the quarantine list, a line break in the name"):
+        listed = write_quarantine(check_videos([odd, bad], workers=0), tmp_path / "q.txt")
+    assert [f.path for f in listed] == [str(bad)]
+    text = (tmp_path / "q.txt").read_text()
+    assert ": 1 files\n" in text and str(bad) in text and "name.mp4" not in text
+
+
 def test_check_refuses_to_write_its_report_onto_its_input(tmp_path):
     from videoact.cli import main
 

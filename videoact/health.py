@@ -667,8 +667,12 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
     """Write the files with ``statuses`` (default: unreadable) as an exclusion list.
 
     One absolute path per line, each after a ``#`` comment line with its status and
-    reason. Written atomically; returns the files listed.
+    reason. Written atomically; returns the files listed. A name holding a line break
+    cannot be listed one per line: such files are left out (``warnings.warn`` names them;
+    they need renaming).
     """
+    import warnings
+
     from .atomic import atomic_write
 
     wanted = set(statuses)
@@ -676,14 +680,17 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
     if unknown:
         raise ValueError(f"unknown statuses {sorted(unknown)}: use {STATUSES}")
     chosen = [f for f in report.files if f.status in wanted]
+    unlisted = [f for f in chosen if "\n" in f.path or "\r" in f.path]
+    chosen = [f for f in chosen if f not in unlisted]
+    if unlisted:
+        names = ", ".join(repr(f.path) for f in unlisted[:5]) + (" ..." if len(unlisted) > 5 else "")
+        warnings.warn(f"{path}: {len(unlisted)} {'file' if len(unlisted) == 1 else 'files'} left out of the "
+                      f"quarantine list, a line break in the name (rename to exclude): {names}", stacklevel=2)
     lines = [QUARANTINE_HEADER, f"# from `videoact check {report.source}`: {len(chosen)} files"]
     for f in chosen:
-        text = os.path.abspath(f.path)
-        if "\n" in text or "\r" in text:
-            continue  # cannot be listed one per line; nothing would match it anyway
-        reason = (f.reason or "").replace("\n", " ")
+        reason = (f.reason or "").replace("\n", " ").replace("\r", " ")
         lines.append(f"# {f.status}: {reason}")
-        lines.append(text)
+        lines.append(os.path.abspath(f.path))
     # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
     with atomic_write(path, "wb") as f:
         f.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
