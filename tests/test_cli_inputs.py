@@ -175,6 +175,20 @@ def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp
     mixed = run_cli(capsys, "infer", ckpt, empty, setup["clip"], "--device", "cpu")
     assert mixed.returncode == 1
     assert f"{setup['clip']}\n" in mixed.stdout and f"failed: no videos found in {empty}" in mixed.stderr
+    # check and decode-frames said "checked 0 files" / "decoded 0 videos" with exit 0
+    for command in (["check", empty], ["decode-frames", empty, tmp_path / "none"]):
+        nothing = run_cli(capsys, *command)
+        assert nothing.returncode == 1 and f"videoact {command[0]}: no videos found in {empty}\n" in nothing.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_decode_frames_names_a_dangling_symlink_as_the_others_do(tmp_path, capsys):
+    """It said "[Errno 2] No such file or directory: '...'" where every other command says
+    "file not found"."""
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    proc = run_cli(capsys, "decode-frames", tmp_path / "v", tmp_path / "frames", "--quiet")
+    assert proc.returncode == 1 and f"{tmp_path / 'v' / 'gone.mp4'}: file not found" in proc.stderr
 
 
 # ------------------------------------------------------------------ 4. bad numbers

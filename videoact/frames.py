@@ -27,7 +27,7 @@ import numpy as np
 
 from .atomic import (atomic_write_text, remove_dead_temporaries, temporary_path, temporary_prefix, update_failure_log,
                      writable_folder)
-from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, limit_threads, list_videos, open_video
+from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
 
@@ -102,7 +102,10 @@ def _validate(fps: float | None, short_side: int | None, quality: int) -> None:
 
 
 def _source_stat(video: str | os.PathLike) -> dict[str, int]:
-    st = os.stat(video)
+    try:
+        st = os.stat(video)
+    except FileNotFoundError:  # a dangling symlink, a file gone: said as the other commands say it
+        raise VideoDecodeError(os.fspath(video), "file not found") from None
     return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
 
@@ -339,6 +342,8 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
+    if not videos:
+        return DecodeReport()
     writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
 
     report = DecodeReport()

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"videoact check: {exc}", file=sys.stderr)
         return 2
+    if not report.files and not report.problems:  # as `videoact extract` and `infer` say it
+        print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(file=sys.stderr)
     print(report.summary())

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, NotADirectoryError, PermissionError) as e:  # bad settings, an OUT it cannot write
         print(f"videoact decode-frames: {e}", file=sys.stderr)
         return 2
+    if not report.results:  # as `videoact extract` and `infer` say it
+        print(f"videoact decode-frames: no videos found in {args.src}", file=sys.stderr)
+        return 1
     n_frames = sum(r.num_frames for r in report.decoded)
     print(f"decoded {len(report.decoded)} videos ({n_frames} frames), "
           f"skipped {len(report.skipped)} already complete, failed {len(report.failed)}")
