@@ -102,7 +102,8 @@ def test_fps_indices():
     assert fps_indices(30, 30, 10) == list(range(0, 30, 3))
     assert fps_indices(11, 25, 10) == [0, 2, 5, 7, 10]
     assert fps_indices(12, 25, 30) == list(range(12))  # faster than the video: every frame
-    assert fps_indices(300, 30, 5, max_frames=4) == [0, 6, 12, 18]
+    # max_frames spreads the kept frames over the video (as extraction's cap does), not the first ones
+    assert fps_indices(300, 30, 5, max_frames=4) == [0, 96, 198, 294]
     assert sample_indices(60, "fps", fps=30, target_fps=15) == list(range(0, 60, 2))
 
 
@@ -136,7 +137,8 @@ def test_invalid_arguments():
         sample_indices(10, "fps", fps=25)
     with pytest.raises(ValueError):
         sample_indices(10, "fps", target_fps=5, timestamps=[0.0, 0.1])
-    assert sample_indices(10, "all", max_frames=3) == [0, 1, 2]
+    assert sample_indices(10, "all", max_frames=3) == [0, 4, 9]
+    assert sample_indices(10, "all", max_frames=30) == list(range(10))
 
 
 def test_timestamp_indices_keep_the_last_frame():
@@ -172,5 +174,20 @@ def test_timestamp_indices_last_frame_of_variable_rate_video():
     ts = np.concatenate([np.arange(10) / 10, 1 + np.arange(60) / 60])
     assert timestamp_indices(ts, 10) == list(range(10)) + list(range(10, 70, 6))
     assert timestamp_indices(ts, 60) == list(range(70))
-    assert timestamp_indices(ts, 60, max_frames=5) == list(range(5))
+    assert timestamp_indices(ts, 60, max_frames=5) == [0, 17, 34, 52, 69]
     assert timestamp_indices([3.5], 10) == [0]
+
+
+def test_max_frames_means_the_same_in_the_sampler_and_in_extraction():
+    """sample_indices(max_frames=8) kept the first 8 frames, while a model trained with
+    feature.max_frames saw 8 frames spread over the whole video: a user reproducing
+    training's frames with the public sampler got other frames."""
+    from videoact.extract import SamplingSpec
+
+    ts = np.cumsum(np.r_[0, np.full(99, 0.04)])
+    for mode, kw in (("all", {}), ("fps", {"fps": 25.0, "target_fps": 8.0}),
+                     ("fps", {"timestamps": ts, "target_fps": 8.0})):
+        spec = SamplingSpec(mode=mode, max_frames=8, **({"target_fps": 8.0} if mode == "fps" else {}))
+        expected = spec.indices(100, 25.0, ts if "timestamps" in kw else None)
+        assert sample_indices(100, mode, max_frames=8, **kw) == expected
+        assert len(expected) == 8 and expected[0] == 0 and expected[-1] >= 90

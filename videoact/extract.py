@@ -102,11 +102,7 @@ class SamplingSpec:
             idx = sampling.fps_indices(num_frames, video_fps, self.target_fps)
         else:
             raise ValueError(f"unknown sampling mode {self.mode!r}: use all, uniform, dense or fps")
-        if self.max_frames is not None and len(idx) > self.max_frames:
-            # Keep the whole time span rather than the first max_frames frames.
-            keep = torch.linspace(0, len(idx) - 1, self.max_frames).round().long().tolist()
-            idx = [idx[i] for i in keep]
-        return list(idx)
+        return sampling.spread(idx, self.max_frames)  # the whole time span, not the first max_frames
 
 
 @dataclass

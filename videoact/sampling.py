@@ -33,6 +33,7 @@ __all__ = [
     "dense_indices",
     "fps_indices",
     "timestamp_indices",
+    "spread",
 ]
 
 MODES = ("uniform", "dense", "fps", "all")
@@ -132,7 +133,7 @@ def fps_indices(
     Frame ``k`` of the output is ``floor(k * video_fps / target_fps)`` (the frame on
     screen at time ``k / target_fps``), for times up to the last frame's start
     ``(num_frames - 1) / video_fps``. ``target_fps >= video_fps`` gives every frame.
-    ``max_frames`` keeps only the first ones.
+    ``max_frames`` keeps at most that many, spread over the whole span (:func:`spread`).
     """
     n = _check_num_frames(num_frames)
     video_fps, target_fps = _positive_float("video_fps", video_fps), _positive_float(
@@ -144,9 +145,7 @@ def fps_indices(
         step = video_fps / target_fps
         count = math.floor((n - 1) / step + 1e-9) + 1
         out = [min(n - 1, math.floor(k * step + 1e-9)) for k in range(count)]
-    if max_frames is not None:
-        out = out[: _positive_int("max_frames", max_frames)]
-    return out
+    return spread(out, max_frames)
 
 
 def timestamp_indices(
@@ -160,7 +159,8 @@ def timestamp_indices(
     used. The last frame has no next frame to bound it: it is on screen for as long as
     the interval before it, so it is also taken when that interval is at least
     ``1 / target_fps``. For constant-rate timestamps this equals :func:`fps_indices`
-    (float32 times included: times are compared with float32 precision).
+    (float32 times included: times are compared with float32 precision). ``max_frames``
+    keeps at most that many, spread over the whole span (:func:`spread`).
     """
     ts = np.asarray(timestamps, dtype=np.float64)
     n = _check_num_frames(len(ts))
@@ -182,9 +182,19 @@ def timestamp_indices(
     # frames at 29.97 fps sampled at 60 fps: 3.9667 s < 3.9706 s).
     if n > 1 and out[-1] != n - 1 and rel[-1] - rel[-2] >= 1.0 / target_fps - 2 * tol[-1]:
         out.append(n - 1)
-    if max_frames is not None:
-        out = out[: _positive_int("max_frames", max_frames)]
-    return out
+    return spread(out, max_frames)
+
+
+def spread(indices: Sequence[int], max_frames: int | None) -> list[int]:
+    """At most ``max_frames`` of ``indices``, evenly spread from the first to the last
+    (the whole time span, not the first ``max_frames``); all of them when there are no
+    more. What ``max_frames`` means everywhere: feature extraction caps a video so."""
+    out = list(indices)
+    if max_frames is None or len(out) <= _positive_int("max_frames", max_frames):
+        return out
+    import torch  # torch's float32 linspace: the frames every existing feature cache was made of
+
+    return [out[i] for i in torch.linspace(0, len(out) - 1, int(max_frames)).round().long().tolist()]
 
 
 def _positive_float(name: str, value: Any) -> float:
@@ -223,7 +233,8 @@ def sample_indices(
         fps, target_fps: "fps": the video's rate and the wanted rate.
         timestamps: "fps": per-frame seconds ``[num_frames]``; when given they are used
             instead of ``fps`` (correct for variable-frame-rate video).
-        max_frames: "fps" / "all": keep at most this many (the first ones).
+        max_frames: "fps" / "all": keep at most this many, spread over the whole video
+            (:func:`spread`), as feature extraction's ``max_frames`` does.
         train: random segment positions ("uniform") / random window start ("dense");
             eval is deterministic (segment centres / centred window).
         generator: source of randomness for ``train`` (see the module docstring).
@@ -259,6 +270,5 @@ def sample_indices(
             raise ValueError("mode 'fps' needs fps (the video's frame rate) or timestamps")
         return fps_indices(n, fps, target_fps, max_frames)
     if mode == "all":
-        out = list(range(n))
-        return out if max_frames is None else out[: _positive_int("max_frames", max_frames)]
+        return spread(range(n), max_frames)
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
