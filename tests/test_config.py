@@ -104,6 +104,10 @@ def test_overrides_are_typed():
     assert cfg.model.layers == 2 and cfg.model.dropout == 0.5
     assert load_config(None, ["feature.weights=null", "feature.max_frames=300"]).feature.max_frames == 300
     assert load_config(None, ["feature.weights=null"]).feature.weights is None
+    # a whole number written as a float is the int (it was refused while the text "3" was taken)
+    epochs = load_config(None, ["train.epochs=3.0", "model.hidden=1e2"])
+    assert (epochs.train.epochs, epochs.model.hidden) == (3, 100) and isinstance(epochs.train.epochs, int)
+    assert Config.from_dict({"train": {"epochs": 3.0}}).train.epochs == 3
     # "none" as Python users write it (YAML alone would read a string 'None')
     none = load_config(None, ["data.val=none", "feature.max_frames=None", "feature.weights=~"])
     assert none.data.val is None and none.feature.max_frames is None and none.feature.weights is None

@@ -287,6 +287,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) and value.is_integer():  # 3.0, or 1e3 from YAML: lossless
+            return int(value)
         if isinstance(value, str):
             try:
                 return int(value.strip())
