@@ -123,8 +123,8 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         proc = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
                        "--out", tmp_path / "m.json")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
-        assert [w.split(": ")[1] for w in warnings] == [f"{listing}:3", f"{listing}:4", f"{listing}:5"]
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("videoact test: warning: ")]
+        assert [w.split(": ")[2] for w in warnings] == [f"{listing}:3", f"{listing}:4", f"{listing}:5"]
         assert "gone.mp4" in warnings[0] and "'b/v2.mp4'" in warnings[1] and "'zebra'" in warnings[2]
         assert "left out of the metrics: 3 entries with problems" in proc.stdout
         metrics = json.loads((tmp_path / "m.json").read_text())

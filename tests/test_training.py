@@ -323,8 +323,23 @@ def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):
     proc = here(capsys, "train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=2",
                     "--set", "data.val_fraction=0.5", "--set", "train.early_stopping_patience=1", *FAST)
     assert "2 classes: 2 training videos, 2 validation videos (held out of the training videos)" in proc.stdout
-    assert proc.stderr.count("warning: skipping") == 2 and "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
+    assert proc.stderr.count("videoact train: warning: skipping") == 2
+    assert "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
     assert re.search(r"best validation accuracy: [\d.]+% at epoch [12] of \d run", proc.stdout), proc.stdout
+    # ... and again at the end, where a long run's log ends (they were only said at its start)
+    end = proc.stderr[proc.stderr.index("2 videos could not be read and were left out:"):]
+    assert "text.mp4" in end and "zero.mp4: file is empty (0 bytes)" in end
+    # From code, a warning a program can catch or make an error (it was printed text)
+    from videoact.config import load_config
+    from videoact.training import train
+
+    with pytest.warns(UserWarning) as caught:
+        summary = train(load_config(None, [item for item in FAST if item != "--set"] + [
+            f"data.train={tmp_path / 'data'}", f"work_dir={tmp_path / 'w2'}", "train.epochs=1",
+            "data.val_fraction=0.5", f"feature.cache_dir={tmp_path / 'w' / 'features'}"]))
+    said = sorted(str(w.message) for w in caught if str(w.message).startswith("skipping "))
+    assert len(said) == 2 and "text.mp4: not a readable video" in said[0] and "zero.mp4: file is empty" in said[1]
+    assert sorted(summary["unreadable"]) == [s.removeprefix("skipping ") for s in said]
 
 
 def test_training_reuses_features_of_symlinked_videos(tmp_path, capsys):

@@ -97,10 +97,11 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path, c
                        "b/3.mp4 run\n")
     proc = run_main(capsys, "extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("videoact extract: warning: ")]
     expected = [f"{listing}:3: duplicate:", f"{listing}:4: missing: video not found",
                 f"{listing}:5: outside_root:", f"{listing}:6: outside_root:", f"{listing}:7: malformed:"]
-    assert [next((w for w in warnings if w.startswith("warning: " + e)), None) is not None for e in expected] \
+    assert [next((w for w in warnings if w.startswith("videoact extract: warning: " + e)), None) is not None
+            for e in expected] \
         == [True] * 5, warnings
     assert "refused" in "".join(w for w in warnings if "outside_root" in w)
     written = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").rglob("*.safetensors"))

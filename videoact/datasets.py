@@ -947,13 +947,14 @@ def summarize_problems(problems: Sequence[AnnotationProblem | str], limit: int =
 
 
 def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str], limit: int = 10) -> None:
-    """Print a list's problems to stderr as warnings: each one, or past ``limit`` the counts
+    """A list's problems as warnings (``warnings.warn``; the ``videoact`` command prints
+    them as ``videoact CMD: warning: ...`` lines): each one, or past ``limit`` the counts
     and the first ``limit`` (a UCF101 list given without --root has 9,537 missing entries)."""
-    import sys
+    import warnings
 
     if len(problems) <= limit:
         for p in problems:
-            print(f"warning: {p}", file=sys.stderr)
+            warnings.warn(str(p), stacklevel=2)
     else:
-        print(f"warning: {source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
-              file=sys.stderr)
+        warnings.warn(f"{source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
+                      stacklevel=2)

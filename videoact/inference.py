@@ -209,7 +209,7 @@ class VideoClassifier:
                                       "(--weights FILE, or weights=...)")
             import warnings
 
-            warnings.warn(f"{message}; predictions may be off")
+            warnings.warn(f"{message}; predictions may be off", stacklevel=2)  # at the caller's line
         model = CNNLSTM(backbone, temporal)
         return cls(model, ckpt["classes"], feature, device, str(path), class_ids=ckpt.get("class_ids"))
 

@@ -26,6 +26,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -199,9 +200,10 @@ def cache_root(samples: list, data_root: str | None) -> Path:
     return Path(os.path.commonpath([os.path.abspath(Path(s.path).parent) for s in samples]))
 
 
-def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> tuple[list, dict[str, Any]]:
-    """Extract missing or stale features; return the samples whose features exist, and the
-    settings their cache files record."""
+def ensure_features(cfg: Config, samples: list, cache_dir: Path,
+                    root: Path) -> tuple[list, dict[str, Any], list[str]]:
+    """Extract missing or stale features; return the samples whose features exist, the
+    settings their cache files record, and why the others have none (each also warned)."""
     rank, world = _dist()
     result = extract_features(
         [s.path for s in samples], cache_dir, root=root, backbone=cfg.feature.backbone,
@@ -215,8 +217,8 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path, root: Path) -> 
         dist.barrier()
     failed = {f.path for f in result.failed}
     for f in result.failed:
-        print(f"warning: skipping {f.reason}", file=sys.stderr)
-    return [s for s in samples if str(s.path) not in failed], result.settings
+        warnings.warn(f"skipping {f.reason}", stacklevel=2)
+    return [s for s in samples if str(s.path) not in failed], result.settings, [f.reason for f in result.failed]
 
 
 # ---------------------------------------------------------------- evaluation pass
@@ -272,8 +274,8 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
             raise TrainingError(f"train.reverse_pairs: {pair!r} is not 'class_a:class_b'")
         missing = [n for n in names if n not in classes]
         if len(missing) == 2 or (missing and names[0] == names[1]):
-            print(f"warning: train.reverse_pairs: {pair!r}: neither class is in the training data; ignored",
-                  file=sys.stderr)
+            warnings.warn(f"train.reverse_pairs: {pair!r}: neither class is in the training data; ignored",
+                          stacklevel=2)
             continue
         if missing:
             raise TrainingError(f"train.reverse_pairs: {pair!r} names {', '.join(map(repr, missing))}, "
@@ -309,11 +311,11 @@ def hold_out(samples: list, cfg: Config, work_dir: Path, resuming: bool, is_main
         if val:
             return [s for s in samples if os.path.abspath(s.path) not in saved], val
         if is_main:
-            print(f"warning: none of the validation videos in {path} is among the training data now; "
-                  "drawing new ones (the resumed run may validate on videos it trained on)", file=sys.stderr)
+            warnings.warn(f"none of the validation videos in {path} is among the training data now; "
+                          "drawing new ones (the resumed run may validate on videos it trained on)", stacklevel=2)
     elif resuming and is_main:
-        print(f"warning: {work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
-              "drawing validation videos now from videos it may have trained on", file=sys.stderr)
+        warnings.warn(f"{work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
+                      "drawing validation videos now from videos it may have trained on", stacklevel=2)
     train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
     if is_main and val:
         atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
@@ -490,9 +492,9 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     if is_main and len(present) < len(classes):
         unseen = [name for i, name in enumerate(classes) if i not in present]
         source = cfg.data.classes or cfg.data.train
-        print(f"warning: {len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
-              f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never learn to "
-              "name them", file=sys.stderr)
+        warnings.warn(f"{len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
+                      f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never "
+                      "learn to name them", stacklevel=2)
     # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
     class_ids = sorted(file_labels) if isinstance(file_labels, dict) else None
     last_seen = _file_version(work_dir / "last.pt")
@@ -545,7 +547,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     root = cache_root(everything, cfg.data.root)
     train_samples, val_samples, test_samples = (rebase(s, root) for s in (train_samples, val_samples, test_samples))
     cache_dir = Path(cfg.feature.cache_dir) if cfg.feature.cache_dir else work_dir / "features"
-    usable, settings = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)
+    usable, settings, unreadable = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)
     ok = {str(s.path) for s in usable}
     train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
                                                 for x in (train_samples, val_samples, test_samples))
@@ -694,7 +696,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
         skipped_steps += 1
         if cfg.train.nonfinite == "stop":
             raise TrainingError(message + f"; stopping ({_kept(last_path)})")
-        print(f"warning: {message}; step skipped", file=sys.stderr)
+        warnings.warn(f"{message}; step skipped", stacklevel=2)
         optimizer.zero_grad(set_to_none=True)
         step += 1
         scheduler.step()
@@ -767,7 +769,8 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "selected_epoch": selected,
                                "epochs_run": len(history),
                                "stopped_early": len(history) < cfg.train.epochs, "work_dir": str(work_dir),
-                               "classes": list(classes), "history": history}
+                               "classes": list(classes), "history": history,
+                               "unreadable": unreadable}  # why videos were left out (warned as they were)
     if test_samples and is_main:
         from .evaluation import classification_metrics
 

@@ -54,4 +54,12 @@ def run(args: argparse.Namespace) -> int:
         t = summary["test"]
         print(f"test: top-1 {t['top1'] * 100:.2f}%  {format_top5(t)}  "
               f"mean class accuracy {t['mean_class_acc'] * 100:.2f}%")
+    unreadable = summary.get("unreadable") or []
+    if unreadable:  # said as they were met, and again here, where a long run's log ends
+        print(f"{len(unreadable)} {'video' if len(unreadable) == 1 else 'videos'} could not be read and "
+              "were left out:", file=sys.stderr)
+        for reason in unreadable[:10]:
+            print(f"  {reason}", file=sys.stderr)
+        if len(unreadable) > 10:
+            print(f"  ... and {len(unreadable) - 10} more", file=sys.stderr)
     return 0
