@@ -381,5 +381,5 @@ def test_decoder_log_lines_are_kept_off_the_terminal(tmp_path):
     assert "partial     " in quiet.stdout and "damaged.mp4" in quiet.stdout
     assert " @ 0x" not in quiet.stderr, quiet.stderr
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}  # set by in-process runs
-    loud = run_cli("check", folder, "--workers", "1", env={**env, "VIDEOACT_QUIET_DECODERS": "0"})
+    loud = run_cli("check", folder, "--workers", "0", env={**env, "VIDEOACT_QUIET_DECODERS": "0"})
     assert "partial     " in loud.stdout and " @ 0x" in loud.stderr
