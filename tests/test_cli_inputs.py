@@ -306,6 +306,7 @@ def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(
 
 
 def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_path, capsys):
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     for args, message in (
         (["extract", setup["data"], tmp_path / "f", "--backbone", "nosuch"], "videoact extract: unknown backbone 'nosuch'"),
         (["extract", setup["data"], tmp_path / "f", "--weights", tmp_path / "nope.pth"], "nope.pth: weights file not found"),
@@ -321,6 +322,8 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
         (["decode-frames", tmp_path / "nothere", tmp_path / "o"], f"videoact decode-frames: {tmp_path / 'nothere'}: no "),
         (["decode-frames", setup["data"], setup["clip"]],  # was a traceback (FileExistsError) at the end
          f"videoact decode-frames: {setup['clip']}: a file, not a folder for the frame folders (OUT)"),
+        (["extract", setup["data"], tmp_path / "dangling"],  # was "a file is in its place (a parent folder)"
+         f"videoact extract: {tmp_path / 'dangling'}: a broken symbolic link (to {tmp_path / 'gone'}), not a folder"),
     ):
         proc = run_cli(capsys, *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -103,3 +103,11 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     proc = run_cli("decode-frames", src / "open.mp4", read_only, prefix=prefix)  # extract: the same check
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{read_only}: cannot write the frame folders (OUT) there (Permission denied)" in proc.stderr
+    # ... but outputs that are all current may be read-only: nothing to write, nothing refused
+    for out in (tmp_path / "f", tmp_path / "frames"):
+        for folder in (out, *(p for p in out.rglob("*") if p.is_dir())):
+            folder.chmod(0o555)
+    again = run_cli("extract", src / "open.mp4", tmp_path / "f", "--image-size", "32", "--no-progress", prefix=prefix)
+    assert again.returncode == 0 and "skipped 1 up to date" in again.stdout, again.stderr
+    frames_again = run_cli("decode-frames", src / "open.mp4", tmp_path / "frames", "--quiet", prefix=prefix)
+    assert frames_again.returncode == 0 and "skipped 1 already complete" in frames_again.stdout, frames_again.stderr

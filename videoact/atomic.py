@@ -210,9 +210,10 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
     handled = {os.path.abspath(v) for v in (*handled, *(f[key] for f in failures))}
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(path.parent, str(path), wait=True):  # read, then write; the folder: no lock file left
-        kept = []
+        kept, before = [], None
         with contextlib.suppress(FileNotFoundError):
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            before = path.read_text(encoding="utf-8", errors="replace")
+            for line in before.splitlines():
                 try:
                     entry = json.loads(line)
                 except ValueError:
@@ -220,8 +221,11 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
                 if isinstance(entry, dict) and os.path.abspath(str(entry.get(key, ""))) not in handled:
                     kept.append(entry)
         entries = kept + list(failures)
+        text = "".join(json.dumps(e) + "\n" for e in entries)
+        if (before if before is not None else "") == text:
+            return  # nothing changed: nothing written (the folder may be read-only, its outputs current)
         if entries:
-            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in entries))
+            atomic_write_text(path, text)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -237,6 +241,8 @@ def writable_folder(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: a file, not a folder for {what}")
+    if path.is_symlink() and not path.exists():
+        raise NotADirectoryError(f"{path}: a broken symbolic link (to {os.readlink(path)}), not a folder for {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)

@@ -606,7 +606,8 @@ def extract_features(
                                    or image_size < 1):
         raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
     device = resolve_device(device)
-    writable_folder(out_dir, "the features (OUT)")  # before the backbone is built: said at once
+    if out_dir.exists() and not out_dir.is_dir():  # before the backbone is built: said at once
+        raise NotADirectoryError(f"{out_dir}: a file, not a folder for the features (OUT)")
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)
     if image_size is not None and image_size != backbone.input_size:
@@ -665,6 +666,8 @@ def extract_features(
         print(f"note: {len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
               f"replaced ({target.name}: {'; '.join(why)}); a run still training on them will stop: give each "
               "feature setting its own cache folder", file=sys.stderr)
+    if todo:  # a cache that is up to date may be read-only: checked only when there is work
+        writable_folder(out_dir, "the features (OUT)")
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several ranks (maybe on other machines, where our pid check means nothing)
     # only this shard's leftovers are ours to remove.

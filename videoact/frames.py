@@ -344,7 +344,8 @@ def decode_folder(
     _validate(fps, short_side, quality)  # once here, not once per video
     if not videos:
         return DecodeReport()
-    writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: a file, not a folder for the frame folders (OUT)")
 
     report = DecodeReport()
     jobs: list[tuple[str, str]] = []
@@ -370,6 +371,9 @@ def decode_folder(
         for a in target.parents:
             inside.setdefault(a, target)
         jobs.append((str(v), str(target)))
+    params = _params(fps, short_side, quality)
+    if any(not is_complete(Path(t), v, params) for v, t in jobs):  # complete folders may be read-only
+        writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
 
     bar = _progress(len(jobs), progress)
     try:
