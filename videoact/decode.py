@@ -865,10 +865,22 @@ class _AutoReader(VideoReader):
             self._fallback(e.reason)
             return
         if self._inner.damaged:
-            # Where decord stops varies from run to run (see DecordReader._scan); OpenCV
-            # decodes in this thread and stops at the same frame every time.
-            self._fallback(f"decord stops at damaged data after {len(self._inner)} frames, a number that "
-                           "varies from run to run")
+            # Where decord stops can vary from run to run (see DecordReader._scan); OpenCV
+            # decodes in this thread and stops at the same frame every time. Only when
+            # OpenCV reads at least as many frames: else decord's frames are the better ones.
+            decord = self._inner
+            try:
+                opencv = OpenCVReader(self.path, self._num_threads)
+                enough = len(opencv) >= len(decord)
+            except VideoDecodeError:
+                return
+            if not enough:
+                opencv.close()
+                return
+            decord.close()
+            self._inner = opencv
+            self.fallback_reason = (f"decord stops at damaged data after {len(decord)} frames, where it stops "
+                                    "can vary from run to run")
 
     def _fallback(self, reason: str) -> None:
         old = getattr(self, "_inner", None)
