@@ -694,3 +694,31 @@ def test_text_files_are_utf8_whatever_the_locale(tmp_path):
     assert (tmp_path / "classes.txt").read_bytes() == "caf\u00e9 \u65e5\u672c\nb\n".encode()
     csv_bytes = (tmp_path / "out.csv").read_bytes()
     assert csv_bytes.count(b"\r\n") == 2 and b"\r\r" not in csv_bytes
+
+
+def test_a_class_level_folder_that_cannot_be_read_is_no_class(tmp_path):
+    """lost+found (mode 700, root's) in a dataset root on a mounted disk: once unreadable
+    folders were listed as failing entries, it became a third class, or with fixed classes
+    an error ("folder 'lost+found' is not one of the 2 classes")."""
+    from faults import unreadable_prefix
+
+    prefix, why = unreadable_prefix()
+    if prefix is None:
+        pytest.skip(why)
+    for c in ("a", "b"):
+        for i in range(2):
+            write_coded_video(tmp_path / "ds" / c / f"{i}.mp4", 8)
+    locked = tmp_path / "ds" / "lost+found"
+    locked.mkdir()
+    locked.chmod(0)
+    script = ("import warnings; from videoact.datasets import scan_video_folder\n"
+              "with warnings.catch_warnings(record=True) as caught:\n"
+              "    warnings.simplefilter('always')\n"
+              f"    print(scan_video_folder({str(tmp_path / 'ds')!r})[1], "
+              f"scan_video_folder({str(tmp_path / 'ds')!r}, classes=['a', 'b'])[1])\n"
+              "print([str(w.message) for w in caught])\n")
+    proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True)
+    locked.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "['a', 'b'] ['a', 'b']"
+    assert f"{locked}: a folder that cannot be read (permission denied): not taken as a class" in proc.stdout

@@ -302,6 +302,12 @@ def _scan_folder(
     for entry in sorted(os.scandir(root_abs), key=lambda e: e.name):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
+        if not os.access(entry.path, os.R_OK | os.X_OK):  # lost+found on a mounted disk: no class, no label
+            import warnings
+
+            warnings.warn(f"{entry.path}: a folder that cannot be read (permission denied): not taken as a "
+                          "class; the videos in it, if any, are left out", stacklevel=3)
+            continue
         videos = _find_videos(entry.path)
         if videos:
             found[entry.name] = videos
