@@ -106,6 +106,15 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path, c
     assert "refused" in "".join(w for w in warnings if "outside_root" in w)
     written = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").rglob("*.safetensors"))
     assert written == ["a/1.mp4.safetensors", "a/2.mp4.safetensors", "b/3.mp4.safetensors"]
+    # Said again by a second run in the same process, also under -W ignore (Python's default
+    # filter had shown each message once per process; "ignore" dropped them all).
+    import warnings as python_warnings
+
+    with python_warnings.catch_warnings():
+        python_warnings.simplefilter("ignore")
+        again = run_main(capsys, "extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1",
+                         "--no-progress")
+    assert [line for line in again.stderr.splitlines() if line.startswith("videoact extract: warning: ")] == warnings
 
     # classes fixed by a file: an unknown label is reported too
     (root / "classes.txt").write_text("walk\nrun\n")

@@ -58,11 +58,16 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
         kind = "" if category is UserWarning else f" ({category.__name__})"  # e.g. torch's, raised here
         print(f"videoact {command}: warning{kind}: {message}", file=sys.stderr if file is None else file)
 
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = shown
+    with warnings.catch_warnings():
+        # Every time, whatever -W / PYTHONWARNINGS say: a data problem said in one run of
+        # main() was not said again in the next one in the same process (Python's default
+        # filter shows a message once), and -W ignore dropped them all.
+        warnings.filterwarnings("always", module=r"videoact(\.|$)")
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:
