@@ -57,10 +57,14 @@ class TrainingError(RuntimeError):
 # ---------------------------------------------------------------- helpers
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: torch.device | None = None) -> None:
+    """Seed random, numpy, torch's CPU generator and, when the run uses CUDA, the GPUs'
+    (not torch.manual_seed: it also replaces a CUDA seed the caller queued, on a CPU run)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
+    if device is not None and device.type == "cuda":
+        torch.cuda.manual_seed_all(seed)
 
 
 def _dist() -> tuple[int, int]:
@@ -418,8 +422,9 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     (``{"data": {"train": "videos/"}, "train": {"epochs": 5}}``) or a YAML config file.
     It is validated first, as a loaded one is: a value set in code that is out of range
     is refused before hours of feature extraction. The global random generators
-    (``random``, numpy, torch) are seeded with ``train.seed`` for the run and given back
-    to the caller as they were when it ends."""
+    (``random``, numpy, torch's CPU one, and the GPUs' when the run uses CUDA) are seeded
+    with ``train.seed`` for the run and given back to the caller as they were when it ends
+    (not an MPS device's)."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
@@ -430,7 +435,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     # Training seeds the global generators (train.seed); the caller's own streams are
     # given back afterwards, as they were.
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    # The GPUs' generators only where the run uses them (a CPU run leaves them alone).
+    cuda = list(range(torch.cuda.device_count())) if resolve_device(cfg.train.device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as held:  # held: the work dir's lock
         try:
             return _train(cfg, held)
@@ -450,7 +456,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     device = resolve_device(cfg.train.device)
     work_dir = Path(cfg.work_dir)
     check_resumable(work_dir, cfg)  # before config.yaml is rewritten: it describes last.pt
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.seed, device)
 
     # 1. data
     excluded: set[str] = set()
