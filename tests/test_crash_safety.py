@@ -237,12 +237,14 @@ def test_what_killed_runs_left_is_removed_by_the_next_run(train_data, tmp_path, 
     dead = finished.pid
     work = tmp_path / "work"
     work.mkdir()
-    left = [work / f".metrics.jsonl.tmp-{dead}-3", work / f".last.pt.tmp-{dead}-0"]
+    # and one named with this process's pid: in a container a killed run often had it
+    left = [work / f".metrics.jsonl.tmp-{dead}-3", work / f".last.pt.tmp-{dead}-0",
+            work / f".config.yaml.tmp-{os.getpid()}-9"]
     live = work / f".best.pt.tmp-{os.getppid()}-0"  # the process that started this suite: alive
     for path in [*left, live]:
         path.write_bytes(b"half-written")
     here(capsys, *train_args(train_data, work))
-    assert [p.exists() for p in left] == [False, False] and live.exists()
+    assert [p.exists() for p in left] == [False, False, False] and live.exists()
 
     left_copy = tmp_path / f".ann.tmp-{dead}-0.mp4"
     left_copy.write_bytes(b"half-written")

@@ -536,7 +536,9 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
             if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
                 raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
                                     "command again to resume from it, or use another --work-dir")
-            remove_dead_temporaries(work_dir)  # what a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...)
+            # What a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...). This process's own pid
+            # too: nothing writes here yet, and in a container a killed run often had our pid.
+            remove_dead_temporaries(work_dir, own=True)
         except (InUseError, TrainingError) as exc:
             refusal = exc
         if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded

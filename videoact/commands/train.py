@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     unreadable = summary.get("unreadable") or []
     if unreadable:  # said as they were met, and again here, where a long run's log ends
         print(f"{len(unreadable)} {'video' if len(unreadable) == 1 else 'videos'} could not be read and "
-              "were left out:", file=sys.stderr)
+              f"{'was' if len(unreadable) == 1 else 'were'} left out:", file=sys.stderr)
         for reason in unreadable[:10]:
             print(f"  {reason}", file=sys.stderr)
         if len(unreadable) > 10:
