@@ -507,10 +507,12 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     if isinstance(spec, int):
         return CameraSource(spec, **live)
     text = os.fspath(spec)
-    if isinstance(spec, os.PathLike) and os.path.isfile(text):
-        return FileSource(text, realtime=realtime, open_timeout=file_timeout)  # a Path is a file
+    if isinstance(spec, os.PathLike):  # a Path names a file, never a camera or a URL
+        if not os.path.exists(text):
+            raise SourceError(text, "no such video file")
+        return FileSource(text, realtime=realtime, open_timeout=file_timeout)
     if text.strip().isdigit():
-        if os.path.exists(text):
+        if os.path.isfile(text):
             (log or log_warning)(f"{text!r} is taken as camera {int(text)}; to read the file of that name in "
                                  f"the working directory, give ./{text.strip()}")
         return CameraSource(int(text), **live)
