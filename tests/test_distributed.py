@@ -126,6 +126,10 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
         for c in range(2):
             for i in range(per_class):
                 write_coded_video(tmp_path / split / f"c{c}" / f"v{i}.mp4", 10 + i)
+    # Two that cannot be read, one in each rank's share of the extraction: every rank leaves
+    # both out (each knew only its own share's failures), and the end of the run names both.
+    (tmp_path / "train" / "c0" / "v8.mp4").write_bytes(b"")
+    (tmp_path / "train" / "c1" / "v8.mp4").write_text("not a video\n")
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
 
@@ -141,6 +145,9 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
     assert single.returncode == 0, single.stderr
     dist = torchrun(str(launcher), str(tmp_path / "log_two"), *args("two"))
     assert dist.returncode == 0, dist.stdout + dist.stderr
+    for run in (single, dist):
+        end = run.stderr[run.stderr.index("2 videos could not be read and were left out:"):]
+        assert "c0/v8.mp4: file is empty" in end and "c1/v8.mp4: not a readable video" in end, run.stderr
 
     curve = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     ddp = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]

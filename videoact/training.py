@@ -45,7 +45,7 @@ from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
-from .distributed import broadcast_object
+from .distributed import all_gather_objects, broadcast_object
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
@@ -217,12 +217,17 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path,
         amp=cfg.feature.amp,
         num_workers=cfg.feature.num_workers, shard=(rank, world), progress=rank == 0 and cfg.train.progress,
     )
+    failures = [(f.path, f.reason) for f in result.failed]
     if world > 1:
         dist.barrier()
-    failed = {f.path for f in result.failed}
-    for f in result.failed:
-        warnings.warn(f"skipping {f.reason}", stacklevel=2)
-    return [s for s in samples if str(s.path) not in failed], result.settings, [f.reason for f in result.failed]
+        # Each rank extracted its share: every rank must leave out every rank's failures (rank
+        # 0 kept another rank's unreadable video and stopped at its missing feature file).
+        failures = [f for share in all_gather_objects(failures) for f in share]
+    if rank == 0:
+        for _path, reason in failures:
+            warnings.warn(f"skipping {reason}", stacklevel=2)
+    failed = {path for path, _reason in failures}
+    return [s for s in samples if str(s.path) not in failed], result.settings, [reason for _path, reason in failures]
 
 
 # ---------------------------------------------------------------- evaluation pass
