@@ -156,7 +156,7 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) -> Iterator[bool]:
     """Hold an exclusive lock on the file ``path`` (created if missing; the holder's pid is
     written in it) or on the folder ``path`` (nothing written) for the ``with`` block, or
     raise :class:`InUseError` at once naming ``what`` and the holder's pid (``wait=True``:
@@ -167,15 +167,16 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
     metrics.jsonl, best.pt and last.pt came from different runs. ``flock``: released by
     the system when the holder exits, however it ends; where there is no ``fcntl``
     (Windows), or where the file system refuses locks (some network file systems), nothing
-    is locked."""
+    is locked. Yields whether the lock is held."""
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     folder = os.path.isdir(path)
     fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR | os.O_CREAT, 0o644)
     _LOCK_FDS.add(fd)
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -188,10 +189,11 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
 
             warnings.warn(f"{what}: cannot be locked here ({exc.strerror or exc}); going on without a lock")
         else:
+            locked = True
             if not folder:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        yield locked
     finally:
         _LOCK_FDS.discard(fd)
         os.close(fd)

@@ -537,13 +537,16 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
+            locked = held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
             if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
                 raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
                                     "command again to resume from it, or use another --work-dir")
             # What a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...). This process's own pid
             # too: nothing writes here yet, and in a container a killed run often had our pid.
-            remove_dead_temporaries(work_dir, own=True)
+            # Only under the lock: without it (a network file system) another host's run may be
+            # writing here, and its pids mean nothing on this one.
+            if locked:
+                remove_dead_temporaries(work_dir, own=True)
         except (InUseError, TrainingError) as exc:
             refusal = exc
         if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
