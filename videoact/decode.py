@@ -432,9 +432,12 @@ class DecordReader(VideoReader):
 
     backend = "decord"
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, *, scans: int = 3) -> None:
+        """``scans``: sequential scans of a file where decoding stops at damaged data
+        (the longest kept; see :meth:`_scan`)."""
         self.path = str(path)
         self._num_threads = int(num_threads)
+        self._scans = max(1, int(scans))
         self._open_args = (self.path, "decord", self._num_threads)
         try:
             import decord  # noqa: F401
@@ -528,13 +531,13 @@ class DecordReader(VideoReader):
         """Decode sequentially from a fresh reader; stop at the first failure or EOF.
         Returns the count, the last frame and whether it stopped at a failure.
 
-        A failure (damaged data) is scanned for twice more and the longest run kept: decord
-        decodes in a thread of its own, and its error can overtake frames it had already
-        decoded, so one scan of corpus corrupted.mp4 gave 25-27 frames instead of 28 now and
-        then (5 % of scans with two busy cores, 60 % with four; :class:`_AutoReader` reads
-        such files with OpenCV, which gives 28 every time)."""
+        A failure (damaged data) is scanned for again, up to ``scans`` times in all, and the
+        longest run kept: decord decodes in a thread of its own, and its error can overtake
+        frames it had already decoded, so one scan of corpus corrupted.mp4 gave 25-27 frames
+        instead of 28 now and then (5 % of scans with two busy cores, 60 % with four;
+        :class:`_AutoReader` reads such files with OpenCV, which gives 28 every time)."""
         best: tuple[int, np.ndarray | None] = (0, None)
-        for _attempt in range(3):
+        for _attempt in range(self._scans):
             vr = self._open()
             count, last, failed = 0, None, False
             for _ in range(claimed):  # bounded: never past the claimed count
@@ -860,22 +863,21 @@ class _AutoReader(VideoReader):
         self._open_args = (self.path, "auto", self._num_threads)
         self.fallback_reason = None
         try:
-            self._inner: VideoReader = DecordReader(path, num_threads)
+            # One scan of a damaged file: it goes to OpenCV below where OpenCV can read it.
+            self._inner: VideoReader = DecordReader(path, num_threads, scans=1)
         except VideoDecodeError as e:
             self._fallback(e.reason)
             return
         if self._inner.damaged:
             # Where decord stops can vary from run to run (see DecordReader._scan); OpenCV
-            # decodes in this thread and stops at the same frame every time. Only when
-            # OpenCV reads at least as many frames: else decord's frames are the better ones.
+            # decodes in this thread and stops at the same frame every time. Whenever OpenCV
+            # decodes the file at all (its first frame; the count comes later, lazily), so
+            # that the choice itself never depends on decord's varying count; else (AV1
+            # here, which this OpenCV cannot decode) decord's frames are kept.
             decord = self._inner
             try:
                 opencv = OpenCVReader(self.path, self._num_threads)
-                enough = len(opencv) >= len(decord)
             except VideoDecodeError:
-                return
-            if not enough:
-                opencv.close()
                 return
             decord.close()
             self._inner = opencv
