@@ -103,11 +103,19 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     proc = run_cli("decode-frames", src / "open.mp4", read_only, prefix=prefix)  # extract: the same check
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{read_only}: cannot write the frame folders (OUT) there (Permission denied)" in proc.stderr
-    # ... but outputs that are all current may be read-only: nothing to write, nothing refused
+    # ... but outputs that are all current may be read-only: nothing to write, nothing refused,
+    # even with a failure log that names a video current now, and a killed run's temporary
+    import json
+
+    for log, key in ((tmp_path / "f" / "failures.jsonl", "path"), (tmp_path / "frames" / "failures.jsonl", "video")):
+        with open(log, "a") as f:
+            f.write(json.dumps({key: str(src / "open.mp4"), "reason": "an earlier failure"}) + "\n")
+    (tmp_path / "f" / ".open.mp4.safetensors.tmp-4999999-0").write_bytes(b"")
     for out in (tmp_path / "f", tmp_path / "frames"):
         for folder in (out, *(p for p in out.rglob("*") if p.is_dir())):
             folder.chmod(0o555)
     again = run_cli("extract", src / "open.mp4", tmp_path / "f", "--image-size", "32", "--no-progress", prefix=prefix)
     assert again.returncode == 0 and "skipped 1 up to date" in again.stdout, again.stderr
+    assert "failures.jsonl: cannot be brought up to date (Permission denied)" in again.stderr
     frames_again = run_cli("decode-frames", src / "open.mp4", tmp_path / "frames", "--quiet", prefix=prefix)
     assert frames_again.returncode == 0 and "skipped 1 already complete" in frames_again.stdout, frames_again.stderr

@@ -200,11 +200,15 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
 
 
 def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dict[str, Any]],
-                       handled: Iterable[str]) -> None:
+                       handled: Iterable[str], *, optional: bool = False) -> None:
     """Rewrite the JSON-lines failure log ``path`` after a run: entries of the videos it
     ``handled`` (by their ``key`` field) are replaced by its ``failures``, the others kept;
     no entries left, no file. Why: a second run into the same folder (the test list after
-    the training list, or two at once) removed the first one's record of its failures."""
+    the training list, or two at once) removed the first one's record of its failures.
+
+    Unchanged entries are not written again. ``optional``: the run wrote nothing (all its
+    outputs were current, the folder may be read-only): a log that cannot be rewritten then
+    is a warning, not an error."""
     import json
 
     path = Path(path)
@@ -212,25 +216,32 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
     handled = {os.path.abspath(v) for v in (*handled, *(f[key] for f in failures))}
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(path.parent, str(path), wait=True):  # read, then write; the folder: no lock file left
-        kept, before = [], None
+        kept, before = [], []
         with contextlib.suppress(FileNotFoundError):
-            before = path.read_text(encoding="utf-8", errors="replace")
-            for line in before.splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     entry = json.loads(line)
                 except ValueError:
                     continue  # a line of something else: not ours to keep
+                before.append(entry)
                 if isinstance(entry, dict) and os.path.abspath(str(entry.get(key, ""))) not in handled:
                     kept.append(entry)
         entries = kept + list(failures)
-        text = "".join(json.dumps(e) + "\n" for e in entries)
-        if (before if before is not None else "") == text:
+        if entries == before and (entries or not path.exists()):
             return  # nothing changed: nothing written (the folder may be read-only, its outputs current)
-        if entries:
-            atomic_write_text(path, text)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        try:
+            if entries:
+                atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in entries))
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        except OSError as exc:
+            if not optional:
+                raise
+            import warnings
+
+            warnings.warn(f"{path}: cannot be brought up to date ({exc.strerror or exc}); it may still list "
+                          "videos that are fine now", stacklevel=2)
 
 
 def writable_folder(path: str | os.PathLike, what: str) -> Path:
@@ -280,8 +291,10 @@ def remove_dead_temporaries(folder: str | os.PathLike, prefix: str = ".", *, own
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
         else:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except OSError:  # gone already, or a folder we may not write (best effort)
+                continue
         removed += 1
     return removed
 

@@ -459,7 +459,7 @@ def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = Non
                 continue  # still running: another rank's file in progress
             try:
                 os.unlink(os.path.join(root, name))
-            except FileNotFoundError:
+            except OSError:  # gone already, or a read-only cache (current: nothing to write there)
                 pass
 
 
@@ -827,11 +827,12 @@ def extract_features(
         else:
             result.skipped.append(other)
     result.seconds = time.perf_counter() - started
-    _write_failures(out_dir, result.failed, shard, [*result.written, *result.skipped])
+    _write_failures(out_dir, result.failed, shard, [*result.written, *result.skipped], wrote=bool(todo))
     return result
 
 
-def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int], done: list[str]) -> None:
+def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int], done: list[str],
+                    wrote: bool = True) -> None:
     """``OUT/failures.jsonl``: one JSON line per video whose latest extraction failed (this
     run's failures, and earlier runs' failures of videos this run did not touch; ``done``:
     the videos this run wrote or found current).
@@ -845,11 +846,12 @@ def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, in
     if shard[1] > 1 and info.enabled and (info.rank, info.world_size) == tuple(shard):
         failures = [f for part in all_gather_objects(failures) for f in part]
         done = [v for part in all_gather_objects(done) for v in part]
+        wrote = any(all_gather_objects(wrote))
         if not info.is_main:
             return
         shard = (0, 1)
     name = FAILURES_FILE if shard[1] == 1 else f"failures.rank{shard[0]}.jsonl"
-    update_failure_log(out_dir / name, "path", [asdict(f) for f in failures], done)
+    update_failure_log(out_dir / name, "path", [asdict(f) for f in failures], done, optional=not wrote)
 
 
 class _NoBar:

@@ -372,7 +372,8 @@ def decode_folder(
             inside.setdefault(a, target)
         jobs.append((str(v), str(target)))
     params = _params(fps, short_side, quality)
-    if any(not is_complete(Path(t), v, params) for v, t in jobs):  # complete folders may be read-only
+    work = any(not is_complete(Path(t), v, params) for v, t in jobs)
+    if work:  # complete folders may be read-only: checked only when there is something to write
         writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
 
     bar = _progress(len(jobs), progress)
@@ -430,7 +431,7 @@ def decode_folder(
     report.results.sort(key=lambda r: order.get(r.video, 0))
     # Earlier runs' failures of videos this run did not touch stay listed (another SRC, same OUT).
     update_failure_log(out / FAILURES_NAME, "video", [{"video": r.video, "error": r.error} for r in report.failed],
-                       [r.video for r in report.results])
+                       [r.video for r in report.results], optional=not work and not report.failed)
     return report
 
 
