@@ -507,18 +507,19 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     if isinstance(spec, int):
         return CameraSource(spec, **live)
     text = os.fspath(spec)
-    if isinstance(spec, os.PathLike):  # a Path names a file, never a camera or a URL
+    device = re.fullmatch(r"/dev/video(\d+)", text.strip())
+    if device:  # Linux names cameras so; OpenCV opens them by that number
+        return CameraSource(int(device.group(1)), **live)
+    if isinstance(spec, os.PathLike):  # a Path names a video file or frame folder, never a camera or a URL
         if not os.path.exists(text):
             raise SourceError(text, "no such video file")
         return FileSource(text, realtime=realtime, open_timeout=file_timeout)
     if text.strip().isdigit():
-        if os.path.isfile(text):
-            (log or log_warning)(f"{text!r} is taken as camera {int(text)}; to read the file of that name in "
-                                 f"the working directory, give ./{text.strip()}")
+        if os.path.exists(text):  # a video, or a frame folder: both are read as files
+            what = "folder" if os.path.isdir(text) else "file"
+            (log or log_warning)(f"{text!r} is taken as camera {int(text)}; to read the {what} of that name in the "
+                                 f"working directory, give ./{text.strip()}")
         return CameraSource(int(text), **live)
-    device = re.fullmatch(r"/dev/video(\d+)", text.strip())
-    if device:  # Linux names cameras so; OpenCV opens them by that number
-        return CameraSource(int(device.group(1)), **live)
     if text.lower().startswith(URL_SCHEMES):
         return URLSource(text, realtime=realtime, **live)
     if not os.path.exists(text):
