@@ -58,13 +58,15 @@ class TrainingError(RuntimeError):
 
 
 def seed_everything(seed: int, device: torch.device | None = None) -> None:
-    """Seed random, numpy, torch's CPU generator and, when the run uses CUDA, the GPUs'
-    (not torch.manual_seed: it also replaces a CUDA seed the caller queued, on a CPU run)."""
+    """Seed random, numpy and torch: on a CPU run only torch's CPU generator (torch.manual_seed
+    also replaces a CUDA seed the caller queued), on an accelerator every device's, as
+    torch.manual_seed does (CUDA, MPS, ...)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
-    if device is not None and device.type == "cuda":
-        torch.cuda.manual_seed_all(seed)
+    if device is None or device.type != "cpu":
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def _dist() -> tuple[int, int]:
