@@ -333,7 +333,9 @@ def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):
     from videoact.config import load_config
     from videoact.training import train
 
-    with pytest.warns(UserWarning) as caught:
+    from videoact import VideoactWarning  # a category of its own: a program can filter or raise on it
+
+    with pytest.warns(VideoactWarning) as caught:
         summary = train(load_config(None, [item for item in FAST if item != "--set"] + [
             f"data.train={tmp_path / 'data'}", f"work_dir={tmp_path / 'w2'}", "train.epochs=1",
             "data.val_fraction=0.5", f"feature.cache_dir={tmp_path / 'w' / 'features'}"]))

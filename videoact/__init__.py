@@ -42,6 +42,8 @@ _EXPORTS = {
     # configs (for train)
     "Config": "config",
     "load_config": "config",
+    # the category of videoact's own warnings (a video skipped, a list entry left out)
+    "VideoactWarning": "notices",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from .notices import VideoactWarning
+
 _counter = itertools.count()
 
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, APFS): longer names fail with ENAMETOOLONG
@@ -187,7 +189,8 @@ def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) ->
         except OSError as exc:  # e.g. NFS without lock support (ENOLCK, EBADF), Lustre without flock (ENOSYS)
             import warnings
 
-            warnings.warn(f"{what}: cannot be locked here ({exc.strerror or exc}); going on without a lock")
+            warnings.warn(f"{what}: cannot be locked here ({exc.strerror or exc}); going on without a lock",
+                          VideoactWarning)
         else:
             locked = True
             if not folder:
@@ -241,7 +244,7 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
             import warnings
 
             warnings.warn(f"{path}: cannot be brought up to date ({exc.strerror or exc}); it may still list "
-                          "videos that are fine now", stacklevel=2)
+                          "videos that are fine now", VideoactWarning, stacklevel=2)
 
 
 def writable_folder(path: str | os.PathLike, what: str) -> Path:

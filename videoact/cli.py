@@ -47,6 +47,8 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
     as ``videoact CMD: warning: ...`` lines, not Python's ``file:line: UserWarning`` form."""
     import warnings
 
+    from .notices import VideoactWarning
+
     package = os.path.dirname(os.path.abspath(__file__))
     shown = warnings.showwarning
 
@@ -55,14 +57,15 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
             return shown(message, category, filename, lineno, file, line)
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()  # the warning after what was printed before it, not inside it
-        kind = "" if category is UserWarning else f" ({category.__name__})"  # e.g. torch's, raised here
+        kind = "" if category in (UserWarning, VideoactWarning) else f" ({category.__name__})"  # e.g. torch's
         print(f"videoact {command}: warning{kind}: {message}", file=sys.stderr if file is None else file)
 
     with warnings.catch_warnings():
-        # Every time, whatever -W / PYTHONWARNINGS say: a data problem said in one run of
-        # main() was not said again in the next one in the same process (Python's default
-        # filter shows a message once), and -W ignore dropped them all.
-        warnings.filterwarnings("always", module=r"videoact(\.|$)")
+        # videoact's own, every time, whatever -W / PYTHONWARNINGS say: a data problem said
+        # in one run of main() was not said again in the next one in the same process
+        # (Python's default filter shows a message once), and -W ignore dropped them all.
+        # Other libraries' warnings (torch's) keep Python's filters.
+        warnings.filterwarnings("always", category=VideoactWarning)
         warnings.showwarning = show
         try:
             yield

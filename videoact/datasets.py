@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 from .atomic import atomic_write_text, clobber_error
 # The feature dataset has its own module; importable from here too, where it was first.
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features  # noqa: F401
+from .notices import VideoactWarning
 
 # The same set as videoact.decode.VIDEO_EXTENSIONS (kept here so lists parse without decoders).
 VIDEO_EXTENSIONS = frozenset(
@@ -268,11 +269,11 @@ def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str], fix
                    "(decode-frames' output), which `videoact infer` reads but datasets do not: give the videos")
     if fixed_classes:  # a class without videos here (a validation split lacking one) is ordinary
         if frames:
-            warnings.warn(f"{root}: {frames_note}", stacklevel=4)
+            warnings.warn(f"{root}: {frames_note}", VideoactWarning, stacklevel=4)
         return
     warnings.warn(f"{root}: {len(empty)} sub-folder{'s' if len(empty) > 1 else ''} without videos, not taken as "
                   f"classes: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
-                  f"{'; ' + frames_note if frames else ''}", stacklevel=4)
+                  f"{'; ' + frames_note if frames else ''}", VideoactWarning, stacklevel=4)
 
 
 def scan_video_folder(
@@ -306,7 +307,7 @@ def _scan_folder(
             import warnings
 
             warnings.warn(f"{entry.path}: a folder that cannot be read (permission denied): not taken as a "
-                          "class; the videos in it, if any, are left out", stacklevel=3)
+                          "class; the videos in it, if any, are left out", VideoactWarning, stacklevel=3)
             continue
         videos = _find_videos(entry.path)
         if videos:
@@ -960,7 +961,7 @@ def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str],
 
     if len(problems) <= limit:
         for p in problems:
-            warnings.warn(str(p), stacklevel=2)
+            warnings.warn(str(p), VideoactWarning, stacklevel=2)
     else:
         warnings.warn(f"{source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
-                      stacklevel=2)
+                      VideoactWarning, stacklevel=2)

@@ -45,6 +45,7 @@ from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .notices import VideoactWarning
 from .spawn import main_script_hidden
 
 __all__ = [
@@ -685,7 +686,8 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
     if unlisted:
         names = ", ".join(repr(f.path) for f in unlisted[:5]) + (" ..." if len(unlisted) > 5 else "")
         warnings.warn(f"{path}: {len(unlisted)} {'file' if len(unlisted) == 1 else 'files'} left out of the "
-                      f"quarantine list, a line break in the name (rename to exclude): {names}", stacklevel=2)
+                      f"quarantine list, a line break in the name (rename to exclude): {names}", VideoactWarning,
+                      stacklevel=2)
     lines = [QUARANTINE_HEADER, f"# from `videoact check {report.source}`: {len(chosen)} files"]
     for f in chosen:
         reason = (f.reason or "").replace("\n", " ").replace("\r", " ")

@@ -23,6 +23,7 @@ from .cnn_lstm import CNNLSTM
 from .device import autocast_dtype
 from .extract import SamplingSpec, default_batch_size, resolve_device
 from .fast_inference import inference_model
+from .notices import VideoactWarning
 
 
 def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -209,7 +210,7 @@ class VideoClassifier:
                                       "(--weights FILE, or weights=...)")
             import warnings
 
-            warnings.warn(f"{message}; predictions may be off", stacklevel=2)  # at the caller's line
+            warnings.warn(f"{message}; predictions may be off", VideoactWarning, stacklevel=2)  # at the caller's line
         model = CNNLSTM(backbone, temporal)
         return cls(model, ckpt["classes"], feature, device, str(path), class_ids=ckpt.get("class_ids"))
 

@@ -46,6 +46,7 @@ from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
 from .distributed import all_gather_objects, broadcast_object
+from .notices import VideoactWarning
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
@@ -227,7 +228,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path,
         failures = [f for share in all_gather_objects(failures) for f in share]
     if rank == 0:
         for _path, reason in failures:
-            warnings.warn(f"skipping {reason}", stacklevel=2)
+            warnings.warn(f"skipping {reason}", VideoactWarning, stacklevel=2)
     failed = {path for path, _reason in failures}
     return [s for s in samples if str(s.path) not in failed], result.settings, [reason for _path, reason in failures]
 
@@ -286,7 +287,7 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
         missing = [n for n in names if n not in classes]
         if len(missing) == 2 or (missing and names[0] == names[1]):
             warnings.warn(f"train.reverse_pairs: {pair!r}: neither class is in the training data; ignored",
-                          stacklevel=2)
+                          VideoactWarning, stacklevel=2)
             continue
         if missing:
             raise TrainingError(f"train.reverse_pairs: {pair!r} names {', '.join(map(repr, missing))}, "
@@ -323,10 +324,11 @@ def hold_out(samples: list, cfg: Config, work_dir: Path, resuming: bool, is_main
             return [s for s in samples if os.path.abspath(s.path) not in saved], val
         if is_main:
             warnings.warn(f"none of the validation videos in {path} is among the training data now; "
-                          "drawing new ones (the resumed run may validate on videos it trained on)", stacklevel=2)
+                          "drawing new ones (the resumed run may validate on videos it trained on)",
+                          VideoactWarning, stacklevel=2)
     elif resuming and is_main:
         warnings.warn(f"{work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
-                      "drawing validation videos now from videos it may have trained on", stacklevel=2)
+                      "drawing validation videos now from videos it may have trained on", VideoactWarning, stacklevel=2)
     train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
     if is_main and val:
         atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
@@ -507,7 +509,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
         source = cfg.data.classes or cfg.data.train
         warnings.warn(f"{len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
                       f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never "
-                      "learn to name them", stacklevel=2)
+                      "learn to name them", VideoactWarning, stacklevel=2)
     # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
     class_ids = sorted(file_labels) if isinstance(file_labels, dict) else None
     last_seen = _file_version(work_dir / "last.pt")
@@ -714,7 +716,7 @@ def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
         skipped_steps += 1
         if cfg.train.nonfinite == "stop":
             raise TrainingError(message + f"; stopping ({_kept(last_path)})")
-        warnings.warn(f"{message}; step skipped", stacklevel=2)
+        warnings.warn(f"{message}; step skipped", VideoactWarning, stacklevel=2)
         optimizer.zero_grad(set_to_none=True)
         step += 1
         scheduler.step()
