@@ -72,7 +72,7 @@ def test_third_party_corpus():
     # run. OpenCV, decoding in the calling thread, reads 28 every time.
     assert (corrupted.backend, corrupted.frames, corrupted.claimed, corrupted.claimed_by) == ("opencv", 28, 50, "opencv")
     assert corrupted.reason.startswith("28 of 50 claimed frames decode; decord cannot read it: decord stops at "
-                                       "damaged data after "), corrupted.reason
+                                       "damaged data, at a frame that can vary from run to run"), corrupted.reason
     webm = found["no_duration.webm"]
     assert webm.backend == "opencv" and webm.claimed is None  # OpenCV's count is garbage (-1.4e17)
     assert "Failed to measure duration/frame-count" in webm.reason

@@ -444,7 +444,8 @@ class DecordReader(VideoReader):
         except ImportError as e:
             raise VideoDecodeError(self.path, f"decord is not installed ({e})") from e
         self._vr = self._open()
-        key = _file_key(self.path, "decord")
+        # A count from fewer scans is kept apart: a reader that asks for more scans rescans.
+        key = _file_key(self.path, "decord" if self._scans == 3 else f"decord/{self._scans} scans")
         info = _CACHE.get(key)
         if info is None:
             info = self._verify()
@@ -871,18 +872,23 @@ class _AutoReader(VideoReader):
         if self._inner.damaged:
             # Where decord stops can vary from run to run (see DecordReader._scan); OpenCV
             # decodes in this thread and stops at the same frame every time. Whenever OpenCV
-            # decodes the file at all (its first frame; the count comes later, lazily), so
-            # that the choice itself never depends on decord's varying count; else (AV1
-            # here, which this OpenCV cannot decode) decord's frames are kept.
+            # decodes the same stream (its first frame, at decord's size; the count comes
+            # later, lazily), so that the choice itself never depends on decord's varying
+            # count. Else decord's frames are kept: AV1 here, which this OpenCV cannot decode,
+            # or a file of several video streams, where OpenCV reads the first and decord the
+            # largest (corpus nasa_13013.mp4).
             decord = self._inner
             try:
                 opencv = OpenCVReader(self.path, self._num_threads)
             except VideoDecodeError:
                 return
+            if (opencv.width, opencv.height) != (decord.width, decord.height):
+                opencv.close()
+                return
             decord.close()
             self._inner = opencv
-            self.fallback_reason = (f"decord stops at damaged data after {len(decord)} frames, where it stops "
-                                    "can vary from run to run")
+            self.fallback_reason = ("decord stops at damaged data, at a frame that can vary from run to run; "
+                                    "OpenCV stops at the same one every time")
 
     def _fallback(self, reason: str) -> None:
         old = getattr(self, "_inner", None)
