@@ -454,3 +454,21 @@ def test_train_validates_a_config_made_in_code_before_any_work(setup, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing extracted, no config.yaml
     with pytest.raises(TypeError, match="not int"):
         videoact.train(3)
+
+
+def test_warning_lines_name_other_libraries_categories(capsys):
+    """videoact's own warnings print as "videoact CMD: warning: ..."; another library's
+    UserWarning raised at a videoact line (torch's) printed the same, as if it were ours."""
+    import warnings
+
+    import videoact.cli
+    from videoact import VideoactWarning
+    from videoact.cli import _warnings_as_lines
+
+    here = videoact.cli.__file__
+    with _warnings_as_lines("extract"):
+        warnings.warn_explicit("a video was skipped", VideoactWarning, here, 1)
+        warnings.warn_explicit("torch says something", UserWarning, here, 2)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["videoact extract: warning: a video was skipped",
+                   "videoact extract: warning (UserWarning): torch says something"]

@@ -812,9 +812,12 @@ def test_a_file_named_like_a_camera_index(setup, tmp_path, monkeypatch):
     assert isinstance(open_source(Path("1")), FileSource)  # a Path names a file
     messages.clear()
     assert isinstance(open_source("2", log=messages.append), CameraSource) and messages == []
-    (tmp_path / "3").mkdir()  # a frame folder named so is read as a file is: said too
+    (tmp_path / "3").mkdir()  # an ordinary folder (a class folder "3"): nothing to read instead, nothing said
+    assert isinstance(open_source("3", log=messages.append), CameraSource) and messages == []
+    (tmp_path / "3" / "img_00001.jpg").write_bytes(b"")  # a frame folder is read as a file is: said
     assert isinstance(open_source("3", log=messages.append), CameraSource)
-    assert messages == ["'3' is taken as camera 3; to read the folder of that name in the working directory, give ./3"]
+    assert messages == ["'3' is taken as camera 3; to read the frame folder of that name in the working directory, "
+                        "give ./3"]
     with pytest.raises(SourceError, match="7: no such video file"):
         open_source(Path("7"))  # a Path that is not there: not camera 7
     assert isinstance(open_source(Path("/dev/video5")), CameraSource)  # as the text "/dev/video5" is

@@ -57,7 +57,7 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
             return shown(message, category, filename, lineno, file, line)
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()  # the warning after what was printed before it, not inside it
-        kind = "" if category in (UserWarning, VideoactWarning) else f" ({category.__name__})"  # e.g. torch's
+        kind = "" if issubclass(category, VideoactWarning) else f" ({category.__name__})"  # e.g. torch's
         print(f"videoact {command}: warning{kind}: {message}", file=sys.stderr if file is None else file)
 
     with warnings.catch_warnings():

@@ -515,8 +515,11 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
             raise SourceError(text, "no such video file")
         return FileSource(text, realtime=realtime, open_timeout=file_timeout)
     if text.strip().isdigit():
-        if os.path.exists(text):  # a video, or a frame folder: both are read as files
-            what = "folder" if os.path.isdir(text) else "file"
+        from .decode import FRAME_NAME
+
+        frames = os.path.isfile(os.path.join(text, FRAME_NAME.format(1)))
+        if os.path.isfile(text) or frames:  # a video, or a frame folder: both are read as files
+            what = "frame folder" if frames else "file"
             (log or log_warning)(f"{text!r} is taken as camera {int(text)}; to read the {what} of that name in the "
                                  f"working directory, give ./{text.strip()}")
         return CameraSource(int(text), **live)
