@@ -444,12 +444,14 @@ class DecordReader(VideoReader):
         except ImportError as e:
             raise VideoDecodeError(self.path, f"decord is not installed ({e})") from e
         self._vr = self._open()
-        # A count from fewer scans is kept apart: a reader that asks for more scans rescans.
-        key = _file_key(self.path, "decord" if self._scans == 3 else f"decord/{self._scans} scans")
-        info = _CACHE.get(key)
+        # The number of scans matters only for a damaged file: its count from fewer scans is
+        # kept apart (a reader that asks for more scans rescans); any other count is shared.
+        key = _file_key(self.path, "decord")
+        fewer = _file_key(self.path, f"decord/{self._scans} scans") if self._scans < 3 else None
+        info = _CACHE.get(key) or _CACHE.get(fewer)
         if info is None:
             info = self._verify()
-            _CACHE.put(key, info)
+            _CACHE.put(fewer if info.damaged and fewer is not None else key, info)
         self._info = info
         self.fps = info.fps
         self.width, self.height = info.width, info.height
@@ -881,9 +883,12 @@ class _AutoReader(VideoReader):
             try:
                 opencv = OpenCVReader(self.path, self._num_threads)
             except VideoDecodeError:
-                return
-            if (opencv.width, opencv.height) != (decord.width, decord.height):
-                opencv.close()
+                opencv = None
+            if opencv is None or (opencv.width, opencv.height) != (decord.width, decord.height):
+                if opencv is not None:
+                    opencv.close()
+                decord.close()  # decord's frames kept: counted with all its scans, the longest run
+                self._inner = DecordReader(self.path, num_threads)
                 return
             decord.close()
             self._inner = opencv
