@@ -431,9 +431,9 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     (``{"data": {"train": "videos/"}, "train": {"epochs": 5}}``) or a YAML config file.
     It is validated first, as a loaded one is: a value set in code that is out of range
     is refused before hours of feature extraction. The global random generators
-    (``random``, numpy, torch's CPU one, and the GPUs' when the run uses CUDA) are seeded
-    with ``train.seed`` for the run and given back to the caller as they were when it ends
-    (not an MPS device's)."""
+    (``random``, numpy, torch's CPU one, and the accelerator's when the run uses one) are
+    seeded with ``train.seed`` for the run and given back to the caller as they were when
+    it ends (an MPS device's is not given back)."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
