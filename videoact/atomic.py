@@ -271,12 +271,14 @@ def writable_folder(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def remove_dead_temporaries(folder: str | os.PathLike, prefix: str = ".", *, own: bool = False) -> int:
+def remove_dead_temporaries(folder: str | os.PathLike, prefix: str | tuple[str, ...] = ".", *,
+                            own: bool = False) -> int:
     """Delete what killed runs left in ``folder`` (not below it): temporaries (files or
     folders named as :func:`temporary_path` names them) starting with ``prefix`` (e.g.
-    ``temporary_prefix(path)``: those of one output) whose writer process is gone. Another
-    live process's are kept; this process's only with ``own`` (a writer that does not run
-    in threads: a pid reused from a killed run's, as in containers). Returns how many."""
+    ``temporary_prefix(path)``: those of one output; a tuple: of several) whose writer
+    process is gone. Another live process's are kept; this process's only with ``own`` (a
+    writer that does not run in threads: a pid reused from a killed run's, as in
+    containers). Returns how many."""
     import shutil
 
     try:

@@ -42,8 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import (is_temporary, pid_alive, temporary_prefix, temporary_writer, update_failure_log,
-                     writable_folder)
+from .atomic import remove_dead_temporaries, temporary_prefix, update_failure_log, writable_folder
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -437,30 +436,18 @@ def cache_key(path: Path, root: Path | None) -> str:
 
 
 def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = None) -> None:
-    """Remove temporary files left by killed runs (their writer pid is gone); with
-    ``targets``, only the temporaries of those cache files."""
-    if not out_dir.is_dir():
-        return
+    """Remove temporary files left by killed runs (their writer pid is gone; a running
+    one's may be another rank's file in progress); with ``targets``, only the temporaries
+    of those cache files."""
     if targets is None:
-        listing = ((root, files) for root, _dirs, files in os.walk(out_dir))
-    else:
-        folders: dict[Path, set[str]] = defaultdict(set)
-        for t in targets:
-            folders[t.parent].add(temporary_prefix(t))
-        listing = ((str(folder), [n for n in (os.listdir(folder) if folder.is_dir() else [])
-                                  if n.rsplit(".tmp-", 1)[0] + ".tmp-" in prefixes])
-                   for folder, prefixes in folders.items())
-    for root, files in listing:
-        for name in files:
-            if not is_temporary(name):
-                continue
-            pid = temporary_writer(name)
-            if pid is not None and pid_alive(pid):
-                continue  # still running: another rank's file in progress
-            try:
-                os.unlink(os.path.join(root, name))
-            except OSError:  # gone already, or a read-only cache (current: nothing to write there)
-                pass
+        for folder, _dirs, _files in os.walk(out_dir):
+            remove_dead_temporaries(folder)
+        return
+    prefixes: dict[Path, set[str]] = defaultdict(set)
+    for t in targets:
+        prefixes[t.parent].add(temporary_prefix(t))
+    for folder, starts in prefixes.items():
+        remove_dead_temporaries(folder, tuple(starts))
 
 
 def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *, chunk_frames: int = 64,
