@@ -247,6 +247,15 @@ def update_failure_log(path: str | os.PathLike, key: str, failures: Sequence[dic
                           "videos that are fine now", VideoactWarning, stacklevel=2)
 
 
+def not_a_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, refused when a file is there where the output folder for
+    ``what`` goes (checked without writing anything: before a run's slow start)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: a file, not a folder for {what}")
+    return path
+
+
 def writable_folder(path: str | os.PathLike, what: str) -> Path:
     """Make the output folder ``path`` (parents too) and check that files can be created in
     it, before any work: a file there, or a folder without write permission, otherwise
@@ -254,9 +263,7 @@ def writable_folder(path: str | os.PathLike, what: str) -> Path:
     folder's use in the message ("the features (OUT)")."""
     import tempfile
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path}: a file, not a folder for {what}")
+    path = not_a_file(path, what)
     if path.is_symlink() and not path.exists():
         raise NotADirectoryError(f"{path}: a broken symbolic link (to {os.readlink(path)}), not a folder for {what}")
     try:

@@ -25,6 +25,7 @@ import math
 import os
 import random
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,8 +258,6 @@ _SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "te
 def _warn_empty_folders(root: PathLike, root_abs: str, empty: Sequence[str], fixed_classes: bool) -> None:
     """Say which sub-folders hold no video: with classes taken from the folders, that they are
     not classes (a class left empty); in any case, frame folders from decode-frames."""
-    import warnings
-
     try:
         from .decode import list_videos
     except ImportError:  # decoding not installed (see _find_videos): no frame folders to name
@@ -304,8 +303,6 @@ def _scan_folder(
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         if not os.access(entry.path, os.R_OK | os.X_OK):  # lost+found on a mounted disk: no class, no label
-            import warnings
-
             warnings.warn(f"{entry.path}: a folder that cannot be read (permission denied): not taken as a "
                           "class; the videos in it, if any, are left out", VideoactWarning, stacklevel=3)
             continue
@@ -957,8 +954,6 @@ def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str],
     """A list's problems as warnings (``warnings.warn``; the ``videoact`` command prints
     them as ``videoact CMD: warning: ...`` lines): each one, or past ``limit`` the counts
     and the first ``limit`` (a UCF101 list given without --root has 9,537 missing entries)."""
-    import warnings
-
     if len(problems) <= limit:
         for p in problems:
             warnings.warn(str(p), VideoactWarning, stacklevel=2)

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import remove_dead_temporaries, temporary_prefix, update_failure_log, writable_folder
+from .atomic import not_a_file, remove_dead_temporaries, temporary_prefix, update_failure_log, writable_folder
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -593,8 +593,7 @@ def extract_features(
                                    or image_size < 1):
         raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
     device = resolve_device(device)
-    if out_dir.exists() and not out_dir.is_dir():  # before the backbone is built: said at once
-        raise NotADirectoryError(f"{out_dir}: a file, not a folder for the features (OUT)")
+    not_a_file(out_dir, "the features (OUT)")  # before the backbone is built: said at once
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, pretrained=True, weights=weights, pooling=pooling, layer=layer)
     if image_size is not None and image_size != backbone.input_size:

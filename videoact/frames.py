@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import (atomic_write_text, remove_dead_temporaries, temporary_path, temporary_prefix, update_failure_log,
-                     writable_folder)
+from .atomic import (atomic_write_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
+                     update_failure_log, writable_folder)
 from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, limit_threads, list_videos, open_video
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
@@ -344,8 +344,7 @@ def decode_folder(
     _validate(fps, short_side, quality)  # once here, not once per video
     if not videos:
         return DecodeReport()
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out}: a file, not a folder for the frame folders (OUT)")
+    not_a_file(out, "the frame folders (OUT)")
 
     report = DecodeReport()
     jobs: list[tuple[str, str]] = []
