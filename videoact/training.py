@@ -445,24 +445,24 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     # given back afterwards, as they were.
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
     # The GPUs' generators only where the run uses them (a CPU run leaves them alone).
-    cuda = list(range(torch.cuda.device_count())) if resolve_device(cfg.train.device).type == "cuda" else []
+    device = resolve_device(cfg.train.device)
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as held:  # held: the work dir's lock
         try:
-            return _train(cfg, held)
+            return _train(cfg, held, device)
         finally:
             random.setstate(python_rng)
             np.random.set_state(numpy_rng)
 
 
-def _train(cfg: Config, held: contextlib.ExitStack) -> dict[str, Any]:
-    """:func:`train` of a validated config, top to bottom; ``held`` keeps the work
-    directory locked until the run ends."""
+def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dict[str, Any]:
+    """:func:`train` of a validated config, top to bottom, on ``device`` (``train.device``
+    resolved); ``held`` keeps the work directory locked until the run ends."""
     if not cfg.data.train:
         raise TrainingError("no training data: set data.train to a folder of class sub-folders or an annotation "
                             "list (videoact train --data ...)")
     rank, world = _dist()
     is_main = rank == 0
-    device = resolve_device(cfg.train.device)
     work_dir = Path(cfg.work_dir)
     check_resumable(work_dir, cfg)  # before config.yaml is rewritten: it describes last.pt
     seed_everything(cfg.train.seed, device)
