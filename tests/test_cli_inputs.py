@@ -277,7 +277,7 @@ def test_stream_push_accepts_a_flipped_frame(classifier):
 # ------------------------------------------------------------------ 6. the shape of --timeline --out
 
 
-def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(setup, tmp_path, capsys):
+def test_out_is_always_a_list_and_names_the_failed_inputs(setup, tmp_path, capsys):
     ckpt, clip, other = setup["ckpt"], setup["clip"], setup["data"] / "b" / "v3.mp4"
     out = tmp_path / "t.json"
     for inputs in ([clip], [clip, other]):
@@ -293,12 +293,19 @@ def test_timeline_out_is_always_a_list_and_a_failed_run_leaves_no_stale_results(
                        ([], "plain.csv")):
         stale = tmp_path / name
         stale.write_text("results of an earlier run\n")
-        proc = run_cli(capsys, "infer", ckpt, broken, *mode, "--out", stale, "--device", "cpu")
+        proc = run_cli(capsys, "infer", ckpt, broken, clip, *mode, "--out", stale, "--device", "cpu")
         assert proc.returncode == 1 and f"failed: {broken}: " in proc.stderr, proc.stderr[-2000:]
+        reason = proc.stderr.split("failed: ", 1)[1].rstrip("\n")
+        # The file accounts for every input: the failed one after the results, with the reason.
         if name.endswith(".json"):
-            assert json.loads(stale.read_text()) == []
-        else:  # the header only
-            assert len(list(csv.reader(stale.open()))) == 1
+            data = json.loads(stale.read_text())
+            assert [d["source"] for d in data] == [str(clip), str(broken)]
+            assert "error" not in data[0] and data[1] == {"source": str(broken), "error": reason}
+        else:
+            rows = list(csv.DictReader(stale.open(newline="")))
+            assert {r["source"] for r in rows[:-1]} == {str(clip)} and not any(r["error"] for r in rows[:-1])
+            assert (rows[-1]["source"], rows[-1]["error"]) == (str(broken), reason)
+            assert rows[-1].get("kind", "failed") == "failed" and rows[-1]["label"] == ""
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 

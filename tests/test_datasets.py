@@ -685,7 +685,7 @@ def test_text_files_are_utf8_whatever_the_locale(tmp_path):
         "assert load_config(d / 'config.yaml').data.train == name\n"
         "write_predictions([Prediction('v.mp4', [(name, 0.75)], torch.ones(1))], d / 'out.csv')\n"
         "with open(d / 'out.csv', encoding='utf-8', newline='') as f:\n"
-        "    assert list(csv.reader(f))[1] == ['v.mp4', '1', name, '0.750000']\n"
+        "    assert list(csv.reader(f))[1] == ['v.mp4', '1', name, '0.750000', '']\n"
         "print('ok')\n", encoding="utf-8")
     env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
     proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,

@@ -118,8 +118,13 @@ def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoin
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert failed_names(proc.stderr, root) == unreadable(root, usable)
     rows = json.loads((tmp_path / "r.json").read_text())
-    assert {Path(r["source"]).relative_to(root).as_posix() for r in rows} == usable
-    assert all(abs(sum(t["prob"] for t in r["top"]) - 1) < 1e-4 for r in rows)
+    done = [r for r in rows if "error" not in r]
+    assert {Path(r["source"]).relative_to(root).as_posix() for r in done} == usable
+    assert all(abs(sum(t["prob"] for t in r["top"]) - 1) < 1e-4 for r in done)
+    # the failed ones are in the file too, each with its reason
+    failed = {Path(r["source"]).relative_to(root).as_posix(): r["error"] for r in rows if "error" in r}
+    assert set(failed) == unreadable(root, usable)
+    assert all(f"failed: {reason}\n" in proc.stderr for reason in failed.values())
 
     timeline = run_cli("infer", tiny_checkpoint, root, "--timeline", "--device", "cpu")
     assert timeline.returncode == 1, timeline.stderr[-3000:]
@@ -163,7 +168,10 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(tiny_checkpoint, tmp
         open_video(bad)
     check = check_file(bad)
     assert check.status == "unreadable" and "not valid UTF-8" in check.reason
-    proc = run_cli("infer", tiny_checkpoint, folder, "--device", "cpu", "--out", tmp_path / "r.json")
+    proc = run_cli("infer", tiny_checkpoint, folder, "--device", "cpu", "--out", tmp_path / "r.csv")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "caf" in proc.stderr and "the file name is not valid UTF-8" in proc.stderr
-    assert [Path(r["source"]).name for r in json.loads((tmp_path / "r.json").read_text())] == ["good.mp4"]
+    # The results file names it as its own bytes, as `ls` shows it (a UnicodeEncodeError before).
+    rows = [line.split(b",") for line in (tmp_path / "r.csv").read_bytes().splitlines()[1:]]
+    assert [(Path(os.fsdecode(r[0])).name, r[1]) for r in rows if r[1] in (b"1", b"")] == \
+        [("good.mp4", b"1"), (os.fsdecode(b"caf\xe9.mp4"), b"")]

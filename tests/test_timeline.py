@@ -235,7 +235,8 @@ def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path,
     segments = [r for r in rows if r["kind"] == "segment"]
     windows = [r for r in rows if r["kind"] == "window"]
     assert [r["label"] for r in segments] == ["stripes", "checks", "smooth", "stripes"] and len(windows) == 37
-    assert list(rows[0])[-4:] == ["top1", "prob1", "top2", "prob2"] and "top3" not in rows[0]
+    assert list(rows[0])[-5:] == ["top1", "prob1", "top2", "prob2", "error"] and "top3" not in rows[0]
+    assert not any(r["error"] for r in rows)
     assert all(r["top1"] == r["label"] and float(r["prob1"]) >= float(r["prob2"]) > 0 for r in windows)
     assert all(r["top1"] == r["prob1"] == "" for r in segments)
 

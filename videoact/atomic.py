@@ -84,8 +84,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     try:
         # Text is UTF-8 whatever the locale (every reader here reads UTF-8), written as given
         # (newline=""): CSV rows keep their own line ends, lists their "\n" on every system.
+        # surrogateescape: a file name that is not valid UTF-8 (Python reads it with
+        # surrogates) is written as its own bytes, not a UnicodeEncodeError.
         text = "b" not in mode
-        with open(tmp, mode, encoding="utf-8" if text else None, newline="" if text else None) as f:
+        with open(tmp, mode, encoding="utf-8" if text else None, newline="" if text else None,
+                  errors="surrogateescape" if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

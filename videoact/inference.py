@@ -61,9 +61,16 @@ class Prediction:
                 "top": [{"label": l, "prob": p} for l, p in self.top]}
 
 
-def write_predictions(predictions: Sequence[Prediction], path: str | os.PathLike) -> Path:
-    """Write predictions atomically: ``.csv`` gives ``source,rank,label,prob`` rows (one per
-    top-k label), anything else a JSON list of :meth:`Prediction.to_dict` objects."""
+def write_predictions(predictions: Sequence[Prediction], path: str | os.PathLike,
+                      failures: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write predictions atomically, and the inputs that failed after them.
+
+    ``failures`` are ``(source, reason)`` pairs, as :meth:`VideoClassifier.predict_many`
+    gives them, so the file accounts for every input. ``.csv`` gives
+    ``source,rank,label,prob,error`` rows: one per top-k label (``error`` empty), and one
+    per failed input (only ``source`` and ``error``). Anything else gives a JSON list of
+    :meth:`Prediction.to_dict` objects, then ``{"source": ..., "error": ...}`` objects.
+    """
     import csv
     import io
     import json
@@ -75,12 +82,15 @@ def write_predictions(predictions: Sequence[Prediction], path: str | os.PathLike
     if path.suffix.lower() == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["source", "rank", "label", "prob"])
+        writer.writerow(["source", "rank", "label", "prob", "error"])
         for row in rows:
             for rank, t in enumerate(row["top"], 1):
-                writer.writerow([row["source"], rank, t["label"], f"{t['prob']:.6f}"])
+                writer.writerow([row["source"], rank, t["label"], f"{t['prob']:.6f}", ""])
+        for source, reason in failures:
+            writer.writerow([source, "", "", "", reason])
         atomic_write_text(path, buf.getvalue())
     else:
+        rows += [{"source": source, "error": reason} for source, reason in failures]
         atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
     return path
 

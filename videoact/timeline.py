@@ -321,10 +321,12 @@ _CSV_COLUMNS = ["source", "kind", "start", "end", "label", "score"]
 
 
 def timeline_csv_header(top_k: int) -> list[str]:
-    """``source, kind, start, end, label, score`` then ``top1, prob1, ..., top{k}, prob{k}``: a
-    column per rank, so a class name holding any character (``|``, ``:``, a comma) reads back
-    as it is. (Before 2026-11-30: ``CSV_HEADER`` and one ``top`` column, ``label:prob|...``.)"""
-    return _CSV_COLUMNS + [name for rank in range(1, top_k + 1) for name in (f"top{rank}", f"prob{rank}")]
+    """``source, kind, start, end, label, score``, then ``top1, prob1, ..., top{k}, prob{k}``, then
+    ``error``: a column per rank, so a class name holding any character (``|``, ``:``, a comma)
+    reads back as it is; ``error`` says why an input failed (kind ``failed``), empty otherwise.
+    (Before 2026-11-30: ``CSV_HEADER`` and one ``top`` column, ``label:prob|...``, no ``error``.)"""
+    ranks = [name for rank in range(1, top_k + 1) for name in (f"top{rank}", f"prob{rank}")]
+    return _CSV_COLUMNS + ranks + ["error"]
 
 
 def timeline_csv_rows(timeline: Timeline, top_k: int | None = None) -> list[list[str]]:
@@ -337,16 +339,23 @@ def timeline_csv_rows(timeline: Timeline, top_k: int | None = None) -> list[list
     blank = [""] * (2 * top_k)
     rows = []
     for s in timeline.segments:
-        rows.append([timeline.source, "segment", f"{s.start:.4f}", f"{s.end:.4f}", s.label, f"{s.score:.6f}", *blank])
+        rows.append([timeline.source, "segment", f"{s.start:.4f}", f"{s.end:.4f}", s.label, f"{s.score:.6f}", *blank, ""])
     for w in timeline.windows:
         ranks = [v for l, p in w.top[:top_k] for v in (l, f"{p:.6f}")]
         rows.append([timeline.source, "window", f"{w.start:.4f}", f"{w.end:.4f}", w.label or "",
-                     f"{w.top[0][1]:.6f}", *ranks, *blank[len(ranks):]])
+                     f"{w.top[0][1]:.6f}", *ranks, *blank[len(ranks):], ""])
     return rows
 
 
-def write_timeline(timelines: Timeline | Iterable[Timeline], path: str | os.PathLike) -> Path:
-    """Write one or more timelines atomically: ``.csv`` (:func:`timeline_csv_rows`) or JSON."""
+def write_timeline(timelines: Timeline | Iterable[Timeline], path: str | os.PathLike,
+                   failures: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write one or more timelines atomically: ``.csv`` (:func:`timeline_csv_rows`) or JSON.
+
+    ``failures`` are ``(source, reason)`` pairs for inputs that gave no timeline, written
+    after the timelines so the file accounts for every input: CSV rows of kind ``failed``
+    (``source`` and ``error`` filled in), JSON ``{"source": ..., "error": ...}`` objects
+    in the list (a single :class:`Timeline` is written as one object, without them).
+    """
     from .atomic import atomic_write_text
 
     path = Path(path)
@@ -358,9 +367,16 @@ def write_timeline(timelines: Timeline | Iterable[Timeline], path: str | os.Path
         writer.writerow(timeline_csv_header(top_k))
         for t in items:
             writer.writerows(timeline_csv_rows(t, top_k))
+        for source, reason in failures:
+            writer.writerow([source, "failed", "", "", "", "", *[""] * (2 * top_k), reason])
         atomic_write_text(path, buf.getvalue())
     else:
-        data: Any = items[0].to_dict() if isinstance(timelines, Timeline) else [t.to_dict() for t in items]
+        if isinstance(timelines, Timeline):
+            if failures:
+                raise ValueError("write_timeline: failures need a list of timelines, not one Timeline")
+            data: Any = timelines.to_dict()
+        else:
+            data = [t.to_dict() for t in items] + [{"source": s, "error": r} for s, r in failures]
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
 

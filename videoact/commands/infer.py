@@ -47,20 +47,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the input video with the timeline drawn on it")
 
 
-def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """The videos named by ``inputs`` and, for each folder with none, ``no videos found in DIR``.
+def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The videos named by ``inputs`` and, for each folder with none, a failure
+    ``(DIR, "no videos found in DIR")``.
 
     A file (or a name that does not exist) is kept as given: reading it reports what is wrong."""
     from ..decode import list_videos
 
     videos: list[Path] = []
-    empty: list[str] = []
+    empty: list[tuple[str, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = list_videos(path, frame_folders=True)
             if not found:
-                empty.append(f"no videos found in {item}")
+                empty.append((item, f"no videos found in {item}"))
             videos.extend(found)
         else:
             videos.append(path)
@@ -97,11 +98,14 @@ def check_timeline_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failures: list[str]) -> int:
+def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
+                 failures: list[tuple[str, str]]) -> int:
+    """``failures``: ``(input, reason)`` pairs so far; with the videos that fail here they go
+    into ``--out`` too. Output failures (``--annotate``, ``--out``) are only reported."""
     from ..decode import VideoDecodeError
     from ..timeline import annotate_video, classify_timeline, write_timeline
 
-    timelines, failures = [], list(failures)
+    timelines, failures, output_failures = [], list(failures), []
     from tqdm import tqdm
 
     for video in videos:
@@ -118,7 +122,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failu
                                    file_timeout=args.timeout or None)
         except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
             message = str(exc)
-            failures.append(message if str(video) in message else f"{video}: {message}")
+            failures.append((str(video), message if str(video) in message else f"{video}: {message}"))
             continue
         finally:
             bar.close()
@@ -135,21 +139,22 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path], failu
             try:
                 out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
             except (VideoDecodeError, OSError) as exc:
-                failures.append(f"{args.annotate}: {exc}")
+                output_failures.append(f"{args.annotate}: {exc}")
             else:
                 print(f"annotated video written to {out}")
     if args.out:
-        # Always a list (one object per video), and written even when every input
-        # failed (an empty list), as plain infer does: no stale results are left.
+        # Always a list (one object per input), and written even when every input
+        # failed, as plain infer does: no stale results are left.
         try:
-            write_timeline(timelines, Path(args.out))
+            write_timeline(timelines, Path(args.out), failures)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
-            failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
+            output_failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
         else:
             print(f"timeline written to {args.out}")
-    for reason in failures:
+    reasons = [reason for _, reason in failures] + output_failures
+    for reason in reasons:
         print(f"failed: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if reasons else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,14 +182,14 @@ def run(args: argparse.Namespace) -> int:
         return run_timeline(args, classifier, videos, empty_folders)
     results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
                                                 file_timeout=args.timeout or None)
-    failures = [(reason, reason) for reason in empty_folders] + failures
+    failures = empty_folders + failures
     for r in results:
         print(r.source)
         for label, prob in r.top:
             print(f"  {prob * 100:6.2f}%  {label}")
     if args.out:
         try:
-            write_predictions(results, args.out)
+            write_predictions(results, args.out, failures)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
         else:  # printed outside the try: a BrokenPipeError is for videoact's main (see run_timeline)
