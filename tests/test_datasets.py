@@ -191,8 +191,26 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
 
     names = tmp_path / "classes.txt"
     names.write_text("walk\nrun\n")  # plain names: ids are 0-based positions
-    samples, _, problems = read_annotations(list_file, dataset_root, classes=names)
-    assert [s.label for s in samples] == [1, 1] and kinds(problems) == [(2, "unknown_label"), (3, "unknown_label")]
+    zero_based = tmp_path / "zero.txt"
+    zero_based.write_text("walk/w1.mp4 0\nrun/r2.avi 1\nrun/my clip.mp4 2\n")
+    samples, _, problems = read_annotations(zero_based, dataset_root, classes=names)
+    assert [s.label for s in samples] == [0, 1] and kinds(problems) == [(3, "unknown_label")]
+    assert "label id 2 is not among the classes (0 to 1: positions among the class names)" in str(problems[0])
+    # UCF101's own 1-based list read against the names (the converter's classes.txt) put
+    # every video in the next class, silently: refused, saying why.
+    with pytest.raises(AnnotationError, match=r"list\.txt:1: unknown_label: integer labels look 1-based: id 1 of a "
+                       r"video in folder 'walk' is 'run' .* and so for all 1 videos in class folders"):
+        read_annotations(list_file, dataset_root, classes=names)
+    # ids that name the folders' classes, and ids of videos outside class folders, are read as given
+    outside = tmp_path / "flat.txt"
+    outside.write_text("w1.mp4 1\n")
+    (dataset_root / "w1.mp4").write_bytes((dataset_root / "walk" / "w1.mp4").read_bytes())
+    assert [s.label for s in read_annotations(outside, dataset_root, classes=names).samples] == [1]
+    # a label such as "²" is a name (str.isdigit took it for an id, and int() failed on it)
+    odd = tmp_path / "odd.txt"
+    odd.write_text("walk/w1.mp4 \u00b2\n")
+    assert kinds(read_annotations(odd, dataset_root, classes=names).problems) == [(1, "unknown_label")]
+    assert read_annotations(odd, dataset_root).classes == ["\u00b2"]
 
     # {id: name}, as a checkpoint keeps its classInd.txt ids: the same labels as the file
     assert load_class_ids(class_ind) == [1, 2] and load_class_ids(names) is None

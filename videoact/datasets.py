@@ -115,7 +115,7 @@ class _ClassIndex:
     def lookup(self, token: str) -> int | None:
         if token in self.position:
             return self.position[token]
-        if token.isdigit():
+        if _is_id(token):
             number = int(token)
             if self.ids is not None:
                 return self.ids.get(number)
@@ -373,6 +373,9 @@ class _Collector:
         self.first_line: dict[str, tuple[int, str]] = {}
         self.seen_names: set[str] = set()
         self.problems: list[AnnotationProblem] = []
+        # (line, label, folder) of integer labels read as positions among names, to catch
+        # 1-based ids (UCF101's and HMDB51's own lists) read against a file of names.
+        self.positional: list[tuple[int, int, str]] = []
 
     def problem(self, line: int | None, kind: str, message: str) -> None:
         self.problems.append(AnnotationProblem(self.file, line, kind, message))
@@ -381,15 +384,19 @@ class _Collector:
         """``candidates``: alternative paths tried in order when the first does not exist."""
         if not self.labels:
             name, label = label_token, -1
-        elif label_token.isdigit():
+        elif _is_id(label_token):
             if self.index is None:
                 self.problem(line, UNKNOWN_LABEL, f"integer label {label_token} needs a classes file")
                 return
             label = self.index.lookup(label_token)
             if label is None:
-                self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is not among the classes")
+                ids = (f"ids {min(self.index.ids)} to {max(self.index.ids)}" if self.index.ids
+                       else f"0 to {len(self.index.names) - 1}: positions among the class names")
+                self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is not among the classes ({ids})")
                 return
             name = self.index.names[label]
+            if self.index.ids is None:
+                self.positional.append((line, label, Path(path_text.replace("\\", "/")).parent.name))
         else:
             name = label_token
             label = None
@@ -430,7 +437,25 @@ class _Collector:
         self.seen_names.add(name)
         self.entries.append((path, rel, name, label))
 
+    def check_positional_ids(self) -> None:
+        """Refuse 1-based ids read as 0-based positions: every video that lies in a folder
+        named after a class is labelled with the class after it (``ApplyEyeMakeup/... 1``
+        read as ``Archery``). Left alone, each label is silently off by one."""
+        names = self.index.names if self.index is not None else []
+        in_class_folders = [(n, label, folder) for n, label, folder in self.positional if folder in names]
+        if in_class_folders and all(label >= 1 and names[label - 1] == folder and names[label] != folder
+                                    for _, label, folder in in_class_folders):
+            n, label, folder = in_class_folders[0]
+            raise AnnotationError([AnnotationProblem(
+                self.file, n, UNKNOWN_LABEL,
+                f"integer labels look 1-based: id {label} of a video in folder {folder!r} is {names[label]!r} "
+                f"as a 0-based position among the class names, and so for all {len(in_class_folders)} videos in "
+                "class folders; give the classes as 'id name' lines (UCF101's classInd.txt), or use the lists "
+                "datasets/ucf101_to_list.py and hmdb51_to_list.py write")])
+
     def result(self) -> VideoList:
+        if self.labels:
+            self.check_positional_ids()
         if not self.labels:
             names: Sequence[str] = []
         else:
@@ -441,6 +466,11 @@ class _Collector:
             for path, rel, name, label in self.entries
         ]
         return VideoList(samples, list(names), self.problems)
+
+
+def _is_id(token: str) -> bool:
+    """An integer label: ASCII digits only (``str.isdigit`` also takes ``²``, which ``int`` refuses)."""
+    return token.isascii() and token.isdigit()
 
 
 def _looks_like_path(token: str) -> bool:
@@ -793,7 +823,7 @@ def convert_ucf101_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
                     bad(file, line, MALFORMED, f"expected {want}, got {text!r}")
                     continue
                 if kind == "train":
-                    label = index.lookup(parts[1]) if parts[1].isdigit() else None
+                    label = index.lookup(parts[1]) if _is_id(parts[1]) else None
                     if label is None:
                         bad(file, line, UNKNOWN_LABEL, f"class id {parts[1]!r} is not in classInd.txt")
                         continue

@@ -514,7 +514,7 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
         if not os.path.exists(text):
             raise SourceError(text, "no such video file")
         return FileSource(text, realtime=realtime, open_timeout=file_timeout)
-    if text.strip().isdigit():
+    if text.strip().isascii() and text.strip().isdigit():  # not "²", which int() refuses
         from .decode import FRAME_NAME
 
         frames = os.path.isfile(os.path.join(text, FRAME_NAME.format(1)))
