@@ -821,6 +821,8 @@ def test_a_file_named_like_a_camera_index(setup, tmp_path, monkeypatch):
     with pytest.raises(SourceError, match="7: no such video file"):
         open_source(Path("7"))  # a Path that is not there: not camera 7
     assert isinstance(open_source(Path("/dev/video5")), CameraSource)  # as the text "/dev/video5" is
+    with pytest.raises(SourceError, match="\u00b2: not a camera index"):  # was int()'s ValueError
+        open_source("\u00b2")
 
 
 # -------------------------------------------------------------- overlay and recording
