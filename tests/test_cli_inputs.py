@@ -4,10 +4,12 @@ problems, frame folders and empty folders, bad numbers, flipped numpy frames, an
 shape of `infer --timeline --out`."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +124,8 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
     try:
         proc = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
                        "--out", tmp_path / "m.json")
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        # exit 1: the metrics are those of part of the list, as with videos that cannot be read
+        assert proc.returncode == 1, proc.stderr[-2000:]
         warnings = [line for line in proc.stderr.splitlines() if line.startswith("videoact test: warning: ")]
         assert [w.split(": ")[2] for w in warnings] == [f"{listing}:3", f"{listing}:4", f"{listing}:5"]
         assert "gone.mp4" in warnings[0] and "'b/v2.mp4'" in warnings[1] and "'zebra'" in warnings[2]
@@ -134,8 +137,10 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         listing.write_text("a/v0.mp4 a\nb/v1.mp4 b\n" + "".join(f"a/gone{i}.mp4 a\n" for i in range(25)))
         many = run_cli(capsys, "test", setup["ckpt"], listing, "--device", "cpu", "--no-progress",
                        "--out", tmp_path / "many.json")
-        assert many.returncode == 0, many.stderr[-2000:]
-        assert f"warning: {listing}: 25 entries left out: " in many.stderr and "... and 15 more" in many.stderr
+        assert many.returncode == 1, many.stderr[-2000:]
+        # the problems come as text in the metrics, without kinds to count: no empty count line
+        assert f"warning: {listing}: 25 entries left out:\n  {listing}:3: missing: video not found" in many.stderr
+        assert "... and 15 more" in many.stderr
         assert many.stderr.count("missing: video not found") == 10
         assert "left out of the metrics: 25 entries with problems" in many.stdout
 
@@ -145,6 +150,15 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         assert none.returncode == 2
         assert "no video could be evaluated (0 failed, 2 entries with problems):" in none.stderr
         assert f"\n  {listing}:1: missing" in none.stderr and f"\n  {listing}:2: malformed" in none.stderr
+
+        # A folder without videos: said so (was "no video could be evaluated (0 failed,
+        # 0 entries with problems):" and nothing after it)
+        lists = tmp_path / "lists"  # a folder of lists given for a list
+        lists.mkdir()
+        (lists / "test.txt").write_text("a/v0.mp4 a\n")
+        flat = run_cli(capsys, "test", setup["ckpt"], lists, "--device", "cpu", "--no-progress")
+        assert flat.returncode == 2 and f"videoact test: {lists}: no videos found (videoact test reads a folder " \
+            "of class sub-folders, or an annotation list; videoact infer classifies videos without labels)" in flat.stderr
     finally:
         listing.unlink()
 
@@ -479,3 +493,33 @@ def test_warning_lines_name_other_libraries_categories(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["videoact extract: warning: a video was skipped",
                    "videoact extract: warning (UserWarning): torch says something"]
+
+
+# ------------------------------------------------------------------ 7. a reader that has gone
+
+
+def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_path):
+    """`videoact test ... --out m.json | head -2`: the report was printed first, the pipe's
+    reader was gone by then, and the run ended (exit 141) without m.json or the PNG; `infer
+    --out` the same. The files are written first."""
+    from videoact.cli import main
+
+    def into_closed_pipe(*args) -> int:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader has gone: every write to the pipe fails (BrokenPipeError)
+        # Line-buffered, as under PYTHONUNBUFFERED=1; block-buffered, the same happens as soon
+        # as the report passes the 8 kB buffer (per-class lines of UCF101's 101 classes).
+        saved, sys.stdout = sys.stdout, os.fdopen(write_end, "w", buffering=1)
+        try:
+            return main([str(a) for a in args])
+        finally:
+            broken, sys.stdout = sys.stdout, saved
+            with contextlib.suppress(OSError):
+                broken.close()
+
+    ckpt, data = setup["ckpt"], setup["data"]
+    assert into_closed_pipe("test", ckpt, data, "--out", tmp_path / "m.json", "--no-progress", "--device", "cpu") == 141
+    assert json.loads((tmp_path / "m.json").read_text())["top1"] >= 0
+    assert (tmp_path / "m.confusion.png").stat().st_size > 0
+    assert into_closed_pipe("infer", ckpt, data, "--out", tmp_path / "r.csv", "--device", "cpu") == 141
+    assert len(list(csv.DictReader((tmp_path / "r.csv").open(newline="")))) == 8 * 2  # 8 videos, top-2 of 2 classes

@@ -973,7 +973,7 @@ def summarize_problems(problems: Sequence[AnnotationProblem | str], limit: int =
     for p in problems:
         if isinstance(p, AnnotationProblem):
             counts[p.kind] += 1
-    lines = [", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))]
+    lines = [", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))] if counts else []
     lines += [f"  {p}" for p in problems[:limit]]
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
@@ -988,5 +988,7 @@ def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str],
         for p in problems:
             warnings.warn(str(p), VideoactWarning, stacklevel=2)
     else:
-        warnings.warn(f"{source}: {len(problems)} entries left out: {summarize_problems(problems, limit)}",
-                      VideoactWarning, stacklevel=2)
+        # The counts per kind follow on the same line; problems given as text have none.
+        counted = any(isinstance(p, AnnotationProblem) for p in problems)
+        warnings.warn(f"{source}: {len(problems)} entries left out:{' ' if counted else chr(10)}"
+                      f"{summarize_problems(problems, limit)}", VideoactWarning, stacklevel=2)

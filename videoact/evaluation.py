@@ -175,6 +175,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     # Integer labels: the training classes file's ids when it had any, else 0-based positions.
     samples, _classes, problems = load_dataset(data, root=root, classes=class_labels(classifier.classes,
                                                                                     classifier.class_ids))
+    if not samples and not problems:
+        hint = (" (videoact test reads a folder of class sub-folders, or an annotation list; "
+                "videoact infer classifies videos without labels)") if os.path.isdir(data) else ""
+        raise RuntimeError(f"{data}: no videos found{hint}")
     probs, labels, failures = [], [], []
     for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
         results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)

@@ -183,17 +183,20 @@ def run(args: argparse.Namespace) -> int:
     results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
                                                 file_timeout=args.timeout or None)
     failures = empty_folders + failures
-    for r in results:
-        print(r.source)
-        for label, prob in r.top:
-            print(f"  {prob * 100:6.2f}%  {label}")
-    if args.out:
+    written = False
+    if args.out:  # before printing: `videoact infer ... | head` ends at a print (exit 141)
         try:
             write_predictions(results, args.out, failures)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
         else:  # printed outside the try: a BrokenPipeError is for videoact's main (see run_timeline)
-            print(f"results written to {args.out}")
+            written = True
+    for r in results:
+        print(r.source)
+        for label, prob in r.top:
+            print(f"  {prob * 100:6.2f}%  {label}")
+    if written:
+        print(f"results written to {args.out}")
     for path, reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if failures else 0

@@ -46,28 +46,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
     problems, failures = metrics["problems"], metrics["failures"]
-    warn_problems(args.data, problems)  # list entries left out of the metrics, as `videoact train` says them
-    print(format_report(metrics))
-    if problems or failures:
-        print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
-              f"{len(failures)} videos that could not be read")
-    status = 1 if failures else 0
-    # Each written atomically: a failed write leaves no half file, and the report is above.
-    # Prints stay out of the try blocks: a BrokenPipeError is an OSError too, for videoact's main.
+    # Entries left out (missing videos, unknown labels) make the metrics those of part of
+    # DATA, as unreadable videos do: both end with exit 1.
+    status = 1 if failures or problems else 0
+    # The files first, then the report: `videoact test ... | head` ends this process at the
+    # first print past the pipe's reader (exit 141), which must not cost the results.
+    # Each written atomically: a failed write leaves no half file.
+    written = []
     try:
         confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
     except OSError as exc:  # e.g. a full disk, or a file where a folder should be
         status = _cannot_write(png, exc)
     else:
         metrics["confusion_png"] = str(png)
-        print(f"\nconfusion matrix image: {png}")
+        written.append(f"\nconfusion matrix image: {png}")
     if args.out:
         try:
             save_metrics(metrics, args.out)
         except OSError as exc:
             status = _cannot_write(args.out, exc)
         else:
-            print(f"metrics: {args.out}")
+            written.append(f"metrics: {args.out}")
+    warn_problems(args.data, problems)  # list entries left out of the metrics, as `videoact train` says them
+    print(format_report(metrics))
+    if problems or failures:
+        print(f"\nleft out of the metrics: {len(problems)} entries with problems (warnings above), "
+              f"{len(failures)} videos that could not be read")
+    for line in written:
+        print(line)
     for f in failures:
         print(f"failed: {f['reason']}", file=sys.stderr)
     return status
