@@ -4,12 +4,10 @@ problems, frame folders and empty folders, bad numbers, flipped numpy frames, an
 shape of `infer --timeline --out`."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import torch
 import pytest
 
 from faults import run_main as run_cli  # videoact in this process: these checks run it many times
-from faults import write_tiny_checkpoint, write_two_class_folder
+from faults import run_main_into_closed_pipe, write_tiny_checkpoint, write_two_class_folder
 from videoact.backbones import create_backbone
 from videoact.testing import coded_frame, write_coded_video
 
@@ -502,24 +500,9 @@ def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_pa
     """`videoact test ... --out m.json | head -2`: the report was printed first, the pipe's
     reader was gone by then, and the run ended (exit 141) without m.json or the PNG; `infer
     --out` the same. The files are written first."""
-    from videoact.cli import main
-
-    def into_closed_pipe(*args) -> int:
-        read_end, write_end = os.pipe()
-        os.close(read_end)  # the reader has gone: every write to the pipe fails (BrokenPipeError)
-        # Line-buffered, as under PYTHONUNBUFFERED=1; block-buffered, the same happens as soon
-        # as the report passes the 8 kB buffer (per-class lines of UCF101's 101 classes).
-        saved, sys.stdout = sys.stdout, os.fdopen(write_end, "w", buffering=1)
-        try:
-            return main([str(a) for a in args])
-        finally:
-            broken, sys.stdout = sys.stdout, saved
-            with contextlib.suppress(OSError):
-                broken.close()
-
     ckpt, data = setup["ckpt"], setup["data"]
-    assert into_closed_pipe("test", ckpt, data, "--out", tmp_path / "m.json", "--no-progress", "--device", "cpu") == 141
+    assert run_main_into_closed_pipe("test", ckpt, data, "--out", tmp_path / "m.json", "--no-progress", "--device", "cpu") == 141
     assert json.loads((tmp_path / "m.json").read_text())["top1"] >= 0
     assert (tmp_path / "m.confusion.png").stat().st_size > 0
-    assert into_closed_pipe("infer", ckpt, data, "--out", tmp_path / "r.csv", "--device", "cpu") == 141
+    assert run_main_into_closed_pipe("infer", ckpt, data, "--out", tmp_path / "r.csv", "--device", "cpu") == 141
     assert len(list(csv.DictReader((tmp_path / "r.csv").open(newline="")))) == 8 * 2  # 8 videos, top-2 of 2 classes

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from faults import SHARED, VIDEOACT_WITH_CTRL_C, run_main
+from faults import SHARED, VIDEOACT_WITH_CTRL_C, run_main, run_main_into_closed_pipe
 from torch import nn
 
 from videoact.backbones import create_backbone
@@ -901,6 +901,18 @@ def test_stream_command_no_window_writes_json_lines(setup, tmp_path, capsys):
         assert len(reader) == 100
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
 
+    # Again, into a pipe whose reader has gone (`| head`): the run ends at its first line, and
+    # the copy cut short no longer replaces the complete one (a file can be read again; a
+    # live session's recording is kept however it ends).
+    complete = record.read_bytes()
+    capsys.readouterr()
+    assert run_main_into_closed_pipe("stream", setup["ckpt"], "--source", setup["video"], "--no-window",
+                                     "--record", record, "--device", "cpu") == 141
+    assert record.read_bytes() == complete and [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
+    assert (f"recording not saved: the run stopped before the end of {setup['video']}, and a file's "
+            f"recording is kept only whole (--realtime records it as live); the earlier {record} is unchanged"
+            ) in capsys.readouterr().err
+
 
 def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup, tmp_path):
     """The source stalls (no frame, the connection held open), so stopping waits for the
@@ -943,7 +955,9 @@ def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, caps
         assert len(proc.stdout.splitlines()) >= 1  # predictions before the loss
 
 
-def test_stream_command_ctrl_c_finalises_recording(setup, tmp_path):
+def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path):
+    """SIGHUP (the terminal or the SSH session closed) stops as Ctrl-C does, recording kept:
+    it ended the program, leaving only a 44-byte temporary. (Ctrl-C: the test above.)"""
     video = write_coded_video(tmp_path / "long.mp4", 250, fps=FPS)  # 10 s in real time
     record = tmp_path / "rec.mp4"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -954,7 +968,7 @@ def test_stream_command_ctrl_c_finalises_recording(setup, tmp_path):
     try:
         for _ in range(3):  # running: predictions are coming
             assert json.loads(proc.stdout.readline())["timestamp"] >= 0
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGHUP)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -111,15 +111,18 @@ def run(args: argparse.Namespace) -> int:
     _err(f"{engine.source.name}: window {sc.window_seconds:.2f} s ({sc.num_segments} frames at "
          f"{sc.feature_rate:g}/s); {'q or Ctrl-C to stop' if show else 'Ctrl-C to stop'}")
 
-    # SIGTERM stops as cleanly as Ctrl-C (threads joined, recording finalised).
+    # SIGTERM, and SIGHUP (the terminal or SSH session closed), stop as cleanly as Ctrl-C
+    # (threads joined, recording finalised).
     def _terminate(signum, frame):  # noqa: ANN001
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    stop_signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
     window = f"videoact - {engine.source.name}"
     status = 0
     interrupted = False
+    whole = False  # the loop ran to the source's end (or --max-seconds): no stop, no error
     try:
         if show:
             import cv2
@@ -151,14 +154,17 @@ def run(args: argparse.Namespace) -> int:
                 if show:
                     key = cv2.waitKey(1) & 0xFF
                     if key in (ord("q"), ord("Q"), 27):
+                        interrupted = True  # stopped by the user, as Ctrl-C
                         break
                     if cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
-                        break  # closed with the mouse
+                        interrupted = True  # closed with the mouse
+                        break
                 if frame is None and engine.finished:
                     for result in engine.poll():
                         if not show:
                             print(json.dumps(result.to_dict()), flush=True)
                     break
+        whole = not interrupted
     except KeyboardInterrupt:
         interrupted = True
     except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
@@ -171,16 +177,26 @@ def run(args: argparse.Namespace) -> int:
     finally:
         # A second Ctrl-C (or a SIGTERM) while stopping must not lose the recording.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in stop_signals:
+            signal.signal(sig, signal.SIG_IGN)
         try:
             if interrupted:
                 _err("stopping ...")
             if recorder is not None:  # first: it needs nothing from the threads
-                saved = recorder.close(commit=True)
+                # A live session (a camera, a URL, a file played --realtime) cannot be had
+                # again: what was recorded is kept however the run ends. A file read as fast
+                # as possible can: its copy is kept only whole, so one cut short (Ctrl-C,
+                # an error, a reader gone from the pipe) never replaces a complete one.
+                whole = whole and status == 0 and not getattr(engine.source, "ended_short", False)
+                saved = recorder.close(commit=whole or not engine.lossless)
                 if saved is not None:
                     paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep "
                              f"{recorder.fps:g} frames/s in real time") if recorder.repeated or recorder.skipped else ""
                     _err(f"recording saved to {saved} ({recorder.frames} frames{paced})")
+                elif recorder.frames:
+                    kept = f"; the earlier {recorder.path} is unchanged" if recorder.path.exists() else ""
+                    _err(f"recording not saved: the run stopped before the end of {engine.source.name}, and a "
+                         f"file's recording is kept only whole (--realtime records it as live){kept}")
             engine.stop()  # up to 5 s when a thread is blocked reading the source
             if show:
                 import cv2
@@ -188,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
                 cv2.destroyAllWindows()
         finally:
             signal.signal(signal.SIGINT, previous_int)
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     stats = engine.stats()
     dropped_results = (f", {stats['results_dropped']} results not taken in time (oldest dropped)"
                        if stats["results_dropped"] else "")
