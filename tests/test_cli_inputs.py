@@ -61,6 +61,14 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, ca
          f"--record {tmp_path / 'out.gif'}: an image file name (.gif), not a video: use .avi, "),
         (["infer", ckpt, clip, "--timeline", "--annotate", tmp_path / "a.png"],
          f"--annotate {tmp_path / 'a.png'}: an image file name (.png), not a video"),
+        # a video OpenCV cannot write, or a folder it cannot be in: said before any work, as the
+        # output's problem (was, at the first frame: "clip.mp4: [Errno 2] ...", as if the source's)
+        (["stream", ckpt, "--source", clip, "--record", tmp_path / "out.webm", "--no-window"],
+         f"--record {tmp_path / 'out.webm'}: OpenCV cannot write 'mp4v' video as .webm (use .mp4 or .avi)"),
+        (["stream", ckpt, "--source", clip, "--record", clip / "out.mp4", "--no-window"],
+         f"--record {clip / 'out.mp4'}: {clip}: a file, not a folder for the video"),
+        (["infer", ckpt, clip, "--timeline", "--annotate", "/proc/videoact-none/a.mp4"],
+         "--annotate /proc/videoact-none/a.mp4: /proc/videoact-none: cannot write the video there"),
     ]
     for args, message in cases:
         proc = run_cli(capsys, *args, "--device", "cpu")

@@ -41,6 +41,35 @@ def video_name_error(path: str | os.PathLike) -> str | None:
     return f"an image file name ({suffix}), not a video: use {', '.join(sorted(FOURCC_BY_SUFFIX))}"
 
 
+def video_writer_error(path: str | os.PathLike) -> str | None:
+    """Why a video cannot be written at ``path``, or None: checked before a run's work
+    (its folder made and written to, OpenCV's writer opened on a probe there), so that a
+    recording or an annotated copy does not fail at its first frame, late and said as a
+    problem of the input."""
+    from .atomic import writable_folder
+
+    path = Path(path)
+    why = video_name_error(path)
+    if why:
+        return why
+    try:
+        writable_folder(path.parent, "the video")
+    except OSError as exc:
+        return str(exc)
+    # named as AtomicVideoWriter names its temporary: the suffix chooses OpenCV's container
+    probe = path.with_name(f"{temporary_prefix(path.stem, path.suffix)}{os.getpid()}-{next(_counter)}{path.suffix}")
+    fourcc = FOURCC_BY_SUFFIX.get(path.suffix.lower(), "mp4v")
+    writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 64))
+    try:
+        if not writer.isOpened():
+            return f"OpenCV cannot write {fourcc!r} video as {path.suffix or 'a file without suffix'} (use .mp4 or .avi)"
+        return None
+    finally:
+        writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
+
+
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
 _GREY = (170, 170, 170)

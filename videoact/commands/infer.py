@@ -73,14 +73,15 @@ def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
     if args.out and Path(args.out).suffix.lower() not in OUT_SUFFIXES:
         return (f"--out {args.out}: unsupported file type {Path(args.out).suffix or '(no suffix)'!r}; "
                 f"results are written as {' or '.join(OUT_SUFFIXES)}")
-    from ..overlay import video_name_error
+    from ..overlay import video_writer_error
 
     # A frame folder's meta.json is part of that input too.
     protected = [args.checkpoint, *args.inputs, *videos,
                  *(v / "meta.json" for v in videos if v.is_dir())]
     clash = clobber_error([("--out", args.out), ("--annotate", args.annotate)], protected)
-    if clash is None and args.annotate and video_name_error(args.annotate):
-        clash = f"--annotate {args.annotate}: {video_name_error(args.annotate)}"
+    if clash is None and args.annotate:  # before the model loads and the timeline is computed
+        why = video_writer_error(args.annotate)
+        clash = f"--annotate {args.annotate}: {why}" if why else None
     return clash
 
 

@@ -61,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "1 is often faster for one frame at a time)")
 
 
+class _RecordingError(Exception):
+    """Writing ``--record`` failed (said as such, not as a problem of the source)."""
+
+
 def _err(message: str) -> None:
     print(f"videoact stream: {message}", file=sys.stderr, flush=True)
 
@@ -68,7 +72,7 @@ def _err(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..inference import VideoClassifier
-    from ..overlay import AtomicVideoWriter, draw_stream_overlay, video_name_error, window_support
+    from ..overlay import AtomicVideoWriter, draw_stream_overlay, video_writer_error, window_support
     from ..sources import DEFAULT_LIVE_FPS, SourceError
     from ..stream import RateMeter, StreamClassifier, StreamEngine
 
@@ -76,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     # A camera index or a URL is no file here and cannot be overwritten.
     sources = [args.checkpoint] + ([args.source] if os.path.exists(args.source) else [])
     clash = clobber_error([("--record", args.record)], sources)
-    if clash is None and args.record and video_name_error(args.record):
-        clash = f"--record {args.record}: {video_name_error(args.record)}"
+    if clash is None and args.record:  # before the model loads and the source opens
+        why = video_writer_error(args.record)
+        clash = f"--record {args.record}: {why}" if why else None
     if clash:
         _err(clash)
         return 2
@@ -148,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
                         # A live source (or a file played in real time) is recorded on its own
                         # clock, so the file plays in real time even when this loop takes fewer
                         # frames than the source gives; otherwise every frame arrives.
-                        recorder.write(image, bgr=True, timestamp=None if engine.lossless else frame.timestamp)
+                        try:
+                            recorder.write(image, bgr=True, timestamp=None if engine.lossless else frame.timestamp)
+                        except OSError as exc:  # e.g. a full disk: the recording's problem, not the source's
+                            raise _RecordingError(f"--record {args.record}: {exc.strerror or exc}") from exc
                     if show:
                         cv2.imshow(window, image)
                 if show:
@@ -169,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
         raise
+    except _RecordingError as exc:
+        _err(str(exc))
+        status = 1
     except (SourceError, OSError, RuntimeError, ValueError) as exc:
         # A model's own error ("CUDA out of memory") says nothing of where it happened.
         where = "" if isinstance(exc, SourceError) or engine.source.name in str(exc) else f"{engine.source.name}: "
