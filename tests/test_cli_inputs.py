@@ -102,6 +102,15 @@ def test_a_video_or_a_model_given_as_the_dataset_is_named_as_such(setup, tmp_pat
     proc = run_cli(capsys, "test", ckpt, binary, "--device", "cpu")
     assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr and "is this a video or a model?" in proc.stderr
 
+    # The other way round: a list given to infer. FFmpeg's tty demuxer drew its text as a
+    # 40-frame video, and infer printed a prediction for it, exit 0.
+    listing = tmp_path / "test_split1.txt"
+    listing.write_text("".join(f"ApplyEyeMakeup/v_ApplyEyeMakeup_g{i:02d}_c01.avi 1\n" for i in range(200)))
+    proc = run_cli(capsys, "infer", ckpt, listing, "--device", "cpu")
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+    assert (f"failed: {listing}: a text file (.txt), not a video: an annotation list is the DATA of "
+            "videoact train, test or extract") in proc.stderr
+
 
 def test_a_list_whose_videos_are_all_elsewhere_is_summed_up_with_the_remedy(tmp_path, capsys):
     """UCF101's trainlist01.txt without --root: 9,537 warning lines, one per entry, then only

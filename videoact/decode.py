@@ -972,6 +972,11 @@ class _AutoReader(VideoReader):
 # ----------------------------------------------------------------------------- entry points
 
 
+# Names FFmpeg's tty demuxer opens, rendering the text as a video of pictures of it
+# (an annotation list given to `videoact infer` came out as a 40-frame "video").
+TEXT_SUFFIXES = frozenset({".txt", ".asc", ".nfo", ".ans", ".art", ".diz", ".ice", ".vt"})
+
+
 def open_video(
     path: str | os.PathLike, backend: str = "auto", num_threads: int = 1
 ) -> VideoReader:
@@ -1008,6 +1013,10 @@ def open_video(
         raise VideoDecodeError(p, "file is empty (0 bytes)")
     if not os.access(p, os.R_OK):
         raise VideoDecodeError(p, "permission denied")
+    suffix = os.path.splitext(p)[1].lower()
+    if suffix in TEXT_SUFFIXES:  # FFmpeg's tty demuxer draws such text as frames: a "video"
+        hint = ": an annotation list is the DATA of videoact train, test or extract" if suffix == ".txt" else ""
+        raise VideoDecodeError(p, f"a text file ({suffix}), not a video{hint}")
     if backend == "decord":
         return DecordReader(p, num_threads)
     if backend == "opencv":
