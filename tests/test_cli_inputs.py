@@ -112,6 +112,26 @@ def test_a_video_or_a_model_given_as_the_dataset_is_named_as_such(setup, tmp_pat
             "videoact train, test or extract") in proc.stderr
 
 
+def test_videos_shared_by_training_validation_and_test_are_said(setup, tmp_path, capsys):
+    """`--val` a part of `--data`, `--test` the training data again: trained without a word,
+    validation and test accuracy over training videos. (The run is then refused for a
+    reverse pair that names no class: checked just after, before any extraction.)"""
+    data = setup["data"]
+    val = tmp_path / "val.txt"
+    val.write_text("a/v0.mp4 a\nb/v1.mp4 b\n")
+    proc = run_cli(capsys, "train", "--data", data, "--val", val, "--root", data, "--test", data,
+                   "--work-dir", tmp_path / "w", "--set", "train.reverse_pairs=[a:zebra]")
+    assert proc.returncode == 2 and "train.reverse_pairs: 'a:zebra' names 'zebra'" in proc.stderr, proc.stderr
+    warned = [line.split("warning: ", 1)[1] for line in proc.stderr.splitlines() if "warning: " in line]
+    assert warned == [
+        f"2 of the 2 validation videos ({val}) are also training videos ({data}), e.g. {data / 'a' / 'v0.mp4'}: "
+        "validation accuracy counts them",
+        f"8 of the 8 test videos ({data}) are also training videos ({data}), e.g. {data / 'a' / 'v0.mp4'}: "
+        "test accuracy counts them",
+        f"2 of the 8 test videos ({data}) are also validation videos ({val}), e.g. {data / 'a' / 'v0.mp4'}: "
+        "test accuracy counts them"]
+
+
 def test_a_list_whose_videos_are_all_elsewhere_is_summed_up_with_the_remedy(tmp_path, capsys):
     """UCF101's trainlist01.txt without --root: 9,537 warning lines, one per entry, then only
     "no training videos found"."""

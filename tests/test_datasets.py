@@ -576,6 +576,20 @@ def test_convert_ucf101_splits(tmp_path):
     assert "folder 'Archery'" in err.value.problems[0].message
     assert not (tmp_path / "bad").exists()
 
+    # a split that leaks: a test video also in training, a test group (person) with training
+    # videos (the lists were taken as they were)
+    (splits / "trainlist01.txt").write_text("Archery/v_Archery_g08_c01.avi 1\nArchery/v_Archery_g09_c01.avi 1\n")
+    (splits / "testlist01.txt").write_text(
+        "Archery/v_Archery_g08_c01.avi\nArchery/v_Archery_g09_c02.avi\nArchery/v_Archery_g01_c01.avi\n")
+    with pytest.raises(AnnotationError) as err:
+        convert_ucf101_splits(splits, tmp_path / "leak")
+    assert kinds(err.value.problems) == [(1, "duplicate"), (2, "duplicate")]
+    assert [p.message for p in err.value.problems] == [
+        "Archery/v_Archery_g08_c01.avi is also on line 1 of trainlist01.txt",
+        "group g09 of Archery is in trainlist01.txt too (Archery/v_Archery_g09_c01.avi): a split holds out "
+        "whole groups"]
+    assert not (tmp_path / "leak").exists()
+
 
 def test_convert_hmdb51_splits(tmp_path):
     splits = tmp_path / "testTrainMulti_7030_splits"

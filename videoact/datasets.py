@@ -783,6 +783,12 @@ def _write_entries(path: Path, entries: Sequence[tuple[str, str]]) -> Path:
     return path
 
 
+def _ucf_group(rel: str) -> tuple[str, str] | None:
+    """``("ApplyEyeMakeup", "g08")`` for ``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi``, else None."""
+    m = re.fullmatch(r"([^/]+)/v_.*_(g\d+)_c\d+\.\w+", rel)
+    return (m.group(1), m.group(2)) if m else None
+
+
 def convert_ucf101_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
     """UCF101 ``ucfTrainTestlist`` -> ``train_splitN.txt``, ``test_splitN.txt``, ``classes.txt``.
 
@@ -807,6 +813,7 @@ def convert_ucf101_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
     if not splits:
         bad(split_dir, None, MISSING, "no trainlist0N.txt / testlist0N.txt files")
     for n in splits:
+        lines: dict[str, dict[str, int]] = {}  # kind -> {rel: line}
         for kind in ("train", "test"):
             file = split_dir / f"{kind}list{n:02d}.txt"
             if not file.exists():
@@ -840,6 +847,20 @@ def convert_ucf101_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
                 seen[rel] = line
                 entries.append((rel, folder))
             outputs[f"{kind}_split{n}.txt"] = entries
+            lines[kind] = seen
+        # UCF101's splits hold out whole groups (the 25 people, _gNN_): a video, or a
+        # group, on both sides of one split puts test clips of the same person and scene
+        # in training, and accuracy goes up for nothing.
+        if len(lines) == 2:
+            train_groups = {g: rel for rel in lines["train"] if (g := _ucf_group(rel))}
+            for rel, line in lines["test"].items():
+                if rel in lines["train"]:
+                    bad(split_dir / f"testlist{n:02d}.txt", line, DUPLICATE,
+                        f"{rel} is also on line {lines['train'][rel]} of trainlist{n:02d}.txt")
+                elif (g := _ucf_group(rel)) in train_groups:
+                    bad(split_dir / f"testlist{n:02d}.txt", line, DUPLICATE,
+                        f"group {g[1]} of {g[0]} is in trainlist{n:02d}.txt too ({train_groups[g]}): "
+                        "a split holds out whole groups")
     if problems:
         raise AnnotationError(problems)
     written = [write_classes(out_dir / "classes.txt", index.names)]
@@ -978,6 +999,22 @@ def summarize_problems(problems: Sequence[AnnotationProblem | str], limit: int =
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
     return "\n".join(lines)
+
+
+def warn_shared_videos(sets: Sequence[tuple[str, PathLike | None, Sequence[VideoSample]]]) -> None:
+    """Warn for each two of ``(role, source, samples)`` that list the same video file: a
+    validation or test accuracy over videos the model was trained on (or chosen on)
+    measures nothing. The same file is the same absolute path."""
+    import itertools
+
+    paths = [(role, source, {os.path.normpath(os.path.abspath(s.path)) for s in samples})
+             for role, source, samples in sets if samples]
+    for (role_a, source_a, a), (role_b, source_b, b) in itertools.combinations(paths, 2):
+        shared = sorted(a & b)
+        if shared:
+            warnings.warn(f"{len(shared)} of the {len(b)} {role_b} videos ({source_b}) are also {role_a} videos "
+                          f"({source_a}), e.g. {shared[0]}: {role_b} accuracy counts them", VideoactWarning,
+                          stacklevel=2)
 
 
 def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str], limit: int = 10) -> None:

@@ -41,7 +41,7 @@ from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split,
-                       warn_problems)
+                       warn_problems, warn_shared_videos)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -526,6 +526,9 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
         test_samples = without_excluded(test_samples, "test")
         warn_problems(cfg.data.test, problems)
+    if is_main:
+        warn_shared_videos([("training", cfg.data.train, train_samples), ("validation", cfg.data.val, val_samples),
+                            ("test", cfg.data.test, test_samples)])
     # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
     def no_validation() -> TrainingError:
         return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
