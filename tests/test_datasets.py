@@ -276,6 +276,20 @@ def test_csv_formats(tmp_path):
     samples, _, problems = read_annotations(plain, root)
     assert [s.rel for s in samples] == ["zzzzzzzzzzz_000005_000015.mp4"] and kinds(problems) == [(2, "malformed")]
 
+    # Column names of its own: read as a header (it was read as data: a missing video
+    # "video_path" and a class "label"). A row starting with "#" that names a video there is
+    # data (HMDB51's names start with "#"); one that does not is a comment, as before.
+    hmdb = video(root / "#20_Rhythm_clapping_f_nm_np1_fr_med_2.avi")
+    flat = "zzzzzzzzzzz_000005_000015.mp4"
+    plain.write_text(f"video_path,action\n{hmdb.name},clap\n#{flat},abseiling\n# a comment, as before\n")
+    samples, classes, problems = read_annotations(plain, root)
+    assert [(s.rel, s.label_name) for s in samples] == [(hmdb.name, "clap")] and classes == ["clap"]
+    assert problems == []
+    text_list = tmp_path / "hmdb.txt"  # the same in a text list
+    text_list.write_text(f"{hmdb.name} clap\n#{flat} abseiling\n# a comment\n")
+    samples, classes, problems = read_annotations(text_list, root)
+    assert [s.rel for s in samples] == [hmdb.name] and classes == ["clap"] and problems == []
+
 
 def test_write_list_round_trip_and_load_dataset(tmp_path, dataset_root):
     samples, classes = scan_video_folder(dataset_root)

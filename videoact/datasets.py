@@ -380,6 +380,13 @@ class _Collector:
     def problem(self, line: int | None, kind: str, message: str) -> None:
         self.problems.append(AnnotationProblem(self.file, line, kind, message))
 
+    def is_comment(self, path_text: str) -> bool:
+        """A line or row starting with ``#`` is a comment, unless it names a video that is
+        there: HMDB51's file names start with ``#`` (``#20_Rhythm_clapping_..._0.avi``)."""
+        if not path_text.startswith("#"):
+            return False
+        return not (_looks_like_path(path_text) and os.path.isfile(os.path.join(self.root_abs, path_text)))
+
     def add(self, line: int, path_text: str, label_token: str, candidates: Sequence[str] = ()) -> None:
         """``candidates``: alternative paths tried in order when the first does not exist."""
         if not self.labels:
@@ -480,7 +487,7 @@ def _looks_like_path(token: str) -> bool:
 def _read_text_list(text: str, col: _Collector) -> None:
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line:
             continue
         if "\t" in line:
             path_text, _, label = line.rpartition("\t")
@@ -488,6 +495,8 @@ def _read_text_list(text: str, col: _Collector) -> None:
         else:
             parts = line.rsplit(None, 1)
             path_text, label = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+        if line.startswith("#") and col.is_comment(path_text or line):
+            continue
         if not col.labels and (not label or _looks_like_path(label)):  # a bare path (UCF101 testlist)
             path_text, label = line, ""
         if not path_text or (not label and col.labels):
@@ -515,13 +524,30 @@ def kinetics_filename(youtube_id: str, time_start: int, time_end: int) -> str:
     return f"{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 
 
+def _header_columns(cells: list[str]) -> list[str] | None:
+    """A first row of column names other than the ones above (``video_path,label``,
+    ``clip_file,action``): the names, its path and label columns renamed ``path`` and
+    ``label``; None for a row of data (a path in it) or of names without both. Read as
+    data, such a header became a missing video and its label name a class."""
+    if any(_looks_like_path(c) for c in cells):
+        return None
+    path_at = next((i for i, c in enumerate(cells) if any(w in c for w in ("path", "video", "file", "clip"))), None)
+    label_at = next((i for i, c in enumerate(cells) if i != path_at and
+                     any(w in c for w in ("label", "class", "action", "category"))), None)
+    if path_at is None or label_at is None:
+        return None
+    named = list(cells)
+    named[path_at], named[label_at] = "path", "label"
+    return named
+
+
 def _read_csv(text: str, col: _Collector) -> None:
     rows = csv.reader(io.StringIO(text))
     header: list[str] | None = None
     for cells in rows:
         number = rows.line_num
         cells = [c.strip() for c in cells]
-        if not any(cells) or cells[0].startswith("#"):
+        if not any(cells) or col.is_comment(cells[0]):
             continue
         if header is None:
             lowered = [c.lower() for c in cells]
@@ -529,6 +555,9 @@ def _read_csv(text: str, col: _Collector) -> None:
                 any(c in lowered for c in _PATH_COLUMNS) and any(c in lowered for c in _LABEL_COLUMNS)
             ):
                 header = lowered
+            else:  # column names of its own (video_path,label; clip,action ...), or a first row of data
+                header = _header_columns(lowered)
+            if header is not None:
                 if "youtube_id" in header and "label" not in header and col.labels:
                     col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
                     return
@@ -583,11 +612,12 @@ def read_annotations(
     """Read an annotation list or CSV into ``(samples, classes, problems)``.
 
     Args:
-        list_file: ``relative/path label`` lines (``#`` comments and blank lines ignored;
+        list_file: ``relative/path label`` lines (``#`` comments, unless naming a video
+            that is there, and blank lines ignored;
             label = last whitespace-separated token, or what follows the last tab), or a
             ``.csv`` file: Kinetics (``label,youtube_id,time_start,time_end,...`` header;
             videos at ``root/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``, also found
-            with ``_`` for spaces in the folder or in a flat folder) or ``path,label``.
+            with ``_`` for spaces in the folder or in a flat folder) or ``path,label`` (or other column names: ``video_path,action``, ...).
         root: the dataset root the paths are relative to (default: the list's folder).
         classes: fixes the class list (names, ``{id: name}``, or a classes.txt /
             classInd.txt file); otherwise classes are the sorted label names found in the
