@@ -617,7 +617,8 @@ def read_annotations(
             label = last whitespace-separated token, or what follows the last tab), or a
             ``.csv`` file: Kinetics (``label,youtube_id,time_start,time_end,...`` header;
             videos at ``root/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4``, also found
-            with ``_`` for spaces in the folder or in a flat folder) or ``path,label`` (or other column names: ``video_path,action``, ...).
+            with ``_`` for spaces in the folder or in a flat folder) or ``path,label``
+            (or other column names: ``video_path,action``, ...).
         root: the dataset root the paths are relative to (default: the list's folder).
         classes: fixes the class list (names, ``{id: name}``, or a classes.txt /
             classInd.txt file); otherwise classes are the sorted label names found in the
