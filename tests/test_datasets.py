@@ -219,6 +219,18 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
     assert classes == ["walk", "run"] and [s.label for s in samples] == [0, 1, 1] and kinds(problems) == [(3, "unknown_label")]
 
 
+def test_a_label_of_several_words_after_a_space_is_said(tmp_path, dataset_root):
+    """``walk/w1.mp4 air drumming`` with a space: the path was taken as ``walk/w1.mp4 air``
+    (missing: "is --root right?") and ``drumming`` became a class."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("walk/w1.mp4 air drumming\nrun/my clip.mp4 run\nwalk/w2.mp4\tair drumming\n")
+    samples, classes, problems = read_annotations(listing, dataset_root)
+    assert [(s.rel, s.label_name) for s in samples] == [("run/my clip.mp4", "run"), ("walk/w2.mp4", "air drumming")]
+    assert classes == ["air drumming", "run"] and kinds(problems) == [(1, "malformed")]
+    assert problems[0].message.startswith("walk/w1.mp4 is there, and its label would be 'air drumming': a label of "
+                                          "several words goes after a tab")
+
+
 def test_escaping_paths_refused_unless_allowed(tmp_path, dataset_root):
     outside = tmp_path / "elsewhere.mp4"
     list_file = tmp_path / "list.txt"

@@ -484,6 +484,21 @@ def _looks_like_path(token: str) -> bool:
     return "/" in token or "\\" in token or os.path.splitext(token)[1].lower() in VIDEO_EXTENSIONS
 
 
+def _label_after_a_space(path_text: str, label: str, col: _Collector) -> str | None:
+    """Why ``path_text label`` is a label of several words after a space (``abc.mp4 air
+    drumming``: the path would be ``abc.mp4 air``, the class ``drumming``), or None: a
+    video is there under the path up to its extension, and nothing under the whole."""
+    m = re.fullmatch(r"(.*?\.(?:" + "|".join(e.lstrip(".") for e in VIDEO_EXTENSIONS) + r"))\s+(\S.*)",
+                     path_text, flags=re.IGNORECASE)
+    if not m or not col.check_files:
+        return None
+    video, words = m.group(1), f"{m.group(2)} {label}"
+    if os.path.exists(os.path.join(col.root_abs, path_text)) or not os.path.isfile(os.path.join(col.root_abs, video)):
+        return None
+    return (f"{video} is there, and its label would be {words!r}: a label of several words goes after a tab "
+            "(with a space, only the last word is the label and the rest is taken for the path)")
+
+
 def _read_text_list(text: str, col: _Collector) -> None:
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -496,6 +511,9 @@ def _read_text_list(text: str, col: _Collector) -> None:
             parts = line.rsplit(None, 1)
             path_text, label = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
         if line.startswith("#") and col.is_comment(path_text or line):
+            continue
+        if "\t" not in line and (glued := _label_after_a_space(path_text, label, col)):
+            col.problem(number, MALFORMED, glued)
             continue
         if not col.labels and (not label or _looks_like_path(label)):  # a bare path (UCF101 testlist)
             path_text, label = line, ""
