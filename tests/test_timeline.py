@@ -259,6 +259,11 @@ def test_infer_timeline_bad_input(model, tmp_path, capsys):
     assert "--stride only works with --timeline" in capsys.readouterr().err
     assert main(["infer", str(ckpt), str(bad), "--stride", "1", "--window", "2"]) == 2
     assert "--window, --stride only work with --timeline" in capsys.readouterr().err
+    # options that were taken and ignored: refused too
+    assert main(["infer", str(ckpt), str(bad), "--threshold", "0.99"]) == 2
+    assert "--threshold only works with --timeline" in capsys.readouterr().err
+    assert main(["infer", str(ckpt), str(bad), "--timeline", "--num-clips", "5"]) == 2
+    assert "--num-clips does not work with --timeline" in capsys.readouterr().err
 
 
 def test_write_timeline_single_and_many(model, known_video, tmp_path):

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+",
                    help="video files, frame folders, or folders of either (searched recursively)")
     p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
+    p.add_argument("--num-clips", type=positive_int, default=None,
+                   help="clips per video, each shifted within the segments; scores averaged (default 1; not with "
+                        "--timeline, whose windows are clips already)")
     p.add_argument("--out", help="write results to a .json or .csv file")
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", metavar="FILE",
@@ -42,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--window", type=float, metavar="SEC",
                    help="window length in seconds (default 2; the model sees num_segments frames of it)")
     t.add_argument("--stride", type=float, metavar="SEC", help="step between windows in seconds (default: about window/4, on the sampling grid)")
-    t.add_argument("--threshold", type=probability, default=0.0,
+    t.add_argument("--threshold", type=probability, default=None,
                    help="windows whose top probability is below this are 'no confident action' (default 0)")
     t.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the input video with the timeline drawn on it")
 
@@ -87,9 +89,12 @@ def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
 
 def check_timeline_args(args: argparse.Namespace) -> str | None:
     """A usage error for the timeline options, or None."""
+    # An option that would be ignored is refused: a run that looks as asked and is not.
     if not args.timeline:
-        used = [f"--{n}" for n in ("window", "stride", "annotate") if getattr(args, n) is not None]
+        used = [f"--{n}" for n in ("window", "stride", "threshold", "annotate") if getattr(args, n) is not None]
         return f"{', '.join(used)} only {'work' if len(used) > 1 else 'works'} with --timeline" if used else None
+    if args.num_clips is not None:
+        return "--num-clips does not work with --timeline (each window is one clip; a shorter --stride gives more)"
     for name in ("window", "stride"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -119,7 +124,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
 
         try:
             tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
-                                   top_k=args.top_k, threshold=args.threshold, progress=progress,
+                                   top_k=args.top_k, threshold=args.threshold or 0.0, progress=progress,
                                    file_timeout=args.timeout or None)
         except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
             message = str(exc)
@@ -181,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.timeline:
         return run_timeline(args, classifier, videos, empty_folders)
-    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips,
+    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips or 1,
                                                 file_timeout=args.timeout or None)
     failures = empty_folders + failures
     written = False
