@@ -258,6 +258,11 @@ def test_frames_from_user_code_stream_as_the_file_does(setup):
             torch.testing.assert_close(a.probs, b.probs)
     with pytest.raises(SourceError, match=r"item 2: expected a uint8 RGB frame"):
         list(stream_predictions([frames[0][0], frames[1][0], np.zeros((4, 4), np.uint8)], clf, **opts))
+    # items numpy cannot make one array of: named, not numpy's "inhomogeneous shape"
+    for item, got in (((frames[0][0], 0.0, "extra"), "a tuple of 3 items"), ([frames[0][0], 0.0], "a list of 2 items")):
+        with pytest.raises(SourceError, match=rf"item 1: expected a uint8 RGB frame \[H, W, 3\] or a \(frame, "
+                                              rf"timestamp\) tuple, got {got}$"):
+            list(stream_predictions([frames[0], item], clf, **opts))
     with pytest.raises(SourceError, match="not a camera index.*iterable of frames"):
         open_source(object())
 

@@ -122,10 +122,18 @@ class IterableSource(FrameSource):
             # A copy: the engine reads the frame in another thread while the iterator goes on,
             # and a generator that refills one buffer (`buf[:] = f; yield buf`) overwrote it.
             image = image.cpu().numpy() if isinstance(image, torch.Tensor) else image
-            image = np.array(image, copy=True)
-            if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            try:
+                image = np.array(image, copy=True)
+            except (TypeError, ValueError):  # (frame, ts, extra), [frame, ts]: numpy's "inhomogeneous shape"
+                got = (f"a {type(item).__name__} of {len(item)} items" if isinstance(item, (tuple, list))
+                       else f"a {type(item).__name__}")
+            else:
+                got = f"{image.dtype} {tuple(image.shape)}"
+                if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
+                    got = None
+            if got is not None:
                 raise SourceError(self.name, f"item {index}: expected a uint8 RGB frame [H, W, 3] or a "
-                                             f"(frame, timestamp) pair, got {image.dtype} {tuple(image.shape)}")
+                                             f"(frame, timestamp) tuple, got {got}")
             try:
                 timestamp = float(timestamp)
             except (TypeError, ValueError):
