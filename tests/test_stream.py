@@ -919,6 +919,20 @@ def test_stream_command_no_window_writes_json_lines(setup, tmp_path, capsys):
             ) in capsys.readouterr().err
 
 
+def test_a_feature_rate_above_the_sources_is_said_and_the_window_is_the_real_one(setup, tmp_path, capsys):
+    """--feature-rate 100 on a 25 frames/s file announced "window 0.04 s (4 frames at 100/s)"
+    and its no-prediction hint said a higher rate would help."""
+    short = write_coded_video(tmp_path / "short.mp4", T - 1, fps=FPS)
+    proc = run_main(capsys, "stream", setup["ckpt"], "--source", short, "--no-window", "--feature-rate", "100",
+                    "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert f"--feature-rate 100 is above the 25 frames/s of {short}: every frame is used" in proc.stderr
+    assert f"{short}: window {T / FPS:.2f} s ({T} frames at 25/s)" in proc.stderr
+    assert (f"no prediction: the model needs a full window of {T} frames ({T / FPS:.2f} s of source at 25 frames/s), "
+            f"and the source gave {T - 1}; it has no more frames a second, so the window cannot be shorter"
+            ) in proc.stderr
+
+
 def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup, tmp_path):
     """The source stalls (no frame, the connection held open), so stopping waits for the
     blocked read; a second Ctrl-C then ended the program there, recording unsaved."""

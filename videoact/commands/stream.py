@@ -113,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, SourceError, ValueError) as exc:
         _err(str(exc))
         return 2
-    _err(f"{engine.source.name}: window {sc.window_seconds:.2f} s ({sc.num_segments} frames at "
-         f"{sc.feature_rate:g}/s); {'q or Ctrl-C to stop' if show else 'Ctrl-C to stop'}")
+    # A source slower than --feature-rate gives every frame: the window spans more time.
+    rate, source_fps = sc.feature_rate, engine.source.fps
+    if source_fps and 0 < source_fps < rate:
+        _err(f"--feature-rate {rate:g} is above the {source_fps:g} frames/s of {engine.source.name}: "
+             "every frame is used")
+        rate = source_fps
+    window_seconds = sc.num_segments / rate
+    _err(f"{engine.source.name}: window {window_seconds:.2f} s ({sc.num_segments} frames at "
+         f"{rate:g}/s); {'q or Ctrl-C to stop' if show else 'Ctrl-C to stop'}")
 
     # SIGTERM, and SIGHUP (the terminal or SSH session closed), stop as cleanly as Ctrl-C
     # (threads joined, recording finalised).
@@ -138,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(result.to_dict()), flush=True)
         else:
             shown = RateMeter()
-            waiting = f"collecting {sc.num_segments} frames ({sc.window_seconds:.1f} s)..."
+            waiting = f"collecting {sc.num_segments} frames ({window_seconds:.1f} s)..."
             while True:
                 frame = engine.next_frame(timeout=0.05)
                 for result in engine.poll():
@@ -226,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(engine.source, "ended_short", None) and not interrupted and status == 0:
         status = 1  # a file's transfer cut off midway (said on the log): not a whole run
     if stats["predictions"] == 0 and stats["features"] > 0 and status == 0:
-        _err(f"no prediction: the model needs a full window of {sc.num_segments} frames ({sc.window_seconds:.2f} s "
-             f"of source at {sc.feature_rate:g} frames/s), and the source gave {stats['features']}; "
-             "a higher --feature-rate shortens the window")
+        _err(f"no prediction: the model needs a full window of {sc.num_segments} frames ({window_seconds:.2f} s "
+             f"of source at {rate:g} frames/s), and the source gave {stats['features']}; "
+             + ("a higher --feature-rate shortens the window" if rate == sc.feature_rate else
+                "it has no more frames a second, so the window cannot be shorter"))
     return status
