@@ -136,6 +136,8 @@ def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoin
     for name in ("one_frame.mp4", "animated.gif", "wide_4000.mp4", "shared/no_duration.webm"):
         if (root / name).exists():
             assert f"{root / name}  (" in timeline.stdout  # a timeline was printed for it
+    # a one-frame video is one window over all of it (was: "1 windows of 2 s")
+    assert f"{root / 'one_frame.mp4'}  (0.04 s; one window over all of it (--window 2 s); " in timeline.stdout
 
 
 @pytest.mark.parametrize("name,status", [("one_frame.mp4", 0), ("animated.gif", 0), ("damaged.mp4", 0),

@@ -11,12 +11,15 @@
    of the grid cell it falls in (its nearest; on a cell boundary, the later one). Exact
    when ``stride`` is a whole number of grid steps ``1 / feature_rate``, as the default
    stride is (about ``window / 4``). With the default rate a window sees the frames on
-   screen at the centres of its ``T`` segments (TSN segment centres, by time), which is
-   what ``VideoClassifier.predict`` picks on the window's frames (centres by frame index)
-   at whole frame rates (25, 30, 50 fps): there its probabilities equal an offline
-   prediction on that stretch; at other rates (29.97, 15 fps) some picks differ by one
-   frame. A video shorter than the window is one window over all of it, its grid made T
-   points long.
+   screen at the centres of its ``T`` segments (TSN segment centres, by time).
+   ``VideoClassifier.predict`` on the window's frames picks centres by frame index: the
+   two agree, and so do their probabilities, when the frame rate is whole and the window
+   starts on a frame (``start * fps`` a whole number: at 25 fps a stride of 0.2 s or 1 s,
+   not 0.5 s, whose odd windows start between two frames); otherwise (29.97 or 15 fps, a
+   start between frames) some picks differ by one frame. The last window, aligned to the
+   video's end, is off the grid: its points are the grid's nearest, up to half a grid
+   step from its own centres. A video shorter than the window is one window over all of
+   it, its grid made T points long.
 3. Each window owns the time between the midpoints to its neighbours' centres (the
    first from 0, the last to the end). Consecutive windows with the same top label
    merge into an action segment ``(label, start, end, mean score)``; a window whose top

@@ -133,8 +133,9 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
         finally:
             bar.close()
         timelines.append(tl)
-        print(f"{tl.source}  ({tl.duration:.2f} s; {len(tl.windows)} windows of {tl.window:g} s every "
-              f"{tl.stride:g} s; {tl.frames_processed} frames through the CNN)")
+        windows = (f"{len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s"
+                   if len(tl.windows) > 1 else f"one window over all of it (--window {tl.window:g} s)")
+        print(f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)")
         for seg in tl.segments:
             print(f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})")
         if not tl.segments:
