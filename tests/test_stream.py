@@ -962,6 +962,31 @@ def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup
     assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]  # no unfinished temporary
 
 
+def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, capsys):
+    """An RTSP server or camera still starting: exit 2 at once, even with --give-up-after 30.
+    With --give-up-after it is tried again for that long; without, the error is at once."""
+    probe = MJPEGServer()
+    port = probe.port
+    probe.stop()
+    url = f"http://127.0.0.1:{port}/s.mjpg"
+    started = time.monotonic()
+    refused = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--device", "cpu")
+    assert refused.returncode == 2 and "trying again" not in refused.stderr and time.monotonic() - started < 15
+    servers = []
+    later = threading.Timer(1.5, lambda: servers.append(MJPEGServer(port=port)))
+    later.start()
+    try:
+        proc = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--give-up-after", "20",
+                        "--max-seconds", "2", "--device", "cpu")
+    finally:
+        later.join()
+        for server in servers:
+            server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert f"{url}: cannot open the stream" in proc.stderr and "trying again in 0.5 s (for up to 20 s)" in proc.stderr
+    assert len(proc.stdout.splitlines()) >= 1  # predictions once it came up
+
+
 def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, capsys):
     for flags, status, said in ((["--give-up-after", "1"], 1, "lost and not back after"),
                                 (["--no-reconnect"], 0, "stream ended (read failed)")):

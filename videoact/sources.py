@@ -335,6 +335,43 @@ class _CaptureSource(FrameSource):
         if self._last_frame is None:
             self._last_frame = self._t0
 
+    def open_waiting(self, stop: threading.Event) -> None:
+        """The first :meth:`open`. With ``reconnect`` and ``give_up_after`` set, a source
+        that is not up yet (a camera or an RTSP server still starting) is tried again with
+        the back-off for up to ``give_up_after`` seconds; otherwise its first error is the
+        answer (a typo in a URL is said at once)."""
+        self._stop_event = stop
+        if not self.reconnect or self.give_up_after is None:
+            self.open()
+            return
+        started, delay = time.monotonic(), self.backoff
+        while True:
+            left = self.give_up_after - (time.monotonic() - started)
+            try:
+                self._open_within(left)
+                return
+            except SourceError as exc:
+                waited = time.monotonic() - started
+                if stop.is_set() or waited >= self.give_up_after:
+                    raise SourceError(self.name, f"{exc.reason}; not up after {waited:.1f} s") from None
+                wait = min(delay, self.give_up_after - waited)
+                self._log(f"{self.name}: {exc.reason}; trying again in {wait:.1f} s "
+                          f"(for up to {self.give_up_after:g} s)")
+                if stop.wait(wait):
+                    raise SourceError(self.name, "stopped while opening") from None
+                delay = min(self.max_backoff, delay * 2)
+
+    def _open_within(self, seconds: float | None) -> None:
+        """:meth:`open`, its timeout cut to ``seconds`` (at least 1 s): the open that a
+        give-up time allows ends by then, not a whole ``open_timeout`` later."""
+        saved = self.open_timeout
+        if seconds is not None:
+            self.open_timeout = min(saved, max(1.0, seconds))
+        try:
+            self.open()
+        finally:
+            self.open_timeout = saved
+
     def _known_length(self) -> bool:
         return False  # cameras are live
 
@@ -433,7 +470,8 @@ class _CaptureSource(FrameSource):
             if stop.wait(delay):
                 return False
             try:
-                self.open()
+                left = None if self.give_up_after is None else self.give_up_after - (time.monotonic() - last)
+                self._open_within(left)
             except SourceError as exc:
                 self._lost_reason = exc.reason
                 continue

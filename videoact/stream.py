@@ -592,7 +592,10 @@ class StreamEngine:
             if self._stop.is_set():
                 raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
-        self.source.open()
+        if hasattr(self.source, "open_waiting"):  # a live source may wait to come up
+            self.source.open_waiting(self._stop)
+        else:
+            self.source.open()
         self._make_buffers()
         self._started = True
         self.started_at = time.monotonic()
