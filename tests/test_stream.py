@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -970,8 +971,13 @@ def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, ca
     probe.stop()
     url = f"http://127.0.0.1:{port}/s.mjpg"
     started = time.monotonic()
-    refused = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--device", "cpu")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}  # set by in-process runs
+    refused = subprocess.run([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source", url,
+                              "--no-window", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
     assert refused.returncode == 2 and "trying again" not in refused.stderr and time.monotonic() - started < 15
+    # and without OpenCV's own "[ WARN:0@1.6] global cap.cpp:212 open VIDEOIO(FFMPEG): ..." line
+    assert refused.stderr == f"videoact stream: {url}: cannot open the stream (refused, not found, or not a video " \
+                             "OpenCV can read)\n", refused.stderr
     servers = []
     later = threading.Timer(1.5, lambda: servers.append(MJPEGServer(port=port)))
     later.start()

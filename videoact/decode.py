@@ -109,7 +109,7 @@ _decord_quiet = False
 
 def quiet_decoders() -> None:
     """Silence the FFmpeg log lines of decord and OpenCV (``[h264 @ 0x...] Invalid NAL
-    unit size``) in this process and the processes it starts.
+    unit size``), and OpenCV's own warnings, in this process and the processes it starts.
 
     The ``videoact`` command calls this: every problem it meets is reported once, naming
     the file. OpenCV reads its setting (``OPENCV_FFMPEG_LOGLEVEL``, kept if you set it)
@@ -120,6 +120,13 @@ def quiet_decoders() -> None:
         return
     os.environ[QUIET_ENV] = "1"
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    # OpenCV's own warnings ("[ WARN:0@1.6] global cap.cpp:212 open VIDEOIO(FFMPEG): backend
+    # is generally available but can't be used to capture by name" on each refused open of
+    # a stream): read from the environment when cv2 loads, set directly once it has.
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
+        if "cv2" in sys.modules:
+            sys.modules["cv2"].utils.logging.setLogLevel(sys.modules["cv2"].utils.logging.LOG_LEVEL_ERROR)
 
 
 def _quiet_decord_if_asked() -> None:
