@@ -979,11 +979,11 @@ def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, ca
     assert refused.stderr == f"videoact stream: {url}: cannot open the stream (refused, not found, or not a video " \
                              "OpenCV can read)\n", refused.stderr
     servers = []
-    later = threading.Timer(1.5, lambda: servers.append(MJPEGServer(port=port)))
+    later = threading.Timer(1.0, lambda: servers.append(MJPEGServer(port=port)))
     later.start()
     try:
         proc = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--give-up-after", "20",
-                        "--max-seconds", "2", "--device", "cpu")
+                        "--max-seconds", "1.5", "--device", "cpu")
     finally:
         later.join()
         for server in servers:
