@@ -1006,28 +1006,54 @@ def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, caps
 
 
 def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path):
-    """SIGHUP (the terminal or the SSH session closed) stops as Ctrl-C does, recording kept:
-    it ended the program, leaving only a 44-byte temporary. (Ctrl-C: the test above.)"""
+    """The terminal (or SSH session) closes under `stream --record`: a real hang-up, in a
+    pseudo-terminal that goes away. The process was killed by SIGHUP, leaving a 44-byte
+    temporary; then, with SIGHUP handled, the "stopping" line failed on the gone terminal
+    (EIO) before the recording was closed. (Ctrl-C: the test above.)"""
+    import pty
+    import select
+
     video = write_coded_video(tmp_path / "long.mp4", 250, fps=FPS)  # 10 s in real time
     record = tmp_path / "rec.mp4"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("DISPLAY", None)
-    proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "stream", str(setup["ckpt"]), "--source", str(video),
-                             "--realtime", "--no-window", "--record", str(record)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: videoact on the pseudo-terminal
+        os.execve(sys.executable, [sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source",
+                                   str(video), "--realtime", "--no-window", "--record", str(record)], env)
+    shown, deadline = b"", time.monotonic() + 60
     try:
-        for _ in range(3):  # running: predictions are coming
-            assert json.loads(proc.stdout.readline())["timestamp"] >= 0
+        while shown.count(b'"timestamp"') < 3 and time.monotonic() < deadline:  # running: predictions
+            if select.select([terminal], [], [], 0.2)[0]:
+                shown += os.read(terminal, 65536)
+    finally:
+        os.close(terminal)  # the terminal goes away: the kernel hangs it up
+    _, status = os.waitpid(pid, 0)
+    assert shown.count(b'"timestamp"') >= 3, shown[-2000:]
+    assert os.waitstatus_to_exitcode(status) in (0, 1), status  # 1: a JSON line met the gone terminal
+    with open_video(record) as reader:
+        assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
+
+
+def test_stream_command_under_nohup_goes_on_after_a_hang_up(setup, tmp_path):
+    """Started with SIGHUP ignored (`nohup videoact stream ...`), a hang-up must not stop it:
+    handling SIGHUP had replaced nohup's setting."""
+    video = write_coded_video(tmp_path / "long.mp4", 250, fps=FPS)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source", str(video),
+                             "--realtime", "--no-window", "--max-seconds", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert json.loads(proc.stdout.readline())["timestamp"] >= 0  # running
         proc.send_signal(signal.SIGHUP)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
-    assert "stopped" in err and "recording saved" in err
-    with open_video(record) as reader:
-        assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
+    assert proc.returncode == 0 and "videoact stream: done: " in err and "stopping" not in err, err
 
 
 def test_stream_command_records_a_live_source_in_real_time(setup, tmp_path, capsys):

@@ -9,6 +9,7 @@ window) or Ctrl-C stops it cleanly. ``--no-window`` prints one JSON line per pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -66,7 +67,10 @@ class _RecordingError(Exception):
 
 
 def _err(message: str) -> None:
-    print(f"videoact stream: {message}", file=sys.stderr, flush=True)
+    # A terminal that has hung up (SSH session closed) fails every write with EIO: the
+    # run still has to finalise its recording, so a message that cannot be shown is dropped.
+    with contextlib.suppress(OSError):
+        print(f"videoact stream: {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     def _terminate(signum, frame):  # noqa: ANN001
         raise KeyboardInterrupt
 
-    stop_signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    # A signal already ignored stays so: under `nohup`, a hang-up must not stop the run.
+    stop_signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
     window = f"videoact - {engine.source.name}"
@@ -198,9 +204,7 @@ def run(args: argparse.Namespace) -> int:
         for sig in stop_signals:
             signal.signal(sig, signal.SIG_IGN)
         try:
-            if interrupted:
-                _err("stopping ...")
-            if recorder is not None:  # first: it needs nothing from the threads
+            if recorder is not None:  # first: it needs nothing from the threads, nor a terminal
                 # A live session (a camera, a URL, a file played --realtime) cannot be had
                 # again: what was recorded is kept however the run ends. A file read as fast
                 # as possible can: its copy is kept only whole, so one cut short (Ctrl-C,
@@ -215,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
                     kept = f"; the earlier {recorder.path} is unchanged" if recorder.path.exists() else ""
                     _err(f"recording not saved: the run stopped before the end of {engine.source.name}, and a "
                          f"file's recording is kept only whole (--realtime records it as live){kept}")
+            if interrupted:
+                _err("stopping ...")
             engine.stop()  # up to 5 s when a thread is blocked reading the source
             if show:
                 import cv2
