@@ -536,10 +536,16 @@ def test_warning_lines_name_other_libraries_categories(capsys):
 def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_path):
     """`videoact test ... --out m.json | head -2`: the report was printed first, the pipe's
     reader was gone by then, and the run ended (exit 141) without m.json or the PNG; `infer
-    --out` the same. The files are written first."""
+    --out` the same. The files are written first (--timeline: the run goes on in silence)."""
     ckpt, data = setup["ckpt"], setup["data"]
     assert run_main_into_closed_pipe("test", ckpt, data, "--out", tmp_path / "m.json", "--no-progress", "--device", "cpu") == 141
     assert json.loads((tmp_path / "m.json").read_text())["top1"] >= 0
     assert (tmp_path / "m.confusion.png").stat().st_size > 0
     assert run_main_into_closed_pipe("infer", ckpt, data, "--out", tmp_path / "r.csv", "--device", "cpu") == 141
     assert len(list(csv.DictReader((tmp_path / "r.csv").open(newline="")))) == 8 * 2  # 8 videos, top-2 of 2 classes
+    # --timeline prints each video's timeline as it is done: it goes on in silence, and writes
+    # --out (was: ended at the first video, nothing written)
+    two = [data / "a" / "v0.mp4", data / "b" / "v1.mp4"]
+    assert run_main_into_closed_pipe("infer", ckpt, *two, "--timeline", "--out", tmp_path / "t.json",
+                                     "--device", "cpu") == 141
+    assert [t["source"] for t in json.loads((tmp_path / "t.json").read_text())] == [str(v) for v in two]

@@ -13,6 +13,8 @@ are one of the inputs (or the checkpoint) are refused before any work (exit 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -114,6 +116,23 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     timelines, failures, output_failures = [], list(failures), []
     from tqdm import tqdm
 
+    reader_gone = False
+
+    def say(line: str) -> None:
+        """print(), until the reader of stdout has gone (`| head`): then the run goes on in
+        silence when it has files to write (--out, --annotate), which are what it is for."""
+        nonlocal reader_gone
+        if reader_gone:
+            return
+        try:
+            print(line)
+        except BrokenPipeError:
+            if not (args.out or args.annotate):
+                raise  # nothing to save: videoact's main ends the run quietly (exit 141)
+            reader_gone = True
+            with contextlib.suppress(OSError):  # what is left in stdout's buffer goes nowhere
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
     for video in videos:
         # Long files take a while: show sampled frames done (on a terminal only).
         bar = tqdm(desc=Path(video).name, unit="frame", leave=False, disable=not sys.stderr.isatty())
@@ -135,20 +154,20 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
         timelines.append(tl)
         windows = (f"{len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s"
                    if len(tl.windows) > 1 else f"one window over all of it (--window {tl.window:g} s)")
-        print(f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)")
+        say(f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)")
         for seg in tl.segments:
-            print(f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})")
+            say(f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})")
         if not tl.segments:
-            print("  no confident action")
+            say("  no confident action")
         if args.annotate:
             # Prints stay out of the try blocks here: a BrokenPipeError from stdout is an
-            # OSError too, and is for videoact's main to handle, not a write failure.
+            # OSError too, and is for say() to handle, not a write failure.
             try:
                 out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
             except (VideoDecodeError, OSError) as exc:
                 output_failures.append(f"{args.annotate}: {exc}")
             else:
-                print(f"annotated video written to {out}")
+                say(f"annotated video written to {out}")
     if args.out:
         # Always a list (one object per input), and written even when every input
         # failed, as plain infer does: no stale results are left.
@@ -157,10 +176,12 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             output_failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
         else:
-            print(f"timeline written to {args.out}")
+            say(f"timeline written to {args.out}")
     reasons = [reason for _, reason in failures] + output_failures
     for reason in reasons:
         print(f"failed: {reason}", file=sys.stderr)
+    if reader_gone:
+        return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
     return 1 if reasons else 0
 
 
