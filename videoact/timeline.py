@@ -13,12 +13,13 @@
    stride is (about ``window / 4``). With the default rate a window sees the frames on
    screen at the centres of its ``T`` segments (TSN segment centres, by time).
    ``VideoClassifier.predict`` on the window's frames picks centres by frame index: the
-   two agree, and so do their probabilities, when the frame rate is whole and the window
-   starts on a frame (``start * fps`` a whole number: at 25 fps a stride of 0.2 s or 1 s,
-   not 0.5 s, whose odd windows start between two frames); otherwise (29.97 or 15 fps, a
-   start between frames) some picks differ by one frame. The last window, aligned to the
-   video's end, is off the grid: its points are the grid's nearest, up to half a grid
-   step from its own centres. A video shorter than the window is one window over all of
+   two agree, and so do their probabilities, when the frame rate is whole and each window
+   starts on the grid and on a frame (the stride a whole number of grid steps and
+   ``start * fps`` a whole number: with ``T = 8``, a 2 s window (grid step 0.25 s) and
+   25 fps, a stride of 1 s; not 0.5 s, whose odd windows start between two frames, nor
+   0.2 s, off the grid); otherwise picks differ, by a frame between frames and by up to
+   half a grid step off the grid. The last window, aligned to the video's end, is off the
+   grid: its points are the grid's nearest, up to half a grid step from its own centres. A video shorter than the window is one window over all of
    it, its grid made T points long.
 3. Each window owns the time between the midpoints to its neighbours' centres (the
    first from 0, the last to the end). Consecutive windows with the same top label
