@@ -297,6 +297,13 @@ def test_csv_formats(tmp_path):
     samples, classes, problems = read_annotations(plain, root)
     assert [(s.rel, s.label_name) for s in samples] == [(hmdb.name, "clap")] and classes == ["clap"]
     assert problems == []
+    # ... but a header-less first row of names without an extension is data, as before
+    for name in ("clip_01", "clip"):
+        (root / name).write_bytes((root / flat).read_bytes())
+    plain.write_text("clip_01,action_a\nclip,action_b\n")
+    assert [s.rel for s in read_annotations(plain, root).samples] == ["clip_01", "clip"]
+    plain.write_text("clip,action\n")  # no digit, but a file of that name is there
+    assert [s.rel for s in read_annotations(plain, root).samples] == ["clip"]
     text_list = tmp_path / "hmdb.txt"  # the same in a text list
     text_list.write_text(f"{hmdb.name} clap\n#{flat} abseiling\n# a comment\n")
     samples, classes, problems = read_annotations(text_list, root)

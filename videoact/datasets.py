@@ -542,19 +542,24 @@ def kinetics_filename(youtube_id: str, time_start: int, time_end: int) -> str:
     return f"{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 
 
-def _header_columns(cells: list[str]) -> list[str] | None:
+def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     """A first row of column names other than the ones above (``video_path,label``,
     ``clip_file,action``): the names, its path and label columns renamed ``path`` and
-    ``label``; None for a row of data (a path in it) or of names without both. Read as
-    data, such a header became a missing video and its label name a class."""
+    ``label``; None for a row of data or of names without both. Read as data, such a
+    header became a missing video and its label name a class. Data is a row with a path
+    in it, a digit in those two cells (``clip_01,action_a``), or a first cell naming a
+    file that is there."""
     if any(_looks_like_path(c) for c in cells):
         return None
-    path_at = next((i for i, c in enumerate(cells) if any(w in c for w in ("path", "video", "file", "clip"))), None)
-    label_at = next((i for i, c in enumerate(cells) if i != path_at and
+    names = [c.lower() for c in cells]
+    path_at = next((i for i, c in enumerate(names) if any(w in c for w in ("path", "video", "file", "clip"))), None)
+    label_at = next((i for i, c in enumerate(names) if i != path_at and
                      any(w in c for w in ("label", "class", "action", "category"))), None)
-    if path_at is None or label_at is None:
+    if path_at is None or label_at is None or any(ch.isdigit() for ch in names[path_at] + names[label_at]):
         return None
-    named = list(cells)
+    if col.check_files and os.path.exists(os.path.join(col.root_abs, cells[0])):
+        return None
+    named = list(names)
     named[path_at], named[label_at] = "path", "label"
     return named
 
@@ -574,7 +579,7 @@ def _read_csv(text: str, col: _Collector) -> None:
             ):
                 header = lowered
             else:  # column names of its own (video_path,label; clip,action ...), or a first row of data
-                header = _header_columns(lowered)
+                header = _header_columns(cells, col)
             if header is not None:
                 if "youtube_id" in header and "label" not in header and col.labels:
                     col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
