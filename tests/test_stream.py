@@ -983,14 +983,19 @@ def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, ca
     later.start()
     try:
         proc = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--give-up-after", "20",
-                        "--max-seconds", "1.5", "--device", "cpu")
+                        "--max-seconds", "2", "--device", "cpu")
     finally:
         later.join()
         for server in servers:
             server.stop()
     assert proc.returncode == 0, proc.stderr
-    assert f"{url}: cannot open the stream" in proc.stderr and "trying again in 0.5 s (for up to 20 s)" in proc.stderr
+    # the wait is bounded by --max-seconds too (it went on for --give-up-after)
+    assert f"{url}: cannot open the stream" in proc.stderr and "trying again in 0.5 s (for up to 2 s)" in proc.stderr
     assert len(proc.stdout.splitlines()) >= 1  # predictions once it came up
+    started = time.monotonic()
+    never = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--give-up-after", "20",
+                     "--max-seconds", "1", "--device", "cpu")
+    assert never.returncode == 2 and "; not up after 1.0 s" in never.stderr and time.monotonic() - started < 10
 
 
 def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, capsys):

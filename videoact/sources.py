@@ -338,25 +338,27 @@ class _CaptureSource(FrameSource):
     def open_waiting(self, stop: threading.Event) -> None:
         """The first :meth:`open`. With ``reconnect`` and ``give_up_after`` set, a source
         that is not up yet (a camera or an RTSP server still starting) is tried again with
-        the back-off for up to ``give_up_after`` seconds; otherwise its first error is the
-        answer (a typo in a URL is said at once)."""
+        the back-off for up to ``give_up_after`` seconds (or until :attr:`deadline`, if
+        sooner); otherwise its first error is the answer (a typo in a URL is said at once)."""
         self._stop_event = stop
         if not self.reconnect or self.give_up_after is None:
             self.open()
             return
         started, delay = time.monotonic(), self.backoff
+        # Until give_up_after has passed, or the deadline (the engine's max_seconds) if sooner.
+        end = started + self.give_up_after if self.deadline is None else min(started + self.give_up_after,
+                                                                             self.deadline)
         while True:
-            left = self.give_up_after - (time.monotonic() - started)
             try:
-                self._open_within(left)
+                self._open_within(end - time.monotonic())
                 return
             except SourceError as exc:
-                waited = time.monotonic() - started
-                if stop.is_set() or waited >= self.give_up_after:
-                    raise SourceError(self.name, f"{exc.reason}; not up after {waited:.1f} s") from None
-                wait = min(delay, self.give_up_after - waited)
+                now = time.monotonic()
+                if stop.is_set() or now >= end:
+                    raise SourceError(self.name, f"{exc.reason}; not up after {now - started:.1f} s") from None
+                wait = min(delay, end - now)
                 self._log(f"{self.name}: {exc.reason}; trying again in {wait:.1f} s "
-                          f"(for up to {self.give_up_after:g} s)")
+                          f"(for up to {round(end - started, 1):g} s)")
                 if stop.wait(wait):
                     raise SourceError(self.name, "stopped while opening") from None
                 delay = min(self.max_backoff, delay * 2)

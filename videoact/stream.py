@@ -592,7 +592,9 @@ class StreamEngine:
             if self._stop.is_set():
                 raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
-        if hasattr(self.source, "open_waiting"):  # a live source may wait to come up
+        if hasattr(self.source, "open_waiting"):  # a live source may wait to come up, max_seconds at most
+            if self.max_seconds is not None:
+                self.source.deadline = time.monotonic() + self.max_seconds
             self.source.open_waiting(self._stop)
         else:
             self.source.open()
