@@ -932,6 +932,9 @@ def test_a_feature_rate_above_the_sources_is_said_and_the_window_is_the_real_one
     assert (f"no prediction: the model needs a full window of {T} frames ({T / FPS:.2f} s of source at 25 frames/s), "
             f"and the source gave {T - 1}; it has no more frames a second, so the window cannot be shorter"
             ) in proc.stderr
+    slow = write_coded_video(tmp_path / "slow.mp4", T - 1, fps=5)  # the default rate, 8/s: not an option given
+    proc = run_main(capsys, "stream", setup["ckpt"], "--source", slow, "--no-window", "--device", "cpu")
+    assert f"the feature rate, 8/s, is above the 5 frames/s of {slow}: every frame is used" in proc.stderr
 
 
 def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup, tmp_path):

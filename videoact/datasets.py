@@ -397,9 +397,9 @@ class _Collector:
                 return
             label = self.index.lookup(label_token)
             if label is None:
-                ids = (f"ids {min(self.index.ids)} to {max(self.index.ids)}" if self.index.ids
-                       else f"0 to {len(self.index.names) - 1}: positions among the class names")
-                self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is not among the classes ({ids})")
+                ids = ("not one of the classes file's ids" if self.index.ids is not None
+                       else f"not among the classes (0 to {len(self.index.names) - 1}: positions among the class names)")
+                self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is {ids}")
                 return
             name = self.index.names[label]
             if self.index.ids is None:
@@ -457,8 +457,8 @@ class _Collector:
                 self.file, n, UNKNOWN_LABEL,
                 f"integer labels look 1-based: id {label} of a video in folder {folder!r} is {names[label]!r} "
                 f"as a 0-based position among the class names, and so for all {len(in_class_folders)} videos in "
-                "class folders; give the classes as 'id name' lines (UCF101's classInd.txt), or use the lists "
-                "datasets/ucf101_to_list.py and hmdb51_to_list.py write")])
+                "class folders; use the lists datasets/ucf101_to_list.py and hmdb51_to_list.py write (labelled "
+                "with names), or train with the 'id name' classes file (UCF101's classInd.txt) as --classes")])
 
     def result(self) -> VideoList:
         if self.labels:

@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     # A source slower than --feature-rate gives every frame: the window spans more time.
     rate, source_fps = sc.feature_rate, engine.source.fps
     if source_fps and 0 < source_fps < rate:
-        _err(f"--feature-rate {rate:g} is above the {source_fps:g} frames/s of {engine.source.name}: "
-             "every frame is used")
+        given = f"--feature-rate {rate:g}" if args.feature_rate is not None else f"the feature rate, {rate:g}/s,"
+        _err(f"{given} is above the {source_fps:g} frames/s of {engine.source.name}: every frame is used")
         rate = source_fps
     window_seconds = sc.num_segments / rate
     _err(f"{engine.source.name}: window {window_seconds:.2f} s ({sc.num_segments} frames at "
