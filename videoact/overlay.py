@@ -52,9 +52,6 @@ def video_writer_error(path: str | os.PathLike) -> str | None:
     why = video_name_error(path)
     if why:
         return why
-    # Folders made for the check are removed after it: a run refused later leaves none
-    # (the writer makes them again at its first frame).
-    made = [p for p in [path.parent, *path.parent.parents] if not p.exists() and not p.is_symlink()]
     try:
         writable_folder(path.parent, "the video")
     except OSError as exc:
@@ -71,9 +68,6 @@ def video_writer_error(path: str | os.PathLike) -> str | None:
         writer.release()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(probe)
-        for folder in made:  # deepest first; one that something else filled meanwhile stays
-            with contextlib.suppress(OSError):
-                folder.rmdir()
 
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
