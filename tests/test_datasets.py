@@ -297,12 +297,20 @@ def test_csv_formats(tmp_path):
     samples, classes, problems = read_annotations(plain, root)
     assert [(s.rel, s.label_name) for s in samples] == [(hmdb.name, "clap")] and classes == ["clap"]
     assert problems == []
+    # other names: pandas' unnamed index column first, a digit in a word, a folder named as
+    # the path column (the last round took these for data: a video "videos", a class "labels")
+    (root / "videos").mkdir()
+    for header in (",video_path,action", "s3_path,class", "videos,labels", "Video Path,Class Name"):
+        first = "0," if header.startswith(",") else ""
+        plain.write_text(f"{header}\n{first}{hmdb.name},clap\n")
+        samples, classes, problems = read_annotations(plain, root)
+        assert [s.rel for s in samples] == [hmdb.name] and classes == ["clap"] and problems == [], header
     # ... but a header-less first row of names without an extension is data, as before
     for name in ("clip_01", "clip"):
         (root / name).write_bytes((root / flat).read_bytes())
     plain.write_text("clip_01,action_a\nclip,action_b\n")
     assert [s.rel for s in read_annotations(plain, root).samples] == ["clip_01", "clip"]
-    plain.write_text("clip,action\n")  # no digit, but a file of that name is there
+    plain.write_text("clip,action\n")  # words of names, but a file of that name is there
     assert [s.rel for s in read_annotations(plain, root).samples] == ["clip"]
     text_list = tmp_path / "hmdb.txt"  # the same in a text list
     text_list.write_text(f"{hmdb.name} clap\n#{flat} abseiling\n# a comment\n")

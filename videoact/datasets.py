@@ -544,22 +544,30 @@ def kinetics_filename(youtube_id: str, time_start: int, time_end: int) -> str:
 
 def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     """A first row of column names other than the ones above (``video_path,label``,
-    ``clip_file,action``): the names, its path and label columns renamed ``path`` and
-    ``label``; None for a row of data or of names without both. Read as data, such a
-    header became a missing video and its label name a class. Data is a row with a path
-    in it, a digit in those two cells (``clip_01,action_a``), or a first cell naming a
-    file that is there."""
+    ``,video_path,action`` as pandas writes it, ``s3_path,class``): the names, its path and
+    label columns renamed ``path`` and ``label``; None for a row of data or of names
+    without both. Read as data, such a header became a missing video and its label name
+    a class. A name is made of words (split at anything but letters and digits); a path
+    column has a word with path, video, file or clip in it, a label column one with label,
+    class, action, categor(y) or activit(y). Data, not names: a row with a path in it, a
+    word of one character or of digits only in those two cells (``clip_01,action_a``), or
+    a path cell naming a file that is there."""
     if any(_looks_like_path(c) for c in cells):
         return None
-    names = [c.lower() for c in cells]
-    path_at = next((i for i, c in enumerate(names) if any(w in c for w in ("path", "video", "file", "clip"))), None)
-    label_at = next((i for i, c in enumerate(names) if i != path_at and
-                     any(w in c for w in ("label", "class", "action", "category"))), None)
-    if path_at is None or label_at is None or any(ch.isdigit() for ch in names[path_at] + names[label_at]):
+    words = [re.split(r"[^0-9a-z]+", c.lower()) for c in cells]
+
+    def column(stems: tuple[str, ...], skip: int | None = None) -> int | None:
+        return next((i for i, ws in enumerate(words) if i != skip and any(s in w for w in ws for s in stems)), None)
+
+    path_at = column(("path", "video", "file", "clip"))
+    label_at = column(("label", "class", "action", "categor", "activit"), skip=path_at)
+    if path_at is None or label_at is None:
         return None
-    if col.check_files and os.path.exists(os.path.join(col.root_abs, cells[0])):
+    if any(len(w) == 1 or w.isdigit() for w in words[path_at] + words[label_at] if w):
         return None
-    named = list(names)
+    if col.check_files and os.path.isfile(os.path.join(col.root_abs, cells[path_at])):
+        return None
+    named = [c.lower() for c in cells]
     named[path_at], named[label_at] = "path", "label"
     return named
 
