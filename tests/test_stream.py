@@ -1013,11 +1013,14 @@ def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, caps
         assert len(proc.stdout.splitlines()) >= 1  # predictions before the loss
 
 
-def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path):
+@pytest.mark.parametrize("sighup", ["delivered", "not delivered"])
+def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path, sighup):
     """The terminal (or SSH session) closes under `stream --record`: a real hang-up, in a
     pseudo-terminal that goes away. The process was killed by SIGHUP, leaving a 44-byte
     temporary; then, with SIGHUP handled, the "stopping" line failed on the gone terminal
-    (EIO) before the recording was closed. (Ctrl-C: the test above.)"""
+    (EIO) before the recording was closed. Where no SIGHUP reaches it (a disowned job), the
+    next JSON line fails with EIO: that was said as the source's error ("long.mp4: [Errno 5]
+    Input/output error", exit 1); it is the same stop. (Ctrl-C: the test above.)"""
     import pty
     import select
 
@@ -1027,6 +1030,8 @@ def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path):
     env.pop("DISPLAY", None)
     pid, terminal = pty.fork()
     if pid == 0:  # the child: videoact on the pseudo-terminal
+        if sighup == "not delivered":
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.execve(sys.executable, [sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source",
                                    str(video), "--realtime", "--no-window", "--record", str(record)], env)
     shown, deadline = b"", time.monotonic() + 60
@@ -1038,7 +1043,7 @@ def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path):
         os.close(terminal)  # the terminal goes away: the kernel hangs it up
     _, status = os.waitpid(pid, 0)
     assert shown.count(b'"timestamp"') >= 3, shown[-2000:]
-    assert os.waitstatus_to_exitcode(status) in (0, 1), status  # 1: a JSON line met the gone terminal
+    assert os.waitstatus_to_exitcode(status) == 0, status
     with open_video(record) as reader:
         assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]

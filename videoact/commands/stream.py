@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -64,6 +65,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 class _RecordingError(Exception):
     """Writing ``--record`` failed (said as such, not as a problem of the source)."""
+
+
+class _TerminalGone(Exception):
+    """stdout is a terminal that has hung up (EIO): the run stops as on a hang-up signal."""
+
+
+def _emit(result) -> None:  # noqa: ANN001
+    """One JSON line on stdout. EIO: the terminal has gone (an SSH session closed, where no
+    SIGHUP reached this process): a stop, as Ctrl-C, not a problem of the source."""
+    try:
+        print(json.dumps(result.to_dict()), flush=True)
+    except BrokenPipeError:
+        raise  # `| head`: for videoact's main
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            raise _TerminalGone from exc
+        raise
 
 
 def _err(message: str) -> None:
@@ -148,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             cv2.namedWindow(window, cv2.WINDOW_NORMAL)
         if not show and recorder is None:
             for result in engine.results():
-                print(json.dumps(result.to_dict()), flush=True)
+                _emit(result)
         else:
             shown = RateMeter()
             waiting = f"collecting {sc.num_segments} frames ({window_seconds:.1f} s)..."
@@ -156,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 frame = engine.next_frame(timeout=0.05)
                 for result in engine.poll():
                     if not show:
-                        print(json.dumps(result.to_dict()), flush=True)
+                        _emit(result)
                 if frame is not None:
                     shown.tick()
                     image = draw_stream_overlay(frame.image, engine.latest, display_fps=shown.rate,
@@ -183,10 +201,10 @@ def run(args: argparse.Namespace) -> int:
                 if frame is None and engine.finished:
                     for result in engine.poll():
                         if not show:
-                            print(json.dumps(result.to_dict()), flush=True)
+                            _emit(result)
                     break
         whole = not interrupted
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _TerminalGone):
         interrupted = True
     except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
         raise
