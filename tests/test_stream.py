@@ -1001,6 +1001,19 @@ def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, ca
     assert never.returncode == 2 and "; not up after 1.0 s" in never.stderr and time.monotonic() - started < 10
 
 
+def test_a_start_that_max_seconds_ended_leaves_the_source_as_it_was(setup):
+    """A source given to an engine whose start-up wait --max-seconds ended kept that
+    engine's deadline: the next engine, without max_seconds, gave up at once."""
+    probe = MJPEGServer()
+    url = f"http://127.0.0.1:{probe.port}/s.mjpg"
+    probe.stop()
+    source = URLSource(url, give_up_after=1.0, log=lambda message: None)
+    for max_seconds, waited in ((0.3, "0.3"), (None, "1.0")):
+        with pytest.raises(SourceError, match=rf"; not up after {waited} s"):
+            StreamEngine(source, setup["clf"], max_seconds=max_seconds).start()
+    assert source.deadline is None
+
+
 def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, capsys):
     for flags, status, said in ((["--give-up-after", "1"], 1, "lost and not back after"),
                                 (["--no-reconnect"], 0, "stream ended (read failed)")):

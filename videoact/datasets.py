@@ -397,7 +397,7 @@ class _Collector:
                 return
             label = self.index.lookup(label_token)
             if label is None:
-                ids = ("not one of the classes file's ids" if self.index.ids is not None
+                ids = ("not one of the classes' ids" if self.index.ids is not None
                        else f"not among the classes (0 to {len(self.index.names) - 1}: positions among the class names)")
                 self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is {ids}")
                 return

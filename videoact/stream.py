@@ -593,9 +593,14 @@ class StreamEngine:
                 raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
         if hasattr(self.source, "open_waiting"):  # a live source may wait to come up, max_seconds at most
+            before = self.source.deadline
             if self.max_seconds is not None:
                 self.source.deadline = time.monotonic() + self.max_seconds
-            self.source.open_waiting(self._stop)
+            try:
+                self.source.open_waiting(self._stop)
+            except BaseException:
+                self.source.deadline = before  # the source may be given to another engine
+                raise
         else:
             self.source.open()
         self._make_buffers()

@@ -180,7 +180,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     reasons = [reason for _, reason in failures] + output_failures
     for reason in reasons:
         print(f"failed: {reason}", file=sys.stderr)
-    if reader_gone:
+    if reader_gone and not output_failures:  # a file that could not be written is the news
         return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
     return 1 if reasons else 0
 
