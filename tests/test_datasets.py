@@ -300,7 +300,8 @@ def test_csv_formats(tmp_path):
     # other names: pandas' unnamed index column first, a digit in a word, a folder named as
     # the path column (the last round took these for data: a video "videos", a class "labels")
     (root / "videos").mkdir()
-    for header in (",video_path,action", "s3_path,class", "videos,labels", "Video Path,Class Name"):
+    for header in (",video_path,action", "s3_path,class", "videos,labels", "Video Path,Class Name",
+                   "Path to a video,Label", "Vid\u00e9o_path,Action"):
         first = "0," if header.startswith(",") else ""
         plain.write_text(f"{header}\n{first}{hmdb.name},clap\n")
         samples, classes, problems = read_annotations(plain, root)
@@ -312,6 +313,9 @@ def test_csv_formats(tmp_path):
     assert [s.rel for s in read_annotations(plain, root).samples] == ["clip_01", "clip"]
     plain.write_text("clip,action\n")  # words of names, but a file of that name is there
     assert [s.rel for s in read_annotations(plain, root).samples] == ["clip"]
+    assert [s.rel for s in read_annotations(plain, root, check_files=False, labels=False).samples] == ["clip"]
+    plain.write_text("video01,interaction\n")  # a stem with digits: data, missing (was dropped as a header)
+    assert kinds(read_annotations(plain, root).problems) == [(1, "missing")]
     text_list = tmp_path / "hmdb.txt"  # the same in a text list
     text_list.write_text(f"{hmdb.name} clap\n#{flat} abseiling\n# a comment\n")
     samples, classes, problems = read_annotations(text_list, root)

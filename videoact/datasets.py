@@ -542,30 +542,39 @@ def kinetics_filename(youtube_id: str, time_start: int, time_end: int) -> str:
     return f"{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 
 
+_PATH_STEMS = ("path", "video", "file", "clip")
+_LABEL_STEMS = ("label", "class", "action", "categor", "activit")
+
+
 def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     """A first row of column names other than the ones above (``video_path,label``,
-    ``,video_path,action`` as pandas writes it, ``s3_path,class``): the names, its path and
-    label columns renamed ``path`` and ``label``; None for a row of data or of names
-    without both. Read as data, such a header became a missing video and its label name
-    a class. A name is made of words (split at anything but letters and digits); a path
-    column has a word with path, video, file or clip in it, a label column one with label,
-    class, action, categor(y) or activit(y). Data, not names: a row with a path in it, a
-    word of one character or of digits only in those two cells (``clip_01,action_a``), or
-    a path cell naming a file that is there."""
+    ``,video_path,action`` as pandas writes it, ``s3_path,class``, ``Path to a video,Label``):
+    the names, its path and label columns renamed ``path`` and ``label``; None for a row of
+    data or of names without both. Read as data, such a header became a missing video and
+    its label name a class. A name is made of words (split at anything but letters and
+    digits); a path column has a word with path, video, file or clip in it, a label column
+    one with label, class, action, categor(y) or activit(y). Data, not names: a row with a
+    path in it; a path cell naming a file or frame folder that is there (looked at even
+    when files are not checked: one row); in those two cells, a word of digits only or one
+    of those stems with digits (``clip_01,action_a``, ``video01,interaction``)."""
     if any(_looks_like_path(c) for c in cells):
         return None
-    words = [re.split(r"[^0-9a-z]+", c.lower()) for c in cells]
+    words = [[w for w in re.split(r"[\W_]+", c.lower()) if w] for c in cells]
 
     def column(stems: tuple[str, ...], skip: int | None = None) -> int | None:
         return next((i for i, ws in enumerate(words) if i != skip and any(s in w for w in ws for s in stems)), None)
 
-    path_at = column(("path", "video", "file", "clip"))
-    label_at = column(("label", "class", "action", "categor", "activit"), skip=path_at)
+    path_at, label_at = column(_PATH_STEMS), None
+    if path_at is not None:
+        label_at = column(_LABEL_STEMS, skip=path_at)
     if path_at is None or label_at is None:
         return None
-    if any(len(w) == 1 or w.isdigit() for w in words[path_at] + words[label_at] if w):
+    numbered = [w for w in words[path_at] + words[label_at] if any(ch.isdigit() for ch in w)]
+    if any(w.isdigit() or any(s in w for s in _PATH_STEMS + _LABEL_STEMS) for w in numbered):
         return None
-    if col.check_files and os.path.isfile(os.path.join(col.root_abs, cells[path_at])):
+    there = os.path.join(col.root_abs, cells[path_at])
+    frames = os.path.join(there, "img_00001.jpg")  # a frame folder's first frame (decode.FRAME_NAME)
+    if cells[path_at] and (os.path.isfile(there) or os.path.isfile(frames)):
         return None
     named = [c.lower() for c in cells]
     named[path_at], named[label_at] = "path", "label"
