@@ -184,11 +184,11 @@ def run_main(capsys, *args: Any) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["videoact", *map(str, args)], code, out.out, out.err)
 
 
-def run_main_into_closed_pipe(*args: Any) -> int:
+def run_main_into_closed_pipe(*args: Any, buffering: int = 1) -> int:
     """``videoact ARGS`` in this process with stdout a pipe whose reader has gone (as
     ``videoact ... | head`` once head has exited): every write fails with BrokenPipeError.
     Line-buffered, as under PYTHONUNBUFFERED=1; block-buffered, the same happens as soon as
-    the output passes the 8 kB buffer. Returns the exit status."""
+    the output passes the 8 kB buffer (``buffering=-1``: at the end). Returns the exit status."""
     import contextlib
     import os
     import sys
@@ -197,7 +197,7 @@ def run_main_into_closed_pipe(*args: Any) -> int:
 
     read_end, write_end = os.pipe()
     os.close(read_end)
-    saved, sys.stdout = sys.stdout, os.fdopen(write_end, "w", buffering=1)
+    saved, sys.stdout = sys.stdout, os.fdopen(write_end, "w", buffering=buffering)
     try:
         return main([str(a) for a in args])
     finally:

@@ -7,6 +7,7 @@ HTTP MJPEG server on 127.0.0.1 for the network-stream test.
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -1060,6 +1061,32 @@ def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path, sighup):
     with open_video(record) as reader:
         assert 10 < len(reader) < 250  # cut short, yet a valid, finalised video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
+
+
+def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
+    """`videoact stream ... > results.jsonl` on a full disk: "coded.mp4: [Errno 28] No space
+    left on device", as if the source had failed; `videoact infer ... > results.txt`: a
+    traceback."""
+    from videoact.cli import main
+
+    def into_a_full_disk(*args: str, buffering: int) -> int:
+        saved, sys.stdout = sys.stdout, open("/dev/full", "w", buffering=buffering)
+        try:
+            return main([*args, "--device", "cpu"])
+        finally:
+            full, sys.stdout = sys.stdout, saved
+            with contextlib.suppress(OSError):
+                full.close()
+
+    status = into_a_full_disk("stream", str(setup["ckpt"]), "--source", str(setup["video"]), "--no-window",
+                              buffering=1)
+    err = capsys.readouterr().err
+    assert status == 1 and "videoact stream: cannot write the results to stdout: No space left on device" in err, err
+    assert f"{setup['video']}: [Errno" not in err
+    for buffering in (1, -1):  # line-buffered, as under PYTHONUNBUFFERED=1: at the first line; else at the end
+        assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=buffering) == 1
+        assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
+    assert type(sys.stdout).__name__ != "_NamedStdout"  # main gives sys.stdout back
 
 
 def test_stream_command_under_nohup_goes_on_after_a_hang_up(setup, tmp_path):

@@ -63,25 +63,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "1 is often faster for one frame at a time)")
 
 
-class _RecordingError(Exception):
-    """Writing ``--record`` failed (said as such, not as a problem of the source)."""
+class _OutputError(Exception):
+    """Writing an output of the run (``--record``, stdout) failed: said as such, not as a
+    problem of the source."""
 
 
 class _TerminalGone(Exception):
     """stdout is a terminal that has hung up (EIO): the run stops as on a hang-up signal."""
 
 
-def _emit(result) -> None:  # noqa: ANN001
-    """One JSON line on stdout. EIO: the terminal has gone (an SSH session closed, where no
-    SIGHUP reached this process): a stop, as Ctrl-C, not a problem of the source."""
+def _emit(result, terminal: bool) -> None:  # noqa: ANN001
+    """One JSON line on stdout. EIO on a ``terminal`` (stdout was one at the start): it has
+    gone (an SSH session closed, where no SIGHUP reached this process), a stop as Ctrl-C.
+    Another failure (a full disk under `> results.jsonl`, EIO of a failing disk) is an
+    error of stdout."""
     try:
         print(json.dumps(result.to_dict()), flush=True)
     except BrokenPipeError:
         raise  # `| head`: for videoact's main
     except OSError as exc:
-        if exc.errno == errno.EIO:
+        if exc.errno == errno.EIO and terminal:
             raise _TerminalGone from exc
-        raise
+        raise _OutputError(f"cannot write the results to stdout: {exc.strerror or exc}") from exc
 
 
 def _err(message: str) -> None:
@@ -156,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
     window = f"videoact - {engine.source.name}"
+    try:  # asked now: once a terminal has hung up, isatty() may fail too
+        terminal = sys.stdout.isatty()
+    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
+        terminal = False
     status = 0
     interrupted = False
     whole = False  # the loop ran to the source's end (or --max-seconds): no stop, no error
@@ -166,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             cv2.namedWindow(window, cv2.WINDOW_NORMAL)
         if not show and recorder is None:
             for result in engine.results():
-                _emit(result)
+                _emit(result, terminal)
         else:
             shown = RateMeter()
             waiting = f"collecting {sc.num_segments} frames ({window_seconds:.1f} s)..."
@@ -174,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 frame = engine.next_frame(timeout=0.05)
                 for result in engine.poll():
                     if not show:
-                        _emit(result)
+                        _emit(result, terminal)
                 if frame is not None:
                     shown.tick()
                     image = draw_stream_overlay(frame.image, engine.latest, display_fps=shown.rate,
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                         try:
                             recorder.write(image, bgr=True, timestamp=None if engine.lossless else frame.timestamp)
                         except OSError as exc:  # e.g. a full disk: the recording's problem, not the source's
-                            raise _RecordingError(f"--record {args.record}: {exc.strerror or exc}") from exc
+                            raise _OutputError(f"--record {args.record}: {exc.strerror or exc}") from exc
                     if show:
                         cv2.imshow(window, image)
                 if show:
@@ -201,14 +208,14 @@ def run(args: argparse.Namespace) -> int:
                 if frame is None and engine.finished:
                     for result in engine.poll():
                         if not show:
-                            _emit(result)
+                            _emit(result, terminal)
                     break
         whole = not interrupted
     except (KeyboardInterrupt, _TerminalGone):
         interrupted = True
     except BrokenPipeError:  # `videoact stream ... | head`: for videoact's main, which stops quietly
         raise
-    except _RecordingError as exc:
+    except _OutputError as exc:
         _err(str(exc))
         status = 1
     except (SourceError, OSError, RuntimeError, ValueError) as exc:
