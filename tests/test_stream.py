@@ -1003,12 +1003,16 @@ def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, ca
 
 
 def test_a_start_that_max_seconds_ended_leaves_the_source_as_it_was(setup):
-    """A source given to an engine whose start-up wait --max-seconds ended kept that
-    engine's deadline: the next engine, without max_seconds, gave up at once."""
-    probe = MJPEGServer()
-    url = f"http://127.0.0.1:{probe.port}/s.mjpg"
-    probe.stop()
+    """A source given to an engine whose start-up wait --max-seconds ended, or that ran to
+    its max_seconds, kept that engine's deadline: the next engine, without max_seconds,
+    gave up at once."""
+    server = MJPEGServer()
+    url = f"http://127.0.0.1:{server.port}/s.mjpg"
     source = URLSource(url, give_up_after=1.0, log=lambda message: None)
+    with StreamEngine(source, setup["clf"], max_seconds=0.5) as engine:
+        assert list(engine.results()) and source.deadline is not None
+    assert source.deadline is None
+    server.stop()
     for max_seconds, waited in ((0.3, "0.3"), (None, "1.0")):
         with pytest.raises(SourceError, match=rf"; not up after {waited} s"):
             StreamEngine(source, setup["clf"], max_seconds=max_seconds).start()

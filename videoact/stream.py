@@ -571,6 +571,7 @@ class StreamEngine:
         self.latest: StreamResult | None = None
         self.frames_captured = 0
         self.started_at: float | None = None
+        self._source_deadline: float | None = None  # the source's own, given back by stop()
         self.ended = threading.Event()  # the source has no more frames (or stopped)
         self._started = False
 
@@ -592,14 +593,16 @@ class StreamEngine:
             if self._stop.is_set():
                 raise RuntimeError(f"{self.source.name}: this StreamEngine has run and stopped; make a new one")
             return self
+        # This engine's max_seconds is the source's deadline while it runs; the source gets its
+        # own back when the engine stops, or fails to start (it may be given to another engine).
+        self._source_deadline = getattr(self.source, "deadline", None)
         if hasattr(self.source, "open_waiting"):  # a live source may wait to come up, max_seconds at most
-            before = self.source.deadline
             if self.max_seconds is not None:
                 self.source.deadline = time.monotonic() + self.max_seconds
             try:
                 self.source.open_waiting(self._stop)
             except BaseException:
-                self.source.deadline = before  # the source may be given to another engine
+                self.source.deadline = self._source_deadline
                 raise
         else:
             self.source.open()
@@ -631,6 +634,8 @@ class StreamEngine:
                 ok = False
                 self.log(f"{self.source.name}: {t.name} thread did not stop within {timeout:g} s "
                          "(blocked reading the source); leaving it behind")
+        if self._started and hasattr(self.source, "deadline"):
+            self.source.deadline = self._source_deadline
         return ok
 
     def __enter__(self) -> "StreamEngine":
