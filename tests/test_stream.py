@@ -967,21 +967,21 @@ def test_stream_command_a_second_ctrl_c_while_stopping_keeps_the_recording(setup
     assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]  # no unfinished temporary
 
 
-def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, capsys):
+def test_a_stream_not_up_at_the_start_is_waited_for_with_give_up_after(setup, capfd):
     """An RTSP server or camera still starting: exit 2 at once, even with --give-up-after 30.
-    With --give-up-after it is tried again for that long; without, the error is at once."""
+    With --give-up-after it is tried again for that long; without, the error is at once.
+    (capfd: OpenCV's own lines go to the process's stderr, not through Python.)"""
+    capsys = capfd
     probe = MJPEGServer()
     port = probe.port
     probe.stop()
     url = f"http://127.0.0.1:{port}/s.mjpg"
     started = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}  # set by in-process runs
-    refused = subprocess.run([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source", url,
-                              "--no-window", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
+    refused = run_main(capsys, "stream", setup["ckpt"], "--source", url, "--no-window", "--device", "cpu")
     assert refused.returncode == 2 and "trying again" not in refused.stderr and time.monotonic() - started < 15
+    assert f"videoact stream: {url}: cannot open the stream (refused, not found" in refused.stderr
     # and without OpenCV's own "[ WARN:0@1.6] global cap.cpp:212 open VIDEOIO(FFMPEG): ..." line
-    assert refused.stderr == f"videoact stream: {url}: cannot open the stream (refused, not found, or not a video " \
-                             "OpenCV can read)\n", refused.stderr
+    assert "[ WARN" not in refused.stderr, refused.stderr
     servers = []
     later = threading.Timer(1.0, lambda: servers.append(MJPEGServer(port=port)))
     later.start()
@@ -1093,24 +1093,22 @@ def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     assert type(sys.stdout).__name__ != "_NamedStdout"  # main gives sys.stdout back
 
 
-def test_stream_command_under_nohup_goes_on_after_a_hang_up(setup, tmp_path):
+def test_stream_command_under_nohup_goes_on_after_a_hang_up(setup, tmp_path, capsys):
     """Started with SIGHUP ignored (`nohup videoact stream ...`), a hang-up must not stop it:
     handling SIGHUP had replaced nohup's setting."""
     video = write_coded_video(tmp_path / "long.mp4", 250, fps=FPS)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("DISPLAY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "videoact", "stream", str(setup["ckpt"]), "--source", str(video),
-                             "--realtime", "--no-window", "--max-seconds", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    hang_up = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGHUP))  # while the stream runs
+    hang_up.start()
     try:
-        assert json.loads(proc.stdout.readline())["timestamp"] >= 0  # running
-        proc.send_signal(signal.SIGHUP)
-        out, err = proc.communicate(timeout=30)
+        proc = run_main(capsys, "stream", setup["ckpt"], "--source", video, "--realtime", "--no-window",
+                        "--max-seconds", "2", "--device", "cpu")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0 and "videoact stream: done: " in err and "stopping" not in err, err
+        hang_up.cancel()
+        signal.signal(signal.SIGHUP, previous)
+    assert proc.returncode == 0 and "videoact stream: done: " in proc.stderr and "stopping" not in proc.stderr, \
+        proc.stderr
+    assert len(proc.stdout.splitlines()) >= 3  # predictions over the 2 s
 
 
 def test_stream_command_records_a_live_source_in_real_time(setup, tmp_path, capsys):
