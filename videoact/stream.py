@@ -675,6 +675,8 @@ class StreamEngine:
             self._errors.append(exc)
         finally:
             self.source.close()
+            if hasattr(self.source, "deadline"):  # capture is over: the source's own deadline back
+                self.source.deadline = self._source_deadline
             self.ended.set()
             self._infer_slot.close()
             if self._display_slot is not None:
