@@ -553,10 +553,11 @@ def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     data or of names without both. Read as data, such a header became a missing video and
     its label name a class. A name is made of words (split at anything but letters and
     digits); a path column has a word with path, video, file or clip in it, a label column
-    one with label, class, action, categor(y) or activit(y). Data, not names: a row with a
-    path in it; a path cell naming a file or frame folder that is there (looked at even
-    when files are not checked: one row); in those two cells, a word of digits only or one
-    of those stems with digits (``clip_01,action_a``, ``video01,interaction``)."""
+    one with label, class, action, categor(y) or activit(y). A row of such words is data
+    when it has a path in it, or when its path cell names a file or frame folder that is
+    there (looked at even when files are not checked: one row). So a first data row read
+    as names (``clip_01,action_a`` without an extension) is one whose video is missing:
+    only its "missing" report is lost."""
     if any(_looks_like_path(c) for c in cells):
         return None
     words = [[w for w in re.split(r"[\W_]+", c.lower()) if w] for c in cells]
@@ -568,9 +569,6 @@ def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     if path_at is not None:
         label_at = column(_LABEL_STEMS, skip=path_at)
     if path_at is None or label_at is None:
-        return None
-    numbered = [w for w in words[path_at] + words[label_at] if any(ch.isdigit() for ch in w)]
-    if any(w.isdigit() or any(s in w for s in _PATH_STEMS + _LABEL_STEMS) for w in numbered):
         return None
     there = os.path.join(col.root_abs, cells[path_at])
     frames = os.path.join(there, "img_00001.jpg")  # a frame folder's first frame (decode.FRAME_NAME)
