@@ -73,36 +73,6 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
             warnings.showwarning = shown
 
 
-class StdoutError(OSError):
-    """Writing stdout failed (not a reader gone: that stays BrokenPipeError)."""
-
-
-class _NamedStdout:
-    """sys.stdout while a command runs: its write errors are :class:`StdoutError`, so that
-    `videoact infer ... > results.txt` on a full disk is said as stdout's problem, not as a
-    traceback (every other attribute is the stream's own)."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self._stream, method)(*args)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise StdoutError(exc.errno, exc.strerror) from exc
-
-    def write(self, text: str) -> int:
-        return self._call("write", text)
-
-    def flush(self) -> None:
-        self._call("flush")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only import the chosen command's module: `videoact --help` stays fast.
@@ -121,22 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(f"videoact.commands.{COMMANDS[args.command][0]}")
     from .device import DeviceError  # no torch import: `videoact --help` stays fast
 
-    stdout = sys.stdout
-    if stdout is not None:
-        sys.stdout = _NamedStdout(stdout)
     try:
         with _warnings_as_lines(args.command):
             status = int(module.run(args) or 0)
         try:
-            sys.stdout.flush()  # a reader that has gone, or a full disk, shows here
+            if sys.stdout is not None:  # None: no console (pythonw)
+                sys.stdout.flush()  # a reader that has gone, or a full disk, shows here
         except BrokenPipeError:
             _stdout_to_devnull()
             return status or 141  # a failure the run reported says more than the gone reader
+        except OSError as exc:  # `videoact ... > results.txt` on a full disk: what is left to write
+            _stdout_to_devnull()
+            print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
+            return status or 1
         return status
-    except StdoutError as exc:  # `videoact ... > results.txt` on a full disk
-        _stdout_to_devnull()
-        print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
-        return 1
     except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
         print(f"videoact {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -154,9 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `videoact infer ... | head`: the reader has gone; stop quietly
         _stdout_to_devnull()
         return 141  # as a shell reports a process ended by SIGPIPE
-    finally:
-        if isinstance(sys.stdout, _NamedStdout):
-            sys.stdout = stdout
 
 
 def _stdout_to_devnull() -> None:

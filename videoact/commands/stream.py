@@ -101,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sources import DEFAULT_LIVE_FPS, SourceError
     from ..stream import RateMeter, StreamClassifier, StreamEngine
 
+    try:  # asked first: a terminal that has hung up (even during the model's loading) is no tty any more
+        terminal = sys.stdout.isatty()
+    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
+        terminal = False
     # --record on the source file (or the checkpoint) would replace it: refuse first.
     # A camera index or a URL is no file here and cannot be overwritten.
     sources = [args.checkpoint] + ([args.source] if os.path.exists(args.source) else [])
@@ -159,10 +163,6 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
     window = f"videoact - {engine.source.name}"
-    try:  # asked now: once a terminal has hung up, isatty() may fail too
-        terminal = sys.stdout.isatty()
-    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
-        terminal = False
     status = 0
     interrupted = False
     whole = False  # the loop ran to the source's end (or --max-seconds): no stop, no error
