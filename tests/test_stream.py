@@ -1095,6 +1095,11 @@ def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     # block-buffered (stdout a file): the error shows at the end, when main flushes stdout
     assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=-1) == 1
     assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
+    saved, sys.stdout = sys.stdout, None  # no console at all (pythonw): main's flush failed on None
+    try:
+        assert main(["infer", str(setup["ckpt"]), str(setup["video"]), "--device", "cpu"]) == 0
+    finally:
+        sys.stdout = saved
 
 
 def test_stream_command_under_nohup_goes_on_after_a_hang_up(setup, tmp_path, capsys):
