@@ -306,8 +306,17 @@ def test_csv_formats(tmp_path):
         plain.write_text(f"{header}\n{first}{hmdb.name},clap\n")
         samples, classes, problems = read_annotations(plain, root)
         assert [s.rel for s in samples] == [hmdb.name] and classes == ["clap"] and problems == [], header
-    # ... but a header-less first row of names without an extension, whose video is there, is
-    # data, as before (files not checked too: one row is looked at)
+    # ... but rows that read alike stay data: a first video that is missing is reported and its
+    # class kept, so label ids do not depend on what was downloaded (a version that took such a
+    # row for names dropped class_a and moved every id down by one)
+    for name in ("video_2", "video_3"):
+        (root / name).write_bytes((root / flat).read_bytes())
+    plain.write_text("video_1,class_a\nvideo_2,class_b\nvideo_3,class_c\n")
+    samples, classes, problems = read_annotations(plain, root)
+    assert classes == ["class_a", "class_b", "class_c"] and [s.label for s in samples] == [1, 2]
+    assert kinds(problems) == [(1, "missing")]
+    # a header-less first row of names without an extension, whose video is there, is data, as
+    # before (files not checked too)
     for name in ("clip_01", "clip"):
         (root / name).write_bytes((root / flat).read_bytes())
     plain.write_text("clip_01,action_a\nclip,action_b\n")

@@ -546,19 +546,21 @@ _PATH_STEMS = ("path", "video", "file", "clip")
 _LABEL_STEMS = ("label", "class", "action", "categor", "activit")
 
 
-def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
+def _header_columns(cells: list[str], following: list[str] | None, col: _Collector) -> list[str] | None:
     """A first row of column names other than the ones above (``video_path,label``,
-    ``,video_path,action`` as pandas writes it, ``s3_path,class``, ``Path to a video,Label``):
-    the names, its path and label columns renamed ``path`` and ``label``; None for a row of
-    data or of names without both. Read as data, such a header became a missing video and
-    its label name a class. A name is made of words (split at anything but letters and
-    digits); a path column has a word with path, video, file or clip in it, a label column
-    one with label, class, action, categor(y) or activit(y). A row of such words is data
-    when it has a path in it, or when its path cell names a file or frame folder that is
-    there (looked at even when files are not checked: one row). So a first data row read
-    as names (``clip_01,action_a`` without an extension) is one whose video is missing:
-    only its "missing" report is lost."""
-    if any(_looks_like_path(c) for c in cells):
+    ``,video_path,action`` as pandas writes it, ``Path to a video,Label``): the names, its
+    path and label columns renamed ``path`` and ``label``; None for a row of data. Read as
+    data, such a header became a missing video and its label name a class.
+
+    A name is made of words (split at anything but letters and digits); a path column has
+    a word with path, video, file or clip in it, a label column one with label, class,
+    action, categor(y) or activit(y). Such a row is names only when the row after it
+    (``following``) holds a path in that column (a ``/`` or a video extension) and it
+    holds none, nor names a video that is there: names above data of another kind. Rows
+    that read alike (``video_1,class_a`` above ``video_2,class_b``, frame folders without
+    extension) stay data, as before, so a first video that is missing is reported and its
+    class kept (label ids do not depend on what was downloaded)."""
+    if following is None or any(_looks_like_path(c) for c in cells):
         return None
     words = [[w for w in re.split(r"[\W_]+", c.lower()) if w] for c in cells]
 
@@ -568,7 +570,7 @@ def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
     path_at, label_at = column(_PATH_STEMS), None
     if path_at is not None:
         label_at = column(_LABEL_STEMS, skip=path_at)
-    if path_at is None or label_at is None:
+    if path_at is None or label_at is None or path_at >= len(following) or not _looks_like_path(following[path_at]):
         return None
     there = os.path.join(col.root_abs, cells[path_at])
     frames = os.path.join(there, "img_00001.jpg")  # a frame folder's first frame (decode.FRAME_NAME)
@@ -580,13 +582,13 @@ def _header_columns(cells: list[str], col: _Collector) -> list[str] | None:
 
 
 def _read_csv(text: str, col: _Collector) -> None:
-    rows = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text))
+    # (line number, cells) of the rows that are not blank or comments: a first row of names
+    # is told from one of data by the row after it.
+    rows = [(reader.line_num, cells) for cells in ([c.strip() for c in row] for row in reader)
+            if any(cells) and not col.is_comment(cells[0])]
     header: list[str] | None = None
-    for cells in rows:
-        number = rows.line_num
-        cells = [c.strip() for c in cells]
-        if not any(cells) or col.is_comment(cells[0]):
-            continue
+    for k, (number, cells) in enumerate(rows):
         if header is None:
             lowered = [c.lower() for c in cells]
             if all(c in lowered for c in _KINETICS_COLUMNS) or (
@@ -594,7 +596,7 @@ def _read_csv(text: str, col: _Collector) -> None:
             ):
                 header = lowered
             else:  # column names of its own (video_path,label; clip,action ...), or a first row of data
-                header = _header_columns(cells, col)
+                header = _header_columns(cells, rows[k + 1][1] if k + 1 < len(rows) else None, col)
             if header is not None:
                 if "youtube_id" in header and "label" not in header and col.labels:
                     col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
