@@ -1092,7 +1092,8 @@ def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     err = capsys.readouterr().err
     assert status == 1 and "videoact stream: cannot write the results to stdout: No space left on device" in err, err
     assert f"{setup['video']}: [Errno" not in err
-    # block-buffered (stdout a file): the error shows at the end, when main flushes stdout
+    # block-buffered (stdout a file) and under its 8 kB buffer: the error shows at the end, when
+    # main flushes stdout (past it, or line-buffered, at a print inside the command: not mended)
     assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=-1) == 1
     assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
     saved, sys.stdout = sys.stdout, None  # no console at all (pythonw): main's flush failed on None

@@ -95,16 +95,18 @@ def _err(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Asked first, before the imports and the model's loading: a terminal that has hung up
+    # is no tty any more, and its EIO must still read as the hang-up it is.
+    try:
+        terminal = sys.stdout.isatty()
+    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
+        terminal = False
     from ..checkpoint import CheckpointError
     from ..inference import VideoClassifier
     from ..overlay import AtomicVideoWriter, draw_stream_overlay, video_writer_error, window_support
     from ..sources import DEFAULT_LIVE_FPS, SourceError
     from ..stream import RateMeter, StreamClassifier, StreamEngine
 
-    try:  # asked first: a terminal that has hung up (even during the model's loading) is no tty any more
-        terminal = sys.stdout.isatty()
-    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
-        terminal = False
     # --record on the source file (or the checkpoint) would replace it: refuse first.
     # A camera index or a URL is no file here and cannot be overwritten.
     sources = [args.checkpoint] + ([args.source] if os.path.exists(args.source) else [])
