@@ -315,6 +315,15 @@ def test_csv_formats(tmp_path):
     samples, classes, problems = read_annotations(plain, root)
     assert classes == ["class_a", "class_b", "class_c"] and [s.label for s in samples] == [1, 2]
     assert kinds(problems) == [(1, "missing")]
+    # a header above path-less rows (frame folders named without an extension) is still names
+    # when its label cell is a label column's usual name; a header alone is an empty list
+    for header in ("video_id,label", ",clip_id,class_name"):
+        first = "0," if header.startswith(",") else ""
+        plain.write_text(f"{header}\n{first}video_2,run\n")
+        samples, classes, problems = read_annotations(plain, root)
+        assert [s.rel for s in samples] == ["video_2"] and classes == ["run"] and problems == [], header
+    plain.write_text("video_path,label\n")
+    assert read_annotations(plain, root) == ([], [], [])
     # a header-less first row of names without an extension, whose video is there, is data, as
     # before (files not checked too)
     for name in ("clip_01", "clip"):

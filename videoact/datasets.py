@@ -546,21 +546,29 @@ _PATH_STEMS = ("path", "video", "file", "clip")
 _LABEL_STEMS = ("label", "class", "action", "categor", "activit")
 
 
+# Label column names as they are written: a first row whose label cell is one of these is
+# names, whatever lies below it (a class would hardly be called "label").
+_LABEL_NAMES = frozenset({"label", "labels", "label_name", "class", "classes", "class_name", "classname",
+                          "class_label", "action", "actions", "category", "categories", "activity", "activities"})
+
+
 def _header_columns(cells: list[str], following: list[str] | None, col: _Collector) -> list[str] | None:
     """A first row of column names other than the ones above (``video_path,label``,
-    ``,video_path,action`` as pandas writes it, ``Path to a video,Label``): the names, its
+    ``,video_id,action`` as pandas writes it, ``Path to a video,Label``): the names, its
     path and label columns renamed ``path`` and ``label``; None for a row of data. Read as
     data, such a header became a missing video and its label name a class.
 
     A name is made of words (split at anything but letters and digits); a path column has
     a word with path, video, file or clip in it, a label column one with label, class,
-    action, categor(y) or activit(y). Such a row is names only when the row after it
-    (``following``) holds a path in that column (a ``/`` or a video extension) and it
-    holds none, nor names a video that is there: names above data of another kind. Rows
-    that read alike (``video_1,class_a`` above ``video_2,class_b``, frame folders without
-    extension) stay data, as before, so a first video that is missing is reported and its
-    class kept (label ids do not depend on what was downloaded)."""
-    if following is None or any(_looks_like_path(c) for c in cells):
+    action, categor(y) or activit(y). Such a row, with no path in it (``/``, ``\\`` or a video
+    extension) and no file or frame folder of its path cell's name there, is names when
+    there is no row after it (a header alone: an empty list), when the row after it
+    (``following``) has a path in that column, or when its label cell is a label column's
+    usual name (``label``, ``class_name``, ``action`` ...). Otherwise it is data: rows that
+    read alike (``video_1,class_a`` above ``video_2,class_b``) stay data, so a missing
+    first video is reported and its class kept (label ids do not depend on what was
+    downloaded). Left ambiguous: a path-less first row of data above rows with paths."""
+    if any(_looks_like_path(c) for c in cells):
         return None
     words = [[w for w in re.split(r"[\W_]+", c.lower()) if w] for c in cells]
 
@@ -570,11 +578,16 @@ def _header_columns(cells: list[str], following: list[str] | None, col: _Collect
     path_at, label_at = column(_PATH_STEMS), None
     if path_at is not None:
         label_at = column(_LABEL_STEMS, skip=path_at)
-    if path_at is None or label_at is None or path_at >= len(following) or not _looks_like_path(following[path_at]):
+    if path_at is None or label_at is None:
         return None
     there = os.path.join(col.root_abs, cells[path_at])
     frames = os.path.join(there, "img_00001.jpg")  # a frame folder's first frame (decode.FRAME_NAME)
     if cells[path_at] and (os.path.isfile(there) or os.path.isfile(frames)):
+        return None
+    names_above_data = (following is None
+                        or (path_at < len(following) and _looks_like_path(following[path_at]))
+                        or "_".join(words[label_at]) in _LABEL_NAMES)
+    if not names_above_data:
         return None
     named = [c.lower() for c in cells]
     named[path_at], named[label_at] = "path", "label"
