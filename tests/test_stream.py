@@ -1074,8 +1074,7 @@ def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path, sighup):
 def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     """`videoact stream ... > results.jsonl` on a full disk: "coded.mp4: [Errno 28] No space
     left on device", as if the source had failed; `videoact infer ... > results.txt`: a
-    traceback at the end (a line-buffered stdout fails at its first line, where each
-    command's own handling applies: not mended)."""
+    traceback."""
     from videoact.cli import main
 
     def into_a_full_disk(*args: str, buffering: int) -> int:
@@ -1092,10 +1091,11 @@ def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     err = capsys.readouterr().err
     assert status == 1 and "videoact stream: cannot write the results to stdout: No space left on device" in err, err
     assert f"{setup['video']}: [Errno" not in err
-    # block-buffered (stdout a file) and under its 8 kB buffer: the error shows at the end, when
-    # main flushes stdout (past it, or line-buffered, at a print inside the command: not mended)
-    assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=-1) == 1
-    assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
+    # block-buffered (stdout a file) and under its 8 kB buffer, the error shows at the end, when
+    # main flushes stdout; line-buffered (or past the buffer), at a print inside the command
+    for buffering in (-1, 1):
+        assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=buffering) == 1
+        assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
     saved, sys.stdout = sys.stdout, None  # no console at all (pythonw): main's flush failed on None
     try:
         assert main(["infer", str(setup["ckpt"]), str(setup["video"]), "--device", "cpu"]) == 0

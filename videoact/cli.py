@@ -122,6 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `videoact infer ... | head`: the reader has gone; stop quietly
         _stdout_to_devnull()
         return 141  # as a shell reports a process ended by SIGPIPE
+    except OSError as exc:
+        # A print inside the command that stdout refused (`... > results.txt` on a full disk,
+        # line-buffered or past its 8 kB buffer): what it could not write is still pending, so
+        # stdout refuses it again. Any other file's error is the command's to report: raised.
+        if not _stdout_refuses():
+            raise
+        _stdout_to_devnull()
+        print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _stdout_refuses() -> bool:
+    """Whether flushing stdout fails now."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
 
 
 def _stdout_to_devnull() -> None:
