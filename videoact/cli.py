@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any, Iterator, Sequence
 
+from .commands import stdout_to_devnull
 from .version import __version__
 
 # sub-command -> (module in videoact.commands, one-line help)
@@ -91,19 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(f"videoact.commands.{COMMANDS[args.command][0]}")
     from .device import DeviceError  # no torch import: `videoact --help` stays fast
 
+    status, flushing = 0, False
     try:
         with _warnings_as_lines(args.command):
             status = int(module.run(args) or 0)
-        try:
-            if sys.stdout is not None:  # None: no console (pythonw)
-                sys.stdout.flush()  # a reader that has gone, or a full disk, shows here
-        except BrokenPipeError:
-            _stdout_to_devnull()
-            return status or 141  # a failure the run reported says more than the gone reader
-        except OSError as exc:  # `videoact ... > results.txt` on a full disk: what is left to write
-            _stdout_to_devnull()
-            print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
-            return status or 1
+        flushing = True
+        if sys.stdout is not None:  # None: no console (pythonw)
+            sys.stdout.flush()  # a reader that has gone, or a full disk, shows here
         return status
     except DeviceError as exc:  # a --device (or *.device setting) this machine cannot serve
         print(f"videoact {args.command}: {exc}", file=sys.stderr)
@@ -120,17 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `videoact infer ... | head`: the reader has gone; stop quietly
-        _stdout_to_devnull()
-        return 141  # as a shell reports a process ended by SIGPIPE
+        stdout_to_devnull()
+        # As a shell reports a process ended by SIGPIPE; a failure the run reported (at the
+        # final flush) says more than the gone reader.
+        return status or 141
     except OSError as exc:
-        # A print inside the command that stdout refused (`... > results.txt` on a full disk,
-        # line-buffered or past its 8 kB buffer): what it could not write is still pending, so
-        # stdout refuses it again. Any other file's error is the command's to report: raised.
-        if not _stdout_refuses():
+        # stdout refused main's final flush, or a print inside the command (`... > results.txt`
+        # on a full disk, line-buffered or past its 8 kB buffer): then what it could not write
+        # is still pending, so stdout refuses it again. Any other file's error is the
+        # command's to report: raised.
+        if not (flushing or _stdout_refuses()):
             raise
-        _stdout_to_devnull()
+        stdout_to_devnull()
         print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return status or 1
 
 
 def _stdout_refuses() -> bool:
@@ -141,13 +139,6 @@ def _stdout_refuses() -> bool:
     except (OSError, ValueError):
         return True
     return False
-
-
-def _stdout_to_devnull() -> None:
-    """What is left in stdout's buffer goes nowhere: no second error when Python flushes
-    stdout at exit."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

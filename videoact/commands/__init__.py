@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import sys
 
 
 def tune_cpu_allocator(device: str) -> None:
@@ -19,6 +22,13 @@ def tune_cpu_allocator(device: str) -> None:
         return
     if cpu:
         keep_freed_memory()
+
+
+def stdout_to_devnull() -> None:
+    """Point stdout at /dev/null once its reader has gone or it refuses writes: what is left
+    in its buffer goes nowhere, and Python's flush at exit raises no second error."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # ------------------------------------------------------------------ argument checks

@@ -13,13 +13,11 @@ are one of the inputs (or the checkpoint) are refused before any work (exit 2).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
 from ..atomic import clobber_error
-from . import positive_int, probability, seconds_limit, tune_cpu_allocator
+from . import positive_int, probability, seconds_limit, stdout_to_devnull, tune_cpu_allocator
 
 OUT_SUFFIXES = (".json", ".csv")  # write_predictions and write_timeline: CSV, or JSON
 
@@ -130,8 +128,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
             if not (args.out or args.annotate):
                 raise  # nothing to save: videoact's main ends the run quietly (exit 141)
             reader_gone = True
-            with contextlib.suppress(OSError):  # what is left in stdout's buffer goes nowhere
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stdout_to_devnull()
 
     for video in videos:
         # Long files take a while: show sampled frames done (on a terminal only).
