@@ -484,12 +484,16 @@ def _looks_like_path(token: str) -> bool:
     return "/" in token or "\\" in token or os.path.splitext(token)[1].lower() in VIDEO_EXTENSIONS
 
 
+# A video path, then words after a space: compiled once, as it is matched on every line.
+_PATH_THEN_WORDS = re.compile(r"(.*?\.(?:" + "|".join(e.lstrip(".") for e in VIDEO_EXTENSIONS) + r"))\s+(\S.*)",
+                              flags=re.IGNORECASE)
+
+
 def _label_after_a_space(path_text: str, label: str, col: _Collector) -> str | None:
     """Why ``path_text label`` is a label of several words after a space (``abc.mp4 air
     drumming``: the path would be ``abc.mp4 air``, the class ``drumming``), or None: a
     video is there under the path up to its extension, and nothing under the whole."""
-    m = re.fullmatch(r"(.*?\.(?:" + "|".join(e.lstrip(".") for e in VIDEO_EXTENSIONS) + r"))\s+(\S.*)",
-                     path_text, flags=re.IGNORECASE)
+    m = _PATH_THEN_WORDS.fullmatch(path_text)
     if not m or not col.check_files:
         return None
     video, words = m.group(1), f"{m.group(2)} {label}"

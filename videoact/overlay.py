@@ -41,6 +41,12 @@ def video_name_error(path: str | os.PathLike) -> str | None:
     return f"an image file name ({suffix}), not a video: use {', '.join(sorted(FOURCC_BY_SUFFIX))}"
 
 
+def _temporary_video(path: Path) -> Path:
+    """``.<stem>.tmp-<pid>-<n><suffix>`` beside ``path``: the suffix kept, for it chooses
+    OpenCV's container."""
+    return path.with_name(f"{temporary_prefix(path.stem, path.suffix)}{os.getpid()}-{next(_counter)}{path.suffix}")
+
+
 def video_writer_error(path: str | os.PathLike) -> str | None:
     """Why a video cannot be written at ``path``, or None: checked before a run's work
     (its folder made and written to, OpenCV's writer opened on a probe there), so that a
@@ -56,8 +62,7 @@ def video_writer_error(path: str | os.PathLike) -> str | None:
         writable_folder(path.parent, "the video")
     except OSError as exc:
         return str(exc)
-    # named as AtomicVideoWriter names its temporary: the suffix chooses OpenCV's container
-    probe = path.with_name(f"{temporary_prefix(path.stem, path.suffix)}{os.getpid()}-{next(_counter)}{path.suffix}")
+    probe = _temporary_video(path)
     fourcc = FOURCC_BY_SUFFIX.get(path.suffix.lower(), "mp4v")
     writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 64))
     try:
@@ -186,9 +191,9 @@ class AtomicVideoWriter:
         if fourcc is None and video_name_error(self.path):
             raise ValueError(f"{self.path}: {video_name_error(self.path)}")
         self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
-        prefix = temporary_prefix(self.path.stem, self.path.suffix)  # the suffix chooses OpenCV's container
-        self.tmp = self.path.with_name(f"{prefix}{os.getpid()}-{next(_counter)}{self.path.suffix}")
-        remove_dead_temporaries(self.path.parent, prefix)  # a killed run's copy of this output
+        self.tmp = _temporary_video(self.path)
+        # a killed run's copy of this output
+        remove_dead_temporaries(self.path.parent, temporary_prefix(self.path.stem, self.path.suffix))
         self._writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
