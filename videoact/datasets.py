@@ -600,12 +600,14 @@ def _header_columns(cells: list[str], following: list[str] | None, col: _Collect
 
 def _read_csv(text: str, col: _Collector) -> None:
     reader = csv.reader(io.StringIO(text))
-    # (line number, cells) of the rows that are not blank or comments: a first row of names
-    # is told from one of data by the row after it.
-    rows = [(reader.line_num, cells) for cells in ([c.strip() for c in row] for row in reader)
-            if any(cells) and not col.is_comment(cells[0])]
+    # (line number, cells) of the rows that are not blank or comments, read one ahead: a
+    # first row of names is told from one of data by the row after it.
+    rows = ((reader.line_num, cells) for cells in ([c.strip() for c in row] for row in reader)
+            if any(cells) and not col.is_comment(cells[0]))
     header: list[str] | None = None
-    for k, (number, cells) in enumerate(rows):
+    after = next(rows, None)
+    while after is not None:
+        (number, cells), after = after, next(rows, None)
         if header is None:
             lowered = [c.lower() for c in cells]
             if all(c in lowered for c in _KINETICS_COLUMNS) or (
@@ -613,7 +615,7 @@ def _read_csv(text: str, col: _Collector) -> None:
             ):
                 header = lowered
             else:  # column names of its own (video_path,label; clip,action ...), or a first row of data
-                header = _header_columns(cells, rows[k + 1][1] if k + 1 < len(rows) else None, col)
+                header = _header_columns(cells, after[1] if after is not None else None, col)
             if header is not None:
                 if "youtube_id" in header and "label" not in header and col.labels:
                     col.problem(number, MALFORMED, "Kinetics CSV without a label column (an unlabelled test set?)")
