@@ -461,11 +461,9 @@ class _Collector:
                 "with names), or train with the 'id name' classes file (UCF101's classInd.txt) as --classes")])
 
     def result(self) -> VideoList:
+        names: Sequence[str] = []
         if self.labels:
             self.check_positional_ids()
-        if not self.labels:
-            names: Sequence[str] = []
-        else:
             names = self.index.names if self.index is not None else sorted(self.seen_names)
         position = {n: i for i, n in enumerate(names)}
         samples = [
