@@ -69,6 +69,8 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(setup, tmp_path, ca
          f"--record {clip / 'out.mp4'}: {clip}: a file, not a folder for the video"),
         (["infer", ckpt, clip, "--timeline", "--annotate", "/proc/videoact-none/a.mp4"],
          "--annotate /proc/videoact-none/a.mp4: /proc/videoact-none: cannot write the video there"),
+        (["infer", ckpt, clip, "--out", clip / "r.json"],
+         f"--out {clip / 'r.json'}: {clip}: a file, not a folder for the results"),
     ]
     for args, message in cases:
         proc = run_cli(capsys, *args, "--device", "cpu")

@@ -103,13 +103,27 @@ def test_cli_test_reports_a_bad_root_or_an_unwritable_out_without_a_traceback(tr
     assert main(["test", str(work / "best.pt"), str(listing), "--root", str(tmp_path / "nowhere"),
                  "--no-progress", "--device", "cpu"]) == 2
     assert f"videoact test: {tmp_path / 'nowhere'}: dataset root of {listing} not found" in capsys.readouterr().err
+    # An output that cannot be written where it is: said before the evaluation (was: after it)
     (tmp_path / "file").write_text("a file, not a folder")
-    assert main(["test", str(work / "best.pt"), str(bench / "test"), "--out", str(tmp_path / "file" / "m.json"),
-                 "--no-progress", "--device", "cpu"]) == 1
-    captured = capsys.readouterr()
-    assert "top-1:" in captured.out  # the report came before the failed write
-    for target in ("m.confusion.png", "m.json"):  # each named, with the reason
-        assert f"videoact test: cannot write {tmp_path / 'file' / target}: File exists" in captured.err
+    for option, name in (("--out", "m.json"), ("--confusion", "c.png")):
+        assert main(["test", str(work / "best.pt"), str(bench / "test"), option, str(tmp_path / "file" / name),
+                     "--no-progress", "--device", "cpu"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == (
+            f"videoact test: {option} {tmp_path / 'file' / name}: {tmp_path / 'file'}: a file, not a folder "
+            "for the metrics\n")
+    # A write that fails late (a full disk): the report still comes, each file named with the reason.
+    from faults import small_filesystem
+
+    with small_filesystem(tmp_path / "full", "4k") as full:
+        (full / "filler").write_bytes(b"x" * 4096)
+        assert main(["test", str(work / "best.pt"), str(bench / "test"), "--out", str(full / "m.json"),
+                     "--no-progress", "--device", "cpu"]) == 1
+        captured = capsys.readouterr()
+        assert "top-1:" in captured.out
+        for target in ("m.confusion.png", "m.json"):
+            assert f"videoact test: cannot write {full / target}: No space left on device" in captured.err
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no half-written file
 
 
 def test_infer_in_a_fresh_process_matches_training_time_probabilities(trained, bench, tmp_path):

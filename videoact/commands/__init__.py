@@ -31,6 +31,19 @@ def stdout_to_devnull() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str | None:
+    """A usage error when the file ``path`` given to ``option`` cannot be written where it
+    is (a file in place of its folder, no permission), else None: said before the work, not
+    after an evaluation of every video. Its folder is made, as the write would make it."""
+    from ..atomic import writable_folder
+
+    try:
+        writable_folder(os.path.dirname(os.path.abspath(path)), what)
+    except OSError as exc:
+        return f"{option} {path}: {exc}"
+    return None
+
+
 # ------------------------------------------------------------------ argument checks
 # argparse ``type=`` functions: a bad value is a usage error (exit 2,
 # ``videoact CMD: error: argument --top-k: ...``) before any work starts.

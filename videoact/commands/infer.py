@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import clobber_error
-from . import positive_int, probability, seconds_limit, stdout_to_devnull, tune_cpu_allocator
+from . import output_folder_error, positive_int, probability, seconds_limit, stdout_to_devnull, tune_cpu_allocator
 
 OUT_SUFFIXES = (".json", ".csv")  # write_predictions and write_timeline: CSV, or JSON
 
@@ -81,6 +81,8 @@ def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
     protected = [args.checkpoint, *args.inputs, *videos,
                  *(v / "meta.json" for v in videos if v.is_dir())]
     clash = clobber_error([("--out", args.out), ("--annotate", args.annotate)], protected)
+    if clash is None and args.out:
+        clash = output_folder_error("--out", args.out, "the results")
     if clash is None and args.annotate:  # before the model loads and the timeline is computed
         why = video_writer_error(args.annotate)
         clash = f"--annotate {args.annotate}: {why}" if why else None

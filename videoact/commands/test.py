@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import clobber_error
-from . import positive_int, seconds_limit, tune_cpu_allocator
+from . import output_folder_error, positive_int, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     png = Path(args.confusion) if args.confusion else (
         Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
-    clash = clobber_error([("--out", args.out), ("--confusion" if args.confusion else "the confusion PNG", png)],
-                          [args.checkpoint, args.data])
+    outputs = [("--out", args.out), ("--confusion" if args.confusion else "the confusion PNG", png)]
+    clash = clobber_error(outputs, [args.checkpoint, args.data])
+    for option, path in outputs:  # before the evaluation, not after it
+        clash = clash or (path and output_folder_error(option, path, "the metrics"))
     if clash:
         print(f"videoact test: {clash}", file=sys.stderr)
         return 2
