@@ -4,6 +4,7 @@ problems, frame folders and empty folders, bad numbers, flipped numpy frames, an
 shape of `infer --timeline --out`."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -415,6 +416,26 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(setup):
         err = proc.stderr.read().decode()
         # stream: "videoact stream: [Errno 32] Broken pipe" and exit 1 before
         assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "Broken" not in err, (command, err)
+
+
+def test_train_says_a_full_stdout_as_such(setup, tmp_path, capsys):
+    """`videoact train ... > log.txt` on a full disk: "videoact train: [Errno 28] No space left
+    on device", as if the data or the work directory had failed."""
+    import sys
+
+    from videoact.cli import main
+
+    saved, sys.stdout = sys.stdout, open("/dev/full", "w", buffering=1)  # line-buffered: fails at once
+    try:
+        status = main(["train", "--data", str(setup["data"]), "--work-dir", str(tmp_path / "w"),
+                       "--set", "feature.image_size=32", "--set", "feature.num_segments=4",
+                       "--set", "train.progress=false", "--set", "train.device=cpu"])
+    finally:
+        full, sys.stdout = sys.stdout, saved
+        with contextlib.suppress(OSError):
+            full.close()
+    assert status == 1 and capsys.readouterr().err.endswith(
+        "videoact train: cannot write to stdout: No space left on device\n")
 
 
 # ------------------------------------------------------------------ 8. the library, called from user code

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Iterator, Sequence
 
-from .commands import stdout_to_devnull
+from .commands import stdout_refuses, stdout_to_devnull
 from .version import __version__
 
 # sub-command -> (module in videoact.commands, one-line help)
@@ -124,21 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # on a full disk, line-buffered or past its 8 kB buffer): then what it could not write
         # is still pending, so stdout refuses it again. Any other file's error is the
         # command's to report: raised.
-        if not (flushing or _stdout_refuses()):
+        if not (flushing or stdout_refuses()):
             raise
         stdout_to_devnull()
         print(f"videoact {args.command}: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
         return status or 1
-
-
-def _stdout_refuses() -> bool:
-    """Whether flushing stdout fails now."""
-    try:
-        if sys.stdout is not None:
-            sys.stdout.flush()
-    except (OSError, ValueError):
-        return True
-    return False
 
 
 if __name__ == "__main__":

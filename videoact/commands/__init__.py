@@ -31,6 +31,19 @@ def stdout_to_devnull() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def stdout_refuses() -> bool:
+    """Whether flushing stdout fails now: an OSError met by a command was then stdout's
+    (a full disk under ``> results.txt``), for ``videoact.cli.main`` to say as such. It
+    tells from what the failed write left in stdout's buffer, so not under ``python -u`` /
+    PYTHONUNBUFFERED (no buffer): there the error stays the command's, "[Errno 28] ..."."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str | None:
     """A usage error when the file ``path`` given to ``option`` cannot be written where it
     is (a file in place of its folder, no permission), else None: said before the work, not

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import stdout_refuses
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None,
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # unknown feature.backbone or a weights file that is not there.
     except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError, InUseError,
             OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and stdout_refuses():
+            raise  # stdout's own failure (a full disk): main says it as such
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
     if not dist_info.is_main:
