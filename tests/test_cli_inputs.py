@@ -257,6 +257,9 @@ def test_sampling_options_of_another_mode_are_refused(setup, tmp_path, capsys):
         proc = run_cli(capsys, "extract", setup["data"], tmp_path / "out", *args)
         assert proc.returncode == 2 and f"videoact extract: {message}" in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "out").exists()
+    proc = run_cli(capsys, "extract", tmp_path / "nowhere", tmp_path / "out")  # exit 1 before, unlike check's 2
+    assert proc.returncode == 2 and proc.stderr == f"videoact extract: {tmp_path / 'nowhere'}: no such folder, " \
+                                                   "video or list file\n", proc.stderr
 
 
 @pytest.mark.parametrize("command,args,message", [

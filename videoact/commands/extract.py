@@ -75,7 +75,7 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
         samples, _classes, problems = load_dataset(path, root=base)
         warn_problems(path, problems)
         return [s.path for s in samples], base
-    raise SystemExit(f"videoact extract: {src}: no such folder or list file")
+    raise FileNotFoundError(f"{src}: no such folder, video or list file")  # exit 2, as check and decode-frames
 
 
 def run(args: argparse.Namespace) -> int:
