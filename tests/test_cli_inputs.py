@@ -280,6 +280,20 @@ def test_bad_numbers_are_refused_up_front(setup, command, args, message, capsys)
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("command,args,message", [
+    ("decode-frames", ["--timeout", "-1"], "argument --timeout: must be a number of seconds >= 0"),  # every video
+    ("decode-frames", ["--fps", "nan"], "argument --fps: must be a number > 0, got nan"),  # "timed out" before
+    ("decode-frames", ["--workers", "-1"], "argument --workers: must be a whole number >= 0, got -1"),
+    ("check", ["--timeout", "nan"], "argument --timeout: must be a number of seconds >= 0"),  # taken before
+    ("extract", ["--workers", "-2"], "argument --workers: must be a whole number >= 0, got -2"),
+])
+def test_bad_numbers_of_the_folder_tools_are_refused_up_front(setup, tmp_path, command, args, message, capsys):
+    out = [] if command == "check" else [tmp_path / "out"]
+    proc = run_cli(capsys, command, setup["clip"], *out, *args)
+    assert proc.returncode == 2 and f"videoact {command}: error: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout == "" and not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------ 5. flipped numpy frames
 
 

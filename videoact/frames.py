@@ -342,6 +342,8 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
+    if timeout is not None and not timeout > 0:  # -1 reported every video as timed out
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout}")
     if not videos:
         return DecodeReport()
     not_a_file(out, "the frame folders (OUT)")

@@ -77,6 +77,11 @@ def positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
+def worker_count(text: str) -> int:
+    """``--workers``: a whole number >= 0 (0: in this process)."""
+    return _checked(text, int, lambda v: v >= 0, "a whole number >= 0")
+
+
 def positive_number(text: str) -> float:
     """``--fps``: a finite number > 0."""
     return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a number > 0")

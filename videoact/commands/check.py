@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import seconds_limit, worker_count
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="folder of videos (searched recursively), a video, or an annotation list")
@@ -20,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or the config key data.exclude")
     p.add_argument("--quarantine-partial", action="store_true",
                    help="also quarantine partially readable files")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=worker_count, default=None,
                    help="worker processes (default: CPU count, at most 8; 0 = in this process, no time limit)")
-    p.add_argument("--timeout", type=float, default=60.0,
+    p.add_argument("--timeout", type=seconds_limit, default=60.0,
                    help="seconds allowed per file before its worker is killed (default: %(default)s; 0 = none)")
     p.add_argument("--deep", action="store_true",
                    help="decode every frame (finds damage in the middle; slower)")
@@ -34,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import clobber_error
     from ..health import PARTIAL, UNREADABLE, check_videos, write_quarantine, write_report
 
-    if args.timeout is not None and args.timeout < 0:
-        print(f"videoact check: --timeout must be >= 0, got {args.timeout}", file=sys.stderr)
-        return 2
     outputs = [("--json", args.json), ("--quarantine", args.quarantine)]
     clash = clobber_error(outputs, [args.src])  # e.g. --quarantine onto the list being checked
     if clash:

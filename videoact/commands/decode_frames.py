@@ -5,20 +5,22 @@ import argparse
 import os
 import sys
 
+from . import positive_int, positive_number, seconds_limit, worker_count
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="a video file or a folder of videos (searched recursively)")
     parser.add_argument("out", help="output folder: OUT/<relative path without extension>/img_00001.jpg ...")
-    parser.add_argument("--fps", type=float, default=None,
+    parser.add_argument("--fps", type=positive_number, default=None,
                         help="frames per second to keep (default: every frame)")
-    parser.add_argument("--short-side", type=int, default=None,
+    parser.add_argument("--short-side", type=positive_int, default=None,
                         help="resize so the shorter side has this many pixels (default: keep size)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    parser.add_argument("--workers", type=worker_count, default=min(4, os.cpu_count() or 1),
                         help="parallel worker processes (default: %(default)s)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default: 95)")
     parser.add_argument("--backend", choices=("auto", "decord", "opencv"), default="auto",
                         help="decoder (default: auto = decord, OpenCV fallback)")
-    parser.add_argument("--timeout", type=float, default=300.0,
+    parser.add_argument("--timeout", type=seconds_limit, default=300.0,
                         help="seconds a video may go without a decoded frame before its worker is "
                              "killed and the video reported (default: %(default)s; 0 = no limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import LAYERS, POOLINGS
-from . import positive_int, positive_number, seconds_limit
+from . import positive_int, positive_number, seconds_limit, worker_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, help="cap frames per video (spread over the video)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="frames per backbone batch (default: 64; on a CPU fewer above 224 px, 16 at 448)")
-    p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+    p.add_argument("--workers", type=worker_count, default=None, help="decoding worker processes (0: in this process)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision where the hardware has it: bf16/fp16 on CUDA, bf16 on CPUs with "

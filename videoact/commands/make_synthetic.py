@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             classes=args.classes,
         )
     except ValueError as e:
-        print(f"make-synthetic: error: {e}", file=sys.stderr)
+        print(f"videoact make-synthetic: {e}", file=sys.stderr)
         return 2
     print(
         f"wrote {result['written']} clips, kept {result['skipped']} existing, "
