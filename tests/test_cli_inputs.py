@@ -272,6 +272,8 @@ def test_sampling_options_of_another_mode_are_refused(setup, tmp_path, capsys):
     ("test", ["--timeout", "-1"], "argument --timeout: must be a number of seconds >= 0"),
     ("stream", ["--threshold", "-0.1"], "argument --threshold: must be a probability in [0, 1], got -0.1"),
     ("stream", ["--top-k", "0"], "argument --top-k: must be a whole number >= 1, got 0"),
+    ("stream", ["--threads", "0"], "argument --threads: must be a whole number >= 1, got 0"),
+    ("stream", ["--feature-rate", "nan"], "argument --feature-rate: must be a number > 0, got nan"),
 ])
 def test_bad_numbers_are_refused_up_front(setup, command, args, message, capsys):
     target = ["--source", setup["clip"], "--no-window"] if command == "stream" else [setup["clip"]]

@@ -31,10 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "is recorded in real time, a file read as fast as possible frame by frame")
     p.add_argument("--realtime", action="store_true",
                    help="play a video file at its own frame rate (default: as fast as possible)")
-    p.add_argument("--feature-rate", type=float, metavar="HZ",
+    p.add_argument("--feature-rate", type=positive_number, metavar="HZ",
                    help="frames per second that get CNN features (default: 8, or the checkpoint's fps "
                         "sampling rate); the model sees num_segments / HZ seconds")
-    p.add_argument("--predict-rate", type=float, metavar="HZ",
+    p.add_argument("--predict-rate", type=positive_number, metavar="HZ",
                    help="temporal-model runs per second (default: after every new feature)")
     p.add_argument("--ema", type=float, default=0.5,
                    help="smoothing: weight of the past in [0, 1), 0 = off (default 0.5)")
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="backbone weights file, where the one the checkpoint was trained with is not at its "
                         "recorded path or beside the checkpoint")
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads for the CNN (default: torch's choice; on a busy 2-core machine "
                         "1 is often faster for one frame at a time)")
 
@@ -127,9 +127,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         import torch
 
-        if args.threads < 1:
-            _err(f"--threads must be >= 1, got {args.threads}")
-            return 2
         torch.set_num_threads(args.threads)
     tune_cpu_allocator(args.device)
     try:
