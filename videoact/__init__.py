@@ -37,7 +37,7 @@ _EXPORTS = {
     "StreamClassifier": "stream",
     "StreamEngine": "stream",
     "stream_predictions": "stream",
-    "IterableSource": "stream",
+    "IterableSource": "sources",
     "make_synthetic": "synthetic",
     # configs (for train)
     "Config": "config",

@@ -12,11 +12,16 @@ Keys::
     model_state       temporal model state_dict
     model_config      create_temporal_model kwargs: name, in_dim, num_classes, ... (model.config)
     classes           class names, index = label
-    feature           how features were made: backbone, weights_id, layer, pooling, image_size,
-                      mean, std, sampling settings (what inference must reproduce)
-    metrics           e.g. {"val_top1": 0.93, "epoch": 12}
+    class_ids         None, or a classInd.txt's ids, one per class (lists labelled with them)
+    feature           how features were made (what inference must reproduce): backbone,
+                      weights, weights_id, layer, pooling, image_size, resize, mean, std,
+                      feature_dim, sampling, num_segments, precision (written by
+                      videoact.training.feature_settings)
+    metrics           the saved epoch's metrics.jsonl record: {"epoch": 12, "val_acc": 0.93,
+                      "train_loss": ..., ...}
     train_state       None, or optimizer/scheduler/epoch/step/best metric/rng states (resume)
-    config            None, or the run's Config.to_dict()
+    config            None, or a config dict its writer passes (train() passes none: the
+                      run's config is work_dir/config.yaml)
 
 Errors are :class:`CheckpointError` (a ValueError) naming the file.
 """

@@ -13,11 +13,11 @@ The pipeline, stage by stage (they overlap):
    into one backbone batch of ``batch_size`` frames.
 3. The backbone (a copy with BatchNorm folded into the convolutions, and on the CPU
    activations fused into them) runs under ``torch.inference_mode``, channels_last, in
-   float32 (``amp=True``: bf16/fp16 autocast on CUDA), on exactly ``batch_size`` frames
-   per call (the last call of a run is padded). Fixed shapes make a frame's features
-   independent of which other videos share its batch, so one process and N distributed
-   ranks write byte-identical features (with the same threads per process), and
-   ``torch.compile`` compiles once.
+   float32 (``amp=True``: bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16), on
+   exactly ``batch_size`` frames per call (the last call of a run is padded). Fixed
+   shapes make a frame's features independent of which other videos share its batch,
+   so one process and N distributed ranks write byte-identical features (with the same
+   threads per process), and ``torch.compile`` compiles once.
 4. Features leave the GPU through pinned memory without blocking; a writer thread
    waits for them and saves each finished video atomically, off the critical path.
 

@@ -2,11 +2,13 @@
 
 ``train(cfg)``:
 
-1. read the data (class-per-subfolder folder or annotation list); without a validation
-   set, hold out a stratified part of the training data (once per run: ``held_out.json``)
-2. extract features for every video whose cache is missing or stale
+1. read the data (class-per-subfolder folder or annotation list) and, when
+   ``work_dir/last.pt`` exists, its resume state (checked against these classes)
+2. extract features for every video whose cache is missing or stale; without a
+   validation set, hold out a stratified part of the training videos whose features
+   could be made (once per run: ``held_out.json``)
 3. build the temporal model, AdamW, warm-up + cosine schedule
-4. resume from ``work_dir/last.pt`` when it exists
+4. resume: load the model, optimiser, schedule and random states read in step 1
 5. epochs: train (label smoothing, gradient clipping, mixed precision on CUDA and with
    train.cpu_amp on bf16 CPUs, non-finite checks),
    validate, log to ``metrics.jsonl``, save ``last.pt`` and ``best.pt`` (the epoch of best
