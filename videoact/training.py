@@ -47,7 +47,7 @@ from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
-from .distributed import all_gather_objects, broadcast_object
+from .distributed import all_gather_objects, barrier, broadcast_object
 from .notices import VideoactWarning
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
@@ -73,6 +73,7 @@ def seed_everything(seed: int, device: torch.device | None = None) -> None:
 
 
 def _dist() -> tuple[int, int]:
+    """``(rank, world size)``; ``(0, 1)`` in one process."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -224,7 +225,7 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path,
     )
     failures = [(f.path, f.reason) for f in result.failed]
     if world > 1:
-        dist.barrier()
+        barrier()  # with device_ids on NCCL
         # Each rank extracted its share: every rank must leave out every rank's failures (rank
         # 0 kept another rank's unreadable video and stopped at its missing feature file).
         failures = [f for share in all_gather_objects(failures) for f in share]
@@ -786,7 +787,7 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
                 print(f"epoch {epoch + 1}: {train_part} | val loss {val['loss']:.4f} acc {val['acc']:.3f}"
                       + (" *" if improved else ""))
     if world > 1:
-        dist.barrier()
+        barrier()  # with device_ids on NCCL
 
     # 6. test the selected checkpoint (best.pt)
     best_epoch = next((h["epoch"] for h in history if h["val_acc"] == best_acc), None)  # counted from 0
