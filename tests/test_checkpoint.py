@@ -301,8 +301,9 @@ def test_a_checkpoint_finds_its_backbone_weights_file_or_says_how(tmp_path, monk
     torch.save(torchvision.models.resnet18().state_dict(), moved / "r18.pth")  # other weights, same name
     with pytest.raises(CheckpointError, match="trained on backbone weights 'resnet18:sha256:.*but loaded"):
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu")
-    with pytest.warns(UserWarning, match="trained on backbone weights"):  # given on purpose: said, not refused
+    with pytest.warns(UserWarning, match="trained on backbone weights") as said:  # given on purpose: said, not refused
         VideoClassifier.from_checkpoint(moved / "best.pt", device="cpu", weights=moved / "r18.pth")
+    assert [w.filename for w in said] == [__file__]  # the caller's line (was videoact/inference.py's)
     proc = run_main(capsys, "infer", moved / "best.pt", videos[0], "--weights", moved / "r18.pth", "--device", "cpu")
     [said] = [line for line in proc.stderr.splitlines() if "trained on backbone weights" in line]
     assert proc.returncode == 0 and said.startswith("videoact infer: warning: ") and said.endswith("may be off"), \
@@ -370,3 +371,15 @@ def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
     assert torch.equal(clf.predict_features(feats), probs) and clf.temporal.training  # and its mode kept
     with pytest.raises(TypeError, match="normalised float frames"):
         clf.model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))
+
+    # backbone.preprocess, as CNNLSTM's docstring says to feed it, resizes as the checkpoint's
+    # features were made (it centre-cropped a squash-trained model's frames: other probabilities)
+    from videoact.checkpoint import load_checkpoint, save_checkpoint
+
+    raw = load_checkpoint(ckpt)
+    squashed = save_checkpoint(tmp_path / "squash.pt", model_state=raw["model_state"], model_config=raw["model_config"],
+                               classes=raw["classes"], feature=dict(raw["feature"], resize="squash"))
+    clf = VideoClassifier.from_checkpoint(squashed, device="cpu")
+    with torch.no_grad():
+        direct = clf.model(clf.backbone.preprocess(torch.from_numpy(frames)).unsqueeze(0)).softmax(-1)[0]
+    torch.testing.assert_close(direct, clf.predict(frames).probs, atol=1e-5, rtol=0)

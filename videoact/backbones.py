@@ -208,6 +208,8 @@ class Backbone(nn.Module):
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.input_size = int(input_size)
+        # preprocess()'s default; VideoClassifier sets the one its checkpoint's features used
+        self.resize = "short_side_center_crop"
         self.frozen = False
         self.set_frozen(frozen)
 
@@ -276,12 +278,14 @@ class Backbone(nn.Module):
         self,
         frames: torch.Tensor,
         *,
-        resize: str = "short_side_center_crop",
+        resize: str | None = None,
         resize_size: int | None = None,
         channels_last: bool | None = None,
     ) -> torch.Tensor:
         """``uint8 [N, H, W, 3]`` -> normalized ``[N, 3, input_size, input_size]`` on this
         backbone's device and dtype (see :func:`videoact.preprocess.preprocess_frames`).
+        ``resize=None``: this backbone's ``resize`` ("short_side_center_crop", or the
+        checkpoint's setting in a :class:`~videoact.inference.VideoClassifier`).
 
         ``channels_last`` defaults to True on the CPU, where the convolutions (the
         depthwise ones above all) run faster on channels-last input."""
@@ -289,7 +293,8 @@ class Backbone(nn.Module):
             channels_last = self.device.type == "cpu"
         return preprocess_frames(
             frames, self.input_size, self.mean, self.std, device=self.device,
-            dtype=self.dtype, resize=resize, resize_size=resize_size,
+            dtype=self.dtype, resize=resize or getattr(self, "resize", "short_side_center_crop"),
+            resize_size=resize_size,
             channels_last=channels_last,
         )
 

@@ -209,6 +209,7 @@ class VideoClassifier:
             if same_weights(recorded, other.weights_id):
                 backbone, chosen = other, beside
         backbone.input_size = int(feature["image_size"])
+        backbone.resize = feature.get("resize", "short_side_center_crop")  # backbone.preprocess() as trained
         if feature.get("mean") and feature.get("std"):  # the normalisation the features were made with
             backbone.mean, backbone.std = tuple(feature["mean"]), tuple(feature["std"])
         if recorded and backbone.weights_id != recorded:
@@ -220,7 +221,8 @@ class VideoClassifier:
                                       "(--weights FILE, or weights=...)")
             import warnings
 
-            warnings.warn(f"{message}; predictions may be off", VideoactWarning, stacklevel=2)  # at the caller's line
+            # at the caller's line: _load <- from_checkpoint <- the caller
+            warnings.warn(f"{message}; predictions may be off", VideoactWarning, stacklevel=3)
         model = CNNLSTM(backbone, temporal)
         return cls(model, ckpt["classes"], feature, device, str(path), class_ids=ckpt.get("class_ids"))
 
