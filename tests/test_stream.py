@@ -1208,7 +1208,11 @@ def test_stream_command_names_the_source_of_a_model_error(setup, capsys, monkeyp
 
 def test_benchmark_stream_reports_consistent_figures(tmp_path):
     """The benchmark runs end to end on the default offline backbone (no speed targets here)."""
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
     out = benchmark_stream(seconds=2.5, fps=20, width=160, height=120, work_dir=tmp_path)
+    assert torch.equal(torch.rand(3), expected)  # it seeded torch's global stream (0) before
     assert out["backbone"] == "efficientnet_lite0" and out["image_size"] == 224
     assert out["frames"] == 50 and out["seconds"] >= 2.0  # real time
     assert out["predictions"] >= 1 and out["display_rate"] > 0

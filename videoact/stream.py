@@ -845,9 +845,12 @@ def _default_benchmark_classifier(device: str = "cpu") -> "VideoClassifier":
     from .inference import VideoClassifier
     from .temporal import create_temporal_model
 
-    backbone = create_backbone("efficientnet_lite0", pretrained=True)
-    torch.manual_seed(0)
-    temporal = create_temporal_model("bilstm", backbone.feature_dim, 10)
+    # Building the models draws random initial weights: from a forked generator, so that the
+    # caller's seeded random stream stays as it was (as VideoClassifier.from_checkpoint does).
+    with torch.random.fork_rng(devices=[]):
+        backbone = create_backbone("efficientnet_lite0", pretrained=True)
+        torch.manual_seed(0)
+        temporal = create_temporal_model("bilstm", backbone.feature_dim, 10)
     feature = {"backbone": backbone.name, "weights_id": backbone.weights_id, "pooling": backbone.pooling,
                "layer": backbone.layer, "image_size": backbone.input_size, "num_segments": 16}
     classes = [f"class_{i}" for i in range(10)]
