@@ -784,7 +784,11 @@ class FrameFolderReader(VideoReader):
                 break
             count += 1
         if count == 0:
-            raise VideoDecodeError(self.path, f"no frames ({FRAME_NAME.format(1)} not found)")
+            video = next((name for _, _, names in os.walk(self._dir) for name in names  # stops at the first
+                          if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS), None)
+            raise VideoDecodeError(self.path, f"no frames ({FRAME_NAME.format(1)} not found)" + (
+                f"; it holds videos ({video}, ...), not frames: give the videos themselves "
+                "(videoact.decode.list_videos(folder))" if video else ""))
         if count != len(numbers):
             raise VideoDecodeError(
                 self.path, f"frame files are not numbered contiguously (gap after frame {count})"
