@@ -383,3 +383,11 @@ def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
     with torch.no_grad():
         direct = clf.model(clf.backbone.preprocess(torch.from_numpy(frames)).unsqueeze(0)).softmax(-1)[0]
     torch.testing.assert_close(direct, clf.predict(frames).probs, atol=1e-5, rtol=0)
+    # frames of an fps-sampled model need their rate: a bad one is named as the caller's `fps`
+    by_rate = save_checkpoint(tmp_path / "fps.pt", model_state=raw["model_state"], model_config=raw["model_config"],
+                              classes=raw["classes"], feature=dict(raw["feature"], sampling={"mode": "fps"}))
+    clf = VideoClassifier.from_checkpoint(by_rate, device="cpu")
+    for bad in (0, float("nan"), "25"):  # was "video_fps must be a positive number", a name of no argument
+        with pytest.raises(ValueError, match="fps must be the frames' rate, a positive number"):
+            clf.predict(frames, fps=bad)
+    assert len(clf.predict(frames, fps=np.float32(25)).top) == 2

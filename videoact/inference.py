@@ -9,6 +9,7 @@ those computed at the end of training.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -306,6 +307,8 @@ class VideoClassifier:
             if frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
             n = len(frames)
+            if self.sampling.mode == "fps" and not (isinstance(fps, numbers.Real) and 0 < fps < math.inf):
+                raise ValueError(f"fps must be the frames' rate, a positive number, got {fps!r}")  # not 'video_fps'
             picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
             wanted = sorted(set(i for p in picks for i in p))
             frames = frames_as_tensor(frames[wanted])
