@@ -61,7 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extract import SamplingSpec, decode_loader, extract_features, resolve_device
+from .device import resolve_device
+from .extract import SamplingSpec, decode_loader, extract_features
 from .fast_inference import inference_model, keep_freed_memory
 
 __all__ = [

@@ -21,8 +21,8 @@ import torch
 
 from .checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from .cnn_lstm import CNNLSTM
-from .device import autocast_dtype
-from .extract import SamplingSpec, default_batch_size, resolve_device
+from .device import autocast_dtype, resolve_device
+from .extract import SamplingSpec, default_batch_size
 from .fast_inference import inference_model
 from .notices import VideoactWarning
 

@@ -223,6 +223,12 @@ def sample_indices(
 ) -> list[int]:
     """Frame indices for one clip of a video with ``num_frames`` verified frames.
 
+    One call for one clip, as a data loader of frames needs it. What ``videoact extract``
+    caches is chosen by :meth:`videoact.extract.SamplingSpec.indices` from the same
+    functions (:func:`uniform_segments`, :func:`dense_indices`, ...), with two differences:
+    there ``max_frames`` applies to every mode, and timestamps of another length than the
+    frames fall back to ``fps`` instead of raising.
+
     Args:
         num_frames: frames in the video (``len(reader)``); must be > 0.
         mode: "uniform", "dense", "fps" or "all" (see the module docstring).

@@ -1,4 +1,6 @@
-"""Argument parsing for each ``videoact`` sub-command (see ``videoact/cli.py``)."""
+"""The ``videoact`` sub-commands, a module each (see ``videoact/cli.py``), and what they
+share: argparse value checks, output checks made before any work, stdout handling, and the
+CPU allocator choice (process-wide, so a command's policy, not the library's)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +15,7 @@ def tune_cpu_allocator(device: str) -> None:
     (:func:`videoact.fast_inference.keep_freed_memory`, as ``videoact extract`` does), so each
     batch of frames does not page-fault its activation maps in again (measured: Lite0 at
     448 px, 8 frames a batch, another job running: 10-11 frames/s without, 47-53 with)."""
-    from ..extract import resolve_device
+    from ..device import resolve_device
     from ..fast_inference import keep_freed_memory
 
     try:
