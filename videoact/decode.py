@@ -54,7 +54,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 # cv2 must be loaded before decord: decord2 and opencv-python bundle FFmpeg libraries
 # with the same names, and decord loads its copy RTLD_GLOBAL, so whichever comes first
@@ -65,6 +65,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -79,6 +81,7 @@ __all__ = [
     "list_videos",
     "limit_threads",
     "quiet_decoders",
+    "call_with_timeout",
 ]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -1033,6 +1036,43 @@ def open_video(
     if backend == "opencv":
         return OpenCVReader(p, num_threads)
     return _AutoReader(p, num_threads)
+
+
+# ------------------------------------------------------------------ time limits
+
+
+def decoder_hung(what: str, timeout: float) -> TimeoutError:
+    """The error for a decoder call that ran past its limit (tests and users grep it)."""
+    return TimeoutError(f"{what} did not finish within {round(timeout, 2):g} s (decoder hung)")
+
+
+def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> T:
+    """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds (``None`` or 0:
+    no limit, in this thread), raising :func:`decoder_hung`'s TimeoutError.
+
+    Decoders can loop forever inside C code (decord's ``get_batch`` on over-reported
+    frame counts); the caller then abandons that daemon thread and goes on with the next
+    file (extraction's DataLoader workers end with their process).
+    """
+    if not timeout:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="videoact-decode")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise decoder_hung(what, timeout)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
 
 
 def list_videos(

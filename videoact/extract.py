@@ -134,38 +134,6 @@ class ExtractResult:
 # ---------------------------------------------------------------- stage 1: decoding
 
 
-def _decoder_hung(what: str, timeout: float) -> TimeoutError:
-    """The error for a decoder call that ran past its limit (tests and users grep it)."""
-    return TimeoutError(f"{what} did not finish within {round(timeout, 2):g} s (decoder hung)")
-
-
-def _call_with_timeout(fn, timeout: float | None, what: str):
-    """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds.
-
-    Decoders can loop forever inside C code (decord's ``get_batch`` on over-reported
-    frame counts); the worker then abandons that thread and goes on with the next
-    file. The process-level cleanup happens when the DataLoader shuts its workers down.
-    """
-    if not timeout:
-        return fn()
-    box: dict[str, Any] = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name="videoact-decode")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise _decoder_hung(what, timeout)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 class _DecodeThread:
     """A daemon thread that advances chunk generators on request, for side-by-side
     decoding in the main process. Its :meth:`guard` marks each decoder call with a time
@@ -210,7 +178,9 @@ class _DecodeThread:
                 item = self.replies.get(timeout=wait)
             except queue.Empty:
                 if self.phase is phase:
-                    raise _decoder_hung(what, limit) from None
+                    from .decode import decoder_hung
+
+                    raise decoder_hung(what, limit) from None
                 continue
             if item is self._PHASE:
                 continue
@@ -314,10 +284,10 @@ class _VideoChunks(IterableDataset):
     def _read(self, video: int, guard=None) -> Iterator[dict]:
         """The chunks of one video, the last marked ``"last"``; a failure ends it with
         one ``{"video", "error"}`` item. ``guard(fn, timeout, what)`` runs each decoder
-        call under a time limit (default :func:`_call_with_timeout`)."""
-        from .decode import VideoDecodeError, open_video
+        call under a time limit (default :func:`call_with_timeout`)."""
+        from .decode import VideoDecodeError, call_with_timeout, open_video
 
-        guard = guard or _call_with_timeout
+        guard = guard or call_with_timeout
 
         path = self.paths[video]
         timeout = self.file_timeout

@@ -324,7 +324,7 @@ class VideoClassifier:
         import time
 
         from .decode import VideoDecodeError, open_video
-        from .extract import _call_with_timeout
+        from .decode import call_with_timeout
 
         path = str(video)
         deadline = None if not timeout else time.monotonic() + timeout
@@ -332,18 +332,18 @@ class VideoClassifier:
         def left() -> float | None:
             return None if deadline is None else max(1.0, deadline - time.monotonic())
 
-        reader = _call_with_timeout(lambda: open_video(video), left(), f"{path}: opening")
+        reader = call_with_timeout(lambda: open_video(video), left(), f"{path}: opening")
         hung = False
         try:
             first_backend = reader.backend
             while True:
-                n = _call_with_timeout(lambda: len(reader), left(), f"{path}: counting frames")
-                times = (_call_with_timeout(lambda: reader.timestamps(), left(), f"{path}: reading timestamps")
+                n = call_with_timeout(lambda: len(reader), left(), f"{path}: counting frames")
+                times = (call_with_timeout(lambda: reader.timestamps(), left(), f"{path}: reading timestamps")
                          if self.sampling.mode == "fps" else None)
                 picks = [self.select_frames(n, float(reader.fps), k, num_clips, times) for k in range(num_clips)]
                 wanted = sorted(set(i for p in picks for i in p))
                 try:
-                    return picks, wanted, _call_with_timeout(lambda: reader.get(wanted), left(), f"{path}: decoding")
+                    return picks, wanted, call_with_timeout(lambda: reader.get(wanted), left(), f"{path}: decoding")
                 except VideoDecodeError:
                     # decord opened the file but cannot decode it, and the OpenCV fallback
                     # decodes fewer frames than decord counted: choose among those.

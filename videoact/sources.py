@@ -187,7 +187,7 @@ class FileSource(FrameSource):
 
     def open(self) -> None:
         from .decode import VideoDecodeError, open_video
-        from .extract import _call_with_timeout
+        from .decode import call_with_timeout
 
         def open_and_verify() -> Any:
             reader = open_video(self.path)
@@ -195,7 +195,7 @@ class FileSource(FrameSource):
             return reader
 
         try:
-            self._reader = _call_with_timeout(open_and_verify, self.open_timeout, "opening")
+            self._reader = call_with_timeout(open_and_verify, self.open_timeout, "opening")
             self.fps = float(self._reader.fps)
         except VideoDecodeError as exc:
             raise SourceError(self.name, exc.reason) from exc

@@ -214,7 +214,7 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     stride = float(stride)
     top_k = max(1, min(int(top_k), len(classifier.classes)))
 
-    from .extract import _call_with_timeout
+    from .decode import call_with_timeout
 
     def open_and_verify() -> Any:
         reader = open_video(video)
@@ -222,7 +222,7 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
 
     # A decoder that does not return (a damaged container it scans for ever) fails this
     # video after file_timeout seconds instead of hanging the caller.
-    reader, ts = _call_with_timeout(open_and_verify, file_timeout, f"{video}: opening")
+    reader, ts = call_with_timeout(open_and_verify, file_timeout, f"{video}: opening")
     with reader:
         n = len(reader)
         fps = float(reader.fps)
