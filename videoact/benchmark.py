@@ -872,10 +872,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         _apply_overrides(settings, args.overrides)
     except ValueError as exc:
-        print(f"videoact benchmark: {exc}", file=sys.stderr)
+        print(f"tools/benchmark.py: {exc}", file=sys.stderr)
         return 2
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        print("videoact benchmark: --device cuda but no CUDA device is available here", file=sys.stderr)
+        print("tools/benchmark.py: --device cuda but no CUDA device is available here", file=sys.stderr)
         return 2
     report = run_benchmark(settings, args.work_dir, log=lambda m: print(m, file=sys.stderr, flush=True))
     report["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
