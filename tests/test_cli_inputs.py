@@ -594,9 +594,12 @@ def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_pa
     assert run_main_into_closed_pipe("infer", ckpt, *two, "--timeline", "--out", tmp_path / "t.json",
                                      "--device", "cpu") == 141
     assert [t["source"] for t in json.loads((tmp_path / "t.json").read_text())] == [str(v) for v in two]
-    # ... and when that file cannot be written, the exit status says so, not 141 (block-buffered
-    # too, where the gone reader shows only at the end)
-    (tmp_path / "file").write_text("")
-    for buffering in (1, -1):
-        assert run_main_into_closed_pipe("infer", ckpt, two[0], "--timeline", "--out", tmp_path / "file" / "t.json",
-                                         "--device", "cpu", buffering=buffering) == 1
+    # ... and when that file cannot be written (a full disk), the exit status says so, not 141
+    # (block-buffered too, where the gone reader shows only at the end)
+    from faults import small_filesystem
+
+    with small_filesystem(tmp_path / "full", "4k") as full:
+        (full / "filler").write_bytes(b"x" * 4096)
+        for buffering in (1, -1):
+            assert run_main_into_closed_pipe("infer", ckpt, two[0], "--timeline", "--out", full / "t.json",
+                                             "--device", "cpu", buffering=buffering) == 1
