@@ -444,17 +444,60 @@ def test_train_says_a_full_stdout_as_such(setup, tmp_path, capsys):
 
     from videoact.cli import main
 
-    saved, sys.stdout = sys.stdout, open("/dev/full", "w", buffering=1)  # line-buffered: fails at once
-    try:
-        status = main(["train", "--data", str(setup["data"]), "--work-dir", str(tmp_path / "w"),
-                       "--set", "feature.image_size=32", "--set", "feature.num_segments=4",
-                       "--set", "train.progress=false", "--set", "train.device=cpu"])
-    finally:
-        full, sys.stdout = sys.stdout, saved
-        with contextlib.suppress(OSError):
-            full.close()
-    assert status == 1 and capsys.readouterr().err.endswith(
-        "videoact train: cannot write to stdout: No space left on device\n")
+    import subprocess
+
+    from faults import small_filesystem
+
+    def train_into_a_full_stdout(work: Path, pending: str = "") -> int:
+        saved, sys.stdout = sys.stdout, open("/dev/full", "w", buffering=1)  # line-buffered: fails at once
+        sys.stdout.write(pending)  # kept in the buffer, as by an earlier print that failed
+        try:
+            return main(["train", "--data", str(setup["data"]), "--work-dir", str(work),
+                         "--set", "feature.image_size=32", "--set", "feature.num_segments=4",
+                         "--set", "train.progress=false", "--set", "train.device=cpu"])
+        finally:
+            full, sys.stdout = sys.stdout, saved
+            with contextlib.suppress(OSError):
+                full.close()
+
+    assert train_into_a_full_stdout(tmp_path / "w") == 1
+    assert capsys.readouterr().err.endswith("videoact train: cannot write to stdout: No space left on device\n")
+    # a file's own error, while stdout fails too, is the file's (was said as stdout's)
+    with small_filesystem(tmp_path / "ro", "64k") as ro:
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        assert train_into_a_full_stdout(ro / "w", pending="a line not yet written") == 2
+        err = capsys.readouterr().err
+        assert f"videoact train: [Errno 30] Read-only file system: '{ro / 'w'}'" in err, err
+
+
+def test_output_folders_are_checked_up_front_without_making_any(setup, tmp_path, capsys, monkeypatch):
+    """The check made before the work creates nothing (a run refused for its checkpoint left
+    the --out folders behind), follows the path as the write does (``link/..`` through the
+    link), and refuses a folder on a read-only file system."""
+    import subprocess
+
+    from faults import small_filesystem
+
+    monkeypatch.chdir(tmp_path)
+    proc = run_cli(capsys, "infer", tmp_path / "nope.pt", setup["clip"], "--out", "new/dir/r.json")
+    assert proc.returncode == 2 and "checkpoint file not found" in proc.stderr
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere" / "deep", "link")
+    proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", "link/../r.json", "--device", "cpu")
+    assert proc.returncode == 0 and (tmp_path / "elsewhere" / "r.json").exists(), proc.stderr
+    with small_filesystem(tmp_path / "ro", "64k") as ro:
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", ro / "sub" / "r.json")
+        assert proc.returncode == 2 and proc.stderr == (
+            f"videoact infer: --out {ro / 'sub' / 'r.json'}: {ro}: cannot write the results there (permission "
+            "denied or read-only)\n"), proc.stderr
+        # the default ./confusion.png, not asked for, is not checked: the report still comes
+        monkeypatch.chdir(ro)
+        proc = run_cli(capsys, "test", setup["ckpt"], setup["data"], "--no-progress", "--device", "cpu")
+        assert proc.returncode == 1 and "top-1:" in proc.stdout, proc.stderr
+        assert "videoact test: cannot write confusion.png: Read-only file system" in proc.stderr
+        monkeypatch.chdir(tmp_path)
 
 
 # ------------------------------------------------------------------ 8. the library, called from user code

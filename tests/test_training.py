@@ -111,7 +111,7 @@ def test_cli_test_reports_a_bad_root_or_an_unwritable_out_without_a_traceback(tr
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err == (
             f"videoact test: {option} {tmp_path / 'file' / name}: {tmp_path / 'file'}: a file, not a folder "
-            "for the metrics\n")
+            f"for the {'metrics' if option == '--out' else 'PNG'}\n")
     # A write that fails late (a full disk): the report still comes, each file named with the reason.
     from faults import small_filesystem
 

@@ -34,8 +34,8 @@ def stdout_to_devnull() -> None:
 
 
 def stdout_refuses() -> bool:
-    """Whether flushing stdout fails now: an OSError met by a command was then stdout's
-    (a full disk under ``> results.txt``), for ``videoact.cli.main`` to say as such. It
+    """Whether flushing stdout fails now: an OSError met by a command that names no file
+    was then stdout's (a full disk under ``> results.txt``), for ``videoact.cli.main`` to say as such. It
     tells from what the failed write left in stdout's buffer, so not under ``python -u`` /
     PYTHONUNBUFFERED (no buffer): there the error stays the command's, "[Errno 28] ..."."""
     try:
@@ -48,14 +48,20 @@ def stdout_refuses() -> bool:
 
 def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str | None:
     """A usage error when the file ``path`` given to ``option`` cannot be written where it
-    is (a file in place of its folder, no permission), else None: said before the work, not
-    after an evaluation of every video. Its folder is made, as the write would make it."""
-    from ..atomic import writable_folder
-
-    try:
-        writable_folder(os.path.dirname(os.path.abspath(path)), what)
-    except OSError as exc:
-        return f"{option} {path}: {exc}"
+    is, else None: said before the work, not after an evaluation of every video. Nothing
+    is made: the nearest folder of ``path`` that exists must be a folder this process may
+    write in (the write makes the missing ones below it). The folder is taken as the
+    write takes it (``link/..`` through the link), not normalised as text."""
+    folder = os.path.dirname(os.fspath(path)) or os.curdir
+    while not os.path.lexists(folder):  # a missing folder: the write will make it in its parent
+        parent = os.path.dirname(folder.rstrip(os.sep)) or os.curdir
+        if parent == folder:
+            break
+        folder = parent
+    if not os.path.isdir(folder):
+        return f"{option} {path}: {folder}: a file, not a folder for {what}"
+    if not os.access(folder, os.W_OK | os.X_OK):  # EROFS too: access() asks the file system
+        return f"{option} {path}: {folder}: cannot write {what} there (permission denied or read-only)"
     return None
 
 

@@ -34,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
     outputs = [("--out", args.out), ("--confusion" if args.confusion else "the confusion PNG", png)]
     clash = clobber_error(outputs, [args.checkpoint, args.data])
-    for option, path in outputs:  # before the evaluation, not after it
-        clash = clash or (path and output_folder_error(option, path, "the metrics"))
+    # The files asked for, before the evaluation, not after it (the default ./confusion.png
+    # is not: a folder it cannot go in still gets the report)
+    for option, path, what in (("--out", args.out, "the metrics"), ("--confusion", args.confusion, "the PNG")):
+        clash = clash or (path and output_folder_error(option, path, what))
     if clash:
         print(f"videoact test: {clash}", file=sys.stderr)
         return 2
