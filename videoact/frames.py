@@ -333,17 +333,18 @@ def decode_folder(
     runs' failures of videos this run did not handle (removed when none are left).
 
     ``timeout``: seconds a video may go without progress (opened, or one more frame
-    written) before its worker process is killed and the video reported as failed; a
-    decoder stuck inside C code cannot stop the run. With a ``timeout`` videos always
-    run in worker processes (at least one).
+    written; ``None`` or 0: no limit) before its worker process is killed and the video
+    reported as failed; a decoder stuck inside C code cannot stop the run. With a
+    ``timeout`` videos always run in worker processes (at least one).
     """
     src, out = Path(src), Path(out)
     videos = list_videos(src, extensions)
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
-    if timeout is not None and not timeout > 0:  # -1 reported every video as timed out
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout}")
+    if timeout is not None and not timeout >= 0:  # -1 reported every video as timed out
+        raise ValueError(f"timeout must be a number of seconds >= 0 (0 or None: no limit), got {timeout}")
+    timeout = timeout or None
     if not videos:
         return DecodeReport()
     not_a_file(out, "the frame folders (OUT)")

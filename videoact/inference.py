@@ -44,6 +44,18 @@ def _check_counts(top_k: int, num_clips: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _frame_rate(fps: Any) -> float:
+    """The caller's ``fps`` as a float: anything ``float()`` takes (a numpy or torch
+    scalar, a string), finite and > 0; said as ``fps``, the argument's name."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ValueError(f"fps must be the frames' rate, a positive number, got {fps!r}")
+    return value
+
+
 @dataclass
 class Prediction:
     """The result for one video."""
@@ -307,8 +319,8 @@ class VideoClassifier:
             if frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
             n = len(frames)
-            if self.sampling.mode == "fps" and not (isinstance(fps, numbers.Real) and 0 < fps < math.inf):
-                raise ValueError(f"fps must be the frames' rate, a positive number, got {fps!r}")  # not 'video_fps'
+            if self.sampling.mode == "fps":
+                fps = _frame_rate(fps)
             picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
             wanted = sorted(set(i for p in picks for i in p))
             frames = frames_as_tensor(frames[wanted])
