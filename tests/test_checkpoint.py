@@ -387,7 +387,7 @@ def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
     by_rate = save_checkpoint(tmp_path / "fps.pt", model_state=raw["model_state"], model_config=raw["model_config"],
                               classes=raw["classes"], feature=dict(raw["feature"], sampling={"mode": "fps"}))
     clf = VideoClassifier.from_checkpoint(by_rate, device="cpu")
-    for bad in (0, float("nan"), "fast", None):  # was "video_fps must be a positive number", no argument's name
+    for bad in (0, float("nan"), "fast", None, 2**2000):  # was "video_fps must be a positive number", no argument's name
         with pytest.raises(ValueError, match="fps must be the frames' rate, a positive number"):
             clf.predict(frames, fps=bad)
     probs = clf.predict(frames, fps=25.0).probs

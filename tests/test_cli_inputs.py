@@ -448,11 +448,11 @@ def test_train_says_a_full_stdout_as_such(setup, tmp_path, capsys):
 
     from faults import small_filesystem
 
-    def train_into_a_full_stdout(work: Path, pending: str = "") -> int:
+    def train_into_a_full_stdout(work: Path, pending: str = "", data: Path = setup["data"]) -> int:
         saved, sys.stdout = sys.stdout, open("/dev/full", "w", buffering=1)  # line-buffered: fails at once
         sys.stdout.write(pending)  # kept in the buffer, as by an earlier print that failed
         try:
-            return main(["train", "--data", str(setup["data"]), "--work-dir", str(work),
+            return main(["train", "--data", str(data), "--work-dir", str(work),
                          "--set", "feature.image_size=32", "--set", "feature.num_segments=4",
                          "--set", "train.progress=false", "--set", "train.device=cpu"])
         finally:
@@ -468,6 +468,10 @@ def test_train_says_a_full_stdout_as_such(setup, tmp_path, capsys):
         assert train_into_a_full_stdout(ro / "w", pending="a line not yet written") == 2
         err = capsys.readouterr().err
         assert f"videoact train: [Errno 30] Read-only file system: '{ro / 'w'}'" in err, err
+    # ... and one that names no file but is not stdout's errno (a traceback before)
+    assert train_into_a_full_stdout(tmp_path / "w2", pending="...", data=tmp_path / "nowhere") == 2
+    err = capsys.readouterr().err
+    assert f"videoact train: {tmp_path / 'nowhere'}: no such dataset folder" in err and "Traceback" not in err, err
 
 
 def test_output_folders_are_checked_up_front_without_making_any(setup, tmp_path, capsys, monkeypatch):
@@ -486,6 +490,12 @@ def test_output_folders_are_checked_up_front_without_making_any(setup, tmp_path,
     os.symlink(tmp_path / "elsewhere" / "deep", "link")
     proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", "link/../r.json", "--device", "cpu")
     assert proc.returncode == 0 and (tmp_path / "elsewhere" / "r.json").exists(), proc.stderr
+    os.symlink("/nonexistent/x", "dangling")
+    long_name = "d" * 300
+    for out, message in (("dangling/r.json", "dangling: a broken symbolic link (to /nonexistent/x), not a folder"),
+                         (f"{long_name}/r.json", f"{long_name}: File name too long")):  # was: after the work
+        proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", out, "--device", "cpu")
+        assert proc.returncode == 2 and f"videoact infer: --out {out}: {message}" in proc.stderr, proc.stderr
     with small_filesystem(tmp_path / "ro", "64k") as ro:
         subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
         proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", ro / "sub" / "r.json")

@@ -96,8 +96,9 @@ def test_rerun_skips_complete_folders_and_redoes_partial_ones(src, tmp_path):
     # Different options make a folder outdated: it is redone, not skipped.
     third = decode_folder(src / "a.mp4", out, fps=5, timeout=0)  # 0: no limit, as check_videos takes it
     assert [r.status for r in third.results] == ["decoded"]
-    with pytest.raises(ValueError, match="timeout must be a number of seconds >= 0"):
-        decode_folder(src / "a.mp4", out, timeout=-1)  # every video 'timed out within -1 s' before
+    for bad in (-1, float("inf")):  # -1: every video 'timed out within -1 s'; inf: an OverflowError
+        with pytest.raises(ValueError, match="timeout must be a finite number of seconds >= 0"):
+            decode_folder(src / "a.mp4", out, timeout=bad)
     assert json.loads((out / "a" / "meta.json").read_text())["indices"] == fps_indices(40, 25, 5)
     # this run had no failures; the first run's failure of bad.mp4, not touched since, stays listed
     assert [json.loads(line)["video"] for line in (out / "failures.jsonl").read_text().splitlines()] == [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import errno
 import json
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -342,8 +343,8 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
-    if timeout is not None and not timeout >= 0:  # -1 reported every video as timed out
-        raise ValueError(f"timeout must be a number of seconds >= 0 (0 or None: no limit), got {timeout}")
+    if timeout is not None and not 0 <= timeout < math.inf:  # -1 reported every video as timed out
+        raise ValueError(f"timeout must be a finite number of seconds >= 0 (0 or None: no limit), got {timeout}")
     timeout = timeout or None
     if not videos:
         return DecodeReport()

@@ -49,7 +49,7 @@ def _frame_rate(fps: Any) -> float:
     scalar, a string), finite and > 0; said as ``fps``, the argument's name."""
     try:
         value = float(fps)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float
         value = math.nan
     if not 0 < value < math.inf:
         raise ValueError(f"fps must be the frames' rate, a positive number, got {fps!r}")

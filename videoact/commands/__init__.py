@@ -33,17 +33,31 @@ def stdout_to_devnull() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def stdout_refuses() -> bool:
-    """Whether flushing stdout fails now: an OSError met by a command that names no file
-    was then stdout's (a full disk under ``> results.txt``), for ``videoact.cli.main`` to say as such. It
-    tells from what the failed write left in stdout's buffer, so not under ``python -u`` /
-    PYTHONUNBUFFERED (no buffer): there the error stays the command's, "[Errno 28] ..."."""
+def _stdout_error() -> OSError | ValueError | None:
+    """The error flushing stdout raises now, or None."""
     try:
         if sys.stdout is not None:
             sys.stdout.flush()
-    except (OSError, ValueError):
-        return True
-    return False
+    except (OSError, ValueError) as exc:
+        return exc
+    return None
+
+
+def stdout_refuses() -> bool:
+    """Whether flushing stdout fails now (what a failed write left in its buffer)."""
+    return _stdout_error() is not None
+
+
+def stdout_failed(exc: BaseException) -> bool:
+    """Whether ``exc``, an error a command met, was stdout's (a full disk under
+    ``> results.txt``), for ``videoact.cli.main`` to say as such: stdout refuses a flush
+    now with the same errno, and ``exc`` names no file. Told from what the failed write
+    left in stdout's buffer, so not under ``python -u`` / PYTHONUNBUFFERED (no buffer):
+    there the error stays the command's, "[Errno 28] ..."."""
+    if not isinstance(exc, OSError) or exc.filename is not None:
+        return False
+    refused = _stdout_error()
+    return isinstance(refused, OSError) and refused.errno == exc.errno
 
 
 def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str | None:
@@ -53,11 +67,21 @@ def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str 
     write in (the write makes the missing ones below it). The folder is taken as the
     write takes it (``link/..`` through the link), not normalised as text."""
     folder = os.path.dirname(os.fspath(path)) or os.curdir
-    while not os.path.lexists(folder):  # a missing folder: the write will make it in its parent
+    while True:
+        try:
+            os.lstat(folder)
+            break
+        except (FileNotFoundError, NotADirectoryError):  # missing: the write makes it in its parent
+            pass
+        except OSError as exc:  # a name too long, a symlink loop, a parent that cannot be searched
+            return f"{option} {path}: {folder}: {exc.strerror or exc}"
         parent = os.path.dirname(folder.rstrip(os.sep)) or os.curdir
         if parent == folder:
             break
         folder = parent
+    if os.path.islink(folder) and not os.path.exists(folder):
+        return (f"{option} {path}: {folder}: a broken symbolic link (to {os.readlink(folder)}), "
+                f"not a folder for {what}")
     if not os.path.isdir(folder):
         return f"{option} {path}: {folder}: a file, not a folder for {what}"
     if not os.access(folder, os.W_OK | os.X_OK):  # EROFS too: access() asks the file system

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import positive_int, stdout_refuses
+from . import positive_int, stdout_failed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_demo(args.out, size=args.size, seed=args.seed, overrides=args.overrides, workers=args.workers)
     except (ValueError, TrainingError, CheckpointError, OSError) as exc:  # ConfigError is a ValueError
-        if isinstance(exc, OSError) and exc.filename is None and stdout_refuses():
-            raise  # stdout's own failure (a full disk; a file's error names it): main says it as such
+        if stdout_failed(exc):
+            raise  # stdout's own failure (a full disk): main says it as such
         print(f"videoact demo: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import stdout_refuses
+from . import stdout_failed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # unknown feature.backbone or a weights file that is not there.
     except (ConfigError, TrainingError, DistributedSetupError, CheckpointError, FeatureCacheError, InUseError,
             OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.filename is None and stdout_refuses():
-            raise  # stdout's own failure (a full disk; a file's error names it): main says it as such
+        if stdout_failed(exc):
+            raise  # stdout's own failure (a full disk): main says it as such
         print(f"videoact train: {exc}", file=sys.stderr)
         return 2
     if not dist_info.is_main:
