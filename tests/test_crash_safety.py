@@ -343,4 +343,10 @@ def test_full_disk_for_reports(tmp_path):
         assert infer.returncode == 1, infer.stderr[-2000:]
         assert f"{disk / 'results.json'}" in infer.stderr and "No space left on device" in infer.stderr
         assert "Traceback" not in check.stderr + infer.stderr
+        # a write's own error names the file (was "[Errno 28] No space left on device" alone,
+        # as `videoact train` said a full work directory)
+        from videoact.atomic import atomic_write_text
+
+        with pytest.raises(OSError, match=f"No space left on device: '{disk / 'config.yaml'}'"):
+            atomic_write_text(disk / "config.yaml", "x" * 65536)
         no_temporaries(disk)
