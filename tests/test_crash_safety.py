@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -88,21 +89,31 @@ def test_extraction_killed_at_random_moments(tmp_path, capsys):
     for i in range(8):
         write_coded_video(src / f"c{i % 2}" / f"clip{i}{'.avi' if i % 3 == 2 else '.mp4'}", 30 + 3 * i)
     args = ["--image-size", "32", "--workers", "1", "--batch-size", "8", "--no-progress"]
-    reference = tmp_path / "reference"
-    here(capsys, "extract", src, reference, *args)
-    ref_files = files(reference)
-    assert len(ref_files) == 8
-    kills = 0
+    plans = []
     for seed in SEEDS:
-        out = tmp_path / f"run{seed}"
         rng = random.Random(seed)
         written = rng.randrange(0, 6)  # kill after this many of the 8 cache files exist, plus a random delay
-        moment = rng.uniform(0.0, 0.5)
+        plans.append((seed, tmp_path / f"run{seed}", written, rng.uniform(0.0, 0.5)))
+
+    def killed_run(plan) -> bool:
+        _, out, written, moment = plan
 
         def reached() -> bool:
             return len(list(out.rglob("*.safetensors"))) >= written
 
-        killed = kill_when(start("extract", src, out, *args), reached, moment)
+        return kill_when(start("extract", src, out, *args), reached, moment)
+
+    # The killed runs write to their own folders: side by side (each killed at its own moment
+    # of its own progress), while the reference runs here.
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        outcomes = pool.map(killed_run, plans)
+        reference = tmp_path / "reference"
+        here(capsys, "extract", src, reference, *args)
+        outcomes = list(outcomes)
+    ref_files = files(reference)
+    assert len(ref_files) == 8
+    kills = 0
+    for (seed, out, written, moment), killed in zip(plans, outcomes):
         kills += killed
         # Whatever a killed run left where a later run looks is complete.
         left = 0
@@ -189,13 +200,15 @@ def train_reference(train_data, tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_training_killed_at_random_moments(train_data, train_reference, tmp_path, capsys):
     expected = train_reference
-    kills = 0
+    plans = []
     for seed in SEEDS:
-        work = tmp_path / f"run{seed}"
         rng = random.Random(100 + seed)
         # during feature extraction (after k cache files) or during epoch e (after e lines of metrics)
         phase, count = rng.choice([("features", rng.randrange(0, 6)), ("epochs", rng.randrange(0, 3))])
-        moment = rng.uniform(0.0, 0.5)
+        plans.append((seed, tmp_path / f"run{seed}", phase, count, rng.uniform(0.0, 0.5)))
+
+    def killed_run(plan) -> bool:
+        _, work, phase, count, moment = plan
 
         def reached() -> bool:
             if phase == "features":
@@ -203,7 +216,14 @@ def test_training_killed_at_random_moments(train_data, train_reference, tmp_path
             log = work / "metrics.jsonl"
             return log.exists() and len(log.read_text().splitlines()) >= count
 
-        kills += kill_when(start(*train_args(train_data, work)), reached, moment)
+        return kill_when(start(*train_args(train_data, work)), reached, moment)
+
+    # The killed runs have their own work folders: side by side, each killed at its own moment.
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        outcomes = list(pool.map(killed_run, plans))
+    kills = 0
+    for (seed, work, phase, count, moment), killed in zip(plans, outcomes):
+        kills += killed
         assert_consistent_after_kill(work)
         here(capsys, *train_args(train_data, work))
         assert_same_run(final_outputs(work), expected, f"seed {seed}, killed {moment:.2f} s after {count} {phase}")
@@ -285,12 +305,13 @@ def test_timeline_inference_killed_at_random_moments(tmp_path, capsys):
 # ---------------------------------------------------------------- a full disk
 
 
-def test_full_disk_during_extraction_and_frame_decoding(tmp_path):
+def test_full_disk_during_extraction_and_frame_decoding(tmp_path, capsys):
     src = tmp_path / "videos"
     for i in range(5):
         write_coded_video(src / f"c{i}.mp4", 60)
     with small_filesystem(tmp_path / "small", "400k") as disk:
-        proc = run_cli("extract", src, disk / "features", "--image-size", "32", "--workers", "1", "--no-progress")
+        proc = run_main(capsys, "extract", src, disk / "features", "--image-size", "32", "--workers", "1",
+                        "--no-progress")
         assert proc.returncode == 1, proc.stderr[-2000:]
         written = sorted(p.name for p in (disk / "features").glob("*.safetensors"))
         assert 1 <= len(written) < 5  # 150 kB each: some fit
@@ -303,7 +324,7 @@ def test_full_disk_during_extraction_and_frame_decoding(tmp_path):
         no_temporaries(disk)
 
     with small_filesystem(tmp_path / "small2", "300k") as disk:
-        proc = run_cli("decode-frames", src, disk / "frames", "--workers", "1", "--quiet")
+        proc = run_main(capsys, "decode-frames", src, disk / "frames", "--workers", "1", "--quiet")
         assert proc.returncode == 1, proc.stderr[-2000:]
         done = sorted(p.name for p in (disk / "frames").iterdir() if p.is_dir())
         assert 1 <= len(done) < 5
@@ -313,10 +334,10 @@ def test_full_disk_during_extraction_and_frame_decoding(tmp_path):
         no_temporaries(disk)  # half-written frame folders were removed
 
 
-def test_full_disk_while_saving_checkpoints(train_data, tmp_path):
+def test_full_disk_while_saving_checkpoints(train_data, tmp_path, capsys):
     cache = tmp_path / "cache"
     with small_filesystem(tmp_path / "small", "600k") as disk:  # one pair of 227 kB checkpoints fits
-        proc = run_cli(*train_args(train_data, disk / "work"), "--set", f"feature.cache_dir={cache}")
+        proc = run_main(capsys, *train_args(train_data, disk / "work"), "--set", f"feature.cache_dir={cache}")
         assert proc.returncode == 2, proc.stderr[-2000:]
         message = proc.stderr.strip().splitlines()[-1]
         assert message.startswith(f"videoact train: {disk / 'work'}/")
@@ -326,7 +347,7 @@ def test_full_disk_while_saving_checkpoints(train_data, tmp_path):
         no_temporaries(disk)
 
 
-def test_full_disk_for_reports(tmp_path):
+def test_full_disk_for_reports(tmp_path, capsys):
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny.pt")
     video = write_coded_video(tmp_path / "v" / "clip.mp4", 12)
     with small_filesystem(tmp_path / "small", "8k") as disk:
@@ -336,10 +357,10 @@ def test_full_disk_for_reports(tmp_path):
                 f.write(b"\0" * 64 * 1024)
         except OSError:
             pass  # the disk is now full
-        check = run_cli("check", tmp_path / "v", "--json", disk / "report.json", "--workers", "0", "--quiet")
+        check = run_main(capsys, "check", tmp_path / "v", "--json", disk / "report.json", "--workers", "0", "--quiet")
         assert check.returncode == 2, check.stderr[-2000:]
         assert f"{disk / 'report.json'}" in check.stderr and "No space left on device" in check.stderr
-        infer = run_cli("infer", checkpoint, video, "--device", "cpu", "--out", disk / "results.json")
+        infer = run_main(capsys, "infer", checkpoint, video, "--device", "cpu", "--out", disk / "results.json")
         assert infer.returncode == 1, infer.stderr[-2000:]
         assert f"{disk / 'results.json'}" in infer.stderr and "No space left on device" in infer.stderr
         assert "Traceback" not in check.stderr + infer.stderr

@@ -4,6 +4,7 @@ import random
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -618,17 +619,17 @@ def test_convert_ucf101_splits(tmp_path):
     assert [s.label for s in samples] == [0, 2, 1]  # classInd id - 1
 
     # the script: same output, and --root reports the test videos that are not there
-    script = subprocess.run(
-        [sys.executable, str(REPO / "datasets" / "ucf101_to_list.py"), str(splits), str(tmp_path / "s"),
-         "--root", str(root)],
-        capture_output=True, text=True, timeout=120,
-    )
+    ucf101_to_list = [sys.executable, str(REPO / "datasets" / "ucf101_to_list.py"), str(splits)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two processes of their own, side by side
+        script = pool.submit(subprocess.run, [*ucf101_to_list, str(tmp_path / "s"), "--root", str(root)],
+                             capture_output=True, text=True, timeout=120)
+        # a --root that is not there: one line, before anything is written (was a traceback)
+        typo = pool.submit(subprocess.run, [*ucf101_to_list, str(tmp_path / "t"), "--root", str(tmp_path / "UCF101")],
+                           capture_output=True, text=True, timeout=120)
+        script, typo = script.result(), typo.result()
     assert script.returncode == 1, script.stderr
     assert "2 missing" in script.stderr and "v_Archery_g01_c01.avi" in script.stderr
     assert (tmp_path / "s" / "train_split1.txt").read_text() == (out / "train_split1.txt").read_text()
-    typo = subprocess.run(  # a --root that is not there: one line, before anything is written (was a traceback)
-        [sys.executable, str(REPO / "datasets" / "ucf101_to_list.py"), str(splits), str(tmp_path / "t"),
-         "--root", str(tmp_path / "UCF101")], capture_output=True, text=True, timeout=120)
     assert typo.returncode == 1 and typo.stderr == f"ucf101_to_list: --root {tmp_path / 'UCF101'}: no such folder\n"
     assert not (tmp_path / "t").exists()
 
@@ -734,28 +735,29 @@ def test_convert_kinetics_csv(tmp_path):
     with pytest.raises(AnnotationError, match="swimming"):
         convert_kinetics_csv(val, tmp_path / "val.txt", classes=tmp_path / "classes.txt")
 
-    script = subprocess.run(
-        [sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), str(csv_file), str(tmp_path / "s.txt"),
-         "--root", str(root), "--relative-to", str(root.parent)],
-        capture_output=True, text=True, timeout=120,
-    )
+    # The four runs of the script below write nothing the others read: side by side, each in a
+    # process of its own.
+    kinetics_to_list = [sys.executable, str(REPO / "datasets" / "kinetics_to_list.py")]
+    before = csv_file.read_bytes()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = [pool.submit(subprocess.run, [*kinetics_to_list, *args], capture_output=True, text=True, timeout=120)
+                for args in ([str(csv_file), str(tmp_path / "s.txt"), "--root", str(root), "--relative-to",
+                              str(root.parent)],
+                             [str(csv_file), str(tmp_path / "r.txt"), "--relative-to", str(root.parent)],
+                             [str(csv_file), str(csv_file)],
+                             [str(csv_file), str(tmp_path / "o.txt"), "--classes-out", str(csv_file)])]
+        script, lost, *replacing = [run.result() for run in runs]
     assert script.returncode == 0, script.stderr
     assert "2 clips, 2 classes" in script.stdout and "1 missing" in script.stdout
     assert (tmp_path / "s.txt").read_text() == "".join(
         f"train/{line}" for line in (tmp_path / "train.txt").read_text().splitlines(keepends=True))
     samples, _, problems = read_annotations(tmp_path / "s.txt", root.parent)
     assert problems == [] and samples[0].path == root / "air drumming" / "abcdefghijk_000001_000011.mp4"
-    lost = subprocess.run(  # --relative-to without --root would write paths relative to the CSV's folder
-        [sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), str(csv_file), str(tmp_path / "r.txt"),
-         "--relative-to", str(root.parent)], capture_output=True, text=True, timeout=120)
+    # --relative-to without --root would write paths relative to the CSV's folder
     assert lost.returncode == 1 and "--relative-to needs --root" in lost.stderr and not (tmp_path / "r.txt").exists()
 
     # the annotation CSV (which may not be downloadable again) is never written over
-    before = csv_file.read_bytes()
-    for args in ([str(csv_file), str(csv_file)],
-                 [str(csv_file), str(tmp_path / "o.txt"), "--classes-out", str(csv_file)]):
-        script = subprocess.run([sys.executable, str(REPO / "datasets" / "kinetics_to_list.py"), *args],
-                                capture_output=True, text=True, timeout=120)
+    for script in replacing:
         assert script.returncode == 1 and "would replace that file" in script.stderr, script.stderr
     assert csv_file.read_bytes() == before and not (tmp_path / "o.txt").exists()
 

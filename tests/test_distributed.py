@@ -4,6 +4,7 @@ import os
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,14 @@ def test_torchrun_extraction_equals_one_process(tmp_path):
 
     # oneDNN's float results depend on the thread count (measured: up to 2e-5 apart at
     # batch 8, 64 px, 1 vs 2 threads), so the reference process gets the ranks' one thread.
-    single = cli("extract", str(src), str(tmp_path / "one"), *EXTRACT_ARGS,
-                 env=dict(os.environ, OMP_NUM_THREADS="1"))
+    # The three first runs write to their own folders: started side by side (start-ups overlap).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        single = pool.submit(cli, "extract", str(src), str(tmp_path / "one"), *EXTRACT_ARGS,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+        dist = pool.submit(torchrun, "-m", "videoact", "extract", str(src), str(tmp_path / "two"), *EXTRACT_ARGS)
+        threads = pool.submit(cli, "extract", str(src), str(tmp_path / "threads"), *EXTRACT_ARGS)
+        single, dist, threads = single.result(), dist.result(), threads.result()
     assert single.returncode == 1, single.stderr  # the broken file is reported
-    dist = torchrun("-m", "videoact", "extract", str(src), str(tmp_path / "two"), *EXTRACT_ARGS)
     assert dist.returncode != 0, dist.stdout + dist.stderr
     assert "on 2 ranks" in dist.stdout and "failed 1" in dist.stdout, dist.stdout + dist.stderr
 
@@ -73,7 +78,6 @@ def test_torchrun_extraction_equals_one_process(tmp_path):
         assert cached.features.dtype == torch.float16 and cached.features.shape[1] == 1280
 
     # With the default thread count the features agree to float16 rounding.
-    threads = cli("extract", str(src), str(tmp_path / "threads"), *EXTRACT_ARGS)
     assert threads.returncode == 1, threads.stderr  # the broken file again, the rest written
     assert sorted(files(tmp_path / "threads")) == sorted(one)
     for name, path in files(tmp_path / "threads").items():
@@ -140,10 +144,13 @@ def test_two_rank_ddp_training_follows_the_one_process_loss_curve(tmp_path):
 
     (tmp_path / "log_one").mkdir()
     (tmp_path / "log_two").mkdir()
-    single = subprocess.run([sys.executable, str(launcher), str(tmp_path / "log_one"), *args("one")],
-                            capture_output=True, text=True, timeout=300)
+    # Own work, cache and log folders: the two runs side by side (start-ups overlap).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        single = pool.submit(subprocess.run, [sys.executable, str(launcher), str(tmp_path / "log_one"), *args("one")],
+                             capture_output=True, text=True, timeout=300)
+        dist = pool.submit(torchrun, str(launcher), str(tmp_path / "log_two"), *args("two"))
+        single, dist = single.result(), dist.result()
     assert single.returncode == 0, single.stderr
-    dist = torchrun(str(launcher), str(tmp_path / "log_two"), *args("two"))
     assert dist.returncode == 0, dist.stdout + dist.stderr
     for run in (single, dist):
         end = run.stderr[run.stderr.index("2 videos could not be read and were left out:"):]

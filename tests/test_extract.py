@@ -2,8 +2,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,10 +25,6 @@ def make_folder(root: Path, n: int = 4, frames: int = 30) -> list[Path]:
         ext = ".avi" if i % 3 == 2 else ".mp4"
         paths.append(write_coded_video(root / f"class{i % 2}" / f"clip{i}{ext}", frames + 3 * i))
     return paths
-
-
-def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "videoact", *args], capture_output=True, text=True, **kw)
 
 
 def test_features_match_backbone_on_the_same_frames(tmp_path):
@@ -74,7 +68,7 @@ def test_default_batch_holds_at_most_64_frames_of_224_px_on_a_cpu():
     assert default_batch_size(torch.device("cpu"), 448) == 16
 
 
-def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):
+def test_bad_files_are_reported_and_the_rest_succeed(tmp_path, capsys):
     src = tmp_path / "v"
     good = make_folder(src, n=2, frames=12)
     (src / "class0" / "empty.mp4").write_bytes(b"")
@@ -83,7 +77,8 @@ def test_bad_files_are_reported_and_the_rest_succeed(tmp_path):
     data = write_coded_video(tmp_path / "full.mp4", 60).read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
     out = tmp_path / "out"
-    proc = run_cli("extract", str(src), str(out), "--image-size", SIZE, "--workers", "2", "--no-progress")
+    # in this process (the decoding runs in the two worker processes all the same)
+    proc = run_main(capsys, "extract", src, out, "--image-size", SIZE, "--workers", "2", "--no-progress")
     assert proc.returncode == 1, proc.stderr
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     failed = {Path(f["path"]).name for f in failures}

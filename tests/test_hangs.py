@@ -31,21 +31,22 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{src / 'hang.avi'} a\n{src / 'next.mp4'} b\n")
     commands = {
-        "extract": ["extract", src, tmp_path / "f", "--timeout", "5", "--image-size", "32", "--workers", "1",
+        "extract": ["extract", src, tmp_path / "f", "--timeout", "3", "--image-size", "32", "--workers", "1",
                     "--no-progress"],
         # decoding in the main process, two videos side by side (the CPU default on 2 cores)
-        "extract-inline": ["extract", src, tmp_path / "g", "--timeout", "5", "--image-size", "32", "--workers", "0",
+        "extract-inline": ["extract", src, tmp_path / "g", "--timeout", "3", "--image-size", "32", "--workers", "0",
                            "--no-progress"],
-        "decode-frames": ["decode-frames", src, tmp_path / "j", "--timeout", "5", "--quiet"],
-        "infer": ["infer", tiny_checkpoint, src, "--timeout", "5", "--device", "cpu"],
-        "test": ["test", tiny_checkpoint, listing, "--timeout", "5", "--device", "cpu", "--no-progress",
+        "decode-frames": ["decode-frames", src, tmp_path / "j", "--timeout", "3", "--quiet"],
+        "infer": ["infer", tiny_checkpoint, src, "--timeout", "3", "--device", "cpu"],
+        "test": ["test", tiny_checkpoint, listing, "--timeout", "3", "--device", "cpu", "--no-progress",
                  "--out", tmp_path / "m.json"],
-        "timeline": ["infer", tiny_checkpoint, src, "--timeline", "--timeout", "5", "--device", "cpu"],
-        "stream": ["stream", tiny_checkpoint, "--source", hang, "--file-timeout", "5", "--no-window", "--device", "cpu"],
+        "timeline": ["infer", tiny_checkpoint, src, "--timeline", "--timeout", "3", "--device", "cpu"],
+        "stream": ["stream", tiny_checkpoint, "--source", hang, "--file-timeout", "3", "--no-window", "--device", "cpu"],
     }
-    # Four at a time: each mostly waits out its 5 s limit (50 s of the suite one after another).
+    # All seven side by side: each mostly waits out its 3 s limit (against the half hour the
+    # hanging open would take, any limit of seconds shows the same).
     try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
             futures = {name: pool.submit(run_cli, *args, timeout=150) for name, args in commands.items()}
             runs = {name: future.result() for name, future in futures.items()}
     finally:
@@ -53,15 +54,15 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
     for name, proc in runs.items():
         assert proc.returncode == (2 if name == "stream" else 1), (name, proc.stderr[-2000:])
         assert "hang.avi" in proc.stderr, name
-    assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["extract"].stderr
-    assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["extract-inline"].stderr
+    assert "hang.avi: opening did not finish within 3 s (decoder hung)" in runs["extract"].stderr
+    assert "hang.avi: opening did not finish within 3 s (decoder hung)" in runs["extract-inline"].stderr
     assert (tmp_path / "g" / "next.mp4.safetensors").exists()
-    assert "hang.avi: timed out: no progress within 5 s" in runs["decode-frames"].stderr
-    assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["infer"].stderr
-    assert "hang.avi: opening did not finish within 5 s (decoder hung)" in runs["test"].stderr
-    assert f"failed: {hang}: opening did not finish within 5 s (decoder hung)" in runs["timeline"].stderr
+    assert "hang.avi: timed out: no progress within 3 s" in runs["decode-frames"].stderr
+    assert "hang.avi: opening did not finish within 3 s (decoder hung)" in runs["infer"].stderr
+    assert "hang.avi: opening did not finish within 3 s (decoder hung)" in runs["test"].stderr
+    assert f"failed: {hang}: opening did not finish within 3 s (decoder hung)" in runs["timeline"].stderr
     assert f"{src / 'next.mp4'}  (" in runs["timeline"].stdout
-    assert (f"videoact stream: {hang}: opening did not finish within 5 s (decoder hung); "
+    assert (f"videoact stream: {hang}: opening did not finish within 3 s (decoder hung); "
             "the file is not readable in time") in runs["stream"].stderr
     assert (tmp_path / "f" / "next.mp4.safetensors").exists()
     assert (tmp_path / "j" / "next" / "meta.json").exists()
@@ -83,24 +84,30 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     write_coded_video(locked / "inside.mp4", 8)
     locked.chmod(0)
     folder = f"{locked}: a folder that cannot be read (permission denied)"
-    extract = run_cli("extract", src, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress",
-                      prefix=prefix)
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    # Independent runs (own outputs, the same read-only inputs), started side by side: each
+    # mostly pays its interpreter and torch start-up.
+    commands = {
+        "extract": ["extract", src, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress"],
+        "infer": ["infer", tiny_checkpoint, src, "--device", "cpu"],
+        "check": ["check", src, "--workers", "1", "--quiet"],
+        "frames": ["decode-frames", src, tmp_path / "frames", "--quiet"],
+        "read_only": ["decode-frames", src / "open.mp4", read_only],  # extract: the same check
+    }
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        futures = {name: pool.submit(run_cli, *args, prefix=prefix) for name, args in commands.items()}
+        extract, infer, check, frames, proc = (futures[name].result() for name in commands)
     assert extract.returncode == 1 and f"{secret}: permission denied" in extract.stderr
     assert folder in extract.stderr
     assert (tmp_path / "f" / "open.mp4.safetensors").exists()
-    infer = run_cli("infer", tiny_checkpoint, src, "--device", "cpu", prefix=prefix)
     assert infer.returncode == 1 and f"failed: {secret}: permission denied" in infer.stderr
     assert f"failed: {folder}" in infer.stderr
-    check = run_cli("check", src, "--workers", "1", "--quiet", prefix=prefix)
     assert check.returncode == 1 and f"unreadable  {folder}" in check.stdout
-    frames = run_cli("decode-frames", src, tmp_path / "frames", "--quiet", prefix=prefix)
     assert frames.returncode == 1 and folder in frames.stdout + frames.stderr
     assert (tmp_path / "frames" / "open" / "img_00001.jpg").exists()
     # An OUT without write permission: one line naming it, before any work (was a traceback
     # about an internal temporary, '.failures.jsonl.tmp-...').
-    read_only = tmp_path / "read_only"
-    read_only.mkdir(mode=0o555)
-    proc = run_cli("decode-frames", src / "open.mp4", read_only, prefix=prefix)  # extract: the same check
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{read_only}: cannot write the frame folders (OUT) there (Permission denied)" in proc.stderr
     # ... but outputs that are all current may be read-only: nothing to write, nothing refused,
@@ -114,8 +121,12 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     for out in (tmp_path / "f", tmp_path / "frames"):
         for folder in (out, *(p for p in out.rglob("*") if p.is_dir())):
             folder.chmod(0o555)
-    again = run_cli("extract", src / "open.mp4", tmp_path / "f", "--image-size", "32", "--no-progress", prefix=prefix)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        again = pool.submit(run_cli, "extract", src / "open.mp4", tmp_path / "f", "--image-size", "32",
+                            "--no-progress", prefix=prefix)
+        frames_again = pool.submit(run_cli, "decode-frames", src / "open.mp4", tmp_path / "frames", "--quiet",
+                                   prefix=prefix)
+        again, frames_again = again.result(), frames_again.result()
     assert again.returncode == 0 and "skipped 1 up to date" in again.stdout, again.stderr
     assert "failures.jsonl: cannot be brought up to date (Permission denied)" in again.stderr
-    frames_again = run_cli("decode-frames", src / "open.mp4", tmp_path / "frames", "--quiet", prefix=prefix)
     assert frames_again.returncode == 0 and "skipped 1 already complete" in frames_again.stdout, frames_again.stderr

@@ -67,11 +67,11 @@ def failed_names(stderr: str, root: Path) -> set[str]:
 # ---------------------------------------------------------------- every command, every awkward file
 
 
-def test_extract_processes_or_reports_every_file(awkward, tmp_path):
+def test_extract_processes_or_reports_every_file(awkward, tmp_path, capsys):
     root, usable = awkward
     out = tmp_path / "features"
-    proc = run_cli("extract", root, out, "--image-size", "32", "--sampling", "uniform", "--num-segments", "4",
-                   "--workers", "2", "--timeout", "120", "--no-progress")
+    proc = run_main(capsys, "extract", root, out, "--image-size", "32", "--sampling", "uniform", "--num-segments", "4",
+                    "--workers", "2", "--timeout", "120", "--no-progress")
     assert proc.returncode == 1, proc.stderr[-3000:]
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert {Path(f["path"]).relative_to(root).as_posix() for f in failures} == unreadable(root, usable)
@@ -91,10 +91,11 @@ def test_extract_processes_or_reports_every_file(awkward, tmp_path):
     assert damaged.metadata["decoder"] == "opencv" and max(damaged.frame_indices.tolist()) < 22
 
 
-def test_decode_frames_processes_or_reports_every_file(awkward, tmp_path):
+def test_decode_frames_processes_or_reports_every_file(awkward, tmp_path, capsys):
     root, usable = awkward
     out = tmp_path / "frames"
-    proc = run_cli("decode-frames", root, out, "--short-side", "24", "--workers", "2", "--timeout", "120", "--quiet")
+    proc = run_main(capsys, "decode-frames", root, out, "--short-side", "24", "--workers", "2", "--timeout", "120",
+                    "--quiet")
     assert proc.returncode == 1, proc.stderr[-3000:]
     failures = {Path(json.loads(line)["video"]).relative_to(root).as_posix(): json.loads(line)["error"]
                 for line in (out / "failures.jsonl").read_text().splitlines()}
@@ -112,9 +113,10 @@ def test_decode_frames_processes_or_reports_every_file(awkward, tmp_path):
     assert json.loads((out / "animated" / "meta.json").read_text())["num_frames"] == 12
 
 
-def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoint, tmp_path):
+def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoint, tmp_path, capsys):
     root, usable = awkward
-    proc = run_cli("infer", tiny_checkpoint, root, "--device", "cpu", "--timeout", "120", "--out", tmp_path / "r.json")
+    proc = run_main(capsys, "infer", tiny_checkpoint, root, "--device", "cpu", "--timeout", "120",
+                    "--out", tmp_path / "r.json")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert failed_names(proc.stderr, root) == unreadable(root, usable)
     rows = json.loads((tmp_path / "r.json").read_text())
@@ -126,7 +128,7 @@ def test_infer_and_timeline_process_or_report_every_file(awkward, tiny_checkpoin
     assert set(failed) == unreadable(root, usable)
     assert all(f"failed: {reason}\n" in proc.stderr for reason in failed.values())
 
-    timeline = run_cli("infer", tiny_checkpoint, root, "--timeline", "--device", "cpu")
+    timeline = run_main(capsys, "infer", tiny_checkpoint, root, "--timeline", "--device", "cpu")
     assert timeline.returncode == 1, timeline.stderr[-3000:]
     # The timeline reads the frames decord counted; on damaged.mp4 it reports, by name,
     # that OpenCV (the fallback) decodes fewer (see docs/reliability.md).
