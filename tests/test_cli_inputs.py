@@ -493,7 +493,8 @@ def test_output_folders_are_checked_up_front_without_making_any(setup, tmp_path,
     os.symlink("/nonexistent/x", "dangling")
     long_name = "d" * 300
     for out, message in (("dangling/r.json", "dangling: a broken symbolic link (to /nonexistent/x), not a folder"),
-                         (f"{long_name}/r.json", f"{long_name}: File name too long")):  # was: after the work
+                         (f"{long_name}/r.json", f"{long_name}: File name too long"),  # was: after the work
+                         (f"{long_name}.json", "the file name is too long (at most 255 bytes here)")):
         proc = run_cli(capsys, "infer", setup["ckpt"], setup["clip"], "--out", out, "--device", "cpu")
         assert proc.returncode == 2 and f"videoact infer: --out {out}: {message}" in proc.stderr, proc.stderr
     with small_filesystem(tmp_path / "ro", "64k") as ro:

@@ -321,6 +321,7 @@ def test_full_disk_during_extraction_and_frame_decoding(tmp_path, capsys):
         assert len(failures) == 5 - len(written)
         for f in failures:
             assert "No space left on device" in f["reason"] and f["path"] in f["reason"]
+            assert f["reason"].count(".safetensors") == 1, f["reason"]  # the cache file named once
         no_temporaries(disk)
 
     with small_filesystem(tmp_path / "small2", "300k") as disk:
@@ -342,6 +343,7 @@ def test_full_disk_while_saving_checkpoints(train_data, tmp_path, capsys):
         message = proc.stderr.strip().splitlines()[-1]
         assert message.startswith(f"videoact train: {disk / 'work'}/")
         assert "could not write the checkpoint" in message and "bytes free on that disk (full?)" in message
+        assert message.count(str(disk / "work")) == 1, message  # the file named once
         for name in ("best.pt", "last.pt"):
             assert load_checkpoint(disk / "work" / name)["train_state"]["epoch"] == 0  # intact
         no_temporaries(disk)

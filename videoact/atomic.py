@@ -98,9 +98,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the same subclass, by errno
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None and exc.strerror:
+            exc.filename = str(path)  # the same exception (its class kept): str(exc) now ends with the path
         raise
+
+
+def error_text(exc: BaseException) -> str:
+    """``exc`` for a message that names its file already: ``[Errno 28] No space left on
+    device``, without the path an OSError's text ends with."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return str(exc)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

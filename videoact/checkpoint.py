@@ -146,7 +146,9 @@ def save_checkpoint(
         except OSError:
             free = None
         hint = f"; {free} bytes free on that disk (full?)" if free is not None and free < 64 * 2**20 else ""
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from .atomic import error_text
+
+        first = error_text(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: could not write the checkpoint ({first}{hint}); "
                               "the previous file, if any, is unchanged") from None
     return path

@@ -42,7 +42,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import not_a_file, remove_dead_temporaries, temporary_prefix, update_failure_log, writable_folder
+from .atomic import (error_text, not_a_file, remove_dead_temporaries, temporary_prefix, update_failure_log,
+                     writable_folder)
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -373,7 +374,7 @@ class _Writer:
                 features = torch.cat(parts) if parts else torch.zeros(0, feature_dim)
                 save_features(path, features, indices, metadata)
             except Exception as exc:  # e.g. disk full: report, keep earlier files
-                self.errors.append((source, f"{source}: could not write {path}: {exc}"))
+                self.errors.append((source, f"{source}: could not write {path}: {error_text(exc)}"))
 
     def put(self, *item) -> None:
         self.queue.put(item)

@@ -86,6 +86,12 @@ def output_folder_error(option: str, path: str | os.PathLike, what: str) -> str 
         return f"{option} {path}: {folder}: a file, not a folder for {what}"
     if not os.access(folder, os.W_OK | os.X_OK):  # EROFS too: access() asks the file system
         return f"{option} {path}: {folder}: cannot write {what} there (permission denied or read-only)"
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(os.path.basename(os.fspath(path)))) > longest:
+        return f"{option} {path}: the file name is too long (at most {longest} bytes here)"
     return None
 
 
