@@ -531,6 +531,8 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
     # one path, not a sequence of its characters (each was tried as a file, '.' as a frame folder)
     results, failures = classifier.predict_many(str(clip), top_k=1)
     assert [r.source for r in results] == [str(clip)] and failures == []
+    # an infinite time limit is none (was an OverflowError from Thread.join)
+    assert torch.equal(classifier.predict(clip, file_timeout=float("inf")).probs, classifier.predict(clip).probs)
     # a folder of videos where one video goes: said so, not only "no frames (img_00001.jpg not found)"
     with pytest.raises(videoact.VideoDecodeError, match=r"it holds videos \(v\d\.mp4, \.\.\.\), not frames"):
         classifier.predict(setup["data"] / "a")

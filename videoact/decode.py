@@ -1047,14 +1047,14 @@ def decoder_hung(what: str, timeout: float) -> TimeoutError:
 
 
 def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> T:
-    """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds (``None`` or 0:
-    no limit, in this thread), raising :func:`decoder_hung`'s TimeoutError.
+    """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds (``None``, 0 or
+    infinity: no limit, in this thread), raising :func:`decoder_hung`'s TimeoutError.
 
     Decoders can loop forever inside C code (decord's ``get_batch`` on over-reported
     frame counts); the caller then abandons that daemon thread and goes on with the next
     file (extraction's DataLoader workers end with their process).
     """
-    if not timeout:
+    if not timeout or timeout == math.inf:  # no limit (inf: Thread.join would overflow)
         return fn()
     box: dict[str, Any] = {}
 
