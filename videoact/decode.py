@@ -1074,7 +1074,6 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> 
     return box["value"]
 
 
-
 def list_videos(
     root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS, frame_folders: bool = False
 ) -> list[Path]:

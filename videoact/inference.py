@@ -335,8 +335,7 @@ class VideoClassifier:
         """Open ``video`` and read the frames of ``num_clips`` clips, within ``timeout`` seconds."""
         import time
 
-        from .decode import VideoDecodeError, open_video
-        from .decode import call_with_timeout
+        from .decode import VideoDecodeError, call_with_timeout, open_video
 
         path = str(video)
         deadline = None if not timeout else time.monotonic() + timeout
