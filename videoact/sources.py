@@ -186,8 +186,7 @@ class FileSource(FrameSource):
         self._reader: Any = None
 
     def open(self) -> None:
-        from .decode import VideoDecodeError, open_video
-        from .decode import call_with_timeout
+        from .decode import VideoDecodeError, call_with_timeout, open_video
 
         def open_and_verify() -> Any:
             reader = open_video(self.path)

@@ -19,8 +19,9 @@
    25 fps, a stride of 1 s; not 0.5 s, whose odd windows start between two frames, nor
    0.2 s, off the grid); otherwise picks differ, by a frame between frames and by up to
    half a grid step off the grid. The last window, aligned to the video's end, is off the
-   grid: its points are the grid's nearest, up to half a grid step from its own centres. A video shorter than the window is one window over all of
-   it, its grid made T points long.
+   grid: its points are the grid's nearest, up to half a grid step from its own centres.
+   A video shorter than the window is one window over all of it, its grid made T points
+   long.
 3. Each window owns the time between the midpoints to its neighbours' centres (the
    first from 0, the last to the end). Consecutive windows with the same top label
    merge into an action segment ``(label, start, end, mean score)``; a window whose top
