@@ -1,12 +1,14 @@
 """Training, resume, evaluation and inference end to end on a tiny synthetic benchmark,
 through the real command line, the real offline backbone and real encoded videos."""
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,13 @@ from videoact.synthetic import make_synthetic
 FAST = ["--set", "feature.image_size=64", "--set", "feature.resize=squash", "--set", "feature.num_segments=8",
         "--set", "model.hidden=32", "--set", "model.proj_dim=32", "--set", "train.batch_size=8",
         "--set", "data.num_workers=0", "--set", "train.progress=false"]
+
+
+def summary_lines(caplog) -> str:
+    """What ``videoact.train`` logged since the last call (the lines the command prints)."""
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "videoact.train")
+    caplog.clear()
+    return text
 
 
 def videoact(*args, check=True, **kw):
@@ -346,6 +355,7 @@ def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):
     proc = here(capsys, "train", "--data", tmp_path / "data", "--work-dir", tmp_path / "w", "--set", "train.epochs=2",
                     "--set", "data.val_fraction=0.5", "--set", "train.early_stopping_patience=1", *FAST)
     assert "2 classes: 2 training videos, 2 validation videos (held out of the training videos)" in proc.stdout
+    assert not logging.getLogger("videoact.train").handlers  # printed for that run of main() only
     assert proc.stderr.count("videoact train: warning: skipping") == 2
     assert "text.mp4" in proc.stderr and "zero.mp4" in proc.stderr
     assert re.search(r"best validation accuracy: [\d.]+% at epoch [12] of \d run", proc.stdout), proc.stdout
@@ -390,7 +400,7 @@ def test_training_reuses_features_of_symlinked_videos(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")} == stamps  # nothing new, nothing redone
 
 
-def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
+def test_mixed_precision_on_the_cpu(bench, tmp_path):
     """feature.amp / train.cpu_amp: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), and
     float32 with a note elsewhere. The cache and the checkpoint record the precision; a
     float32 run replaces bf16 features; live inference recomputes what the cache holds."""
@@ -400,16 +410,17 @@ def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
 
     native = native_bf16(torch.device("cpu"))
 
-    def run(name: str, amp: bool) -> tuple[Path, dict]:
-        train_in_process(bench, tmp_path / name, tmp_path / "cache", "train.epochs=1", f"feature.amp={amp}",
-                         f"train.cpu_amp={amp}")
+    def run(name: str, amp: bool) -> tuple[Path, dict, str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_in_process(bench, tmp_path / name, tmp_path / "cache", "train.epochs=1", f"feature.amp={amp}",
+                             f"train.cpu_amp={amp}")
         history = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        return tmp_path / name, history[-1]
+        return tmp_path / name, history[-1], "\n".join(str(w.message) for w in caught)
 
     clip = sorted((bench / "train").rglob("*.mp4"))[0]
     cached = tmp_path / "cache" / "train" / clip.parent.name / f"{clip.name}.safetensors"
-    work, mixed = run("mixed", True)
-    err = capsys.readouterr().err
+    work, mixed, err = run("mixed", True)
     precision = "bfloat16" if native else "float32"
     assert read_metadata(cached)["precision"] == precision
     assert load_checkpoint(work / "best.pt")["feature"]["precision"] == precision
@@ -426,8 +437,7 @@ def test_mixed_precision_on_the_cpu(bench, tmp_path, capsys):
     torch.testing.assert_close(live, features.float(), atol=0.05 * float(features.float().abs().mean()), rtol=0.02)
 
     bf16_features = features.clone()
-    _, full = run("float32", False)
-    err = capsys.readouterr().err
+    _, full, err = run("float32", False)
     features32 = load_features(cached).features
     assert read_metadata(cached)["precision"] == "float32"
     if native:  # re-extracted in float32, said so; close to bf16 but not the same numbers, nor the training
@@ -482,7 +492,7 @@ def test_resume_refuses_a_last_pt_of_other_backbone_weights(bench, tmp_path):
     assert not (tmp_path / "cache").exists()  # refused before any extraction
 
 
-def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settings(tmp_path, capsys):
+def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settings(tmp_path, capsys, caplog):
     """A resumed run validates on the videos it held out at the start (not on ones it
     trained on, though a broken video became readable and data.val_fraction changed),
     trains with the train.lr / train.weight_decay its config.yaml now records, and refuses
@@ -502,8 +512,10 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     def run(*settings: str) -> dict:
         return train(load_config(None, [*fast, f"data.train={data}", f"work_dir={work}", *settings]))
 
+    caplog.set_level(logging.INFO, logger="videoact.train")
     run("train.epochs=1", "data.val_fraction=0.5")
-    first = capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # train.progress=false: a program's stdout is its own
+    first = summary_lines(caplog)
     held_out = json.loads((work / "held_out.json").read_text())["videos"]
     assert f"{7 - len(held_out)} training videos, {len(held_out)} validation videos" in first
     assert str(data / "a" / "v0.mp4") not in held_out
@@ -513,7 +525,7 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
         write_coded_video(tmp_path / "testdata" / c / "t.mp4", 12)
     run("train.epochs=2", "data.val_fraction=0.25", "train.lr=0.01", "train.weight_decay=0.2",
         f"data.test={tmp_path / 'testdata'}")
-    out = capsys.readouterr().out
+    out = summary_lines(caplog)
     assert f"{8 - len(held_out)} training videos, {len(held_out)} validation videos" in out  # v0 joins training
     assert json.loads((work / "held_out.json").read_text())["videos"] == held_out
     assert "at epoch 2 (train.lr 0.001 -> 0.01, train.weight_decay 0.01 -> 0.2)" in out
@@ -530,7 +542,7 @@ def test_resume_keeps_its_held_out_videos_classes_and_takes_new_optimizer_settin
     assert logged[1]["lr"] == pytest.approx(0.01 * lr_factor(1, warmup, 2)) != 0.001 * lr_factor(0, warmup, 1)
     run("train.epochs=2", "train.lr=0.01", "train.weight_decay=0.2", f"data.test={tmp_path / 'testdata'}")  # again:
     # nothing left to do, and it says so
-    assert f"{work / 'last.pt'}: the run is complete (2 of 2 epochs)" in capsys.readouterr().out
+    assert f"{work / 'last.pt'}: the run is complete (2 of 2 epochs)" in summary_lines(caplog)
 
     (data / "b").rename(data / "c")  # as many classes, other names: the weights would still load
     cached = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.safetensors"))
@@ -575,16 +587,17 @@ def test_the_report_of_many_classes_lists_the_confused_pairs_instead_of_a_wide_t
     assert "rows: true class, columns: predicted class" in format_report(ten)  # a table where it fits
 
 
-def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, capsys):
+def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, caplog):
     common = ("train.epochs=6", "train.lr=1e-12", "train.early_stopping_patience=1")  # nothing improves
     summary = train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)
     assert summary["stopped_early"] and summary["epochs_run"] == 2
+    caplog.set_level(logging.INFO, logger="videoact.train")
     train_in_process(bench, tmp_path / "w", tmp_path / "cache", *common)
-    assert f"{tmp_path / 'w' / 'last.pt'}: the run stopped early after 2 epochs" in capsys.readouterr().out
+    assert f"{tmp_path / 'w' / 'last.pt'}: the run stopped early after 2 epochs" in summary_lines(caplog)
 
 
 def test_a_classes_file_fixes_the_class_order_and_keeps_classes_without_training_videos(bench, trained, tmp_path,
-                                                                                         capsys):
+                                                                                         capsys, caplog):
     """UCF101's own files: classInd.txt (``id name``) and lists with integer ids. Without a
     classes file, classes were the training list's sorted names: an integer list could not
     be read and a class without training videos dropped out (its test clips refused)."""
@@ -600,13 +613,13 @@ def test_a_classes_file_fixes_the_class_order_and_keeps_classes_without_training
     val_list.write_text("".join(f"val/{p.parent.name}/{p.name} {order.index(p.parent.name) + 1}\n"
                                 for p in sorted((bench / "val").rglob("*.mp4"))))
     cache = trained[0] / "cache"  # the same root (bench) and settings: nothing to extract
+    caplog.set_level(logging.INFO, logger="videoact.train")
     with pytest.warns(UserWarning) as caught:
         summary = train_in_process(bench, tmp_path / "run", cache, f"data.train={train_list}",
                                    f"data.val={val_list}", f"data.root={bench}", f"data.classes={class_ind}",
                                    f"data.test={bench / 'test'}", "train.epochs=1")
-    captured = capsys.readouterr()
-    said = [str(w.message) for w in caught] + [captured.err]
-    assert "10 classes: 27 training videos, 10 validation videos" in captured.out
+    said = [str(w.message) for w in caught]
+    assert "10 classes: 27 training videos, 10 validation videos" in summary_lines(caplog)
     assert any(f"1 of the 10 classes of {class_ind} have no usable training video ({gone})" in m for m in said)
     assert not any("not one of the classes" in m for m in said)  # the test clips of that class are kept
     best = load_checkpoint(tmp_path / "run" / "best.pt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import sys
 from typing import Any, Iterator, Sequence
@@ -74,6 +75,31 @@ def _warnings_as_lines(command: str) -> Iterator[None]:
             warnings.showwarning = shown
 
 
+class _StdoutLines(logging.Handler):
+    """Each record's message as a line on the sys.stdout of the moment (a test's capture, a
+    redirection made after start-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stdout)  # errors rise: main reports stdout's
+
+
+@contextlib.contextmanager
+def _summary_lines() -> Iterator[None]:
+    """Training's summary lines (``videoact.train`` at INFO: its data, resuming) on stdout,
+    for this run of main() only; a program's own logging set-up is left as it was."""
+    logger = logging.getLogger("videoact.train")
+    handler, level, propagate = _StdoutLines(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # not twice where the program that called main() logs INFO too
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only import the chosen command's module: `videoact --help` stays fast.
@@ -94,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     status, flushing = 0, False
     try:
-        with _warnings_as_lines(args.command):
+        with _warnings_as_lines(args.command), _summary_lines():
             status = int(module.run(args) or 0)
         flushing = True
         if sys.stdout is not None:  # None: no console (pythonw)

@@ -31,9 +31,9 @@ import math
 import numbers
 import os
 import queue
-import sys
 import threading
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
 from .fast_inference import fold_batchnorm, fuse_conv_activations, inference_model, keep_freed_memory  # noqa: F401
+from .notices import VideoactWarning
 from .spawn import main_script_hidden
 
 
@@ -581,8 +582,8 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     amp_dtype = autocast_dtype(device, amp)
     if amp and amp_dtype is None:
-        print(f"note: amp: {device} has no native bf16 (a CPU needs AVX512-BF16 or AMX); extracting in float32",
-              file=sys.stderr)
+        warnings.warn(f"amp: {device} has no native bf16 (a CPU needs AVX512-BF16 or AMX); extracting in float32",
+                      VideoactWarning, stacklevel=2)
     settings = extraction_settings(backbone, sampling, resize, precision_name(amp_dtype))
 
     # Which videos need work. The rest are current and skipped (resume).
@@ -620,9 +621,9 @@ def extract_features(
             replaced.append((target, stale))
     if replaced:  # say so: these may be someone's features made with other settings
         target, why = replaced[0]
-        print(f"note: {len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
-              f"replaced ({target.name}: {'; '.join(why)}); a run still training on them will stop: give each "
-              "feature setting its own cache folder", file=sys.stderr)
+        warnings.warn(f"{len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
+                      f"replaced ({target.name}: {'; '.join(why)}); a run still training on them will stop: give "
+                      "each feature setting its own cache folder", VideoactWarning, stacklevel=2)
     if todo:  # a cache that is up to date may be read-only: checked only when there is work
         writable_folder(out_dir, "the features (OUT)")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -51,6 +51,10 @@ from .distributed import all_gather_objects, barrier, broadcast_object
 from .notices import VideoactWarning
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
+
+# The run's summary lines (its data, resuming, nothing left to train). The videoact command
+# prints them on stdout; a program sees them only if it configures logging (INFO).
+log = logging.getLogger("videoact.train")
 
 
 class TrainingError(RuntimeError):
@@ -487,7 +491,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
 
         kept, dropped = exclude_paths(samples, excluded, key=lambda s: s.path)
         if dropped and is_main:
-            print(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}", file=sys.stderr)
+            warnings.warn(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}", VideoactWarning,
+                          stacklevel=2)
         return kept
 
     # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
@@ -586,8 +591,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
             "no validation video has usable features (the warnings above say why)")
     if is_main:
         held_out = f"from {cfg.data.val}" if cfg.data.val else "held out of the training videos"
-        print(f"{len(classes)} classes: {len(train_samples)} training videos, {len(val_samples)} validation "
-              f"videos ({held_out})" + (f", {len(test_samples)} test videos" if test_samples else ""))
+        log.info(f"{len(classes)} classes: {len(train_samples)} training videos, {len(val_samples)} validation "
+                 f"videos ({held_out})" + (f", {len(test_samples)} test videos" if test_samples else ""))
     segments = cfg.feature.num_segments
     train_set = FeatureDataset(train_samples, cache_dir, num_segments=segments, train=True,
                                temporal_jitter=cfg.train.temporal_jitter, seed=cfg.train.seed,
@@ -639,8 +644,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     amp_dtype = autocast_dtype(device, cfg.train.cpu_amp if device.type == "cpu" else cfg.train.amp)
     use_amp = amp_dtype is not None
     if is_main and device.type == "cpu" and cfg.train.cpu_amp and not use_amp:
-        print("note: train.cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
-              "than float32; training in float32", file=sys.stderr)
+        warnings.warn("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
+                      "than float32; training in float32", VideoactWarning, stacklevel=2)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ddp_model = model
     if world > 1:
@@ -689,14 +694,14 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         generator.set_state(ts["loader_rng"])
         history = [h for h in _read_metrics(work_dir / "metrics.jsonl") if h["epoch"] < start_epoch]
         if is_main and start_epoch >= cfg.train.epochs:
-            print(f"{last_path}: the run is complete ({start_epoch} of {cfg.train.epochs} epochs); nothing to "
-                  "train (a larger train.epochs goes on from here)")
+            log.info(f"{last_path}: the run is complete ({start_epoch} of {cfg.train.epochs} epochs); nothing to "
+                     "train (a larger train.epochs goes on from here)")
         elif is_main and bad_epochs >= cfg.train.early_stopping_patience > 0:
-            print(f"{last_path}: the run stopped early after {start_epoch} epochs (no better validation accuracy "
-                  f"for train.early_stopping_patience={cfg.train.early_stopping_patience}); nothing to train")
+            log.info(f"{last_path}: the run stopped early after {start_epoch} epochs (no better validation accuracy "
+                     f"for train.early_stopping_patience={cfg.train.early_stopping_patience}); nothing to train")
         elif is_main:
-            print(f"resuming from {last_path} at epoch {start_epoch + 1}"
-                  + (f" ({', '.join(changed)})" if changed else ""))
+            log.info(f"resuming from {last_path} at epoch {start_epoch + 1}"
+                     + (f" ({', '.join(changed)})" if changed else ""))
 
     def checkpoint(path: Path, epoch: int, metrics: dict) -> None:
         save_checkpoint(
