@@ -605,8 +605,9 @@ class DecordReader(VideoReader):
             except Exception as e:
                 vr, frame = self._reread_damaged(i, e)
             pos = i + 1
-            # decord's next() can return mis-strided data for some sizes (e.g. 96x96
-            # gives [96, 96, 4]) where get_batch raises: never pass such frames on.
+            # decord's next() can return mis-strided data for some sizes (which ones depends
+            # on the CPU: 96x96 gives [96, 96, 4] on a Zen 4, 72 wide on a Zen 3) where
+            # get_batch raises: never pass such frames on.
             self._check_frames(frame[None], f"frame {i}")
             yield i, frame
 
