@@ -136,11 +136,28 @@ def test_timeline_recovers_segment_boundaries(model, known_video):
     tl = classify_timeline(clf, path, window=WINDOW, stride=STRIDE, top_k=2)
     assert tl.duration == pytest.approx(8.0)
     got = [(s.label, s.start, s.end) for s in tl.segments]
-    assert [g[0] for g in got] == [t[0] for t in truth], got  # stripes again: a new segment
-    # Within two strides: windows across a cut are ambiguous. Measured over fixture seeds
-    # 0-4, with and without BatchNorm folded into the backbone: errors up to 0.3 s (1.5
-    # strides), and which seeds stayed within one stride changed with that 2e-5 feature difference.
-    for (_, start, end), (_, true_start, true_end) in zip(got, truth):
+    # Within two strides of a cut windows are ambiguous: a segment no longer than that, lying
+    # there, is left out (on a Zen 3 the fixture's model named "checks" at 4.5-4.7 s, between
+    # "smooth" at 4.3-4.5 and 4.7-5.9 s; the Zen 4 gave no such segment).
+    cuts = [t[1] for t in truth[1:]]
+    near = 2 * STRIDE + 1e-6
+
+    def ambiguous(start: float, end: float) -> bool:
+        return end - start <= near and any(abs(start - c) <= near and abs(end - c) <= near for c in cuts)
+
+    kept = [g for g in got if not ambiguous(g[1], g[2])]
+    assert len(got) - len(kept) <= 2, got
+    merged: list[tuple[str, float, float]] = []
+    for label, start, end in kept:
+        if merged and merged[-1][0] == label:
+            merged[-1] = (label, merged[-1][1], end)
+        else:
+            merged.append((label, start, end))
+    assert [g[0] for g in merged] == [t[0] for t in truth], got  # stripes again: a new segment
+    # Measured over fixture seeds 0-4, with and without BatchNorm folded into the backbone:
+    # errors up to 0.3 s (1.5 strides), and which seeds stayed within one stride changed
+    # with that 2e-5 feature difference.
+    for (_, start, end), (_, true_start, true_end) in zip(merged, truth):
         assert abs(start - true_start) <= 2 * STRIDE + 1e-6, got
         assert abs(end - true_end) <= 2 * STRIDE + 1e-6, got
     for s in tl.segments:
@@ -218,15 +235,18 @@ def test_window_starts_and_merging():
 
 
 def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path, capsys):
-    _, ckpt = model
+    clf, ckpt = model
     path, _ = known_video
+    # what the library gives (the model's accuracy is the test above's; this one is the output)
+    expected = [s.label for s in classify_timeline(clf, path, window=WINDOW, stride=STRIDE).segments]
+    assert expected[0] == expected[-1] == "stripes" and {"checks", "smooth"} <= set(expected)
     out_json, out_csv, annotated = tmp_path / "t.json", tmp_path / "t.csv", tmp_path / "annotated.mp4"
     args = ["infer", str(ckpt), str(path), "--timeline", "--window", str(WINDOW), "--stride", str(STRIDE)]
     assert main([*args, "--out", str(out_json), "--annotate", str(annotated)]) == 0
     printed = capsys.readouterr().out
     assert "checks" in printed and "40 frames through the CNN" in printed
     [data] = json.loads(out_json.read_text())  # a list, one object per video, even for one
-    assert [s["label"] for s in data["segments"]] == ["stripes", "checks", "smooth", "stripes"]
+    assert [s["label"] for s in data["segments"]] == expected
     assert data["segments"][-1]["end"] == pytest.approx(8.0) and len(data["windows"]) == 37
     assert set(data["windows"][0]) == {"start", "end", "label", "top"}
 
@@ -234,7 +254,7 @@ def test_infer_timeline_command_json_csv_annotated(model, known_video, tmp_path,
     rows = list(csv.DictReader(out_csv.open()))
     segments = [r for r in rows if r["kind"] == "segment"]
     windows = [r for r in rows if r["kind"] == "window"]
-    assert [r["label"] for r in segments] == ["stripes", "checks", "smooth", "stripes"] and len(windows) == 37
+    assert [r["label"] for r in segments] == expected and len(windows) == 37
     assert list(rows[0])[-5:] == ["top1", "prob1", "top2", "prob2", "error"] and "top3" not in rows[0]
     assert not any(r["error"] for r in rows)
     assert all(r["top1"] == r["label"] and float(r["prob1"]) >= float(r["prob2"]) > 0 for r in windows)
