@@ -25,3 +25,19 @@ def test_the_users_set_wins_over_the_demos_own_paths(tmp_path):
         assert cfg.feature.cache_dir == str(tmp_path / "mine") and cfg.train.epochs == 3
         assert cfg.data.train == str(tmp_path / "out" / "synthetic" / "train")
     assert (cfgs["bilstm"].model.name, cfgs["meanpool"].work_dir) == ("bilstm", str(tmp_path / "out" / "meanpool"))
+
+
+def test_the_demo_asks_for_bf16_only_where_it_is_native(tmp_path):
+    """The demo asked for bf16 everywhere, and on CPUs without it (a Zen 3) printed two
+    warnings about its own settings: float32 there, without asking."""
+    import torch
+
+    from videoact.demo import demo_configs
+    from videoact.device import native_bf16
+
+    native = torch.cuda.is_available() or native_bf16(torch.device("cpu"))
+    for cfg in demo_configs(tmp_path / "out").values():
+        assert (cfg.feature.amp, cfg.train.cpu_amp) == (native, native)
+    # the user's setting still wins
+    cfg = demo_configs(tmp_path / "out", overrides=["feature.amp=true"])["bilstm"]
+    assert cfg.feature.amp and cfg.train.cpu_amp == native
