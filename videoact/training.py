@@ -440,7 +440,11 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     is refused before hours of feature extraction. The global random generators
     (``random``, numpy, torch's CPU one, and the accelerator's when the run uses one) are
     seeded with ``train.seed`` for the run and given back to the caller as they were when
-    it ends (an MPS device's is not given back)."""
+    it ends (an MPS device's is not given back).
+
+    It prints only what ``train.progress`` asks for (bars, per-epoch lines); the run's
+    summary lines go to the ``videoact.train`` logger at INFO, and problems it goes on
+    past are :class:`~videoact.notices.VideoactWarning` warnings."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
