@@ -659,3 +659,34 @@ def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_pa
         for buffering in (1, -1):
             assert run_main_into_closed_pipe("infer", ckpt, two[0], "--timeline", "--out", full / "t.json",
                                              "--device", "cpu", buffering=buffering) == 1
+
+
+def test_summary_lines_of_main_in_two_threads_are_printed_once_each(monkeypatch, capsys):
+    """main() in two threads at once printed each thread's training summary lines twice (one
+    handler each on the shared logger) and left the logger at INFO, not propagating, so a
+    program's own logging set-up never saw videoact.train again."""
+    import logging
+    import threading
+    import time
+
+    import videoact.commands.train as train_command
+    from videoact.cli import main
+
+    log = logging.getLogger("videoact.train")
+    before = (log.level, log.propagate, list(log.handlers))
+    both_in = threading.Barrier(2)
+
+    def run(args):  # what training logs, without the training
+        both_in.wait()
+        log.info(f"{threading.current_thread().name}: 2 classes")
+        time.sleep(0.2 if threading.current_thread().name == "A" else 0.5)  # A ends first
+        return 0
+
+    monkeypatch.setattr(train_command, "run", run)
+    threads = [threading.Thread(target=main, args=(["train", "--data", "x"],), name=name) for name in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(capsys.readouterr().out.splitlines()) == ["A: 2 classes", "B: 2 classes"]
+    assert (log.level, log.propagate, list(log.handlers)) == before

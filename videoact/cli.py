@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from typing import Any, Iterator, Sequence
 
 from .commands import stdout_refuses, stdout_to_devnull
@@ -83,21 +84,35 @@ class _StdoutLines(logging.Handler):
         print(self.format(record), file=sys.stdout)  # errors rise: main reports stdout's
 
 
+_summary_lock = threading.Lock()
+_summary_runs: list[tuple[int, bool]] = []  # the logger's level and propagate before the first run
+
+
 @contextlib.contextmanager
 def _summary_lines() -> Iterator[None]:
     """Training's summary lines (``videoact.train`` at INFO: its data, resuming) on stdout,
-    for this run of main() only; a program's own logging set-up is left as it was."""
+    for this run of main() only, lines of this thread only (main() in two threads: each
+    prints its own, once); a program's own logging set-up is given back after the last run."""
     logger = logging.getLogger("videoact.train")
-    handler, level, propagate = _StdoutLines(), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # not twice where the program that called main() logs INFO too
+    handler, me = _StdoutLines(), threading.get_ident()
+    handler.addFilter(lambda record: record.thread == me)
+    with _summary_lock:
+        if not _summary_runs:
+            _summary_runs.append((logger.level, logger.propagate))
+            logger.setLevel(logging.INFO)
+            logger.propagate = False  # not twice where the program that called main() logs INFO too
+        else:
+            _summary_runs.append(_summary_runs[0])
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+        with _summary_lock:
+            logger.removeHandler(handler)
+            level, propagate = _summary_runs.pop()
+            if not _summary_runs:
+                logger.setLevel(level)
+                logger.propagate = propagate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
