@@ -35,9 +35,12 @@ def test_the_demo_asks_for_bf16_only_where_it_is_native(tmp_path):
     from videoact.demo import demo_configs
     from videoact.device import native_bf16
 
-    native = torch.cuda.is_available() or native_bf16(torch.device("cpu"))
-    for cfg in demo_configs(tmp_path / "out").values():
+    native = native_bf16(torch.device("cpu"))
+    on_cpu = ["feature.device=cpu", "train.device=cpu"]  # a GPU machine's CPU decides too
+    for cfg in demo_configs(tmp_path / "out", overrides=on_cpu).values():
         assert (cfg.feature.amp, cfg.train.cpu_amp) == (native, native)
     # the user's setting still wins
-    cfg = demo_configs(tmp_path / "out", overrides=["feature.amp=true"])["bilstm"]
+    cfg = demo_configs(tmp_path / "out", overrides=[*on_cpu, "feature.amp=true"])["bilstm"]
     assert cfg.feature.amp and cfg.train.cpu_amp == native
+    if torch.cuda.is_available():  # extraction on the GPU: mixed precision there
+        assert demo_configs(tmp_path / "out", overrides=["feature.device=cuda"])["bilstm"].feature.amp

@@ -29,40 +29,46 @@ SIZES = {
 #   early lucky one in two runs of five).
 # - a conv head of 24 channels instead of 32 (time).
 DEMO_SETTINGS = ["train.epochs=36", "train.early_stopping_patience=0", "train.select=last", "model.head_channels=24"]
-# And bf16 where the hardware computes it natively (a CUDA GPU; a CPU with AVX512-BF16 or
-# AMX): on a Zen 4, extraction 155 -> 88 s. Elsewhere float32, without asking for bf16
-# (which would only print two warnings about the demo's own settings).
-MIXED_PRECISION = ["feature.amp=true", "train.cpu_amp=true"]
 
 
-def native_mixed_precision() -> bool:
-    """Whether this machine computes bf16 natively where the demo runs (see
-    :func:`videoact.device.native_bf16`)."""
-    import torch
+def mixed_precision(feature_device: str, train_device: str) -> list[str]:
+    """Mixed precision where the devices the demo runs on compute it natively: extraction on
+    a GPU, or on a CPU with AVX512-BF16 or AMX (:func:`videoact.device.native_bf16`; on a
+    Zen 4, extraction 155 -> 88 s); training on such a CPU (a GPU trains in mixed precision
+    by default). Elsewhere float32, without asking for bf16 (which would only print two
+    warnings about the demo's own settings)."""
+    from .device import native_bf16, resolve_device
 
-    from .device import native_bf16
-
-    return torch.cuda.is_available() or native_bf16(torch.device("cpu"))
+    extract_on, train_on = resolve_device(feature_device), resolve_device(train_device)
+    settings = []
+    if extract_on.type == "cuda" or native_bf16(extract_on):
+        settings.append("feature.amp=true")
+    if train_on.type == "cpu" and native_bf16(train_on):
+        settings.append("train.cpu_amp=true")
+    return settings
 
 
 def demo_configs(out: Path, seed: int = 0, overrides: list[str] | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """The demo's two configs (``bilstm``, ``meanpool``): configs/synthetic.yaml, then
-    :data:`DEMO_SETTINGS` (and :data:`MIXED_PRECISION` where it is native), the demo's
-    paths under ``out``, and the user's ``overrides`` (which win, paths included)."""
+    :data:`DEMO_SETTINGS` (and :func:`mixed_precision` for the devices the configs name),
+    the demo's paths under ``out``, and the user's ``overrides`` (which win, paths included)."""
     data = out / "synthetic"
     given = {parse_override(o)[0] for o in overrides or []}
-    settings = [*DEMO_SETTINGS, *(MIXED_PRECISION if native_mixed_precision() else [])]
 
     def paths(name: str) -> dict[str, str]:
         wanted = {"data.train": str(data / "train"), "data.val": str(data / "val"), "data.test": str(data / "test"),
                   "work_dir": str(out / name), "feature.cache_dir": str(out / "features")}
         return {key: value for key, value in wanted.items() if key not in given}
 
-    return {name: load_config(  # configs/synthetic.yaml, found next to the package
-        "synthetic", [f"model.name={name}", f"train.seed={seed}", f"train.progress={progress}", *settings,
-                      *(overrides or [])], values=paths(name))
-        for name in ("bilstm", "meanpool")}
+    def config(name: str, precision: list[str]) -> Any:
+        return load_config(  # configs/synthetic.yaml, found next to the package
+            "synthetic", [f"model.name={name}", f"train.seed={seed}", f"train.progress={progress}", *DEMO_SETTINGS,
+                          *precision, *(overrides or [])], values=paths(name))
+
+    first = config("bilstm", [])  # the devices, as the user's overrides leave them
+    precision = mixed_precision(first.feature.device, first.train.device)
+    return {name: config(name, precision) for name in ("bilstm", "meanpool")}
 
 
 def run_demo(out_dir: str | Path = "demo_output", size: str = "demo", seed: int = 0,
