@@ -344,8 +344,9 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
-    # -1 reported every video as timed out; "5" (a string) was a bare TypeError
-    if timeout is not None and not (isinstance(timeout, numbers.Real) and 0 <= timeout < math.inf):
+    # -1 reported every video as timed out; "5" (a string) was a bare TypeError; True is no number of seconds
+    if timeout is not None and not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
+                                    and 0 <= timeout < math.inf):
         raise ValueError(f"timeout must be a finite number of seconds >= 0 (0 or None: no limit), got {timeout!r}")
     timeout = timeout or None
     if not videos:
