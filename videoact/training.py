@@ -495,8 +495,7 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
 
         kept, dropped = exclude_paths(samples, excluded, key=lambda s: s.path)
         if dropped and is_main:
-            warnings.warn(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}", VideoactWarning,
-                          stacklevel=2)
+            log.info(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}")  # as asked: no problem
         return kept
 
     # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
