@@ -664,7 +664,8 @@ def test_results_are_written_before_the_report_meets_a_closed_pipe(setup, tmp_pa
 def test_summary_lines_of_main_in_two_threads_are_printed_once_each(monkeypatch, capsys):
     """main() in two threads at once printed each thread's training summary lines twice (one
     handler each on the shared logger) and left the logger at INFO, not propagating, so a
-    program's own logging set-up never saw videoact.train again."""
+    program's own logging set-up never saw videoact.train again. A main() inside main()
+    printed its lines twice; lines of a thread not in main() must reach only the program."""
     import logging
     import threading
     import time
@@ -674,19 +675,44 @@ def test_summary_lines_of_main_in_two_threads_are_printed_once_each(monkeypatch,
 
     log = logging.getLogger("videoact.train")
     before = (log.level, log.propagate, list(log.handlers))
-    both_in = threading.Barrier(2)
+    both_in = threading.Barrier(3)
+    local = threading.local()
+    seen: list[str] = []  # what the program's own handler (on the root logger) got
+
+    class Program(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
 
     def run(args):  # what training logs, without the training
-        both_in.wait()
-        log.info(f"{threading.current_thread().name}: 2 classes")
-        time.sleep(0.2 if threading.current_thread().name == "A" else 0.5)  # A ends first
+        name, depth = threading.current_thread().name, getattr(local, "depth", 0)
+        local.depth = depth + 1
+        if depth == 0:
+            both_in.wait()
+        log.info(f"{name}: 2 classes" + (" (inner)" if depth else ""))
+        if name == "A" and depth == 0:
+            assert main(["train", "--data", "x"]) == 0
+        if depth == 0:
+            time.sleep(0.2 if name == "A" else 0.5)  # A ends first
+        local.depth = depth
         return 0
 
+    def program_thread():  # videoact.train() called from a program's own thread meanwhile
+        both_in.wait()
+        log.info("C: 2 classes")
+
+    program = Program()
+    logging.getLogger().addHandler(program)
     monkeypatch.setattr(train_command, "run", run)
-    threads = [threading.Thread(target=main, args=(["train", "--data", "x"],), name=name) for name in "AB"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(capsys.readouterr().out.splitlines()) == ["A: 2 classes", "B: 2 classes"]
+    monkeypatch.setattr(logging, "logThreads", False)  # record.thread is None then
+    try:
+        threads = [threading.Thread(target=main, args=(["train", "--data", "x"],), name=name) for name in "AB"]
+        threads.append(threading.Thread(target=program_thread, name="C"))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        logging.getLogger().removeHandler(program)
+    assert sorted(capsys.readouterr().out.splitlines()) == ["A: 2 classes", "A: 2 classes (inner)", "B: 2 classes"]
+    assert sorted(seen) == ["A: 2 classes", "A: 2 classes (inner)", "B: 2 classes", "C: 2 classes"]
     assert (log.level, log.propagate, list(log.handlers)) == before

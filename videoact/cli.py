@@ -85,34 +85,40 @@ class _StdoutLines(logging.Handler):
 
 
 _summary_lock = threading.Lock()
-_summary_runs: list[tuple[int, bool]] = []  # the logger's level and propagate before the first run
+_summary_runs = [0, logging.NOTSET]  # main() calls running, the logger's level before the first
+_summary_thread = threading.local()  # whether this thread's main() prints them already
 
 
 @contextlib.contextmanager
 def _summary_lines() -> Iterator[None]:
-    """Training's summary lines (``videoact.train`` at INFO: its data, resuming) on stdout,
-    for this run of main() only, lines of this thread only (main() in two threads: each
-    prints its own, once); a program's own logging set-up is given back after the last run."""
+    """Training's summary lines (``videoact.train`` at INFO: its data, exclusions, resuming)
+    on stdout, for this run of main() only and lines of this thread only: main() in two
+    threads prints each run's once; a main() inside main() leaves them to the outer one.
+    They still reach a program's own logging set-up as well (the logger propagates)."""
+    if getattr(_summary_thread, "printing", False):
+        yield
+        return
     logger = logging.getLogger("videoact.train")
     handler, me = _StdoutLines(), threading.get_ident()
-    handler.addFilter(lambda record: record.thread == me)
+    # the emitting thread, not record.thread: that is None under logging.logThreads = False
+    handler.addFilter(lambda record: threading.get_ident() == me)
     with _summary_lock:
-        if not _summary_runs:
-            _summary_runs.append((logger.level, logger.propagate))
-            logger.setLevel(logging.INFO)
-            logger.propagate = False  # not twice where the program that called main() logs INFO too
-        else:
-            _summary_runs.append(_summary_runs[0])
+        if _summary_runs[0] == 0:
+            _summary_runs[1] = logger.level
+            if logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
+        _summary_runs[0] += 1
         logger.addHandler(handler)
+    _summary_thread.printing = True
     try:
         yield
     finally:
+        _summary_thread.printing = False
         with _summary_lock:
             logger.removeHandler(handler)
-            level, propagate = _summary_runs.pop()
-            if not _summary_runs:
-                logger.setLevel(level)
-                logger.propagate = propagate
+            _summary_runs[0] -= 1
+            if _summary_runs[0] == 0:
+                logger.setLevel(_summary_runs[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
