@@ -52,8 +52,8 @@ from .notices import VideoactWarning
 from .spawn import main_script_hidden
 from .temporal import create_temporal_model
 
-# The run's summary lines (its data, resuming, nothing left to train). The videoact command
-# prints them on stdout; a program sees them only if it configures logging (INFO).
+# The run's summary lines (its data, exclusions, resuming, nothing left to train). The
+# videoact command prints them on stdout; a program sees them if it configures logging (INFO).
 log = logging.getLogger("videoact.train")
 
 
