@@ -96,7 +96,8 @@ def test_rerun_skips_complete_folders_and_redoes_partial_ones(src, tmp_path):
     # Different options make a folder outdated: it is redone, not skipped.
     third = decode_folder(src / "a.mp4", out, fps=5, timeout=0)  # 0: no limit, as check_videos takes it
     assert [r.status for r in third.results] == ["decoded"]
-    for bad in (-1, float("inf"), "5", True):  # -1: every video 'timed out within -1 s'; inf: an OverflowError; "5": a TypeError
+    # -1: every video 'timed out within -1 s'; inf: an OverflowError; "5": a TypeError; True: 1 s
+    for bad in (-1, float("inf"), "5", True):
         with pytest.raises(ValueError, match="timeout must be a finite number of seconds >= 0"):
             decode_folder(src / "a.mp4", out, timeout=bad)
     assert json.loads((out / "a" / "meta.json").read_text())["indices"] == fps_indices(40, 25, 5)

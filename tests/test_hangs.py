@@ -44,7 +44,8 @@ def test_a_decoder_that_never_returns_costs_one_file(tmp_path, tiny_checkpoint):
         "test": ["test", tiny_checkpoint, listing, "--timeout", LIMIT, "--device", "cpu", "--no-progress",
                  "--out", tmp_path / "m.json"],
         "timeline": ["infer", tiny_checkpoint, src, "--timeline", "--timeout", LIMIT, "--device", "cpu"],
-        "stream": ["stream", tiny_checkpoint, "--source", hang, "--file-timeout", LIMIT, "--no-window", "--device", "cpu"],
+        "stream": ["stream", tiny_checkpoint, "--source", hang, "--file-timeout", LIMIT, "--no-window",
+                   "--device", "cpu"],
     }
     # All seven side by side: each mostly waits out its limit (against the half hour the
     # hanging open would take, any limit of seconds shows the same). 3 s was too short for
