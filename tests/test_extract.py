@@ -149,6 +149,17 @@ def test_a_backbone_with_other_normalization_does_not_reuse_the_cache(tmp_path):
     assert len(extract_features(videos, tmp_path / "out", backbone=backbone, **kw).written) == 0
 
 
+def test_a_current_cache_draws_no_progress_bar(tmp_path, capsys):
+    """A run with nothing to extract (the demo's baseline, a resumed training) drew an empty
+    "extract: 0video" bar."""
+    videos = make_folder(tmp_path / "v", n=2, frames=6)
+    kw = dict(root=tmp_path / "v", image_size=32, num_workers=0)
+    assert len(extract_features(videos, tmp_path / "out", progress=True, **kw).written) == 2
+    assert "extract: 100%" in capsys.readouterr().err
+    assert len(extract_features(videos, tmp_path / "out", progress=True, **kw).skipped) == 2
+    assert capsys.readouterr().err == ""
+
+
 def test_changed_source_is_extracted_again(tmp_path, capsys):
     src = tmp_path / "v"
     videos = make_folder(src, n=2, frames=10)

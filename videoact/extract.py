@@ -643,7 +643,7 @@ def extract_features(
     queued: list[tuple[int, torch.Tensor]] = []  # (video, preprocessed frames [t, 3, S, S]) not yet run
     queued_frames = 0
     broken: set[int] = set()  # videos that failed after some chunks were already queued
-    bar = _progress_bar(len(todo), progress)
+    bar = _progress_bar(len(todo), progress and bool(todo))  # no "0video" bar when the cache is current
     stage = defaultdict(float)
     ready = None  # CUDA event: the features copied to the host so far have landed
     processed = 0  # frames through the backbone, failed videos' too (the progress bar's rate)
