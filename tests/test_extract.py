@@ -105,7 +105,8 @@ def test_a_backbone_with_its_head_is_not_taken_for_features(tmp_path):
     torch.manual_seed(0)
     plain = create_backbone("resnet18", pretrained=False)
     assert plain.weights_id == head.weights_id
-    again = extract_features(videos, tmp_path / "out", backbone=plain, **kw)
+    with pytest.warns(VideoactWarning, match="feature_dim: 1000 -> 512"):
+        again = extract_features(videos, tmp_path / "out", backbone=plain, **kw)
     assert len(again.written) == 1
     assert load_features(cache_path(tmp_path / "out", "class0/clip0.mp4")).features.shape[1] == 512
 
@@ -123,7 +124,8 @@ def test_two_random_initialisations_do_not_share_a_cache(tmp_path):
     torch.manual_seed(1)
     other = create_backbone("resnet18", pretrained=False)
     assert other.weights_id != first.weights_id
-    assert len(extract_features(videos, tmp_path / "out", backbone=other, **kw).written) == 1
+    with pytest.warns(VideoactWarning, match="weights: 'resnet18:random:"):
+        assert len(extract_features(videos, tmp_path / "out", backbone=other, **kw).written) == 1
     assert not torch.equal(load_features(target).features, features)
     torch.manual_seed(1)
     again = create_backbone("resnet18", pretrained=False)
@@ -142,7 +144,8 @@ def test_a_backbone_with_other_normalization_does_not_reuse_the_cache(tmp_path):
     target = cache_path(tmp_path / "out", "class0/clip0.mp4")
     default_features = load_features(target).features
     backbone.mean, backbone.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    again = extract_features(videos, tmp_path / "out", backbone=backbone, **kw)
+    with pytest.warns(VideoactWarning, match="normalization: 'default' -> "):
+        again = extract_features(videos, tmp_path / "out", backbone=backbone, **kw)
     assert len(again.written) == 1, "made with other normalization: extracted again"
     assert again.settings["normalization"] == {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     assert not torch.equal(load_features(target).features, default_features)
@@ -319,7 +322,8 @@ def test_a_video_replaced_while_it_is_extracted_is_extracted_again(tmp_path, mon
     kw = dict(root=src, image_size=32, num_workers=0, progress=False, device="cpu")
     assert len(extract_features([src / "a.mp4"], tmp_path / "out", **kw).written) == 1
     assert load_features(tmp_path / "out" / "a.mp4.safetensors").metadata["num_frames"] == 10
-    again = extract_features([src / "a.mp4"], tmp_path / "out", **kw)
+    with pytest.warns(VideoactWarning, match="a.mp4.safetensors: the video changed"):
+        again = extract_features([src / "a.mp4"], tmp_path / "out", **kw)
     assert again.written == [str(src / "a.mp4")]
     assert load_features(tmp_path / "out" / "a.mp4.safetensors").metadata["num_frames"] == 30
 
