@@ -348,8 +348,18 @@ def test_an_interrupted_annotation_keeps_the_complete_copy_before_it(model, tmp_
     out = annotate_video(src, timeline, tmp_path / "annotated.mp4")
     complete = out.read_bytes()
 
-    def interrupt_once_writing(*_):
-        if any(tmp_path.glob(".annotated.tmp-*")):
+    def in_finalizer(frame) -> bool:
+        while frame is not None:
+            if frame.f_code.co_name == "__del__":
+                return True
+            frame = frame.f_back
+        return False
+
+    def interrupt_once_writing(_, frame):
+        # Python drops an exception raised inside a finalizer: once, in a suite run on two
+        # busy cores, the signal came during a decord array's __del__ and the test saw no
+        # interrupt. Wait for ordinary code instead.
+        if any(tmp_path.glob(".annotated.tmp-*")) and not in_finalizer(frame):
             raise KeyboardInterrupt
         signal.setitimer(signal.ITIMER_REAL, 0.02)
 
