@@ -200,7 +200,7 @@ def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path, capsys):
     proc = run_main(capsys, "extract", root, out, "--exclude", quarantine, "--image-size", "32", "--sampling", "uniform",
                    "--num-segments", "2", "--workers", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert f"excluded 5 videos listed in {quarantine}" in proc.stderr
+    assert f"excluded 5 videos listed in {quarantine}" in proc.stdout  # as `videoact train` says it
     written = sorted(p.name for p in out.glob("*.safetensors"))
     assert written == sorted(f"{n}.safetensors" for n, (s, _) in expected.items() if s != "unreadable")
     assert load_features(out / "damaged.mp4.safetensors").features.shape[0] == 2

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except (AnnotationError, OSError) as exc:  # an unreadable list, a --root that is not there
         print(f"videoact extract: {exc}", file=sys.stderr)
         return 2
+    excluded_line = None
     if args.exclude:
         from ..health import exclude_paths, read_exclude_list
 
@@ -104,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"videoact extract: {exc}", file=sys.stderr)
             return 2
         videos, dropped = exclude_paths(videos, excluded)
-        print(f"excluded {len(dropped)} videos listed in {args.exclude}", file=sys.stderr)
+        excluded_line = f"excluded {len(dropped)} videos listed in {args.exclude}"
     if not videos:
+        if excluded_line:
+            print(excluded_line)
         print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
         return 1
     given = {"num_segments": args.num_segments, "segment_frames": args.segment_frames, "stride": args.stride,
@@ -117,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with distributed_session(args.device) as dist_info:
+            if excluded_line and dist_info.is_main:  # a summary line, as `videoact train` prints it
+                print(excluded_line, flush=True)
             result = extract_features(
                 videos, args.out, root=root, backbone=args.backbone, weights=args.weights, pooling=args.pooling, layer=args.layer,
                 image_size=args.image_size, sampling=sampling, resize=args.resize, batch_size=args.batch_size,
