@@ -31,9 +31,16 @@ from videoact.testing import write_coded_video
 SEEDS = [0, 1, 2]
 
 
+def same_threads() -> dict[str, str]:
+    """The environment for a run whose outputs are compared bit for bit with runs in this
+    process: oneDNN's float results depend on the thread count, and this process may use
+    fewer threads than torch's default (tests/conftest.py)."""
+    return dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+
+
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "videoact", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=same_threads())
 
 
 def kill_after(proc: subprocess.Popen, seconds: float) -> bool:
@@ -59,7 +66,7 @@ def kill_when(proc: subprocess.Popen, reached, delay: float, limit: float = 300)
 
 def timed_run(*args) -> float:
     started = time.monotonic()
-    proc = run_cli(*args)
+    proc = run_cli(*args, env=same_threads())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return time.monotonic() - started
 
