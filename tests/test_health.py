@@ -383,3 +383,39 @@ def test_decoder_log_lines_are_kept_off_the_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}  # set by in-process runs
     loud = run_cli("check", folder, "--workers", "0", env={**env, "VIDEOACT_QUIET_DECODERS": "0"})
     assert "partial     " in loud.stdout and " @ 0x" in loud.stderr
+
+
+def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path):
+    """Only decode_folder checked its limit: extract_features(file_timeout=-1) and
+    check_videos(timeout=-1) reported every file as hung, "5" failed every file with a
+    TypeError, check_videos(timeout=inf) an OverflowError (now no limit, as elsewhere),
+    and True ran with 1 s."""
+    from faults import write_tiny_checkpoint
+
+    from videoact.extract import extract_features
+    from videoact.frames import decode_folder
+    from videoact.inference import VideoClassifier
+
+    video = write_coded_video(tmp_path / "v" / "a.mp4", 8)
+    clf = VideoClassifier.from_checkpoint(write_tiny_checkpoint(tmp_path / "tiny.pt"), device="cpu")
+    calls = {
+        "extract_features": ("file_timeout", lambda t: extract_features([video], tmp_path / "f", root=tmp_path / "v",
+                                                                        image_size=32, num_workers=0, progress=False,
+                                                                        file_timeout=t)),
+        "check_videos": ("timeout", lambda t: check_videos(tmp_path / "v", workers=1, timeout=t)),
+        "decode_folder": ("timeout", lambda t: decode_folder(video, tmp_path / "frames", timeout=t)),
+        "predict": ("file_timeout", lambda t: clf.predict(video, file_timeout=t)),
+        "predict_many": ("file_timeout", lambda t: clf.predict_many([video], file_timeout=t)),
+    }
+    for name, (argument, call) in calls.items():
+        for bad in (-1, "5", True, float("nan")):
+            with pytest.raises(ValueError, match=f"^{argument} must be a (finite )?number of seconds >= 0 "):
+                call(bad)
+        for fine in (None, 0, 30, 2.5):  # None and 0: no limit
+            call(fine)
+        if name == "decode_folder":  # refused there (tests/test_frames.py)
+            with pytest.raises(ValueError, match="^timeout must be a finite number of seconds >= 0 "):
+                call(float("inf"))
+        else:  # no limit, as predict() already took it
+            call(float("inf"))
+    assert (tmp_path / "f" / "a.mp4.safetensors").is_file() and (tmp_path / "frames" / "a" / "meta.json").is_file()

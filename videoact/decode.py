@@ -48,6 +48,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -1064,6 +1065,21 @@ def open_video(
 def decoder_hung(what: str, timeout: float) -> TimeoutError:
     """The error for a decoder call that ran past its limit (tests and users grep it)."""
     return TimeoutError(f"{what} did not finish within {round(timeout, 2):g} s (decoder hung)")
+
+
+def time_limit(value: Any, name: str = "timeout", infinite_is_none: bool = True) -> float | None:
+    """A caller's per-file time limit: ``None``, 0 (or infinity, if ``infinite_is_none``) ->
+    ``None`` (no limit), else a finite number of seconds > 0. Anything else is refused up
+    front, naming the argument: -1 reported every file as hung, ``"5"`` failed every file
+    with a TypeError, and ``True`` is no number of seconds."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or value < 0
+            or (value == math.inf and not infinite_is_none)):
+        what = ("a number of seconds >= 0 (0, None or inf: no limit)" if infinite_is_none
+                else "a finite number of seconds >= 0 (0 or None: no limit)")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return None if value == math.inf else (float(value) or None)
 
 
 def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> T:

@@ -564,6 +564,9 @@ def extract_features(
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
                                    or image_size < 1):
         raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
+    from .decode import time_limit
+
+    file_timeout = time_limit(file_timeout, "file_timeout")
     device = resolve_device(device)
     not_a_file(out_dir, "the features (OUT)")  # before the backbone is built: said at once
     if isinstance(backbone, str):

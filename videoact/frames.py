@@ -14,9 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import errno
 import json
-import math
 import multiprocessing as mp
-import numbers
 import os
 import shutil
 import signal
@@ -29,7 +27,8 @@ import numpy as np
 
 from .atomic import (atomic_write_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
                      update_failure_log, writable_folder)
-from .decode import FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, limit_threads, list_videos, open_video
+from .decode import (FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, limit_threads, list_videos, open_video,
+                     time_limit)
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
 
@@ -344,11 +343,7 @@ def decode_folder(
     root = src.parent if src.is_file() else src
     options = {"fps": fps, "short_side": short_side, "quality": quality, "backend": backend}
     _validate(fps, short_side, quality)  # once here, not once per video
-    # -1 reported every video as timed out; "5" (a string) was a bare TypeError; True is no number of seconds
-    if timeout is not None and not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
-                                    and 0 <= timeout < math.inf):
-        raise ValueError(f"timeout must be a finite number of seconds >= 0 (0 or None: no limit), got {timeout!r}")
-    timeout = timeout or None
+    timeout = time_limit(timeout, infinite_is_none=False)
     if not videos:
         return DecodeReport()
     not_a_file(out, "the frame folders (OUT)")

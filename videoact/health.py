@@ -621,6 +621,9 @@ def check_videos(
         workers = min(8, os.cpu_count() or 1)
     if max_files_per_worker < 1:
         raise ValueError(f"max_files_per_worker must be >= 1, got {max_files_per_worker}")
+    from .decode import time_limit
+
+    timeout = time_limit(timeout)
     on_result = progress or (lambda _r: None)
     restarts, peak = 0, 0.0
     if workers <= 0 or not paths:

@@ -306,7 +306,10 @@ class VideoClassifier:
         seconds allowed for opening and decoding a file; a decoder still busy after that
         raises ``TimeoutError`` (it is left running in a daemon thread until the process ends).
         """
+        from .decode import time_limit
+
         _check_counts(top_k, num_clips)
+        file_timeout = time_limit(file_timeout, "file_timeout")
         if isinstance(video, (str, os.PathLike)):
             picks, wanted, clip = self._read_file(video, num_clips, file_timeout)
             frames_by_index = dict(zip(clip.indices.tolist(), range(len(wanted))))
@@ -373,9 +376,10 @@ class VideoClassifier:
     def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
                      file_timeout: float | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """Classify many files; a bad file is reported in the second list, the rest go on."""
-        from .decode import VideoDecodeError
+        from .decode import VideoDecodeError, time_limit
 
         _check_counts(top_k, num_clips)  # bad arguments are not bad files
+        file_timeout = time_limit(file_timeout, "file_timeout")
         if isinstance(videos, (str, os.PathLike)):
             videos = [videos]  # one path, not a sequence of its characters
         results, failures = [], []
