@@ -386,18 +386,22 @@ def test_decoder_log_lines_are_kept_off_the_terminal(tmp_path):
 
 
 def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path):
-    """Only decode_folder checked its limit: extract_features(file_timeout=-1) and
-    check_videos(timeout=-1) reported every file as hung, "5" failed every file with a
+    """Only decode_folder checked its limit: extract_features(file_timeout=-1),
+    check_videos(timeout=-1) and the others reported every file as hung, "5" failed every file with a
     TypeError, check_videos(timeout=inf) an OverflowError (now no limit, as elsewhere),
     and True ran with 1 s."""
     from faults import write_tiny_checkpoint
 
+    from videoact.evaluation import evaluate
     from videoact.extract import extract_features
     from videoact.frames import decode_folder
     from videoact.inference import VideoClassifier
+    from videoact.timeline import classify_timeline
 
     video = write_coded_video(tmp_path / "v" / "a.mp4", 8)
-    clf = VideoClassifier.from_checkpoint(write_tiny_checkpoint(tmp_path / "tiny.pt"), device="cpu")
+    write_coded_video(tmp_path / "labelled" / "a" / "a.mp4", 8)
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.pt")
+    clf = VideoClassifier.from_checkpoint(checkpoint, device="cpu")
     calls = {
         "extract_features": ("file_timeout", lambda t: extract_features([video], tmp_path / "f", root=tmp_path / "v",
                                                                         image_size=32, num_workers=0, progress=False,
@@ -406,6 +410,9 @@ def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path
         "decode_folder": ("timeout", lambda t: decode_folder(video, tmp_path / "frames", timeout=t)),
         "predict": ("file_timeout", lambda t: clf.predict(video, file_timeout=t)),
         "predict_many": ("file_timeout", lambda t: clf.predict_many([video], file_timeout=t)),
+        "evaluate": ("file_timeout", lambda t: evaluate(checkpoint, tmp_path / "labelled", device="cpu", progress=False,
+                                                        file_timeout=t)),
+        "classify_timeline": ("file_timeout", lambda t: classify_timeline(clf, video, file_timeout=t)),
     }
     for name, (argument, call) in calls.items():
         for bad in (-1, "5", True, float("nan")):

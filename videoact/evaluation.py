@@ -168,9 +168,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     from tqdm import tqdm
 
     from .datasets import class_labels, load_dataset
+    from .decode import time_limit
     from .inference import VideoClassifier, _check_counts
 
     _check_counts(1, num_clips)
+    file_timeout = time_limit(file_timeout, "file_timeout")  # before the model is loaded
     classifier = VideoClassifier.from_checkpoint(checkpoint, device=device, weights=weights)
     # Integer labels: the training classes file's ids when it had any, else 0-based positions.
     samples, _classes, problems = load_dataset(data, root=root, classes=class_labels(classifier.classes,

@@ -198,11 +198,12 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     Raises:
         VideoDecodeError: the file cannot be read (the message names it).
     """
-    from .decode import open_video
+    from .decode import open_video, time_limit
 
     for name, value in (("window", window), ("stride", stride), ("feature_rate", feature_rate)):
         if value is not None and not (isinstance(value, numbers.Real) and 0 < value < math.inf):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+    file_timeout = time_limit(file_timeout, "file_timeout")
     T = int(classifier.num_segments or 16)
     if window is None:
         window = T / feature_rate if feature_rate else DEFAULT_WINDOW
