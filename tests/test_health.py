@@ -389,11 +389,12 @@ def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path
     """Only decode_folder checked its limit: extract_features(file_timeout=-1),
     check_videos(timeout=-1) and the others reported every file as hung, "5" failed every file with a
     TypeError, check_videos(timeout=inf) an OverflowError (now no limit, as elsewhere),
-    and True ran with 1 s."""
+    and True ran with 1 s. So did decode_loader and the stream's file sources."""
     from faults import write_tiny_checkpoint
 
     from videoact.evaluation import evaluate
-    from videoact.extract import extract_features
+    from videoact.extract import SamplingSpec, decode_loader, extract_features
+    from videoact.stream import StreamEngine, open_source
     from videoact.frames import decode_folder
     from videoact.inference import VideoClassifier
     from videoact.timeline import classify_timeline
@@ -413,7 +414,21 @@ def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path
         "evaluate": ("file_timeout", lambda t: evaluate(checkpoint, tmp_path / "labelled", device="cpu", progress=False,
                                                         file_timeout=t)),
         "classify_timeline": ("file_timeout", lambda t: classify_timeline(clf, video, file_timeout=t)),
+        "decode_loader": ("file_timeout", lambda t: decoded(decode_loader([video], SamplingSpec("uniform", 4),
+                                                                          num_workers=0, file_timeout=t))),
+        "open_source": ("file_timeout", lambda t: open_source(video, file_timeout=t).open()),
+        "StreamEngine": ("file_timeout", lambda t: streamed(StreamEngine(video, clf, file_timeout=t))),
     }
+
+    def streamed(engine) -> None:
+        with engine:
+            list(engine.results())  # re-raises a source error
+        assert engine.stats()["frames_captured"] == 8
+
+    def decoded(loader) -> None:
+        items = list(loader)
+        assert items and not any("error" in item for item in items), items
+
     for name, (argument, call) in calls.items():
         for bad in (-1, "5", True, float("nan")):
             with pytest.raises(ValueError, match=f"^{argument} must be a (finite )?number of seconds >= 0 "):

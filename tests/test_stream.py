@@ -807,6 +807,36 @@ def test_open_source_kinds(setup, tmp_path):
         FileSource(bad).open()
 
 
+def test_stream_times_and_bounds_that_are_no_number_are_refused_up_front(setup):
+    """In library use they went unchecked (the command checks its own options):
+    open_timeout=-1 gave up on every URL after 1 s, give_up_after=-1 without a back-off,
+    max_seconds=-1 read a file to no result without a word, and max_pending=0 hung
+    results() for ever on a file."""
+    url = "rtsp://127.0.0.1:1/cam"
+    for name in ("open_timeout", "read_timeout", "backoff", "max_backoff", "give_up_after"):
+        for bad in (-1, 0, "5", True, float("nan")):
+            with pytest.raises(ValueError, match=f"^{name} must be a number of seconds > 0"):
+                URLSource(url, **{name: bad})
+    for bad in (-1, "5"):
+        with pytest.raises(ValueError, match="^open_timeout must be a number of seconds > 0"):
+            CameraSource(0, open_timeout=bad)
+        with pytest.raises(ValueError, match="^give_up_after must be a number of seconds > 0"):
+            StreamEngine(url, setup["clf"], give_up_after=bad)
+        with pytest.raises(ValueError, match="^max_seconds must be a number of seconds > 0"):
+            StreamEngine(setup["video"], setup["clf"], max_seconds=bad)
+        with pytest.raises(ValueError, match="^display_wait must be a number of seconds > 0"):
+            StreamEngine(setup["video"], setup["clf"], display=True, display_wait=bad)
+    for bad in (0, -1, 2.5, "4", True):
+        with pytest.raises(ValueError, match="^max_pending must be an integer >= 1"):
+            StreamEngine(setup["video"], setup["clf"], max_pending=bad)
+    # None and infinity: no limit
+    assert URLSource(url, give_up_after=float("inf")).give_up_after is None
+    assert URLSource(url, give_up_after=None).give_up_after is None
+    engine = StreamEngine(setup["video"], setup["clf"], max_seconds=float("inf"), max_pending=1)
+    assert engine.max_seconds is None
+    with engine:
+        assert len(list(engine.results())) > 0
+
 def test_a_file_named_like_a_camera_index(setup, tmp_path, monkeypatch):
     """A video named ``1`` in the working directory: "1" opened camera 1 without a word."""
     monkeypatch.chdir(tmp_path)

@@ -1082,6 +1082,20 @@ def time_limit(value: Any, name: str = "timeout", infinite_is_none: bool = True)
     return None if value == math.inf else (float(value) or None)
 
 
+def positive_seconds(value: Any, name: str, none_is_no_limit: bool = False) -> float | None:
+    """A finite number of seconds > 0 (``open_timeout``, ``read_timeout``); with
+    ``none_is_no_limit``, also ``None`` or infinity -> ``None`` (``give_up_after``,
+    ``max_seconds``). Refused up front, naming the argument: an ``open_timeout`` of -1 gave
+    up on every URL, a ``max_seconds`` of -1 read a file to no result without a word."""
+    if none_is_no_limit and (value is None or (isinstance(value, numbers.Real) and value == math.inf)):
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value <= 0):
+        what = "a number of seconds > 0" + (" (None: no limit)" if none_is_no_limit else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
 def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> T:
     """Run ``fn()`` in a helper thread and give up after ``timeout`` seconds (``None``, 0 or
     infinity: no limit, in this thread), raising :func:`decoder_hung`'s TimeoutError.

@@ -443,6 +443,9 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
     most 4), each on its own video, between the backbone's batches (see
     ``_VideoChunks._read_side_by_side``): on 2 cores, 16 short clips decoded in 77-89 ms
     against 123-150 ms with one thread."""
+    from .decode import time_limit
+
+    file_timeout = time_limit(file_timeout, "file_timeout")  # -1 reported every file as hung
     local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     cores = max(1, (os.cpu_count() or 2) // local_ranks)
     if num_workers is None:

@@ -179,10 +179,12 @@ class FileSource(FrameSource):
     live = False
 
     def __init__(self, path: str | os.PathLike, realtime: bool = False, open_timeout: float | None = None) -> None:
+        from .decode import time_limit
+
         self.path = Path(path)
         self.name = str(path)
         self.realtime = bool(realtime)
-        self.open_timeout = open_timeout
+        self.open_timeout = time_limit(open_timeout, "open_timeout")
         self._reader: Any = None
 
     def open(self) -> None:
@@ -250,6 +252,8 @@ class _CaptureSource(FrameSource):
     def __init__(self, open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                  backoff: float = 0.5, max_backoff: float = 8.0, give_up_after: float | None = None,
                  log: LogFn | None = None, realtime: bool = False) -> None:
+        from .decode import positive_seconds
+
         self.realtime = bool(realtime)
         self.length: int | None = None  # frames, for a stream of known length (then not live)
         self.ended_short: tuple[int, int] | None = None  # (frames read, announced): a transfer cut off
@@ -257,12 +261,13 @@ class _CaptureSource(FrameSource):
         # engine's max_seconds: a source that is down must not hold the run for ever).
         self.deadline: float | None = None
         self._stop_event: threading.Event | None = None  # set by frames(): an open gives up on it
-        self.open_timeout = float(open_timeout)
-        self.read_timeout = float(read_timeout)
+        # Checked here, not where they are used (-1 gave up on every URL), as the command does.
+        self.open_timeout = positive_seconds(open_timeout, "open_timeout")
+        self.read_timeout = positive_seconds(read_timeout, "read_timeout")
         self.reconnect = bool(reconnect)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.give_up_after = give_up_after
+        self.backoff = positive_seconds(backoff, "backoff")
+        self.max_backoff = positive_seconds(max_backoff, "max_backoff")
+        self.give_up_after = positive_seconds(give_up_after, "give_up_after", none_is_no_limit=True)
         self._log = log or log_warning
         self._cap: Any = None
         self._t0: float | None = None
@@ -540,8 +545,12 @@ def open_source(spec: str | int | os.PathLike | FrameSource | Iterable[Any], *, 
     Nothing is opened yet (:meth:`FrameSource.open` does it). ``realtime`` applies to
     files (and to a URL of a file, which is read as a file); ``file_timeout`` is the time allowed to open and verify a file (a file
     only OpenCV reads is scanned to its end, so it is longer than ``open_timeout``).
-    Raises :class:`SourceError` for a spec that is none of these.
+    Raises :class:`SourceError` for a spec that is none of these, ValueError for a time
+    that is no number of seconds.
     """
+    from .decode import time_limit
+
+    file_timeout = time_limit(file_timeout, "file_timeout")  # named as the caller gave it
     if isinstance(spec, FrameSource):
         return spec
     if not isinstance(spec, (str, int, os.PathLike)) or isinstance(spec, bool):

@@ -548,6 +548,8 @@ class StreamEngine:
                  open_timeout: float = 10.0, read_timeout: float = 5.0, reconnect: bool = True,
                  give_up_after: float | None = None, max_pending: int | None = None,
                  file_timeout: float | None = 300.0, display_wait: float = 2.0, **options: Any) -> None:
+        from .decode import positive_seconds
+
         self.log = log or log_warning
         self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, read_timeout=read_timeout,
                                   reconnect=reconnect, give_up_after=give_up_after, log=self.log,
@@ -558,9 +560,12 @@ class StreamEngine:
             self.classifier = classifier
         else:
             self.classifier = StreamClassifier(classifier, **options)
-        self.max_seconds = max_seconds
+        self.max_seconds = positive_seconds(max_seconds, "max_seconds", none_is_no_limit=True)
         self.display = bool(display)
-        self.display_wait = float(display_wait)
+        self.display_wait = positive_seconds(display_wait, "display_wait")
+        if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int)
+                                        or max_pending < 1):
+            raise ValueError(f"max_pending must be an integer >= 1 (None: the default), got {max_pending!r}")
         self.max_pending = max_pending
         self._display_taken = False  # next_frame() was called at least once
         self._results_taken = False  # results() or poll() was called at least once
