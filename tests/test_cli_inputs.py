@@ -542,6 +542,15 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
             classifier.predict(frames, **kw)
         with pytest.raises(ValueError, match="must be a positive integer"):
             classifier.predict_many([clip], **kw)  # not one "failure" per video
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            classifier.predict_each([clip], **kw)  # when called, not at the first result
+    # one result at a time, as each is made; a bad file is reported and the rest go on
+    each = classifier.predict_each([clip, tmp_path / "missing.mp4", clip], top_k=1)
+    video, prediction, reason = next(each)
+    assert (video, reason) == (str(clip), None) and torch.equal(prediction.probs, classifier.predict(clip).probs)
+    video, prediction, reason = next(each)
+    assert video == str(tmp_path / "missing.mp4") and prediction is None and "missing.mp4" in reason
+    assert [r for _, _, r in each] == [None]
     with pytest.raises(ValueError, match="num_clips must be a positive integer"):
         evaluate(setup["ckpt"], setup["data"], num_clips=0, device="cpu", progress=False)
     # zero frames give zero features; a read-only array (a decoder's buffer) gives no warning

@@ -135,3 +135,50 @@ def test_unreadable_permissions_are_reported(tmp_path, tiny_checkpoint):
     assert again.returncode == 0 and "skipped 1 up to date" in again.stdout, again.stderr
     assert "failures.jsonl: cannot be brought up to date (Permission denied)" in again.stderr
     assert frames_again.returncode == 0 and "skipped 1 already complete" in frames_again.stdout, frames_again.stderr
+
+
+def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
+    """`videoact infer` on a folder printed nothing before its last video was done, and a
+    Ctrl-C lost every result (hours, for a large folder). Now each video's labels are
+    printed as soon as it is done, through a pipe too, and after a Ctrl-C --out holds them
+    with the videos not reached listed as not classified, in both modes. The hanging AVI
+    holds each run at its third video until the signal."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from faults import VIDEOACT_WITH_CTRL_C
+
+    a, b, c = (write_coded_video(tmp_path / f"{name}.mp4", 12) for name in "abc")
+    hang = write_hanging_avi(tmp_path / "hang.avi")
+    runs = {}
+    try:
+        for mode, extra in (("plain", []), ("timeline", ["--timeline"])):
+            out = tmp_path / f"{mode}.json"
+            proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "infer", str(tiny_checkpoint), str(a), str(b), str(hang),
+                                     str(c), "--out", str(out), "--timeout", "300", "--device", "cpu", *extra],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            lines: list[str] = []
+            threading.Thread(target=lambda p=proc, seen=lines: seen.extend(p.stdout), daemon=True).start()
+            runs[mode] = proc, lines, out
+        for mode, (proc, lines, out) in runs.items():
+            deadline = time.monotonic() + 120
+            while not any(line.startswith(str(b)) for line in lines) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            printed = list(lines)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            assert any(line.startswith(str(b)) for line in printed), (mode, printed, err[-2000:])
+            assert any(line.startswith(str(a)) for line in printed), mode
+            assert proc.returncode == 130, (mode, err[-2000:])
+            assert "interrupted after 2 of 4 videos" in err, (mode, err[-2000:])
+            rows = json.loads(out.read_text())
+            assert [row["source"] for row in rows] == [str(a), str(b), str(hang), str(c)], mode
+            assert "error" not in rows[0] and "error" not in rows[1], mode
+            assert [row["error"] for row in rows[2:]] == [f"{v}: not classified (the run was interrupted)"
+                                                          for v in (hang, c)], mode
+    finally:
+        for proc, _, _ in runs.values():
+            proc.kill()
+        hang.unlink()

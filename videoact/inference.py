@@ -14,7 +14,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -373,20 +373,40 @@ class VideoClassifier:
             if not hung:
                 reader.close()
 
-    def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
-                     file_timeout: float | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
-        """Classify many files; a bad file is reported in the second list, the rest go on."""
-        from .decode import VideoDecodeError, time_limit
+    def predict_each(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
+                     file_timeout: float | None = None) -> Iterator[tuple[str, Prediction | None, str | None]]:
+        """Classify files one after the other, each result as soon as it is made:
+        ``(video, prediction, None)``, or ``(video, None, reason)`` for a file that failed
+        (the rest go on). For a folder of thousands of videos, where :meth:`predict_many`
+        gives everything at the end. Arguments are checked here, before the first file."""
+        from .decode import time_limit
 
         _check_counts(top_k, num_clips)  # bad arguments are not bad files
         file_timeout = time_limit(file_timeout, "file_timeout")
         if isinstance(videos, (str, os.PathLike)):
             videos = [videos]  # one path, not a sequence of its characters
-        results, failures = [], []
+        return self._predict_each(list(videos), top_k, num_clips, file_timeout)
+
+    def _predict_each(self, videos: list[str | os.PathLike], top_k: int, num_clips: int,
+                      file_timeout: float | None) -> Iterator[tuple[str, Prediction | None, str | None]]:
+        from .decode import VideoDecodeError
+
         for v in videos:
             try:
-                results.append(self.predict(v, top_k=top_k, num_clips=num_clips, file_timeout=file_timeout))
+                prediction = self.predict(v, top_k=top_k, num_clips=num_clips, file_timeout=file_timeout)
             except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
                 message = str(exc)
-                failures.append((str(v), message if str(v) in message else f"{v}: {message}"))
+                yield str(v), None, message if str(v) in message else f"{v}: {message}"
+            else:
+                yield str(v), prediction, None
+
+    def predict_many(self, videos: Sequence[str | os.PathLike], top_k: int = 5, num_clips: int = 1,
+                     file_timeout: float | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """Classify many files; a bad file is reported in the second list, the rest go on."""
+        results, failures = [], []
+        for video, prediction, reason in self.predict_each(videos, top_k, num_clips, file_timeout):
+            if prediction is None:
+                failures.append((video, reason))
+            else:
+                results.append(prediction)
         return results, failures

@@ -9,6 +9,9 @@ annotated copy of the (single) input video.
 Inputs are video files, frame folders (``img_00001.jpg ...``, as ``videoact
 decode-frames`` writes them) and folders searched recursively for both. Outputs that
 are one of the inputs (or the checkpoint) are refused before any work (exit 2).
+
+Each video's result is printed as soon as it is done; ``--out`` is written at the end,
+and after a Ctrl-C too, with what was done and the videos not reached (exit 130).
 """
 from __future__ import annotations
 
@@ -106,6 +109,33 @@ def check_timeline_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+class _Stdout:
+    """print(), until the reader of stdout has gone (`| head`): then the run goes on in
+    silence when it has files to write (--out, --annotate), which are what it is for;
+    without them the BrokenPipeError goes to videoact's main, which ends the run quietly
+    (exit 141)."""
+
+    def __init__(self, files_to_write: bool) -> None:
+        self.files_to_write = files_to_write
+        self.reader_gone = False
+
+    def say(self, line: str, flush: bool = False) -> None:
+        if self.reader_gone:
+            return
+        try:
+            print(line, flush=flush)
+        except BrokenPipeError:
+            if not self.files_to_write:
+                raise
+            self.reader_gone = True
+            stdout_to_devnull()
+
+    def say_all(self, lines: list[str]) -> None:
+        """One video's lines, flushed: a reader of a pipe gets each video as it is done."""
+        for i, line in enumerate(lines, 1):
+            self.say(line, flush=i == len(lines))
+
+
 def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
                  failures: list[tuple[str, str]]) -> int:
     """``failures``: ``(input, reason)`` pairs so far; with the videos that fail here they go
@@ -116,62 +146,55 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     timelines, failures, output_failures = [], list(failures), []
     from tqdm import tqdm
 
-    reader_gone = False
+    stdout = _Stdout(files_to_write=bool(args.out or args.annotate))
+    say = stdout.say
 
-    def say(line: str) -> None:
-        """print(), until the reader of stdout has gone (`| head`): then the run goes on in
-        silence when it has files to write (--out, --annotate), which are what it is for."""
-        nonlocal reader_gone
-        if reader_gone:
-            return
-        try:
-            print(line)
-        except BrokenPipeError:
-            if not (args.out or args.annotate):
-                raise  # nothing to save: videoact's main ends the run quietly (exit 141)
-            reader_gone = True
-            stdout_to_devnull()
+    done, interrupted = 0, False
+    try:
+        for video in videos:
+            # Long files take a while: show sampled frames done (on a terminal only).
+            bar = tqdm(desc=Path(video).name, unit="frame", leave=False, disable=not sys.stderr.isatty())
 
-    for video in videos:
-        # Long files take a while: show sampled frames done (on a terminal only).
-        bar = tqdm(desc=Path(video).name, unit="frame", leave=False, disable=not sys.stderr.isatty())
+            def progress(frames: int, total: int) -> None:
+                bar.total = total
+                bar.update(frames - bar.n)
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
-                                   top_k=args.top_k, threshold=args.threshold or 0.0, progress=progress,
-                                   file_timeout=args.timeout or None)
-        except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
-            message = str(exc)
-            failures.append((str(video), message if str(video) in message else f"{video}: {message}"))
-            continue
-        finally:
-            bar.close()
-        timelines.append(tl)
-        windows = (f"{len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s"
-                   if len(tl.windows) > 1 else f"one window over all of it (--window {tl.window:g} s)")
-        say(f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)")
-        for seg in tl.segments:
-            say(f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})")
-        if not tl.segments:
-            say("  no confident action")
-        if args.annotate:
-            # Prints stay out of the try blocks here: a BrokenPipeError from stdout is an
-            # OSError too, and is for say() to handle, not a write failure.
             try:
-                out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
-            except (VideoDecodeError, OSError) as exc:
-                output_failures.append(f"{args.annotate}: {exc}")
-            else:
-                say(f"annotated video written to {out}")
+                tl = classify_timeline(classifier, video, window=args.window, stride=args.stride,
+                                       top_k=args.top_k, threshold=args.threshold or 0.0, progress=progress,
+                                       file_timeout=args.timeout or None)
+            except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
+                message = str(exc)
+                failures.append((str(video), message if str(video) in message else f"{video}: {message}"))
+                done += 1
+                continue
+            finally:
+                bar.close()
+            timelines.append(tl)
+            done += 1
+            windows = (f"{len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s"
+                       if len(tl.windows) > 1 else f"one window over all of it (--window {tl.window:g} s)")
+            lines = [f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)"]
+            lines += [f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.label}  ({seg.score:.3f})" for seg in tl.segments]
+            lines += [] if tl.segments else ["  no confident action"]
+            stdout.say_all(lines)
+            if args.annotate:
+                # Prints stay out of the try blocks here: a BrokenPipeError from stdout is an
+                # OSError too, and is for say() to handle, not a write failure.
+                try:
+                    out = annotate_video(video, tl, args.annotate, top_k=min(args.top_k, 3))
+                except (VideoDecodeError, OSError) as exc:
+                    output_failures.append(f"{args.annotate}: {exc}")
+                else:
+                    say(f"annotated video written to {out}")
+    except KeyboardInterrupt:  # what was done is kept: the timelines so far go into --out
+        interrupted = True
+    unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
     if args.out:
         # Always a list (one object per input), and written even when every input
         # failed, as plain infer does: no stale results are left.
         try:
-            write_timeline(timelines, Path(args.out), failures)
+            write_timeline(timelines, Path(args.out), failures + unreached)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
             output_failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
         else:
@@ -179,7 +202,10 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     reasons = [reason for _, reason in failures] + output_failures
     for reason in reasons:
         print(f"failed: {reason}", file=sys.stderr)
-    if reader_gone and not output_failures:  # a file that could not be written is the news
+    if interrupted:
+        print(f"interrupted after {done} of {len(videos)} videos", file=sys.stderr)
+        return 130  # as videoact's main reports a Ctrl-C
+    if stdout.reader_gone and not output_failures:  # a file that could not be written is the news
         return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
     return 1 if reasons else 0
 
@@ -207,23 +233,46 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.timeline:
         return run_timeline(args, classifier, videos, empty_folders)
-    results, failures = classifier.predict_many(videos, top_k=args.top_k, num_clips=args.num_clips or 1,
-                                                file_timeout=args.timeout or None)
-    failures = empty_folders + failures
-    written = False
-    if args.out:  # before printing: `videoact infer ... | head` ends at a print (exit 141)
+    from tqdm import tqdm
+
+    # Each video's labels are printed as soon as they are made (a folder of thousands
+    # takes hours); --out is written at the end, and after a Ctrl-C with what was done.
+    stdout = _Stdout(files_to_write=bool(args.out))
+    results, failures, done, interrupted = [], list(empty_folders), 0, False
+    bar = tqdm(total=len(videos), unit="video", leave=False, disable=len(videos) < 2 or not sys.stderr.isatty())
+    try:
+        for video, prediction, reason in classifier.predict_each(videos, top_k=args.top_k,
+                                                                 num_clips=args.num_clips or 1,
+                                                                 file_timeout=args.timeout or None):
+            done += 1
+            bar.update()
+            if prediction is None:
+                failures.append((video, reason))
+                continue
+            results.append(prediction)
+            bar.clear()  # a terminal's progress line, on stderr, is not mixed into the results
+            stdout.say_all([prediction.source] + [f"  {prob * 100:6.2f}%  {label}" for label, prob in prediction.top])
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    # After a Ctrl-C the file still accounts for every input: those not reached are listed.
+    unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
+    output_failure = None
+    if args.out:
         try:
-            write_predictions(results, args.out, failures)
+            write_predictions(results, args.out, failures + unreached)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
-            failures.append((args.out, f"{args.out}: cannot write the results: {exc.strerror or exc}"))
-        else:  # printed outside the try: a BrokenPipeError is for videoact's main (see run_timeline)
-            written = True
-    for r in results:
-        print(r.source)
-        for label, prob in r.top:
-            print(f"  {prob * 100:6.2f}%  {label}")
-    if written:
-        print(f"results written to {args.out}")
-    for path, reason in failures:
+            output_failure = f"{args.out}: cannot write the results: {exc.strerror or exc}"
+        else:  # said outside the try: a BrokenPipeError from stdout is no write failure
+            stdout.say(f"results written to {args.out}")
+    for _, reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    if output_failure:
+        print(f"failed: {output_failure}", file=sys.stderr)
+    if interrupted:
+        print(f"interrupted after {done} of {len(videos)} videos", file=sys.stderr)
+        return 130  # as videoact's main reports a Ctrl-C
+    if stdout.reader_gone and not output_failure:
+        return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
+    return 1 if failures or output_failure else 0
