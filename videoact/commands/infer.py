@@ -252,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(prediction)
             bar.clear()  # a terminal's progress line, on stderr, is not mixed into the results
             stdout.say_all([prediction.source] + [f"  {prob * 100:6.2f}%  {label}" for label, prob in prediction.top])
+            bar.refresh()  # drawn again below them
     except KeyboardInterrupt:
         interrupted = True
     finally:
