@@ -182,3 +182,49 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
         for proc, _, _ in runs.values():
             proc.kill()
         hang.unlink()
+
+
+def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
+    """A Ctrl-C during `videoact check` (hours, with --deep on a large collection) lost the
+    report: no summary, no --json, no --quarantine. Now they hold the files checked, the
+    rest listed as unchecked, and the exit status is 130. The hanging AVI holds the check
+    at its third file (in a worker) until the signal."""
+    import signal
+    import subprocess
+    import time
+
+    from faults import VIDEOACT_WITH_CTRL_C
+
+    src = tmp_path / "d"
+    write_coded_video(src / "a.mp4", 12)
+    (src / "a_bad.mp4").write_text("these are meeting notes, not a video\n" * 30)
+    hang = write_hanging_avi(src / "b_hang.avi")
+    write_coded_video(src / "c.mp4", 12)
+    report, quarantine = tmp_path / "r.json", tmp_path / "q.txt"
+    proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "check", str(src), "--json", str(report), "--quarantine",
+                             str(quarantine), "--workers", "1", "--timeout", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        progress = ""
+        deadline = time.monotonic() + 120
+        while "a_bad.mp4\n" not in progress and time.monotonic() < deadline:  # stderr: one line per file done
+            line = proc.stderr.readline()
+            if not line:
+                break
+            progress += line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        hang.unlink()
+    assert "unreadable  " in progress and "a_bad.mp4\n" in progress, progress
+    assert proc.returncode == 130, err[-2000:]
+    assert "videoact check: interrupted after 2 of 4 files" in err
+    assert "checked 2 files from" in out and "interrupted: 2 of 4 files not checked" in out
+    data = json.loads(report.read_text())
+    assert [Path(f["path"]).name for f in data["files"]] == ["a.mp4", "a_bad.mp4"]
+    assert [Path(p).name for p in data["unchecked"]] == ["b_hang.avi", "c.mp4"]
+    assert data["counts"]["unreadable"] == 1
+    listed = [line for line in quarantine.read_text().splitlines() if not line.startswith("#")]
+    assert listed == [str(src / "a_bad.mp4")]
+    assert "# the check was interrupted: 2 files were not checked" in quarantine.read_text()

@@ -52,6 +52,7 @@ __all__ = [
     "STATUSES",
     "FileHealth",
     "HealthReport",
+    "CheckInterrupted",
     "check_file",
     "check_videos",
     "gather_sources",
@@ -112,6 +113,17 @@ class FileHealth:
         return asdict(self)
 
 
+class CheckInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`check_videos`: a KeyboardInterrupt that carries the report of
+    the files checked before it (``report.unchecked``: the rest), so that a long check's
+    findings are not lost."""
+
+    def __init__(self, report: "HealthReport") -> None:
+        super().__init__(f"interrupted after {len(report.files)} of "
+                         f"{len(report.files) + len(report.unchecked)} files")
+        self.report = report
+
+
 @dataclass
 class HealthReport:
     """Every file's :class:`FileHealth` plus how the check ran."""
@@ -125,6 +137,7 @@ class HealthReport:
     seconds: float = 0.0
     worker_restarts: int = 0  # workers killed (time limit) or lost (crash) and replaced
     max_worker_rss_mb: float = 0.0  # peak resident memory of any worker process
+    unchecked: list[str] = field(default_factory=list)  # not reached: the check was interrupted
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUSES}
@@ -137,8 +150,8 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        """No file is unreadable."""
-        return not self.with_status(UNREADABLE)
+        """No file is unreadable (and every file was checked)."""
+        return not self.with_status(UNREADABLE) and not self.unchecked
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +163,7 @@ class HealthReport:
             "max_worker_rss_mb": round(self.max_worker_rss_mb, 1),
             "problems": list(self.problems),
             "files": [f.to_dict() for f in self.files],
+            "unchecked": list(self.unchecked),
         }
 
     def summary(self, limit: int | None = 50) -> str:
@@ -159,6 +173,9 @@ class HealthReport:
         limit_text = f", {self.timeout:g} s per file" if self.timeout else ""
         lines = [f"checked {len(self.files)} files from {self.source} in {self.seconds:.1f} s "
                  f"({how}{limit_text}{', every frame decoded' if self.deep else ''})"]
+        if self.unchecked:
+            lines[0] += (f"; interrupted: {len(self.unchecked)} of {len(self.files) + len(self.unchecked)} "
+                         "files not checked")
         width = max(len(t) for t in STATUS_TEXT.values())
         for status in STATUSES:
             lines.append(f"  {STATUS_TEXT[status]:<{width}}  {counts[status]}")
@@ -607,7 +624,8 @@ def check_videos(
         max_files_per_worker: a worker is replaced after this many files (bounded memory).
         progress: called with each :class:`FileHealth` as it is done.
 
-    Returns a :class:`HealthReport` with files in the order of ``src``.
+    Returns a :class:`HealthReport` with files in the order of ``src``. Ctrl-C raises
+    :class:`CheckInterrupted` (a KeyboardInterrupt) with the report of the files checked.
     """
     started = time.monotonic()
     problems: list[str] = []
@@ -625,31 +643,35 @@ def check_videos(
 
     timeout = time_limit(timeout)
     on_result = progress or (lambda _r: None)
+    found: dict[int, FileHealth] = {}  # by position in paths, in the order they are done
     restarts, peak = 0, 0.0
-    if workers <= 0 or not paths:
-        files = []
-        for p in paths:
-            files.append(check_file(p, deep=deep, backend=backend))
-            on_result(files[-1])
-        peak = _peak_rss_mb() if paths else 0.0
-    else:
-        found: dict[int, FileHealth] = {}
 
-        def done(index: int, data: dict[str, Any] | None, failure: str | None, seconds: float) -> None:
-            health = FileHealth(**data) if data is not None else FileHealth(
-                path=paths[index], status=UNREADABLE, reason=failure, seconds=seconds)
-            found[index] = health
-            on_result(health)
+    def report(unchecked: list[str] | None = None) -> HealthReport:
+        return HealthReport(source=source, files=[found[i] for i in sorted(found)], problems=problems,
+                            workers=max(0, workers), timeout=(timeout or None) if workers > 0 else None,
+                            deep=deep, seconds=time.monotonic() - started, worker_restarts=restarts,
+                            max_worker_rss_mb=peak, unchecked=unchecked or [])
 
-        run = run_killable(_check_task, paths, workers=workers, timeout=timeout or None,
-                           options={"deep": deep, "backend": backend}, preload=("torch", "videoact.decode"),
-                           max_items_per_worker=max_files_per_worker, on_done=done)
-        files = [found[i] for i in range(len(paths))]
-        restarts, peak = run.restarts, run.max_rss_mb
-    return HealthReport(source=source, files=files, problems=problems, workers=max(0, workers),
-                        timeout=(timeout or None) if workers > 0 else None, deep=deep,
-                        seconds=time.monotonic() - started, worker_restarts=restarts,
-                        max_worker_rss_mb=peak)
+    try:
+        if workers <= 0 or not paths:
+            for i, p in enumerate(paths):
+                found[i] = check_file(p, deep=deep, backend=backend)
+                on_result(found[i])
+            peak = _peak_rss_mb() if paths else 0.0
+        else:
+            def done(index: int, data: dict[str, Any] | None, failure: str | None, seconds: float) -> None:
+                health = FileHealth(**data) if data is not None else FileHealth(
+                    path=paths[index], status=UNREADABLE, reason=failure, seconds=seconds)
+                found[index] = health
+                on_result(health)
+
+            run = run_killable(_check_task, paths, workers=workers, timeout=timeout or None,
+                               options={"deep": deep, "backend": backend}, preload=("torch", "videoact.decode"),
+                               max_items_per_worker=max_files_per_worker, on_done=done)
+            restarts, peak = run.restarts, run.max_rss_mb
+    except KeyboardInterrupt as exc:  # what was found so far is kept (run_killable has stopped its workers)
+        raise CheckInterrupted(report([p for i, p in enumerate(paths) if i not in found])) from exc
+    return report()
 
 
 # ---------------------------------------------------------------- outputs
@@ -692,6 +714,8 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
                       f"quarantine list, a line break in the name (rename to exclude): {names}", VideoactWarning,
                       stacklevel=2)
     lines = [QUARANTINE_HEADER, f"# from `videoact check {report.source}`: {len(chosen)} files"]
+    if report.unchecked:
+        lines.append(f"# the check was interrupted: {len(report.unchecked)} files were not checked")
     for f in chosen:
         reason = (f.reason or "").replace("\n", " ").replace("\r", " ")
         lines.append(f"# {f.status}: {reason}")

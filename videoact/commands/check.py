@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import clobber_error
-    from ..health import PARTIAL, UNREADABLE, check_videos, write_quarantine, write_report
+    from ..health import PARTIAL, UNREADABLE, CheckInterrupted, check_videos, write_quarantine, write_report
 
     outputs = [("--json", args.json), ("--quarantine", args.quarantine)]
     clash = clobber_error(outputs, [args.src])  # e.g. --quarantine onto the list being checked
@@ -49,16 +49,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = check_videos(args.src, root=args.root, workers=args.workers, timeout=args.timeout,
                               deep=args.deep, backend=args.backend, progress=show)
+    except CheckInterrupted as exc:  # a long check's findings are kept: reported and written
+        report = exc.report
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"videoact check: {exc}", file=sys.stderr)
         return 2
-    if not report.files and not report.problems:  # as `videoact extract` and `infer` say it
+    if not report.files and not report.problems and not report.unchecked:  # as `videoact extract` and `infer` say it
         print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(file=sys.stderr)
     print(report.summary())
-    clash = clobber_error(outputs, [f.path for f in report.files])  # or onto one of the videos
+    clash = clobber_error(outputs, [f.path for f in report.files] + report.unchecked)  # or onto one of the videos
     if clash:
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
@@ -77,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _cannot_write(args.quarantine, exc)
         print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    if report.unchecked:
+        print(f"videoact check: interrupted after {len(report.files)} of "
+              f"{len(report.files) + len(report.unchecked)} files", file=sys.stderr)
+        return 130  # as videoact's main reports a Ctrl-C
     if report.problems and not report.files:  # nothing could be checked: not a pass
         print(f"videoact check: no file of {args.src} could be checked (the annotation problems above)",
               file=sys.stderr)
