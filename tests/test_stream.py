@@ -832,6 +832,7 @@ def test_stream_times_and_bounds_that_are_no_number_are_refused_up_front(setup):
     # None and infinity: no limit
     assert URLSource(url, give_up_after=float("inf")).give_up_after is None
     assert URLSource(url, give_up_after=None).give_up_after is None
+    assert StreamEngine(setup["video"], setup["clf"], max_pending=np.int64(2), max_seconds=np.float32(3)).max_pending == 2
     engine = StreamEngine(setup["video"], setup["clf"], max_seconds=float("inf"), max_pending=1)
     assert engine.max_seconds is None
     with engine:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import math
+import numbers
 import os
 import threading
 import time
@@ -550,6 +551,13 @@ class StreamEngine:
                  file_timeout: float | None = 300.0, display_wait: float = 2.0, **options: Any) -> None:
         from .decode import positive_seconds
 
+        # Checked before anything is made (the command checks its own options).
+        self.max_seconds = positive_seconds(max_seconds, "max_seconds", none_is_no_limit=True)
+        self.display_wait = positive_seconds(display_wait, "display_wait")
+        if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, numbers.Integral)
+                                        or max_pending < 1):
+            raise ValueError(f"max_pending must be an integer >= 1 (None: the default), got {max_pending!r}")
+        self.max_pending = None if max_pending is None else int(max_pending)
         self.log = log or log_warning
         self.source = open_source(source, realtime=realtime, open_timeout=open_timeout, read_timeout=read_timeout,
                                   reconnect=reconnect, give_up_after=give_up_after, log=self.log,
@@ -560,13 +568,7 @@ class StreamEngine:
             self.classifier = classifier
         else:
             self.classifier = StreamClassifier(classifier, **options)
-        self.max_seconds = positive_seconds(max_seconds, "max_seconds", none_is_no_limit=True)
         self.display = bool(display)
-        self.display_wait = positive_seconds(display_wait, "display_wait")
-        if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int)
-                                        or max_pending < 1):
-            raise ValueError(f"max_pending must be an integer >= 1 (None: the default), got {max_pending!r}")
-        self.max_pending = max_pending
         self._display_taken = False  # next_frame() was called at least once
         self._results_taken = False  # results() or poll() was called at least once
         self._make_buffers()  # again at start(): a URL says there whether it is a live stream or a file
