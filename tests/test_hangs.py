@@ -141,8 +141,9 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
     """`videoact infer` on a folder printed nothing before its last video was done, and a
     Ctrl-C lost every result (hours, for a large folder). Now each video's labels are
     printed as soon as it is done, through a pipe too, and after a Ctrl-C --out holds them
-    with the videos not reached listed as not classified, in both modes. The hanging AVI
-    holds each run at its third video until the signal."""
+    with the videos not reached listed as not classified, in both modes; an earlier --out
+    file (maybe a complete run's) is kept as it was instead. The hanging AVI holds each run
+    at its third video until the signal."""
     import signal
     import subprocess
     import threading
@@ -152,34 +153,45 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
 
     a, b, c = (write_coded_video(tmp_path / f"{name}.mp4", 12) for name in "abc")
     hang = write_hanging_avi(tmp_path / "hang.avi")
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('[{"source": "a complete run"}]\n')
     runs = {}
     try:
-        for mode, extra in (("plain", []), ("timeline", ["--timeline"])):
-            out = tmp_path / f"{mode}.json"
+        for mode, out, extra in (("plain", tmp_path / "plain.json", []),
+                                 ("timeline", tmp_path / "timeline.json", ["--timeline"]),
+                                 ("over an earlier file", earlier, [])):
             proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "infer", str(tiny_checkpoint), str(a), str(b), str(hang),
                                      str(c), "--out", str(out), "--timeout", "300", "--device", "cpu", *extra],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            lines: list[str] = []
-            threading.Thread(target=lambda p=proc, seen=lines: seen.extend(p.stdout), daemon=True).start()
-            runs[mode] = proc, lines, out
-        for mode, (proc, lines, out) in runs.items():
+            lines: list[str] = []  # stdout, as it comes
+            reader = threading.Thread(target=lambda p=proc, seen=lines: seen.extend(p.stdout), daemon=True)
+            reader.start()
+            runs[mode] = proc, lines, out, reader
+        for mode, (proc, lines, out, reader) in runs.items():
             deadline = time.monotonic() + 120
             while not any(line.startswith(str(b)) for line in lines) and time.monotonic() < deadline:
                 time.sleep(0.1)
             printed = list(lines)
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
+            err = proc.stderr.read()  # a few lines: no pipe filled up
+            reader.join(10)
             assert any(line.startswith(str(b)) for line in printed), (mode, printed, err[-2000:])
             assert any(line.startswith(str(a)) for line in printed), mode
             assert proc.returncode == 130, (mode, err[-2000:])
             assert "interrupted after 2 of 4 videos" in err, (mode, err[-2000:])
+            if out == earlier:
+                assert earlier.read_text() == '[{"source": "a complete run"}]\n'
+                assert (f"videoact infer: --out {earlier} not written: the run was interrupted, and the earlier "
+                        "file there is kept as it was") in err
+                continue
             rows = json.loads(out.read_text())
             assert [row["source"] for row in rows] == [str(a), str(b), str(hang), str(c)], mode
             assert "error" not in rows[0] and "error" not in rows[1], mode
             assert [row["error"] for row in rows[2:]] == [f"{v}: not classified (the run was interrupted)"
                                                           for v in (hang, c)], mode
     finally:
-        for proc, _, _ in runs.values():
+        for proc, *_ in runs.values():
             proc.kill()
         hang.unlink()
 

@@ -1102,10 +1102,11 @@ def test_stream_command_a_hang_up_finalises_recording(setup, tmp_path, sighup):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "rec.mp4"]
 
 
-def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
+def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys, tmp_path):
     """`videoact stream ... > results.jsonl` on a full disk: "coded.mp4: [Errno 28] No space
     left on device", as if the source had failed; `videoact infer ... > results.txt`: a
-    traceback."""
+    traceback. `infer --out` must still write its file (it did not, once infer printed each
+    video as it was done)."""
     from videoact.cli import main
 
     def into_a_full_disk(*args: str, buffering: int) -> int:
@@ -1127,6 +1128,12 @@ def test_a_stdout_that_cannot_be_written_is_said_as_such(setup, capsys):
     for buffering in (-1, 1):
         assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), buffering=buffering) == 1
         assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
+        for extra in ([], ["--timeline"]):
+            out = tmp_path / f"r{buffering}{len(extra)}.json"
+            assert into_a_full_disk("infer", str(setup["ckpt"]), str(setup["video"]), "--out", str(out), *extra,
+                                    buffering=buffering) == 1
+            assert capsys.readouterr().err.endswith("videoact infer: cannot write to stdout: No space left on device\n")
+            assert json.loads(out.read_text())[0]["source"] == str(setup["video"])
     saved, sys.stdout = sys.stdout, None  # no console at all (pythonw): main's flush failed on None
     try:
         assert main(["infer", str(setup["ckpt"]), str(setup["video"]), "--device", "cpu"]) == 0

@@ -26,6 +26,17 @@ def tune_cpu_allocator(device: str) -> None:
         keep_freed_memory()
 
 
+def keep_earlier_output(command: str, option: str, path: str) -> bool:
+    """After a Ctrl-C: True, and said, when an earlier ``path`` is there. A run cut short
+    never replaces it (it may be a complete run's, as ``--annotate`` and ``--record`` keep
+    theirs); with nothing there, the command writes what was done."""
+    if not os.path.lexists(path):
+        return False
+    print(f"videoact {command}: {option} {path} not written: the run was interrupted, and the earlier file "
+          "there is kept as it was", file=sys.stderr)
+    return True
+
+
 def stdout_to_devnull() -> None:
     """Point stdout at /dev/null once its reader has gone or it refuses writes: what is left
     in its buffer goes nowhere, and Python's flush at exit raises no second error."""

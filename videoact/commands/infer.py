@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from ..atomic import clobber_error
-from . import output_folder_error, positive_int, probability, seconds_limit, stdout_to_devnull, tune_cpu_allocator
+from . import (keep_earlier_output, output_folder_error, positive_int, probability, seconds_limit, stdout_to_devnull,
+               tune_cpu_allocator)
 
 OUT_SUFFIXES = (".json", ".csv")  # write_predictions and write_timeline: CSV, or JSON
 
@@ -110,24 +111,28 @@ def check_timeline_args(args: argparse.Namespace) -> str | None:
 
 
 class _Stdout:
-    """print(), until the reader of stdout has gone (`| head`): then the run goes on in
-    silence when it has files to write (--out, --annotate), which are what it is for;
-    without them the BrokenPipeError goes to videoact's main, which ends the run quietly
-    (exit 141)."""
+    """print(), until the reader of stdout has gone (`| head`) or stdout refuses a write (a
+    full disk): then the run goes on in silence when it has files to write (--out,
+    --annotate), which are what it is for, and says so at the end. Without them the error
+    goes to videoact's main, which ends the run (exit 141 for a gone reader, else 1)."""
 
     def __init__(self, files_to_write: bool) -> None:
         self.files_to_write = files_to_write
         self.reader_gone = False
+        self.error: OSError | None = None  # what a write to stdout raised, other than a gone reader
 
     def say(self, line: str, flush: bool = False) -> None:
-        if self.reader_gone:
+        if self.reader_gone or self.error is not None:
             return
         try:
             print(line, flush=flush)
-        except BrokenPipeError:
+        except OSError as exc:
             if not self.files_to_write:
                 raise
-            self.reader_gone = True
+            if isinstance(exc, BrokenPipeError):
+                self.reader_gone = True
+            else:
+                self.error = exc
             stdout_to_devnull()
 
     def say_all(self, lines: list[str]) -> None:
@@ -149,7 +154,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     stdout = _Stdout(files_to_write=bool(args.out or args.annotate))
     say = stdout.say
 
-    done, interrupted = 0, False
+    failed_before, interrupted = len(failures), False
     try:
         for video in videos:
             # Long files take a while: show sampled frames done (on a terminal only).
@@ -166,12 +171,10 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
             except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
                 message = str(exc)
                 failures.append((str(video), message if str(video) in message else f"{video}: {message}"))
-                done += 1
                 continue
             finally:
                 bar.close()
             timelines.append(tl)
-            done += 1
             windows = (f"{len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s"
                        if len(tl.windows) > 1 else f"one window over all of it (--window {tl.window:g} s)")
             lines = [f"{tl.source}  ({tl.duration:.2f} s; {windows}; {tl.frames_processed} frames through the CNN)"]
@@ -189,8 +192,9 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
                     say(f"annotated video written to {out}")
     except KeyboardInterrupt:  # what was done is kept: the timelines so far go into --out
         interrupted = True
+    done = len(timelines) + len(failures) - failed_before
     unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
-    if args.out:
+    if args.out and not (interrupted and keep_earlier_output("infer", "--out", args.out)):
         # Always a list (one object per input), and written even when every input
         # failed, as plain infer does: no stale results are left.
         try:
@@ -199,15 +203,23 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
             output_failures.append(f"{args.out}: cannot write the timeline: {exc.strerror or exc}")
         else:
             say(f"timeline written to {args.out}")
-    reasons = [reason for _, reason in failures] + output_failures
-    for reason in reasons:
+    for _, reason in failures:
         print(f"failed: {reason}", file=sys.stderr)
+    for reason in output_failures:
+        print(f"failed: {reason}", file=sys.stderr)
+    return _status(stdout, interrupted, done, len(videos), bool(failures), bool(output_failures))
+
+
+def _status(stdout: _Stdout, interrupted: bool, done: int, total: int, failed: bool, output_failed: bool) -> int:
+    """The exit status, once every failure has been said."""
+    if stdout.error is not None:  # what main says for a stdout that refuses writes
+        print(f"videoact infer: cannot write to stdout: {stdout.error.strerror or stdout.error}", file=sys.stderr)
     if interrupted:
-        print(f"interrupted after {done} of {len(videos)} videos", file=sys.stderr)
+        print(f"interrupted after {done} of {total} videos", file=sys.stderr)
         return 130  # as videoact's main reports a Ctrl-C
-    if stdout.reader_gone and not output_failures:  # a file that could not be written is the news
+    if stdout.reader_gone and not output_failed:  # a file that could not be written is the news
         return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
-    return 1 if reasons else 0
+    return 1 if failed or output_failed or stdout.error is not None else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,29 +250,33 @@ def run(args: argparse.Namespace) -> int:
     # Each video's labels are printed as soon as they are made (a folder of thousands
     # takes hours); --out is written at the end, and after a Ctrl-C with what was done.
     stdout = _Stdout(files_to_write=bool(args.out))
-    results, failures, done, interrupted = [], list(empty_folders), 0, False
+    results, failures, interrupted = [], [], False
     bar = tqdm(total=len(videos), unit="video", leave=False, disable=len(videos) < 2 or not sys.stderr.isatty())
     try:
         for video, prediction, reason in classifier.predict_each(videos, top_k=args.top_k,
                                                                  num_clips=args.num_clips or 1,
                                                                  file_timeout=args.timeout or None):
-            done += 1
-            bar.update()
+            # Recorded first: a Ctrl-C from here on leaves this video counted as done.
             if prediction is None:
                 failures.append((video, reason))
-                continue
-            results.append(prediction)
-            bar.clear()  # a terminal's progress line, on stderr, is not mixed into the results
-            stdout.say_all([prediction.source] + [f"  {prob * 100:6.2f}%  {label}" for label, prob in prediction.top])
-            bar.refresh()  # drawn again below them
+            else:
+                results.append(prediction)
+            bar.update()
+            if prediction is not None:
+                bar.clear()  # a terminal's progress line, on stderr, is not mixed into the results
+                stdout.say_all([prediction.source] + [f"  {prob * 100:6.2f}%  {label}"
+                                                      for label, prob in prediction.top])
+                bar.refresh()  # drawn again below them
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
+    done = len(results) + len(failures)
     # After a Ctrl-C the file still accounts for every input: those not reached are listed.
     unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
+    failures = empty_folders + failures
     output_failure = None
-    if args.out:
+    if args.out and not (interrupted and keep_earlier_output("infer", "--out", args.out)):
         try:
             write_predictions(results, args.out, failures + unreached)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
@@ -271,9 +287,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed: {reason}", file=sys.stderr)
     if output_failure:
         print(f"failed: {output_failure}", file=sys.stderr)
-    if interrupted:
-        print(f"interrupted after {done} of {len(videos)} videos", file=sys.stderr)
-        return 130  # as videoact's main reports a Ctrl-C
-    if stdout.reader_gone and not output_failure:
-        return 141  # as a shell reports a process ended by SIGPIPE (videoact's main does the same)
-    return 1 if failures or output_failure else 0
+    return _status(stdout, interrupted, done, len(videos), bool(failures), bool(output_failure))
