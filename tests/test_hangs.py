@@ -7,6 +7,7 @@ GB here, so they do not return for about half an hour.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -199,10 +200,12 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
 def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
     """A Ctrl-C during `videoact check` (hours, with --deep on a large collection) lost the
     report: no summary, no --json, no --quarantine. Now they hold the files checked, the
-    rest listed as unchecked, and the exit status is 130. The hanging AVI holds the check
-    at its third file (in a worker) until the signal."""
+    rest listed as unchecked, and the exit status is 130; earlier --json and --quarantine
+    files (maybe a complete check's) are kept as they were instead. The hanging AVI holds
+    each check at its third file (in a worker) until the signal."""
     import signal
     import subprocess
+    import threading
     import time
 
     from faults import VIDEOACT_WITH_CTRL_C
@@ -212,31 +215,51 @@ def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
     (src / "a_bad.mp4").write_text("these are meeting notes, not a video\n" * 30)
     hang = write_hanging_avi(src / "b_hang.avi")
     write_coded_video(src / "c.mp4", 12)
-    report, quarantine = tmp_path / "r.json", tmp_path / "q.txt"
-    proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "check", str(src), "--json", str(report), "--quarantine",
-                             str(quarantine), "--workers", "1", "--timeout", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (tmp_path / "earlier").mkdir()
+    for name in ("r.json", "q.txt"):
+        (tmp_path / "earlier" / name).write_text("a complete check's\n")
+    runs = {}
     try:
-        progress = ""
-        deadline = time.monotonic() + 120
-        while "a_bad.mp4\n" not in progress and time.monotonic() < deadline:  # stderr: one line per file done
-            line = proc.stderr.readline()
-            if not line:
-                break
-            progress += line
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        for folder in ("new", "earlier"):
+            report, quarantine = tmp_path / folder / "r.json", tmp_path / folder / "q.txt"
+            proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "check", str(src), "--json", str(report), "--quarantine",
+                                     str(quarantine), "--workers", "1", "--timeout", "300"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)  # a group of its own, its worker included
+            progress: list[str] = []  # stderr, as it comes: a line per file done
+            reader = threading.Thread(target=lambda p=proc, seen=progress: seen.extend(p.stderr), daemon=True)
+            reader.start()
+            runs[folder] = proc, progress, reader
+        for folder, (proc, progress, reader) in runs.items():
+            deadline = time.monotonic() + 120
+            while not any(line.endswith("a_bad.mp4\n") for line in progress) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+            out = proc.stdout.read()  # the summary: no pipe filled up
+            reader.join(10)
+            err = "".join(progress)
+            assert any(line.startswith("unreadable  ") and line.endswith("a_bad.mp4\n") for line in progress), err
+            assert proc.returncode == 130, err[-2000:]
+            assert "videoact check: interrupted after 2 of 4 files" in err
+            assert "checked 2 files from" in out and "interrupted: 2 of 4 files not checked" in out
     finally:
-        proc.kill()
+        for proc, *_ in runs.values():
+            if proc.poll() is None:  # a failed assertion above: its worker, still decoding, goes too
+                os.killpg(proc.pid, signal.SIGKILL)
         hang.unlink()
-    assert "unreadable  " in progress and "a_bad.mp4\n" in progress, progress
-    assert proc.returncode == 130, err[-2000:]
-    assert "videoact check: interrupted after 2 of 4 files" in err
-    assert "checked 2 files from" in out and "interrupted: 2 of 4 files not checked" in out
+    report, quarantine = tmp_path / "new" / "r.json", tmp_path / "new" / "q.txt"
     data = json.loads(report.read_text())
     assert [Path(f["path"]).name for f in data["files"]] == ["a.mp4", "a_bad.mp4"]
     assert [Path(p).name for p in data["unchecked"]] == ["b_hang.avi", "c.mp4"]
     assert data["counts"]["unreadable"] == 1
+    assert data["max_worker_rss_mb"] > 0  # the worker's figures until the Ctrl-C (were zero)
     listed = [line for line in quarantine.read_text().splitlines() if not line.startswith("#")]
     assert listed == [str(src / "a_bad.mp4")]
     assert "# the check was interrupted: 2 files were not checked" in quarantine.read_text()
+    for name in ("r.json", "q.txt"):
+        assert (tmp_path / "earlier" / name).read_text() == "a complete check's\n"
+    err = "".join(runs["earlier"][1])
+    assert f"--json {tmp_path / 'earlier' / 'r.json'} not written: the run was interrupted" in err
+    assert f"--quarantine {tmp_path / 'earlier' / 'q.txt'} not written: the run was interrupted" in err
+

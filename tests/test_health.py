@@ -441,3 +441,20 @@ def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path
         else:  # no limit, as predict() already took it
             call(float("inf"))
     assert (tmp_path / "f" / "a.mp4.safetensors").is_file() and (tmp_path / "frames" / "a" / "meta.json").is_file()
+
+
+def test_an_interrupted_check_carries_its_report_and_copies_whole():
+    """CheckInterrupted is a KeyboardInterrupt with the report so far; copy and pickle
+    rebuilt it from its message (AttributeError: 'str' object has no attribute 'files')."""
+    import copy
+    import pickle
+
+    from videoact.health import CheckInterrupted, FileHealth, HealthReport
+
+    report = HealthReport(source="d", files=[FileHealth(path="d/a.mp4", status="readable")], unchecked=["d/b.mp4"])
+    exc = CheckInterrupted(report)
+    assert isinstance(exc, KeyboardInterrupt) and str(exc) == "interrupted after 1 of 2 files"
+    assert not report.ok and report.to_dict()["unchecked"] == ["d/b.mp4"]
+    for again in (copy.copy(exc), pickle.loads(pickle.dumps(exc))):
+        assert isinstance(again, CheckInterrupted) and str(again) == str(exc)
+        assert again.report.unchecked == ["d/b.mp4"] and again.report.files[0].path == "d/a.mp4"

@@ -123,6 +123,9 @@ class CheckInterrupted(KeyboardInterrupt):
                          f"{len(report.files) + len(report.unchecked)} files")
         self.report = report
 
+    def __reduce__(self) -> tuple:  # copy and pickle rebuild it from its report, not its message
+        return type(self), (self.report,)
+
 
 @dataclass
 class HealthReport:
@@ -484,7 +487,9 @@ def run_killable(
     detected; either way the item fails with the reason and a fresh worker takes the
     next item. Workers are replaced every ``max_items_per_worker`` items, which bounds
     whatever memory decoders leak. ``on_done(index, result, failure, seconds)`` is called
-    as items finish (in completion order); the returned lists are in input order.
+    as items finish (in completion order); the returned lists are in input order. A
+    KeyboardInterrupt stops the workers and leaves with ``worker_run``, the
+    :class:`WorkerRun` so far.
     """
     if max_items_per_worker < 1:
         raise ValueError(f"max_items_per_worker must be >= 1, got {max_items_per_worker}")
@@ -558,6 +563,9 @@ def run_killable(
                 if todo:
                     w = pool[slot] = start()
                     w.give(todo.popleft())
+    except KeyboardInterrupt as exc:
+        exc.worker_run = run  # type: ignore[attr-defined]  # the items done before it, for the caller's report
+        raise
     finally:
         for w in pool:
             if w is None:
@@ -624,8 +632,9 @@ def check_videos(
         max_files_per_worker: a worker is replaced after this many files (bounded memory).
         progress: called with each :class:`FileHealth` as it is done.
 
-    Returns a :class:`HealthReport` with files in the order of ``src``. Ctrl-C raises
-    :class:`CheckInterrupted` (a KeyboardInterrupt) with the report of the files checked.
+    Returns a :class:`HealthReport` with files in the order of ``src``. A Ctrl-C while
+    files are checked raises :class:`CheckInterrupted` (a KeyboardInterrupt) with the
+    report of those checked so far.
     """
     started = time.monotonic()
     problems: list[str] = []
@@ -670,6 +679,8 @@ def check_videos(
                                max_items_per_worker=max_files_per_worker, on_done=done)
             restarts, peak = run.restarts, run.max_rss_mb
     except KeyboardInterrupt as exc:  # what was found so far is kept (run_killable has stopped its workers)
+        if hasattr(exc, "worker_run"):  # how the workers fared until then
+            restarts, peak = exc.worker_run.restarts, exc.worker_run.max_rss_mb
         raise CheckInterrupted(report([p for i, p in enumerate(paths) if i not in found])) from exc
     return report()
 

@@ -3,14 +3,16 @@
 Reports every video of a folder or annotation list as readable, readable with the
 fallback decoder, partially readable (frames decoded versus claimed) or unreadable
 with the reason. Exit status: 0 when every file is usable, 1 when some file is
-unreadable, 2 for a usage error (no such SRC).
+unreadable, 2 for a usage error (no such SRC) or a report that cannot be written, 130
+after a Ctrl-C (the files checked are reported and written, an earlier --json or
+--quarantine file kept as it was).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import seconds_limit, worker_count
+from . import keep_earlier_output, seconds_limit, worker_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,25 +66,32 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
+    interrupted = bool(report.unchecked)
     # Each write alone in its try: a BrokenPipeError from print() is an OSError too, and is
     # for videoact's main to handle. Written atomically: a failure leaves nothing half-written.
-    if args.json:
+    # Each is tried, whatever became of the other.
+    cannot_write = False
+    if args.json and not (interrupted and keep_earlier_output("check", "--json", args.json)):
         try:
             write_report(report, args.json)
         except OSError as exc:  # e.g. a full disk
-            return _cannot_write(args.json, exc)
-        print(f"JSON report: {args.json}")
-    if args.quarantine:
+            cannot_write = _cannot_write(args.json, exc)
+        else:
+            print(f"JSON report: {args.json}")
+    if args.quarantine and not (interrupted and keep_earlier_output("check", "--quarantine", args.quarantine)):
         statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
         try:
             listed = write_quarantine(report, args.quarantine, statuses)
         except OSError as exc:
-            return _cannot_write(args.quarantine, exc)
-        print(f"quarantine list ({len(listed)} files): {args.quarantine}")
-    if report.unchecked:
+            cannot_write = _cannot_write(args.quarantine, exc)
+        else:
+            print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    if interrupted:
         print(f"videoact check: interrupted after {len(report.files)} of "
               f"{len(report.files) + len(report.unchecked)} files", file=sys.stderr)
         return 130  # as videoact's main reports a Ctrl-C
+    if cannot_write:
+        return 2
     if report.problems and not report.files:  # nothing could be checked: not a pass
         print(f"videoact check: no file of {args.src} could be checked (the annotation problems above)",
               file=sys.stderr)
@@ -90,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _cannot_write(target: str, exc: OSError) -> int:
+def _cannot_write(target: str, exc: OSError) -> bool:
     print(f"videoact check: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-    return 2
+    return True
