@@ -6,8 +6,10 @@ GB here, so they do not return for about half an hour.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -263,3 +265,46 @@ def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
     assert f"--json {tmp_path / 'earlier' / 'r.json'} not written: the run was interrupted" in err
     assert f"--quarantine {tmp_path / 'earlier' / 'q.txt'} not written: the run was interrupted" in err
 
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_a_killed_check_leaves_no_worker_decoding(tmp_path):
+    """`kill -9` of `videoact check` (or the out-of-memory killer) left its worker, stuck
+    in the hanging file's decoder, running on its own for half an hour on a core."""
+    import signal
+    import subprocess
+    import time
+
+    src = tmp_path / "d"
+    hang = write_hanging_avi(src / "hang.avi")
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", "check", str(src), "--workers", "1", "--timeout", "300"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def workers() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:  # its parent
+                found.append(int(stat.parent.name))
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while not any(Path(f"/proc/{pid}/fd").is_dir() and any(
+                link.name.isdigit() and os.path.realpath(link) == str(hang)
+                for link in Path(f"/proc/{pid}/fd").iterdir()) for pid in workers()):
+            assert time.monotonic() < deadline, "the worker never opened the file"
+            time.sleep(0.2)
+        worker = next(pid for pid in workers())
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{worker}").exists() and Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the worker outlived its parent"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        hang.unlink()

@@ -379,11 +379,29 @@ def _peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], preload: tuple[str, ...]) -> None:
+def _die_with(parent: int) -> None:
+    """On Linux, have the kernel kill this worker when ``parent`` dies, kill -9 included: a
+    worker whose decoder hangs in C code never reads its closed pipe, and went on using a
+    core for as long as the decoder ran (half an hour on the test's hanging file)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl in this C library: the pipe still ends idle workers
+        return
+    if os.getppid() != parent:  # it died before the call
+        os._exit(1)
+
+
+def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], preload: tuple[str, ...],
+                 parent: int) -> None:
     """A worker: receive ``(index, item)``; send ``("begin", index)``, any number of
     ``("beat", index)`` (progress), then ``("done", index, fn(item, beat, **options), peak RSS MB)``."""
     import importlib
 
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Import heavy modules before the first item, so that its time limit is not spent
     # on start-up.
@@ -408,7 +426,7 @@ def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], pre
 class _Worker:
     def __init__(self, ctx: Any, fn: Callable[..., Any], options: dict[str, Any], preload: tuple[str, ...]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, fn, options, preload), daemon=True,
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn, options, preload, os.getpid()), daemon=True,
                                 name="videoact-worker")
         self.proc.start()
         child.close()
