@@ -451,10 +451,56 @@ def test_an_interrupted_check_carries_its_report_and_copies_whole():
 
     from videoact.health import CheckInterrupted, FileHealth, HealthReport
 
-    report = HealthReport(source="d", files=[FileHealth(path="d/a.mp4", status="readable")], unchecked=["d/b.mp4"])
+    report = HealthReport(source="d", files=[FileHealth(path="d/a.mp4", status="readable")], interrupted=True,
+                          unchecked=["d/b.mp4"])
     exc = CheckInterrupted(report)
     assert isinstance(exc, KeyboardInterrupt) and str(exc) == "interrupted after 1 of 2 files"
     assert not report.ok and report.to_dict()["unchecked"] == ["d/b.mp4"]
     for again in (copy.copy(exc), pickle.loads(pickle.dumps(exc))):
         assert isinstance(again, CheckInterrupted) and str(again) == str(exc)
         assert again.report.unchecked == ["d/b.mp4"] and again.report.files[0].path == "d/a.mp4"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_check_interrupted_at_its_last_file_or_while_stopping_says_so(tmp_path, monkeypatch, workers):
+    """A Ctrl-C that came with the last file's progress line, or while the workers were
+    being stopped at the end, gave a report that looked complete (a run that was never
+    interrupted: earlier outputs replaced, exit 0 or 1), and the workers' figures were 0."""
+    from videoact import health
+    from videoact.health import CheckInterrupted, check_videos
+
+    for name in "ab":
+        write_coded_video(tmp_path / "v" / f"{name}.mp4", 8)
+
+    def interrupt_at(last: int):
+        seen = []
+
+        def progress(result) -> None:
+            seen.append(result)
+            if len(seen) == last:
+                raise KeyboardInterrupt
+        return progress
+
+    with pytest.raises(CheckInterrupted) as caught:  # with the last file's progress line
+        check_videos(tmp_path / "v", workers=workers, progress=interrupt_at(2))
+    report = caught.value.report
+    assert report.interrupted and report.unchecked == [] and len(report.files) == 2 and not report.ok
+    assert report.max_worker_rss_mb > 0 and "interrupted: 0 of 2 files not checked" in report.summary()
+    with pytest.raises(CheckInterrupted) as caught:  # with the first: the second is not checked
+        check_videos(tmp_path / "v", workers=workers, progress=interrupt_at(1))
+    report = caught.value.report
+    assert report.interrupted and [os.path.basename(p) for p in report.unchecked] == ["b.mp4"]
+    assert report.max_worker_rss_mb > 0 and report.to_dict()["interrupted"] is True
+    assert check_videos(tmp_path / "v", workers=workers).interrupted is False
+    if workers:  # while an idle worker is asked to stop
+        stop = health._Worker.stop
+
+        def stop_then_interrupt(self) -> None:
+            stop(self)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(health._Worker, "stop", stop_then_interrupt)
+        with pytest.raises(CheckInterrupted) as caught:
+            check_videos(tmp_path / "v", workers=2)
+        report = caught.value.report
+        assert report.interrupted and len(report.files) == 2 and report.max_worker_rss_mb > 0

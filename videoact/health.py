@@ -140,7 +140,8 @@ class HealthReport:
     seconds: float = 0.0
     worker_restarts: int = 0  # workers killed (time limit) or lost (crash) and replaced
     max_worker_rss_mb: float = 0.0  # peak resident memory of any worker process
-    unchecked: list[str] = field(default_factory=list)  # not reached: the check was interrupted
+    interrupted: bool = False  # by a Ctrl-C (maybe after the last file: then nothing is unchecked)
+    unchecked: list[str] = field(default_factory=list)  # not reached before the Ctrl-C
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUSES}
@@ -153,8 +154,8 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        """No file is unreadable (and every file was checked)."""
-        return not self.with_status(UNREADABLE) and not self.unchecked
+        """No file is unreadable (and the check was not interrupted)."""
+        return not self.with_status(UNREADABLE) and not self.interrupted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +167,7 @@ class HealthReport:
             "max_worker_rss_mb": round(self.max_worker_rss_mb, 1),
             "problems": list(self.problems),
             "files": [f.to_dict() for f in self.files],
+            "interrupted": self.interrupted,
             "unchecked": list(self.unchecked),
         }
 
@@ -176,7 +178,7 @@ class HealthReport:
         limit_text = f", {self.timeout:g} s per file" if self.timeout else ""
         lines = [f"checked {len(self.files)} files from {self.source} in {self.seconds:.1f} s "
                  f"({how}{limit_text}{', every frame decoded' if self.deep else ''})"]
-        if self.unchecked:
+        if self.interrupted:
             lines[0] += (f"; interrupted: {len(self.unchecked)} of {len(self.files) + len(self.unchecked)} "
                          "files not checked")
         width = max(len(t) for t in STATUS_TEXT.values())
@@ -585,14 +587,28 @@ def run_killable(
         exc.worker_run = run  # type: ignore[attr-defined]  # the items done before it, for the caller's report
         raise
     finally:
-        for w in pool:
-            if w is None:
-                continue
-            if w.task is None:
+        _stop_workers(pool, run)
+    return run
+
+
+def _stop_workers(pool: list[_Worker | None], run: WorkerRun) -> None:
+    """Idle workers are asked to stop (up to 2 s each), busy ones killed. A Ctrl-C while
+    waiting kills the rest at once and goes on up, with ``worker_run`` as in the loop."""
+    interrupted: KeyboardInterrupt | None = None
+    for w in pool:
+        if w is None:
+            continue
+        try:
+            if w.task is None and interrupted is None:
                 w.stop()
             else:
                 w.kill()
-    return run
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            w.kill()
+    if interrupted is not None:
+        interrupted.worker_run = run  # type: ignore[attr-defined]
+        raise interrupted
 
 
 def _check_task(path: str, beat: Callable[[], None], deep: bool, backend: str) -> dict[str, Any]:
@@ -673,11 +689,12 @@ def check_videos(
     found: dict[int, FileHealth] = {}  # by position in paths, in the order they are done
     restarts, peak = 0, 0.0
 
-    def report(unchecked: list[str] | None = None) -> HealthReport:
+    def report(unchecked: list[str] | None = None) -> HealthReport:  # None: not interrupted
         return HealthReport(source=source, files=[found[i] for i in sorted(found)], problems=problems,
                             workers=max(0, workers), timeout=(timeout or None) if workers > 0 else None,
                             deep=deep, seconds=time.monotonic() - started, worker_restarts=restarts,
-                            max_worker_rss_mb=peak, unchecked=unchecked or [])
+                            max_worker_rss_mb=peak, interrupted=unchecked is not None,
+                            unchecked=unchecked or [])
 
     try:
         if workers <= 0 or not paths:
@@ -699,6 +716,8 @@ def check_videos(
     except KeyboardInterrupt as exc:  # what was found so far is kept (run_killable has stopped its workers)
         if hasattr(exc, "worker_run"):  # how the workers fared until then
             restarts, peak = exc.worker_run.restarts, exc.worker_run.max_rss_mb
+        elif workers <= 0 and paths:  # checked in this process
+            peak = _peak_rss_mb()
         raise CheckInterrupted(report([p for i, p in enumerate(paths) if i not in found])) from exc
     return report()
 
@@ -743,7 +762,7 @@ def write_quarantine(report: HealthReport, path: str | os.PathLike,
                       f"quarantine list, a line break in the name (rename to exclude): {names}", VideoactWarning,
                       stacklevel=2)
     lines = [QUARANTINE_HEADER, f"# from `videoact check {report.source}`: {len(chosen)} files"]
-    if report.unchecked:
+    if report.interrupted:
         lines.append(f"# the check was interrupted: {len(report.unchecked)} files were not checked")
     for f in chosen:
         reason = (f.reason or "").replace("\n", " ").replace("\r", " ")

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"videoact check: {exc}", file=sys.stderr)
         return 2
-    if not report.files and not report.problems and not report.unchecked:  # as `videoact extract` and `infer` say it
+    if not report.files and not report.problems and not report.interrupted:  # as `videoact extract` and `infer` say it
         print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
         return 1
     if not args.quiet:
@@ -66,19 +66,20 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
-    interrupted = bool(report.unchecked)
+    interrupted = report.interrupted
+    cut_short = bool(report.unchecked)  # a Ctrl-C after the last file leaves a complete report
     # Each write alone in its try: a BrokenPipeError from print() is an OSError too, and is
     # for videoact's main to handle. Written atomically: a failure leaves nothing half-written.
     # Each is tried, whatever became of the other.
     cannot_write = False
-    if args.json and not (interrupted and keep_earlier_output("check", "--json", args.json)):
+    if args.json and not (cut_short and keep_earlier_output("check", "--json", args.json)):
         try:
             write_report(report, args.json)
         except OSError as exc:  # e.g. a full disk
             cannot_write = _cannot_write(args.json, exc)
         else:
             print(f"JSON report: {args.json}")
-    if args.quarantine and not (interrupted and keep_earlier_output("check", "--quarantine", args.quarantine)):
+    if args.quarantine and not (cut_short and keep_earlier_output("check", "--quarantine", args.quarantine)):
         statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
         try:
             listed = write_quarantine(report, args.quarantine, statuses)
