@@ -725,3 +725,20 @@ def test_summary_lines_of_main_in_two_threads_are_printed_once_each(monkeypatch,
     assert sorted(capsys.readouterr().out.splitlines()) == ["A: 2 classes", "A: 2 classes (inner)", "B: 2 classes"]
     assert sorted(seen) == ["A: 2 classes", "A: 2 classes (inner)", "B: 2 classes", "C: 2 classes"]
     assert (log.level, log.propagate, list(log.handlers)) == before
+
+
+def test_an_interrupted_run_keeps_only_an_earlier_file_that_is_there(tmp_path, capsys):
+    """After a Ctrl-C an earlier output is kept (it may be a complete run's); a broken
+    symbolic link in its place was taken for one, and the results so far were thrown away
+    (a complete run writes over such a link)."""
+    from videoact.commands import keep_earlier_output
+
+    (tmp_path / "file.json").write_text("[]\n")
+    os.symlink(tmp_path / "file.json", tmp_path / "link.json")
+    os.symlink(tmp_path / "gone" / "x.json", tmp_path / "dangling.json")
+    kept = {name: keep_earlier_output("infer", "--out", str(tmp_path / name))
+            for name in ("file.json", "link.json", "dangling.json", "new.json")}
+    assert kept == {"file.json": True, "link.json": True, "dangling.json": False, "new.json": False}
+    err = capsys.readouterr().err
+    assert err.count("not written: the run was interrupted, and the earlier file there is kept as it was") == 2
+    assert f"videoact infer: --out {tmp_path / 'file.json'} not written" in err

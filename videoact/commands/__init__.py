@@ -29,8 +29,9 @@ def tune_cpu_allocator(device: str) -> None:
 def keep_earlier_output(command: str, option: str, path: str) -> bool:
     """After a Ctrl-C: True, and said, when an earlier ``path`` is there. A run cut short
     never replaces it (it may be a complete run's, as ``--annotate`` and ``--record`` keep
-    theirs); with nothing there, the command writes what was done."""
-    if not os.path.lexists(path):
+    theirs); with nothing there (a broken symbolic link included, which a complete run
+    replaces too), the command writes what was done."""
+    if not os.path.exists(path):
         return False
     print(f"videoact {command}: {option} {path} not written: the run was interrupted, and the earlier file "
           "there is kept as it was", file=sys.stderr)

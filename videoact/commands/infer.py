@@ -194,7 +194,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
         interrupted = True
     done = len(timelines) + len(failures) - failed_before
     unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
-    if args.out and not (interrupted and keep_earlier_output("infer", "--out", args.out)):
+    if args.out and not (unreached and keep_earlier_output("infer", "--out", args.out)):  # cut short
         # Always a list (one object per input), and written even when every input
         # failed, as plain infer does: no stale results are left.
         try:
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
     failures = empty_folders + failures
     output_failure = None
-    if args.out and not (interrupted and keep_earlier_output("infer", "--out", args.out)):
+    if args.out and not (unreached and keep_earlier_output("infer", "--out", args.out)):  # cut short
         try:
             write_predictions(results, args.out, failures + unreached)
         except OSError as exc:  # e.g. a full disk; written atomically, so nothing half-written is left
