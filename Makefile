@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # Two test processes (pytest-xdist), each test module whole in one of them so that its
 # module fixtures are built once, each with its share of the cores (tests/conftest.py):
-# 476-483 s against 756-801 s for one process on 2 Zen 3 cores, where many tests wait on
+# 476-483 s against 756-801 s for one process on 2 Zen 3 cores (2026-11-30), where many tests wait on
 # subprocesses, time limits and streams. One test alone:
 #   .venv/bin/python -m pytest tests/test_decode.py -k webm
 test: $(STAMP)

@@ -581,7 +581,7 @@ class DecordReader(VideoReader):
         # A damaged file's verified frames are read again from a fresh reader, up to
         # ``scans`` times in all: decord's error can overtake them (see _reread_damaged;
         # get_batch([0, 14, 27]) of corpus corrupted.mp4 failed in 10 of 150 reads on two
-        # cores with four busy processes beside it).
+        # Zen 3 cores with four busy processes beside it, 2026-11-30).
         attempts = self._scans if self.damaged and max(indices, default=0) < self._count() else 1
         for _attempt in range(attempts):
             try:
