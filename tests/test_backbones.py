@@ -13,14 +13,16 @@ from videoact.efficientnet_lite import EfficientNetLite, SameConv2d
 from videoact.testing import write_coded_video
 
 TORCHVISION_DIMS = {"resnet18": 512, "resnet50": 2048, "mobilenet_v3_large": 960, "efficientnet_b0": 1280}
-# layer="penultimate" / "stride16" / "stride8": channels and the feature map's downsampling of a 64x64 input.
+# layer="penultimate" / "stride16" / "stride8" / "stride4": channels and the feature map's downsampling of a 64x64 input.
 PENULTIMATE = {"efficientnet_lite0": (320, 32), "resnet18": (256, 16), "resnet50": (1024, 16),
                "mobilenet_v3_large": (160, 32), "efficientnet_b0": (320, 32)}
 STRIDE16 = {"efficientnet_lite0": (112, 16), "resnet18": (256, 16), "mobilenet_v3_small": (48, 16),
             "mobilenet_v3_large": (112, 16), "efficientnet_b0": (112, 16)}
 STRIDE8 = {"efficientnet_lite0": (40, 8), "resnet18": (128, 8), "resnet50": (512, 8),
            "mobilenet_v3_small": (24, 8), "mobilenet_v3_large": (40, 8), "efficientnet_b0": (40, 8)}
-LAYER_SHAPES = {"penultimate": PENULTIMATE, "stride16": STRIDE16, "stride8": STRIDE8}
+STRIDE4 = {"efficientnet_lite0": (24, 4), "resnet18": (64, 4), "resnet50": (256, 4),
+           "mobilenet_v3_small": (16, 4), "mobilenet_v3_large": (24, 4), "efficientnet_b0": (24, 4)}
+LAYER_SHAPES = {"penultimate": PENULTIMATE, "stride16": STRIDE16, "stride8": STRIDE8, "stride4": STRIDE4}
 
 
 def _lite0_file():
@@ -142,14 +144,15 @@ def test_penultimate_layer_is_the_last_blocks_output(lite0):
     assert "layer='penultimate'" in repr(pen)
 
 
-@pytest.mark.parametrize("layer,pooling,channels,size", [("stride16", "grid2", 112, 8), ("stride8", "grid14", 40, 16)])
+@pytest.mark.parametrize("layer,pooling,channels,size",
+                         [("stride16", "grid2", 112, 8), ("stride8", "grid14", 40, 16), ("stride4", "grid14", 24, 32)])
 def test_stride_layers_feed_the_remaining_blocks(layer, pooling, channels, size):
-    """Lite0's stride16 / stride8 map is what its next stage reads: the rest of the blocks
-    on it give the penultimate map, so it is a prefix of the same network, not another one."""
-    from videoact.efficientnet_lite import LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS
+    """Lite0's stride16 / stride8 / stride4 map is what its next stage reads: the rest of the
+    blocks on it give the penultimate map, so it is a prefix of the same network, not another one."""
+    from videoact.efficientnet_lite import LITE0_STRIDE4_BLOCKS, LITE0_STRIDE8_BLOCKS, LITE0_STRIDE16_BLOCKS
 
     _lite0_file()
-    blocks = {"stride16": LITE0_STRIDE16_BLOCKS, "stride8": LITE0_STRIDE8_BLOCKS}[layer]
+    blocks = {"stride16": LITE0_STRIDE16_BLOCKS, "stride8": LITE0_STRIDE8_BLOCKS, "stride4": LITE0_STRIDE4_BLOCKS}[layer]
     prefix = create_backbone("efficientnet_lite0", layer=layer, pooling=pooling)
     pen = create_backbone("efficientnet_lite0", layer="penultimate")
     grid = grid_size(pooling)
@@ -301,7 +304,7 @@ def test_bad_names_and_options_fail_clearly():
         create_backbone("resnet18", pretrained=False, weights="DEFAULT")
     with pytest.raises(ValueError, match="pooling='avg'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, pooling="grid2")
-    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate, stride16, stride8"):
+    with pytest.raises(ValueError, match="unknown layer 'first'; available: last, penultimate, stride16, stride8, stride4"):
         create_backbone("resnet18", pretrained=False, layer="first")
     with pytest.raises(ValueError, match="layer='last'"):
         create_backbone("resnet18", pretrained=False, keep_head=True, layer="penultimate")

@@ -39,7 +39,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Must match videoact.backbones.POOLINGS and LAYERS (a test checks); not imported here to keep this module light.
 POOLINGS = ("avg", "grid2", "grid3", "grid4", "grid7", "grid14", "grid28")
-LAYERS = ("last", "penultimate", "stride16", "stride8")
+LAYERS = ("last", "penultimate", "stride16", "stride8", "stride4")
 
 
 # Numbers as YAML 1.2 (its core schema) reads them. PyYAML follows YAML 1.1, where
@@ -137,7 +137,7 @@ class FeatureConfig:
 
     backbone: str = "efficientnet_lite0"
     weights: Optional[str] = _opt(None, doc="weights file or id; None = the backbone's default")
-    layer: str = _opt("last", choices=LAYERS, doc="backbone feature map: last, penultimate (the stage before) stride16 or stride8 (the last stage at stride 16 / 8)")
+    layer: str = _opt("last", choices=LAYERS, doc="backbone feature map: last, penultimate (the stage before), stride16, stride8 or stride4 (the last stage at stride 16 / 8 / 4)")
     pooling: str = _opt("avg", choices=POOLINGS, doc="avg, grid2, grid3, grid4, grid7, grid14 or grid28 (g x g spatial cells)")
     image_size: int = _opt(224, ge=16)
     resize: str = _opt("short_side_center_crop", choices=("short_side_center_crop", "squash"),

@@ -60,8 +60,9 @@ LITE0_STAGES = (
     _Stage(4, 5, 2, 6, 112, 192),
     _Stage(1, 3, 1, 6, 192, 320),
 )
-# Blocks up to the end of the last stride-8 stage (the third: 40 channels) and of the last
-# stride-16 stage (the fifth: 112 channels).
+# Blocks up to the end of the last stride-4 stage (the second: 24 channels), of the last
+# stride-8 stage (the third: 40 channels) and of the last stride-16 stage (the fifth: 112).
+LITE0_STRIDE4_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:2])
 LITE0_STRIDE8_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:3])
 LITE0_STRIDE16_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES[:5])
 
@@ -211,7 +212,8 @@ class EfficientNetLite(nn.Module):
         """The output of the first ``blocks`` blocks (all: the last block's, before the
         head): ``[B, 3, H, W] -> [B, 320, ceil(H/32), ceil(W/32)]`` for all blocks,
         ``[B, 112, ceil(H/16), ceil(W/16)]`` for :data:`LITE0_STRIDE16_BLOCKS`,
-        ``[B, 40, ceil(H/8), ceil(W/8)]`` for :data:`LITE0_STRIDE8_BLOCKS`."""
+        ``[B, 40, ceil(H/8), ceil(W/8)]`` for :data:`LITE0_STRIDE8_BLOCKS`,
+        ``[B, 24, ceil(H/4), ceil(W/4)]`` for :data:`LITE0_STRIDE4_BLOCKS`."""
         x = self._act(self._bn0(self._conv_stem(x)))
         n = len(self._blocks)
         # islice, not a slice: slicing a ModuleList builds a new one on every call.

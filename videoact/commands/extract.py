@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="torchvision weights enum name or a local weights file")
     p.add_argument("--pooling", default="avg", choices=POOLINGS, help="average, or a GxG grid of averages (default: %(default)s)")
     p.add_argument("--layer", default="last", choices=LAYERS,
-                   help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 (default: %(default)s)")
+                   help="backbone feature map: the last, the stage before it, or the last stage at stride 16 / 8 / 4 (default: %(default)s)")
     p.add_argument("--image-size", type=positive_int, default=None, help="input size (default: the backbone's)")
     p.add_argument("--resize", default="short_side_center_crop", choices=["short_side_center_crop", "squash"],
                    help="keep aspect and crop the centre, or stretch the whole frame (default: %(default)s)")
