@@ -13,8 +13,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
     for model in ("bilstm", "meanpool"):
         assert (out / model / "best.pt").is_file()
     assert (out / "bilstm" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
-    # the shipped synthetic config was used although the working directory is elsewhere
-    assert "layer: stride8" in (out / "bilstm" / "config.yaml").read_text()
+    # the shipped synthetic config was used although the working directory is elsewhere,
+    # with the demo's own settings on top (and the user's last: image_size 64)
+    used = (out / "bilstm" / "config.yaml").read_text()
+    assert "pooling: grid14" in used and "layer: stride4" in used and "num_segments: 6" in used
+    assert "image_size: 64" in used
 
 
 def test_the_users_set_wins_over_the_demos_own_paths(tmp_path):
