@@ -38,7 +38,7 @@ Pooling of the feature map ``[B, C, h, w]``:
   Keeps coarse position, which global averaging throws away: needed for tasks like
   "moving left" vs "moving right". ``"grid7"`` is the whole map of a stride-32 network
   at 224 px, for the temporal models' convolutional head; ``"grid14"`` and ``"grid28"``
-  keep finer maps (``stride16`` / ``stride8`` layers, larger inputs).
+  keep finer maps (``stride16`` / ``stride8`` / ``stride4`` layers, larger inputs).
 
 A frozen backbone (the default) has no trainable parameters and stays in eval mode even
 when ``.train()`` is called on it or on a module that contains it, so its BatchNorm
