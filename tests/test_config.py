@@ -65,7 +65,7 @@ def test_an_installed_videoact_finds_its_shipped_configs(tmp_path):
 
 def test_synthetic_yaml_inherits_defaults_and_changes_some():
     cfg = load_config(REPO_CONFIGS / "synthetic.yaml")
-    assert cfg.feature.pooling == "grid14" and cfg.feature.layer == "stride8" and cfg.feature.num_segments == 8
+    assert cfg.feature.pooling == "grid14" and cfg.feature.layer == "stride4" and cfg.feature.num_segments == 8
     assert cfg.model.head == "conv" and "rotate_cw:rotate_ccw" in cfg.train.reverse_pairs
     assert cfg.model.center is True and cfg.feature.resize == "squash"
     assert cfg.train.epochs > Config().train.epochs

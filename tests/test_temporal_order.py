@@ -26,8 +26,8 @@ def _train(name, root, lists, work):
     cfg = load_config("synthetic", [
         f"data.train={lists['train']}", f"data.val={lists['val']}", f"data.test={lists['test']}", f"data.root={root}",
         f"work_dir={work / name}", f"feature.cache_dir={work / 'cache'}", f"model.name={name}",
-        # configs/synthetic.yaml (stride-8 maps on a 14x14 grid, the conv head) at 224 px instead of 448 (CI time)
-        "feature.image_size=224", "feature.num_segments=8", "train.epochs=25", "train.batch_size=8",
+        # configs/synthetic.yaml (stride-4 maps at 224 px on a 14x14 grid, the conv head)
+        "feature.num_segments=8", "train.epochs=25", "train.batch_size=8",
         "train.early_stopping_patience=0", "train.progress=false", "data.num_workers=0",
     ])
     train(cfg)
