@@ -582,8 +582,7 @@ class DecordReader(VideoReader):
         # ``scans`` times in all: decord's error can overtake them (see _reread_damaged;
         # get_batch([0, 14, 27]) of corpus corrupted.mp4 failed in 10 of 150 reads on two
         # Zen 3 cores with four busy processes beside it, 2026-11-30).
-        attempts = self._scans if self.damaged and max(indices, default=0) < self._count() else 1
-        for _attempt in range(attempts):
+        for _attempt in range(self._reads_allowed(max(indices, default=0))):
             try:
                 frames = self._vr.get_batch(indices).asnumpy()
                 break
@@ -621,6 +620,11 @@ class DecordReader(VideoReader):
             self._check_frames(frame[None], f"frame {i}")
             yield i, frame
 
+    def _reads_allowed(self, last: int) -> int:
+        """Reads a request up to frame ``last`` may take: ``scans`` for a damaged file's
+        verified frames (decord's error can overtake them), one for anything else."""
+        return self._scans if self.damaged and last < self._count() else 1
+
     def _reread_damaged(self, i: int, error: Exception) -> tuple[Any, np.ndarray]:
         """Frame ``i`` from a fresh reader, decoding in order, after ``error`` stopped the
         first; returns the reader (positioned after ``i``) and the frame.
@@ -629,8 +633,7 @@ class DecordReader(VideoReader):
         race :meth:`_scan` describes; iterating corpus corrupted.mp4 stopped at frame 25 or 27
         of 28 in 4 of 40 runs on two busy cores). Only a damaged file's verified frames are
         read again, up to ``scans`` times in all; any other failure is raised at once."""
-        attempts = self._scans - 1 if self.damaged and i < self._count() else 0
-        for _attempt in range(attempts):
+        for _attempt in range(self._reads_allowed(i) - 1):  # the first read was the caller's
             vr = self._open()
             try:
                 if i > 0:
