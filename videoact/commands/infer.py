@@ -193,7 +193,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     except KeyboardInterrupt:  # what was done is kept: the timelines so far go into --out
         interrupted = True
     done = len(timelines) + len(failures) - failed_before
-    unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
+    unreached = _unreached(videos, done)
     if args.out and not (unreached and keep_earlier_output("infer", "--out", args.out)):  # cut short
         # Always a list (one object per input), and written even when every input
         # failed, as plain infer does: no stale results are left.
@@ -208,6 +208,12 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     for reason in output_failures:
         print(f"failed: {reason}", file=sys.stderr)
     return _status(stdout, interrupted, done, len(videos), bool(failures), bool(output_failures))
+
+
+def _unreached(videos: list[Path], done: int) -> list[tuple[str, str]]:
+    """After a Ctrl-C, ``--out`` still accounts for every input: those not reached, as
+    ``(input, reason)`` pairs beside the failures."""
+    return [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
 
 
 def _status(stdout: _Stdout, interrupted: bool, done: int, total: int, failed: bool, output_failed: bool) -> int:
@@ -272,8 +278,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     done = len(results) + len(failures)
-    # After a Ctrl-C the file still accounts for every input: those not reached are listed.
-    unreached = [(str(v), f"{v}: not classified (the run was interrupted)") for v in videos[done:]]
+    unreached = _unreached(videos, done)
     failures = empty_folders + failures
     output_failure = None
     if args.out and not (unreached and keep_earlier_output("infer", "--out", args.out)):  # cut short
