@@ -576,9 +576,15 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
     as_dict = extract_features([setup["data"] / "a" / "v0.mp4"], tmp_path / "f", image_size=32,
                                sampling={"mode": "uniform", "num_segments": 3}, **kw)
     assert as_dict.ok and as_dict.written
-    for bad in ({"window": 0}, {"window": float("nan")}, {"stride": -1}, {"feature_rate": 0}):
+    for bad in ({"window": 0}, {"window": float("nan")}, {"stride": -1}, {"feature_rate": 0}, {"window": True}):
         with pytest.raises(ValueError, match="must be a positive number"):
             classify_timeline(classifier, clip, **bad)
+    for bad in ({"top_k": 0}, {"top_k": True}, {"batch_size": 0}, {"batch_size": 2.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a positive integer"):
+            classify_timeline(classifier, clip, **bad)
+    for bad in (-0.1, 1.5, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match="threshold must be a probability"):
+            classify_timeline(classifier, clip, threshold=bad)
     assert {"VideoClassifier", "train", "IterableSource", "Config"} <= set(dir(videoact))
 
 

@@ -201,8 +201,14 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     from .decode import open_video, time_limit
 
     for name, value in (("window", window), ("stride", stride), ("feature_rate", feature_rate)):
-        if value is not None and not (isinstance(value, numbers.Real) and 0 < value < math.inf):
+        if value is not None and (isinstance(value, bool) or not (isinstance(value, numbers.Real)
+                                                                   and 0 < value < math.inf)):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(threshold, bool) or not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
     file_timeout = time_limit(file_timeout, "file_timeout")
     T = int(classifier.num_segments or 16)
     if window is None:
