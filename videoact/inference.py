@@ -44,6 +44,13 @@ def _check_counts(top_k: int, num_clips: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def failure_reason(video: str | os.PathLike, exc: BaseException) -> str:
+    """One line for a video that could not be classified, naming it once (most decoder
+    errors name the file already)."""
+    message = str(exc)
+    return message if str(video) in message else f"{video}: {message}"
+
+
 def _frame_rate(fps: Any) -> float:
     """The caller's ``fps`` as a float: anything ``float()`` takes (a numpy or torch
     scalar, a string), finite and > 0; said as ``fps``, the argument's name."""
@@ -395,8 +402,7 @@ class VideoClassifier:
             try:
                 prediction = self.predict(v, top_k=top_k, num_clips=num_clips, file_timeout=file_timeout)
             except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
-                message = str(exc)
-                yield str(v), None, message if str(v) in message else f"{v}: {message}"
+                yield str(v), None, failure_reason(v, exc)
             else:
                 yield str(v), prediction, None
 

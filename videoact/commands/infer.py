@@ -146,6 +146,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     """``failures``: ``(input, reason)`` pairs so far; with the videos that fail here they go
     into ``--out`` too. Output failures (``--annotate``, ``--out``) are only reported."""
     from ..decode import VideoDecodeError
+    from ..inference import failure_reason
     from ..timeline import annotate_video, classify_timeline, write_timeline
 
     timelines, failures, output_failures = [], list(failures), []
@@ -169,8 +170,7 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
                                        top_k=args.top_k, threshold=args.threshold or 0.0, progress=progress,
                                        file_timeout=args.timeout or None)
             except (VideoDecodeError, OSError, RuntimeError, ValueError) as exc:
-                message = str(exc)
-                failures.append((str(video), message if str(video) in message else f"{video}: {message}"))
+                failures.append((str(video), failure_reason(video, exc)))
                 continue
             finally:
                 bar.close()
