@@ -200,8 +200,17 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
     # UCF101's own 1-based list read against the names (the converter's classes.txt) put
     # every video in the next class, silently: refused, saying why.
     with pytest.raises(AnnotationError, match=r"list\.txt:1: unknown_label: integer labels look 1-based: id 1 of a "
-                       r"video in folder 'walk' is 'run' .* and so for all 1 videos in class folders"):
+                       r"video in folder 'walk' is 'run' .* and so for all 2 videos in class folders"):
         read_annotations(list_file, dataset_root, classes=names)
+    # a 0-based list (mmaction2's) read against classInd.txt's 1-based ids shifted every video
+    # to the next class and only reported the 0s as unknown: refused, saying why
+    mmaction = tmp_path / "mmaction.txt"
+    mmaction.write_text("walk/w1.mp4 0\nrun/r2.avi 1\n")
+    assert [s.label for s in read_annotations(mmaction, dataset_root, classes=names).samples] == [0, 1]
+    with pytest.raises(AnnotationError, match=r"mmaction\.txt:1: unknown_label: integer labels look 0-based: id 0 "
+                       r"of a video in folder 'walk' is no class under the classes file's own ids, and so for all 2 "
+                       r"videos in class folders; 0-based ids go with a classes file of names only"):
+        read_annotations(mmaction, dataset_root, classes=class_ind)
     # ids that name the folders' classes, and ids of videos outside class folders, are read as given
     outside = tmp_path / "flat.txt"
     outside.write_text("w1.mp4 1\n")

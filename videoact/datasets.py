@@ -373,9 +373,10 @@ class _Collector:
         self.first_line: dict[str, tuple[int, str]] = {}
         self.seen_names: set[str] = set()
         self.problems: list[AnnotationProblem] = []
-        # (line, label, folder) of integer labels read as positions among names, to catch
-        # 1-based ids (UCF101's and HMDB51's own lists) read against a file of names.
-        self.positional: list[tuple[int, int, str]] = []
+        # (line, id, folder) of every integer label, to catch ids off by one against the
+        # classes: 1-based ids (UCF101's and HMDB51's own lists) read against a file of
+        # names, 0-based ids (mmaction2's lists) read against classInd.txt's 1-based ids.
+        self.integer_labels: list[tuple[int, int, str]] = []
 
     def problem(self, line: int | None, kind: str, message: str) -> None:
         self.problems.append(AnnotationProblem(self.file, line, kind, message))
@@ -395,6 +396,7 @@ class _Collector:
             if self.index is None:
                 self.problem(line, UNKNOWN_LABEL, f"integer label {label_token} needs a classes file")
                 return
+            self.integer_labels.append((line, int(label_token), Path(path_text.replace("\\", "/")).parent.name))
             label = self.index.lookup(label_token)
             if label is None:
                 ids = ("not one of the classes' ids" if self.index.ids is not None
@@ -402,8 +404,6 @@ class _Collector:
                 self.problem(line, UNKNOWN_LABEL, f"label id {label_token} is {ids}")
                 return
             name = self.index.names[label]
-            if self.index.ids is None:
-                self.positional.append((line, label, Path(path_text.replace("\\", "/")).parent.name))
         else:
             name = label_token
             label = None
@@ -444,26 +444,54 @@ class _Collector:
         self.seen_names.add(name)
         self.entries.append((path, rel, name, label))
 
-    def check_positional_ids(self) -> None:
-        """Refuse 1-based ids read as 0-based positions: every video that lies in a folder
-        named after a class is labelled with the class after it (``ApplyEyeMakeup/... 1``
-        read as ``Archery``). Left alone, each label is silently off by one."""
-        names = self.index.names if self.index is not None else []
-        in_class_folders = [(n, label, folder) for n, label, folder in self.positional if folder in names]
-        if in_class_folders and all(label >= 1 and names[label - 1] == folder and names[label] != folder
-                                    for _, label, folder in in_class_folders):
-            n, label, folder = in_class_folders[0]
-            raise AnnotationError([AnnotationProblem(
-                self.file, n, UNKNOWN_LABEL,
-                f"integer labels look 1-based: id {label} of a video in folder {folder!r} is {names[label]!r} "
-                f"as a 0-based position among the class names, and so for all {len(in_class_folders)} videos in "
-                "class folders; use the lists datasets/ucf101_to_list.py and hmdb51_to_list.py write (labelled "
-                "with names), or train with the 'id name' classes file (UCF101's classInd.txt) as --classes")])
+    def check_integer_ids(self) -> None:
+        """Refuse integer labels off by one against the classes: every video that lies in a
+        folder named after a class is labelled with the class after it, or before it, and
+        never with its own (``ApplyEyeMakeup/... 1`` read as ``Archery`` among names; ``...
+        0`` against classInd.txt, whose ids start at 1). Left alone, each label is silently
+        off by one (and a 0 only reported as unknown)."""
+        index = self.index
+        if index is None:
+            return
+
+        def name_of(number: int) -> str | None:
+            position = index.lookup(str(number)) if number >= 0 else None
+            return None if position is None else index.names[position]
+
+        for shift in (-1, 1):
+            # the videos in class folders whose id names a class read either way
+            in_class_folders = [(n, number, folder) for n, number, folder in self.integer_labels
+                                if folder in index.position
+                                and (name_of(number), name_of(number + shift)) != (None, None)]
+            if in_class_folders and all(name_of(number) != folder and name_of(number + shift) == folder
+                                        for _, number, folder in in_class_folders):
+                break
+        else:
+            return
+        n, number, folder = in_class_folders[0]
+        named = f"is {name_of(number)!r}" if name_of(number) is not None else "is no class"
+        if index.ids is None and shift == -1:  # UCF101's or HMDB51's own list against names
+            what = (f"integer labels look 1-based: id {number} of a video in folder {folder!r} {named} "
+                    "as a 0-based position among the class names")
+            fix = ("use the lists datasets/ucf101_to_list.py and hmdb51_to_list.py write (labelled with names), "
+                   "or train with the 'id name' classes file (UCF101's classInd.txt) as --classes")
+        elif index.ids is not None and shift == 1:  # a 0-based list (mmaction2's) against classInd.txt
+            what = (f"integer labels look 0-based: id {number} of a video in folder {folder!r} {named} "
+                    "under the classes file's own ids")
+            fix = ("0-based ids go with a classes file of names only, one per line (line 1 is id 0), or use "
+                   "the lists datasets/ucf101_to_list.py and hmdb51_to_list.py write (labelled with names)")
+        else:
+            what = (f"integer labels are one {'above' if shift == -1 else 'below'} the classes': id {number} of a "
+                    f"video in folder {folder!r} {named}")
+            fix = "check that the list and the classes file number the classes alike"
+        raise AnnotationError([AnnotationProblem(self.file, n, UNKNOWN_LABEL,
+                                                 f"{what}, and so for all {len(in_class_folders)} videos in class "
+                                                 f"folders; {fix}")])
 
     def result(self) -> VideoList:
         names: Sequence[str] = []
         if self.labels:
-            self.check_positional_ids()
+            self.check_integer_ids()
             names = self.index.names if self.index is not None else sorted(self.seen_names)
         position = {n: i for i, n in enumerate(names)}
         samples = [
