@@ -526,3 +526,24 @@ def test_two_stream_file_reads_consistently():
     assert (res["decord"]["n"], res["decord"]["shape"][1:3]) == (390, [270, 480])
     assert (res["opencv"]["n"], res["opencv"]["shape"][1:3]) == (325, [180, 320])
     assert (res["auto"]["backend"], res["auto"]["n"]) == ("decord", 390)  # one stream throughout, not a mix
+
+
+def test_decoding_before_torch_is_imported_leaves_torch_working(coded):
+    """The README's first library example decodes before anything imports torch. decord2
+    dlopens every pip-installed NVIDIA library RTLD_GLOBAL (libnvblas among them, which
+    exports the BLAS symbols); a torch loaded after that ran its matrix products through
+    nvblas, which on a machine without a GPU segfaulted. In a fresh process, as users run it."""
+    script = textwrap.dedent("""
+        import sys
+        import videoact
+        assert "torch" not in sys.modules  # nothing imported it yet: the order users hit
+        with videoact.open_video(sys.argv[1], backend="decord") as video:
+            clip = video.get([0, 1, 2, 3])
+        import torch
+        product = torch.ones(64, 64) @ torch.ones(64, 64)
+        print(float(product.sum()), clip.frames.shape[0])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(coded[".mp4"])], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout.split() == ["262144.0", "4"]

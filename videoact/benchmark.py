@@ -247,9 +247,9 @@ def decode_ours(videos: Sequence[Path], indices: Sequence[list[int]]) -> int:
 
 def decode_decord(videos: Sequence[Path], indices: Sequence[list[int]]) -> int:
     """Raw decord, one decoder thread: ``get_batch`` of the sampled frames."""
-    from . import decode  # noqa: F401  (loads cv2 before decord: see videoact.decode)
-    import decord
+    from .decode import load_decord  # cv2 and torch loaded before decord: see there
 
+    decord = load_decord()
     frames = 0
     for path, idx in zip(videos, indices):
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)

@@ -133,11 +133,29 @@ def quiet_decoders() -> None:
             sys.modules["cv2"].utils.logging.setLogLevel(sys.modules["cv2"].utils.logging.LOG_LEVEL_ERROR)
 
 
+def load_decord() -> Any:
+    """``import decord``, with torch loaded first where it is installed.
+
+    Why: importing decord2 dlopens every pip-installed NVIDIA library with RTLD_GLOBAL
+    (the CUDA torch wheels install them), libnvblas among them, which exports the standard
+    BLAS symbols. A torch loaded after that resolved its BLAS calls to nvblas, and on a
+    machine without a GPU the first matrix product segfaulted (2026-11-30: decoding before
+    anything imported torch, as the README's first library example does, then
+    ``torch.ones(64, 64) @ torch.ones(64, 64)``). Loaded first, torch keeps its own BLAS.
+    cv2 is loaded before decord too (at the top of this module, for its FFmpeg)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # decoding without torch: nothing to protect
+        pass
+    import decord
+
+    return decord
+
+
 def _quiet_decord_if_asked() -> None:
     global _decord_quiet
     if not _decord_quiet and os.environ.get(QUIET_ENV) == "1":
-        import decord
-
+        decord = load_decord()
         decord.logging.set_level(decord.logging.QUIET)
         _decord_quiet = True
 
@@ -451,7 +469,7 @@ class DecordReader(VideoReader):
         self._scans = max(1, int(scans))
         self._open_args = (self.path, "decord", self._num_threads)
         try:
-            import decord  # noqa: F401
+            load_decord()
         except ImportError as e:
             raise VideoDecodeError(self.path, f"decord is not installed ({e})") from e
         self._vr = self._open()
@@ -469,8 +487,7 @@ class DecordReader(VideoReader):
         self._ts: np.ndarray | None = None
 
     def _open(self) -> Any:
-        import decord
-
+        decord = load_decord()
         _quiet_decord_if_asked()
         try:
             return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
