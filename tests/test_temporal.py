@@ -305,6 +305,10 @@ def test_cnn_lstm_fine_tunes_a_backbone_made_frozen():
     assert backbone.frozen
     model = CNNLSTM(backbone, create_temporal_model("bilstm", backbone.feature_dim, C, hidden=8, proj_dim=8),
                     freeze_backbone=False)
+    # in the new module's (training) mode from the start: it stayed in eval mode, so its
+    # BatchNorm did not adapt until someone called model.train()
+    assert model.training and backbone.training and not backbone.frozen
+    model.eval()
     model.train()
     assert not backbone.frozen and backbone.training
     nn.functional.cross_entropy(model(torch.randn(1, 2, 3, 32, 32)), torch.tensor([1])).backward()

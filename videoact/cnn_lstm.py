@@ -63,8 +63,12 @@ class CNNLSTM(nn.Module):
             # eval() here too, not only in train(): a new module is in train mode, and a
             # forward before any train()/eval() call would overwrite BatchNorm's statistics.
             self.backbone.requires_grad_(False).eval()
-        elif getattr(backbone, "frozen", False) and hasattr(backbone, "set_frozen"):
-            backbone.set_frozen(False)
+        else:
+            if getattr(backbone, "frozen", False) and hasattr(backbone, "set_frozen"):
+                backbone.set_frozen(False)
+            # Fine-tuned with the rest: in the module's mode (a new module trains), not left
+            # in the eval mode create_backbone gives, where BatchNorm would not adapt.
+            self.backbone.train(self.training)
 
     @property
     def feature_dim(self) -> int:
