@@ -369,6 +369,13 @@ def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
     with torch.no_grad():
         assert not torch.allclose(clf.temporal(feats[None]).softmax(-1)[0], probs)  # dropout is on in this mode
     assert torch.equal(clf.predict_features(feats), probs) and clf.temporal.training  # and its mode kept
+    # A classifier made from a model still training (to look at its predictions) left that
+    # model in eval mode: dropout off for the rest of the training. Its mode is kept now.
+    assert not VideoClassifier.from_checkpoint(ckpt, device="cpu").model.training  # a loaded one: eval
+    clf.model.train()
+    again = VideoClassifier(clf.model, clf.classes, clf.feature, "cpu")
+    assert again.model is clf.model and clf.model.training and clf.temporal.training
+    assert torch.equal(again.predict_features(feats), probs) and clf.temporal.training
     with pytest.raises(TypeError, match="normalised float frames"):
         clf.model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))
 

@@ -137,7 +137,10 @@ class VideoClassifier:
 
     Frames go through a copy of the backbone made for inference when the classifier is
     made (:func:`videoact.fast_inference.inference_model`, as extraction runs it): make a new
-    classifier after changing the backbone's weights or input size."""
+    classifier after changing the backbone's weights or input size. ``model`` itself is
+    used in place and moved to ``device``; its train/eval mode is left as it is (a model
+    still training keeps its dropout), as predictions run the temporal model in eval mode
+    and the backbone's eval-mode copy."""
 
     def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],
                  device: str | torch.device = "auto", checkpoint_path: str | None = None,
@@ -145,7 +148,7 @@ class VideoClassifier:
         device = resolve_device(device)
         if len(classes) != model.temporal.num_classes:
             raise ValueError(f"{len(classes)} class names for a model with {model.temporal.num_classes} outputs")
-        self.model = model.to(device).eval()
+        self.model = model.to(device)
         self.model.backbone.to(memory_format=torch.channels_last)
         # BatchNorm folded and, on the CPU, activations fused into the convolutions: the
         # arithmetic of the feature cache, and 1.5-1.8x faster (Lite0 at 448 px, 2 cores).
@@ -243,7 +246,7 @@ class VideoClassifier:
 
             # at the caller's line: _load <- from_checkpoint <- the caller
             warnings.warn(f"{message}; predictions may be off", VideoactWarning, stacklevel=3)
-        model = CNNLSTM(backbone, temporal)
+        model = CNNLSTM(backbone, temporal).eval()  # ours: ready for frames, no dropout
         return cls(model, ckpt["classes"], feature, device, str(path), class_ids=ckpt.get("class_ids"))
 
     # ------------------------------------------------------------ features
