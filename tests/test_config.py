@@ -237,6 +237,20 @@ def test_paths_from_the_command_line_are_taken_as_given(tmp_path):
     assert load_config(None, ["train.reverse_pairs=['a : b']"]).train.reverse_pairs == ["a : b"]
 
 
+def test_a_leading_tilde_in_a_path_setting_is_the_home_folder(tmp_path, monkeypatch):
+    """``data: {train: ~/vids}`` was looked for in a folder literally named ``~`` (and
+    ``work_dir: ~/runs/x`` created one): Python's file functions do not expand it."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "mine.yaml"
+    config.write_text("data: {train: ~/vids, classes: ~/classInd.txt}\nwork_dir: ~/runs/x\n")
+    cfg = load_config(config, ["feature.cache_dir=~/features"], values={"data.val": "~/val"})
+    assert (cfg.data.train, cfg.data.classes, cfg.data.val) == (
+        str(tmp_path / "vids"), str(tmp_path / "classInd.txt"), str(tmp_path / "val"))
+    assert (cfg.work_dir, cfg.feature.cache_dir) == (str(tmp_path / "runs" / "x"), str(tmp_path / "features"))
+    # only paths: a tilde elsewhere is text (a class name in a reverse pair)
+    assert load_config(None, ["train.reverse_pairs=['~a:b']"]).train.reverse_pairs == ["~a:b"]
+
+
 def test_save_and_reload_round_trip(tmp_path):
     cfg = load_config(None, ["train.lr=3e-4", "feature.pooling=grid3", "data.train=a/b.txt",
                              "model.name=meanpool", "train.amp=false"])

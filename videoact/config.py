@@ -105,9 +105,12 @@ def _opt(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSI
          gt: Optional[float] = None, ge: Optional[float] = None,
          lt: Optional[float] = None, le: Optional[float] = None,
          choices: Optional[Tuple[Any, ...]] = None, pattern: Optional[re.Pattern] = None,
-         doc: str = "") -> Any:
-    """A dataclass field with its valid range in metadata; ``factory`` for mutable defaults."""
-    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "pattern": pattern, "doc": doc}
+         doc: str = "", path: bool = False) -> Any:
+    """A dataclass field with its valid range in metadata; ``factory`` for mutable defaults;
+    ``path``: a file or folder, whose leading ``~`` is expanded (Python's file functions
+    take it literally: ``~/videos`` was looked for in a folder named ``~``)."""
+    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "pattern": pattern, "doc": doc,
+            "path": path}
     return field(default=default, default_factory=factory, metadata=meta)
 
 
@@ -116,12 +119,14 @@ class DataConfig:
     """Where the videos are. Each of train/val/test is a folder of class sub-folders or an
     annotation list file (``path label`` lines, or a Kinetics-style CSV)."""
 
-    train: Optional[str] = None
-    val: Optional[str] = None
-    test: Optional[str] = None
-    root: Optional[str] = _opt(None, doc="prefix for relative paths inside list files")
-    exclude: Optional[str] = _opt(None, doc="file listing videos to leave out (`videoact check --quarantine`)")
-    classes: Optional[str] = _opt(None, doc="classes file (a name per line, or classInd.txt `id name` lines): "
+    train: Optional[str] = _opt(None, path=True)
+    val: Optional[str] = _opt(None, path=True)
+    test: Optional[str] = _opt(None, path=True)
+    root: Optional[str] = _opt(None, doc="prefix for relative paths inside list files", path=True)
+    exclude: Optional[str] = _opt(None, doc="file listing videos to leave out (`videoact check --quarantine`)",
+                                  path=True)
+    classes: Optional[str] = _opt(None, path=True,
+                                  doc="classes file (a name per line, or classInd.txt `id name` lines): "
                                   "the class order, and integer labels in lists; None = the training data's "
                                   "sorted label names")
     val_fraction: float = _opt(0.1, gt=0.0, lt=1.0, doc="stratified hold-out when val is not given")
@@ -148,7 +153,7 @@ class FeatureConfig:
     stride: int = _opt(1, ge=1, doc="frame step for dense sampling")
     target_fps: float = _opt(8.0, gt=0.0, doc="frame rate for fps sampling")
     max_frames: Optional[int] = _opt(None, ge=1, doc="cap on cached frames per video (spread over the video)")
-    cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features")
+    cache_dir: Optional[str] = _opt(None, doc="None = <work_dir>/features", path=True)
     batch_size: Optional[int] = _opt(None, ge=1, doc="frames per backbone batch; None = 64, fewer on a CPU above 224 px")
     num_workers: Optional[int] = _opt(None, ge=0, le=1024, doc="decode worker processes of feature extraction; "
                                       "0 = decode in the training process; None = automatic (none with a CPU "
@@ -212,7 +217,7 @@ class TrainConfig:
 class Config:
     """The whole run."""
 
-    work_dir: str = "runs/default"
+    work_dir: str = _opt("runs/default", path=True)
     data: DataConfig = field(default_factory=DataConfig)
     feature: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -388,6 +393,8 @@ def validate(cfg: Config, sources: Optional[Dict[str, str]] = None, fallback: st
                 walk(value, f"{key}.")
             else:
                 value = _coerce(value, types[f.name], key, sources.get(key, fallback))
+                if f.metadata.get("path") and isinstance(value, str) and value.startswith("~"):
+                    value = os.path.expanduser(value)
                 setattr(obj, f.name, value)
                 _check_range(key, value, f.metadata, sources.get(key, fallback))
 
