@@ -241,6 +241,16 @@ def test_a_label_of_several_words_after_a_space_is_said(tmp_path, dataset_root):
                                           "several words goes after a tab")
 
 
+def test_a_list_written_on_windows_finds_its_videos(tmp_path, dataset_root):
+    """``walk\\w1.mp4 walk`` (a list made on Windows) found no video on Linux: every line
+    was "missing"."""
+    listed = tmp_path / "win.txt"
+    listed.write_bytes(b"walk\\w1.mp4 walk\r\nrun\\my clip.mp4\trun\r\nwalk\\gone.mp4 walk\r\n")
+    samples, classes, problems = read_annotations(listed, dataset_root)
+    assert [(s.rel, s.label_name) for s in samples] == [("walk/w1.mp4", "walk"), ("run/my clip.mp4", "run")]
+    assert kinds(problems) == [(3, "missing")] and f"nor {dataset_root / 'walk' / 'gone.mp4'}" in str(problems[0])
+
+
 def test_escaping_paths_refused_unless_allowed(tmp_path, dataset_root):
     outside = tmp_path / "elsewhere.mp4"
     list_file = tmp_path / "list.txt"

@@ -412,6 +412,8 @@ class _Collector:
                 if label is None:
                     self.problem(line, UNKNOWN_LABEL, f"label {name!r} is not one of the classes")
                     return
+        if "\\" in path_text and os.sep == "/":  # a list written on Windows: Archery\b.avi
+            candidates = (*candidates, *(c.replace("\\", "/") for c in (path_text, *candidates)))
         try:
             placed = [_place(p, self.root_abs, self.allow_outside) for p in (path_text, *candidates)]
         except _Outside as exc:
