@@ -251,6 +251,19 @@ def test_a_list_written_on_windows_finds_its_videos(tmp_path, dataset_root):
     assert kinds(problems) == [(3, "missing")] and f"nor {dataset_root / 'walk' / 'gone.mp4'}" in str(problems[0])
 
 
+def test_a_header_line_of_a_text_list_is_no_video(tmp_path, dataset_root):
+    """``path label`` on top (pandas' ``to_csv(sep=" ")``) was a missing video and a class
+    named "label", an output of the model that never had data."""
+    for header in ("path label", "Video\tClass", "# the list\nfilename label_name"):
+        listed = tmp_path / "header.txt"
+        listed.write_text(f"{header}\nwalk/w1.mp4 walk\nrun/r2.avi run\n")
+        samples, classes, problems = read_annotations(listed, dataset_root)
+        assert classes == ["run", "walk"] and len(samples) == 2 and problems == [], header
+    # only on the first line: further down it is a line like any other
+    listed.write_text("walk/w1.mp4 walk\npath label\n")
+    assert kinds(read_annotations(listed, dataset_root).problems) == [(2, "missing")]
+
+
 def test_escaping_paths_refused_unless_allowed(tmp_path, dataset_root):
     outside = tmp_path / "elsewhere.mp4"
     list_file = tmp_path / "list.txt"

@@ -532,6 +532,7 @@ def _label_after_a_space(path_text: str, label: str, col: _Collector) -> str | N
 
 
 def _read_text_list(text: str, col: _Collector) -> None:
+    first = True
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line:
@@ -544,6 +545,10 @@ def _read_text_list(text: str, col: _Collector) -> None:
             path_text, label = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
         if line.startswith("#") and col.is_comment(path_text or line):
             continue
+        if first and path_text.lower() in _PATH_COLUMNS and label.lower() in _LABEL_COLUMNS \
+                and not os.path.exists(os.path.join(col.root_abs, path_text)):
+            continue  # a header (pandas' to_csv(sep=" ") writes "path label"), not a video of class "label"
+        first = False
         if "\t" not in line and (glued := _label_after_a_space(path_text, label, col)):
             col.problem(number, MALFORMED, glued)
             continue
