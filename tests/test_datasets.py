@@ -828,6 +828,25 @@ def test_text_files_are_utf8_whatever_the_locale(tmp_path):
     assert csv_bytes.count(b"\r\n") == 2 and b"\r\r" not in csv_bytes
 
 
+def test_a_utf16_list_from_windows_powershell_is_read(tmp_path, dataset_root):
+    """Windows PowerShell 5's ``>`` writes UTF-16 with a BOM: the list was refused as "not
+    UTF-8 text ... is this a video or a model?", misleading for an ordinary list."""
+    text = "walk/w1.mp4 walk\r\nrun/my clip.mp4\tcaf\u00e9\r\n"
+    for encoding in ("utf-16", "utf-16-be"):
+        listed = tmp_path / "ps.txt"
+        bom = "\ufeff" if encoding == "utf-16-be" else ""  # Python's "utf-16" writes its own
+        listed.write_bytes((bom + text).encode(encoding))
+        samples, classes, problems = read_annotations(listed, dataset_root)
+        assert problems == [] and [s.label_name for s in samples] == ["walk", "caf\u00e9"], encoding
+    classes_file = tmp_path / "classes.txt"
+    classes_file.write_bytes("walk\r\nrun\r\n".encode("utf-16"))
+    assert load_classes(classes_file) == ["walk", "run"]
+    # text that is not UTF-8 still says so
+    listed.write_bytes(b"walk/w1.mp4 w\xe4lk\n")
+    with pytest.raises(AnnotationError, match="not UTF-8 text"):
+        read_annotations(listed, dataset_root)
+
+
 def test_a_class_level_folder_that_cannot_be_read_is_no_class(tmp_path):
     """lost+found (mode 700, root's) in a dataset root on a mounted disk: once unreadable
     folders were listed as failing entries, it became a third class, or with fixed classes

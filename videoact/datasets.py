@@ -206,17 +206,19 @@ def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
 
 def _read_text(path: Path, what: str = "annotation file") -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from Windows editors
+        raw = path.read_bytes()
+        # UTF-16 with its BOM: what Windows PowerShell 5's `>` writes (`dir -n > list.txt`)
+        encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"  # -sig: a BOM from editors
+        return raw.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise IsADirectoryError(f"{path}: a folder, not {_a(what)}") from None
     except UnicodeDecodeError as exc:
         shape = "a name or `id name` per line" if what == "classes file" else "`path label` lines"
-        raise AnnotationError(
-            [AnnotationProblem(str(path), None, MALFORMED, f"not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                               f"{_a(what)} is text, {shape}; is this a video or a model?")]
-        ) from None
+        raise AnnotationError([AnnotationProblem(
+            str(path), None, MALFORMED, f"not {exc.encoding.upper()} text ({exc.reason} at byte {exc.start}): "
+                                        f"{_a(what)} is text, {shape}; is this a video or a model?")]) from None
 
 
 def _a(noun: str) -> str:
