@@ -251,6 +251,16 @@ def test_a_leading_tilde_in_a_path_setting_is_the_home_folder(tmp_path, monkeypa
     assert load_config(None, ["train.reverse_pairs=['~a:b']"]).train.reverse_pairs == ["~a:b"]
 
 
+def test_a_list_setting_with_every_item_commented_out_is_empty(tmp_path):
+    """``reverse_pairs:`` with its items commented out is YAML null: it was refused as
+    "expected a list of str", while a section left empty that way was taken as empty."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("train:\n  reverse_pairs:\n  # - move_left:move_right\n")
+    assert load_config(config).train.reverse_pairs == []
+    with pytest.raises(ConfigError, match=r"train\.reverse_pairs: expected a list of str"):
+        load_config(None, ["train.reverse_pairs=move_left:move_right"])
+
+
 def test_save_and_reload_round_trip(tmp_path):
     cfg = load_config(None, ["train.lr=3e-4", "feature.pooling=grid3", "data.train=a/b.txt",
                              "model.name=meanpool", "train.amp=false"])

@@ -320,6 +320,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         raise bad
     if get_origin(tp) in (list, List):
         (item_tp,) = get_args(tp) or (Any,)
+        if value is None:  # "reverse_pairs:" with every item commented out: empty, as a section is
+            return []
         if not isinstance(value, (list, tuple)):  # a tuple from code, kept as the list YAML writes
             raise bad
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
