@@ -271,6 +271,12 @@ def test_cnn_lstm_on_decoded_frames(tmp_path):
     torch.testing.assert_close(logits[1:], alone, atol=1e-5, rtol=0)
     logits2, weights = model(frames, torch.tensor([8, 6]), return_attention=True)
     assert weights.shape == (2, 8) and (weights[1, 6:] == 0).all()
+    # an empty batch gives no logits; a clip of no frames is refused as such (both failed
+    # in torch.cat: "expected a non-empty list of Tensors")
+    with torch.no_grad():
+        assert model(frames[:0]).shape == (0, C)
+    with pytest.raises(ValueError, match=r"frames have T=0 steps \(shape \(2, 0, 3, 32, 32\)\)"):
+        model(frames[:, :0])
 
 
 def test_cnn_lstm_gradients_and_frozen_backbone():

@@ -94,6 +94,8 @@ class CNNLSTM(nn.Module):
             raise TypeError(f"expected normalised float frames [B, T, 3, H, W], got {frames.dtype}: make them with "
                             "backbone.preprocess(uint8 frames [N, H, W, 3]), or use VideoClassifier.predict")
         batch, steps = frames.shape[:2]
+        if steps == 0:  # as the temporal models say it, not torch.cat's "expected a non-empty list"
+            raise ValueError(f"frames have T=0 steps (shape {tuple(frames.shape)}): a clip needs a frame")
         lengths = normalize_lengths(lengths, batch, steps)
         flat = rearrange(frames, "b t c h w -> (b t) c h w")
         valid = rearrange(length_mask(lengths, steps, frames.device), "b t -> (b t)")
@@ -110,10 +112,10 @@ class CNNLSTM(nn.Module):
                         f"expected [N, {self.feature_dim}]"
                     )
                 chunks.append(out)
-        valid_features = torch.cat(chunks)  # [N_valid, D]
+        valid_features = torch.cat(chunks) if chunks else flat.new_zeros(0, self.feature_dim)  # [N_valid, D]
         features = valid_features.new_zeros(batch * steps, self.feature_dim)
         features = features.index_copy(0, index, valid_features)
-        return rearrange(features, "(b t) d -> b t d", b=batch)
+        return features.view(batch, steps, self.feature_dim)  # [B, T, D] (einops cannot split an empty batch)
 
     def forward(
         self,
