@@ -553,6 +553,13 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
     assert [r for _, _, r in each] == [None]
     with pytest.raises(ValueError, match="num_clips must be a positive integer"):
         evaluate(setup["ckpt"], setup["data"], num_clips=0, device="cpu", progress=False)
+    # decord's own batch (an NDArray, not a numpy array) is read as its asnumpy() is: it
+    # was "expected uint8 frames [T, H, W, 3], got shape ()"
+    from videoact.decode import load_decord
+
+    decord = load_decord()
+    batch = decord.VideoReader(str(clip), ctx=decord.cpu(0)).get_batch([0, 1, 2, 3])
+    assert torch.equal(classifier.predict(batch).probs, classifier.predict(batch.asnumpy()).probs)
     # zero frames give zero features; a read-only array (a decoder's buffer) gives no warning
     assert tuple(classifier.frame_features(frames[:0]).shape) == (0, classifier.backbone.feature_dim)
     read_only = frames.copy()

@@ -27,13 +27,24 @@ from .fast_inference import inference_model
 from .notices import VideoactWarning
 
 
+def _as_array(frames: Any) -> torch.Tensor | np.ndarray:
+    """A tensor as it is, anything else as a numpy array. A decord ``NDArray``
+    (``VideoReader.get_batch``) through its ``asnumpy()``: ``np.asarray`` made a 0-d object
+    array of it."""
+    if isinstance(frames, (torch.Tensor, np.ndarray)):
+        return frames
+    if callable(getattr(frames, "asnumpy", None)):
+        return frames.asnumpy()
+    return np.asarray(frames)
+
+
 def frames_as_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Frames as a tensor. A numpy view with negative strides (``frames[..., ::-1]``, the
     usual BGR -> RGB flip) is copied: ``torch.as_tensor`` refuses those; so is a read-only
     array (a decoder's buffer, ``np.frombuffer``), on which torch warns at every call."""
+    frames = _as_array(frames)
     if isinstance(frames, torch.Tensor):
         return frames
-    frames = np.asarray(frames)
     return torch.as_tensor(np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy())
 
 
@@ -328,7 +339,7 @@ class VideoClassifier:
         else:
             # A numpy array stays one until the frames are picked: only those are copied
             # (fancy indexing also makes a flipped view, frames[..., ::-1], contiguous).
-            frames = video if isinstance(video, torch.Tensor) else np.asarray(video)
+            frames = _as_array(video)
             if frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
             n = len(frames)
