@@ -251,6 +251,18 @@ def test_a_leading_tilde_in_a_path_setting_is_the_home_folder(tmp_path, monkeypa
     assert load_config(None, ["train.reverse_pairs=['~a:b']"]).train.reverse_pairs == ["~a:b"]
 
 
+def test_yaml_merge_keys_merge(tmp_path):
+    """``<<: *anchor`` was refused as invalid YAML ("could not determine a constructor for
+    the tag 'tag:yaml.org,2002:merge'"), though every YAML loader takes it."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("train:\n  <<: {epochs: 5, lr: 0.01}\n  lr: 0.002\n")
+    cfg = load_config(config)
+    assert (cfg.train.epochs, cfg.train.lr) == (5, 0.002)  # merged, and overridden after it
+    config.write_text("train:\n  epochs: 5\n  epochs: 6\n")
+    with pytest.raises(ConfigError, match="key 'epochs' is given twice"):
+        load_config(config)
+
+
 def test_a_list_setting_with_every_item_commented_out_is_empty(tmp_path):
     """``reverse_pairs:`` with its items commented out is YAML null: it was refused as
     "expected a list of str", while a section left empty that way was taken as empty."""

@@ -56,6 +56,8 @@ class _Loader(yaml.SafeLoader):
         # replaced the first one's values: refuse it, with both lines.
         seen: Dict[Any, int] = {}
         for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base": merged (and overridable) as YAML says
+                continue
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 continue
