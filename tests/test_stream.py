@@ -47,7 +47,7 @@ from videoact.stream import (
     stream_predictions,
 )
 from videoact.temporal import create_temporal_model
-from videoact.testing import coded_frame, read_frame_index, write_coded_video
+from videoact.testing import coded_frame, read_frame_index, write_coded_video, write_timed_video
 
 T = 4  # ring size (num_segments)
 FPS = 25.0
@@ -543,7 +543,7 @@ class VideoFileServer:
     connection (from 0), or ``(content_type, bytes)``: a camera that can open and then send
     frames, or none at all, or a video file."""
 
-    def __init__(self, payloads, name: str = "cam.avi") -> None:
+    def __init__(self, payloads, name: str = "video.mjpg") -> None:
         self.connections = 0
         outer = self
 
@@ -701,6 +701,64 @@ def test_a_video_file_url_cut_off_midway_exits_1(setup, tmp_path, capsys):
         server.stop()
     err = capsys.readouterr().err
     assert "clip.avi: reading ended after " in err and " of the 40 frames the stream announced" in err, err
+
+
+@pytest.mark.skipif(not (SHARED / "no_duration.webm").is_file(), reason="needs ../shared/testvideos")
+def test_a_webm_without_a_length_over_http_is_read_as_a_file(setup):
+    """A browser's MediaRecorder WebM records no length (OpenCV's count: -1.4e17): over HTTP
+    it was taken for a live camera, timed by arrival and replayed for ever by reconnects."""
+    data = (SHARED / "no_duration.webm").read_bytes()
+    server = VideoFileServer(lambda n: ("video/webm", data), name="no_duration.webm")
+    messages: list[str] = []
+    engine = StreamEngine(server.url, setup["clf"], feature_rate=8, ema=0.0, threshold=0.0, log=messages.append)
+    engine.start()
+    try:
+        results, errors, finished = _consume_results(engine, 60)
+    finally:
+        engine.stop()
+        server.stop()
+    assert finished and not errors and not messages, (errors, messages, engine.stats())
+    # one connection for its headers (this server refuses HEAD: a GET closed after them), one for the video
+    assert not engine.source.live and engine.source.length == 0 and server.connections == 2
+    with StreamEngine(SHARED / "no_duration.webm", setup["clf"], feature_rate=8, ema=0.0, threshold=0.0) as local:
+        expected = list(local.results())
+    assert engine.frames_captured == local.frames_captured and engine.dropped == 0
+    assert [r.timestamp for r in results] == pytest.approx([r.timestamp for r in expected], abs=1e-3)
+    assert len(results) == len(expected) > 0
+    # a camera's multipart MJPEG stays live, even under a file's name (the server says which)
+    camera = VideoFileServer(lambda n: _mjpeg(range(3)), name="videostream.avi")
+    source = URLSource(camera.url, open_timeout=5, read_timeout=2)
+    try:
+        source.open()
+        assert source.live and source.length is None
+    finally:
+        source.close()
+        camera.stop()
+
+
+def test_a_whole_variable_rate_file_over_http_is_not_cut_off(setup, tmp_path, capsys):
+    """A variable-rate MKV announces duration x nominal rate as its count (300 for these 35
+    frames): read whole over HTTP it was said to have ended short, exit 1, and its
+    recording was not saved."""
+    times = [i * 0.04 for i in range(25)] + [1.0 + i * 0.5 for i in range(10)]
+    video = write_timed_video(tmp_path / "screen.mkv", [coded_frame(i, 96, 128) for i in range(35)], times)
+    server = VideoFileServer(lambda n: ("video/x-matroska", video.read_bytes()), name="screen.mkv")
+    try:
+        code = main(["stream", str(setup["ckpt"]), "--source", server.url, "--no-window",
+                     "--record", str(tmp_path / "rec.mp4")])
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert code == 0 and "reading ended after" not in err and "recording saved" in err, err
+    # half of it is still cut off (its last frame at 1.0 s of the 6 s)
+    half = write_timed_video(tmp_path / "half.mkv", [coded_frame(i, 96, 128) for i in range(35)], times)
+    data = half.read_bytes()
+    server = VideoFileServer(lambda n: ("video/x-matroska", data[: len(data) // 2]), name="half.mkv")
+    try:
+        assert main(["stream", str(setup["ckpt"]), "--source", server.url, "--no-window"]) == 1
+    finally:
+        server.stop()
+    assert "half.mkv: reading ended after " in capsys.readouterr().err
 
 
 def test_a_slow_consumer_of_a_live_source_gets_recent_results(setup):

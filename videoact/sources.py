@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,9 +331,10 @@ class _CaptureSource(FrameSource):
         self.fps = float(fps) if fps and math.isfinite(fps) and 1.0 <= fps <= 240.0 else None
         if self._t0 is None and self._known_length():  # at the first open only
             # A file over HTTP (FFmpeg knows its length; a live stream reports none): read it
-            # as a file. The count only tells "file"; the end is where reads end.
+            # as a file. The count only tells "file"; the end is where reads end. 0: a file
+            # whose container records no length (a browser's WebM).
             count = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)
-            self.length = int(count)
+            self.length = int(count) if math.isfinite(count) and count >= 1 else 0
             self.live = False
         if self._t0 is None:
             self._t0 = time.monotonic()
@@ -418,15 +420,14 @@ class _CaptureSource(FrameSource):
         """A stream of known length, read as :class:`FileSource` reads a file."""
         cv2 = _cv2()
         pacer = _Pacer()
-        last = -math.inf
+        last = step = -math.inf  # the last frame's time, and the interval before it
         while not stop.is_set():
             bgr = self._read()
             if bgr is None:
                 if self._count == 0:  # e.g. a server that ignores range requests: not an empty video
-                    raise SourceError(self.name, f"the stream announced {self.length} frames but none could be read")
-                # A dropped connection looks like the end: say so when clearly short (counts
-                # are estimates: a frame or two off is no loss).
-                if self._count < self.length - max(2, self.length // 50):
+                    announced = f"announced {self.length} frames" if self.length else "opened"
+                    raise SourceError(self.name, f"the stream {announced} but none could be read")
+                if self._cut_off(last, step):
                     self.ended_short = (self._count, self.length)
                     self._log(f"{self.name}: reading ended after {self._count} of the {self.length} frames "
                               "the stream announced")
@@ -436,12 +437,29 @@ class _CaptureSource(FrameSource):
                 ts = ms / 1000.0
             else:  # no usable time: one frame interval on (timestamps must increase)
                 ts = 0.0 if last == -math.inf else last + 1.0 / (self.fps or DEFAULT_LIVE_FPS)
-            last = ts
+            step, last = ts - last, ts
             capture = pacer.wait(ts, stop) if self.realtime else time.monotonic()
             if capture is None:
                 return
             yield Frame(_rgb(bgr), ts, self._count, capture)
             self._count += 1
+
+    def _cut_off(self, last: float, step: float) -> bool:
+        """Whether a file's reading that ended after its frame at ``last`` s (``step`` s after
+        the one before) ended clearly short of the end FFmpeg announced: a dropped
+        connection looks like the end. The announced count is an estimate where the
+        container has none (duration times the nominal rate: a variable-rate MKV announced
+        300 frames for its 35), so the time read is checked against the duration too,
+        with the file's own last interval as slack."""
+        if not self.length:  # nothing announced: nothing to fall short of
+            return False
+        if self._count >= self.length - max(2, self.length // 50):  # a frame or two off is no loss
+            return False
+        if not self.fps:
+            return True
+        duration = self.length / self.fps  # how OpenCV estimates the count, undone
+        slack = max(2.0 / self.fps, 2.0 * step if math.isfinite(step) else 0.0, 0.02 * duration)
+        return last < duration - slack
 
     def _reconnect(self, stop: threading.Event) -> bool:
         """Re-open with exponential back-off; False when stopped, :class:`SourceError` when given up.
@@ -527,9 +545,44 @@ class URLSource(_CaptureSource):
         return "cannot open the stream (refused, not found, or not a video OpenCV can read)"
 
     def _known_length(self) -> bool:
-        count = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)  # live MJPEG: negative; live RTSP, HLS: 0
-        return math.isfinite(count) and count >= 1
+        from .decode import VIDEO_EXTENSIONS
 
+        count = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)  # live MJPEG: negative; live RTSP, HLS: 0
+        if math.isfinite(count) and count >= 1:
+            return True
+        # A file whose container records no length (a browser's MediaRecorder WebM: a count
+        # of -1.4e17) was taken for a live camera and replayed for ever. Over HTTP(S), a URL
+        # named as a video file whose server announces its size, not as a multipart stream
+        # (an MJPEG camera's, whatever its name: cameras serve "videostream.asf" too), is a file.
+        path = urllib.parse.urlsplit(self.url).path.lower()
+        return (self.url.lower().startswith(("http://", "https://")) and path.endswith(VIDEO_EXTENSIONS)
+                and not path.endswith(_LIVE_EXTENSIONS) and _served_as_a_file(self.url, self.open_timeout))
+
+
+# Video file names that live HTTP streams use too (MPEG-TS, HTTP-FLV): not taken for files.
+_LIVE_EXTENSIONS = (".ts", ".mts", ".m2ts", ".flv", ".f4v")
+
+
+def _served_as_a_file(url: str, timeout: float) -> bool:
+    """Whether an HTTP(S) server answers ``url`` with a size (``Content-Length``) and not a
+    multipart stream: a file, not a live stream. Headers only (HEAD, or a GET closed after
+    its headers where HEAD is refused); any failure (credentials in the URL, a timeout)
+    says no, leaving the stream live as before."""
+    import urllib.error
+    import urllib.request
+
+    for method in ("HEAD", "GET"):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout) as answer:
+                kind = answer.headers.get("Content-Type", "").lower()
+                size = answer.headers.get("Content-Length", "")
+                return size.isdigit() and int(size) > 0 and not kind.startswith("multipart/")
+        except urllib.error.HTTPError as exc:
+            if method == "GET" or exc.code not in (405, 501):  # HEAD refused: ask with GET
+                return False
+        except (OSError, ValueError):  # unreachable, timed out, a URL urllib cannot take
+            return False
+    return False
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
