@@ -761,6 +761,28 @@ def test_a_whole_variable_rate_file_over_http_is_not_cut_off(setup, tmp_path, ca
     assert "half.mkv: reading ended after " in capsys.readouterr().err
 
 
+def test_the_recording_of_a_variable_rate_file_keeps_its_timing(setup, tmp_path, capsys):
+    """2 s of video, a 3 s pause, 2 s more: --record wrote one frame per source frame, a
+    4 s file; with --realtime the pause was cut as a lost stream. 7 s in both now, as
+    --annotate of the timeline writes it."""
+    times = [i * 0.04 for i in range(50)] + [5.0 + i * 0.04 for i in range(50)]
+    video = write_timed_video(tmp_path / "vfr.mkv", [coded_frame(i, 96, 128) for i in range(100)], times)
+    for extra in ([], ["--realtime"]):
+        out = tmp_path / f"rec{len(extra)}.mp4"
+        assert main(["stream", str(setup["ckpt"]), "--source", str(video), "--no-window", "--record", str(out),
+                     *extra]) == 0
+        err = capsys.readouterr().err
+        timing = "in real time" if extra else "the file's timing"  # --realtime: recorded as live
+        assert f"left out to keep {timing} at 25 frames/s" in err, err
+        with open_video(out) as rec:
+            assert len(rec) == pytest.approx(7.0 * rec.fps, abs=2), extra
+            # the frame before the pause is repeated through it (the overlay covers the
+            # frames' index codes: compared as pictures), and the video goes on after it
+            paused, later = (rec.get([int(t * rec.fps) for t in (2.5, 4.5)]).frames.float(),
+                             rec.get([int(t * rec.fps) for t in (5.5, 6.5)]).frames.float())
+            assert (paused[0] - paused[1]).abs().mean() < 1.0 < (later[0] - later[1]).abs().mean(), extra
+
+
 def test_a_slow_consumer_of_a_live_source_gets_recent_results(setup):
     """Results of a live source waited in a queue of 256: a consumer taking 0.25 s a result
     fell seconds behind the camera, while each result said 'latency 8 ms'."""

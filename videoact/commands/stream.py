@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import sys
@@ -160,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
     stop_signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
                     if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
-    recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS) if args.record else None
+    # A live source's gap of more than 2 s is a lost stream, cut to one frame; a file's is
+    # a pause in the video (a screen or motion-triggered recording), kept.
+    recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS,
+                                 max_gap=2.0 if engine.source.live else math.inf) if args.record else None
     window = f"videoact - {engine.source.name}"
     status = 0
     interrupted = False
@@ -187,11 +191,12 @@ def run(args: argparse.Namespace) -> int:
                                                 dropped=engine.dropped, top_k=args.top_k, waiting=waiting,
                                                 bgr_output=True)
                     if recorder is not None:
-                        # A live source (or a file played in real time) is recorded on its own
-                        # clock, so the file plays in real time even when this loop takes fewer
-                        # frames than the source gives; otherwise every frame arrives.
+                        # On the source's clock: a live source's recording plays in real time
+                        # even when this loop takes fewer frames than the source gives, and a
+                        # file's keeps its timing where its frame rate varies (one frame per
+                        # source frame made a file with a 3 s pause 3 s short).
                         try:
-                            recorder.write(image, bgr=True, timestamp=None if engine.lossless else frame.timestamp)
+                            recorder.write(image, bgr=True, timestamp=frame.timestamp)
                         except OSError as exc:  # e.g. a full disk: the recording's problem, not the source's
                             raise _OutputError(f"--record {args.record}: {exc.strerror or exc}") from exc
                     if show:
@@ -236,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
                 whole = whole and status == 0 and not getattr(engine.source, "ended_short", False)
                 saved = recorder.close(commit=whole or not engine.lossless)
                 if saved is not None:
-                    paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep "
-                             f"{recorder.fps:g} frames/s in real time") if recorder.repeated or recorder.skipped else ""
+                    timing = "in real time" if not engine.lossless else "the file's timing"
+                    paced = (f", {recorder.repeated} repeated and {recorder.skipped} left out to keep {timing} at "
+                             f"{recorder.fps:g} frames/s") if recorder.repeated or recorder.skipped else ""
                     _err(f"recording saved to {saved} ({recorder.frames} frames{paced})")
                 elif recorder.frames:
                     kept = f"; the earlier {recorder.path} is unchanged" if recorder.path.exists() else ""
