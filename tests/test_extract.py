@@ -163,6 +163,31 @@ def test_a_current_cache_draws_no_progress_bar(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_features_cached_under_another_root_are_not_extracted_again(tmp_path):
+    """A training run keys its cache relative to the common folder of its splits: adding a
+    --test beside the training folder moved that folder up, and every training video was
+    extracted again under its new name."""
+    train = make_folder(tmp_path / "syn" / "train", n=2, frames=6)
+    test = make_folder(tmp_path / "syn" / "test", n=1, frames=6)
+    kw = dict(image_size=32, num_workers=0, progress=False)
+    out = tmp_path / "features"
+    assert len(extract_features(train, out, root=tmp_path / "syn" / "train", **kw).written) == 2
+    both = extract_features(train + test, out, root=tmp_path / "syn", **kw)
+    assert both.written == [str(test[0])] and both.skipped == [str(v) for v in train]
+    old, new = out / "class0" / "clip0.mp4.safetensors", out / "train" / "class0" / "clip0.mp4.safetensors"
+    assert torch.equal(load_features(old).features, load_features(new).features)
+    # and the other way round: keys relative to the training folder, from the common one's
+    fresh = tmp_path / "fresh"
+    assert len(extract_features(train + test, fresh, root=tmp_path / "syn", **kw).written) == 3
+    assert len(extract_features(train, fresh, root=tmp_path / "syn" / "train", **kw).skipped) == 2
+    # only features of the video as it is: a changed one is extracted again
+    third = tmp_path / "third"
+    assert len(extract_features(train, third, root=tmp_path / "syn" / "train", **kw).written) == 2
+    write_coded_video(train[1], 9)
+    again = extract_features(train, third, root=tmp_path / "syn", **kw)
+    assert again.written == [str(train[1])] and again.skipped == [str(train[0])]
+
+
 def test_changed_source_is_extracted_again(tmp_path, capsys):
     src = tmp_path / "v"
     videos = make_folder(src, n=2, frames=10)

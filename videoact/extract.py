@@ -26,11 +26,13 @@ Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
 import os
 import queue
+import shutil
 import threading
 import time
 import warnings
@@ -42,8 +44,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import (error_text, not_a_file, remove_dead_temporaries, temporary_prefix, update_failure_log,
-                     writable_folder)
+from .atomic import (error_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
+                     update_failure_log, writable_folder)
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -407,6 +409,52 @@ def cache_key(path: Path, root: Path | None) -> str:
     return OUTSIDE_PREFIX + Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
+def _reuse_under_another_key(out_dir: Path, video: Path, rel: str, target: Path, settings: dict[str, Any],
+                             folders: dict[Path, bool]) -> bool:
+    """Whether the features of ``video`` were found cached under another key of it (relative
+    to another folder above it, or as an outside path) and linked (else copied) to ``target``.
+
+    Why: keys are relative to a root, and a training run's root is the common folder of its
+    splits: a ``--test`` added to a run moved it up a level, and every training video was
+    extracted again under its new key (hours on a real dataset). Only a file made with
+    ``settings`` from the video as it is now (its size and mtime) is taken. ``folders``
+    remembers which cache folders exist, over the calls of one extraction: a first
+    extraction into an empty cache then asks the file system little (a slow network one)."""
+    from .datasets import OUTSIDE_PREFIX
+
+    keys = []
+    for path in dict.fromkeys((Path(os.path.abspath(video)), video.resolve())):
+        keys += [path.relative_to(folder).as_posix() for folder in path.parents]
+        keys.append(OUTSIDE_PREFIX + path.as_posix().lstrip("/"))
+    for key in dict.fromkeys(keys):
+        try:
+            candidate = cache_path(out_dir, key)
+        except ValueError:
+            continue
+        if key == rel or candidate == target:
+            continue
+        if candidate.parent not in folders:
+            folders[candidate.parent] = candidate.parent.is_dir()
+        if not folders[candidate.parent] or not candidate.is_file():
+            continue
+        if cache_staleness(candidate, settings, video) != []:
+            continue
+        temporary = temporary_path(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(candidate, temporary)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(candidate, temporary)
+            os.replace(temporary, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            return False
+        return True
+    return False
+
+
 def _remove_dead_temporaries(out_dir: Path, targets: Sequence[Path] | None = None) -> None:
     """Remove temporary files left by killed runs (their writer pid is gone; a running
     one's may be another rank's file in progress); with ``targets``, only the temporaries
@@ -603,6 +651,7 @@ def extract_features(
     replaced: list[tuple[Path, list[str]]] = []  # existing cache files made otherwise, and why
     queued: dict[Path, str] = {}  # cache file -> the video that fills it
     repeats: list[tuple[str, str]] = []  # (another name of a queued video, that video)
+    cache_folders: dict[Path, bool] = {}  # which exist, for features cached under another key
     for i, video in enumerate(videos):
         if i % world != rank:
             continue
@@ -614,7 +663,8 @@ def extract_features(
             repeats.append((str(video), queued[target]))
             continue
         stale = cache_staleness(target, settings, video)
-        if stale == []:
+        if stale == [] or (stale is None and _reuse_under_another_key(out_dir, video, rel, target, settings,
+                                                                      cache_folders)):
             result.skipped.append(str(video))
             continue
         try:
