@@ -472,6 +472,17 @@ def test_select_last_keeps_the_last_epoch_in_best_pt(bench, tmp_path):
             assert summary["best_epoch"] != 4  # else "best" and "last" would be the same epoch: no test
     # Same seed, same run: only the choice differs.
     assert [h["val_acc"] for h in results["best"]["history"]] == [h["val_acc"] for h in results["last"]["history"]]
+    # The finished runs again with the other choice: nothing to train. select=best's run
+    # with select=last named epoch 5 and tested best.pt's best epoch; now best.pt is the
+    # last epoch, as asked. select=last's run with select=best cannot have the best epoch
+    # back (it was not kept): the summary says the epoch best.pt holds, and tests that.
+    for trained, select in (("best", "last"), ("last", "best")):
+        work = tmp_path / trained
+        again = train_in_process(bench, work, tmp_path / "cache", f"data.test={bench / 'test'}", "train.epochs=5",
+                                 "train.lr=0.01", "train.early_stopping_patience=0", f"train.select={select}")
+        held = load_checkpoint(work / "best.pt")["train_state"]["epoch"]
+        assert held == again["selected_epoch"] == 4, (trained, select)
+        assert again["test"]["top1"] == results["last"]["test"]["top1"]
 
 
 def test_resume_refuses_a_last_pt_of_other_backbone_weights(bench, tmp_path):

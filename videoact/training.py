@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .atomic import InUseError, atomic_write_text, exclusive_lock, remove_dead_temporaries
+from .atomic import InUseError, atomic_write_bytes, atomic_write_text, exclusive_lock, remove_dead_temporaries
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
@@ -800,6 +800,15 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     # 6. test the selected checkpoint (best.pt)
     best_epoch = next((h["epoch"] for h in history if h["val_acc"] == best_acc), None)  # counted from 0
     selected = best_epoch if cfg.train.select == "best" or not history else history[-1]["epoch"]
+    if is_main and best_path.exists():
+        # The epoch best.pt holds, as it is: a finished run run again with another
+        # train.select trains nothing (the summary named the epoch the new setting would
+        # have chosen, and the test used the old one's).
+        held = load_checkpoint(best_path).get("train_state", {}).get("epoch", selected)
+        if cfg.train.select == "last" and history and held != history[-1]["epoch"] and last_path.exists():
+            atomic_write_bytes(best_path, last_path.read_bytes())  # the last epoch is last.pt's model
+            held = history[-1]["epoch"]
+        selected = held
     summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "selected_epoch": selected,
                                "epochs_run": len(history),
                                "stopped_early": len(history) < cfg.train.epochs, "work_dir": str(work_dir),

@@ -53,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"best validation accuracy: {summary['best_val_acc'] * 100:.2f}%{at} of {summary['epochs_run']} run"
           f"{stopped if summary['stopped_early'] else ''}; checkpoints in {summary['work_dir']}")
     if summary["selected_epoch"] is not None and summary["selected_epoch"] != summary["best_epoch"]:
-        print(f"best.pt holds epoch {summary['selected_epoch'] + 1}, the last (train.select: last)")
+        held = summary["selected_epoch"]
+        last = summary["history"][-1]["epoch"] if summary["history"] else None
+        why = ("the last (train.select: last)" if held == last and cfg.train.select == "last" else
+               "saved under an earlier train.select (the best epoch's weights were not kept)")
+        print(f"best.pt holds epoch {held + 1}, {why}")
     if "test" in summary:
         t = summary["test"]
         print(f"test: top-1 {t['top1'] * 100:.2f}%  {format_top5(t)}  "
