@@ -596,6 +596,10 @@ def test_the_report_of_many_classes_lists_the_confused_pairs_instead_of_a_wide_t
     assert pairs == ["  class000 -> class007: 2 (100% of class000)", "  class005 -> class009: 1 (50% of class005)"]
     ten = classification_metrics(torch.eye(10), torch.arange(10), [f"c{i}" for i in range(10)])
     assert "rows: true class, columns: predicted class" in format_report(ten)  # a table where it fits
+    # Kinetics' long class names pushed their rows out of the per-class table's columns
+    long = classification_metrics(torch.eye(2), torch.arange(2), ["exercising with an exercise ball", "jump"])
+    table = format_report(long).split("\n\n")[1].splitlines()[:3]
+    assert len(table) == 3 and len({len(line) for line in table}) == 1, table  # right-aligned columns line up
 
 
 def test_running_an_early_stopped_run_again_says_so(bench, tmp_path, caplog):

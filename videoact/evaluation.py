@@ -79,12 +79,13 @@ def format_report(metrics: dict[str, Any]) -> str:
         f"top-1: {metrics['top1'] * 100:.2f}%   {format_top5(metrics)}   "
         f"mean class accuracy: {metrics['mean_class_acc'] * 100:.2f}%",
         "",
-        f"{'class':<24} {'precision':>9} {'recall':>9} {'support':>8}",
     ]
+    width = max([24, *(len(name) for name in metrics["per_class"])])  # Kinetics names run to 40 and more
+    lines.append(f"{'class':<{width}} {'precision':>9} {'recall':>9} {'support':>8}")
     for name, m in metrics["per_class"].items():
         p = "-" if m["precision"] is None else f"{m['precision'] * 100:.1f}%"
         r = "-" if m["recall"] is None else f"{m['recall'] * 100:.1f}%"
-        lines.append(f"{name:<24} {p:>9} {r:>9} {m['support']:>8}")
+        lines.append(f"{name:<{width}} {p:>9} {r:>9} {m['support']:>8}")
     classes, cm = metrics["classes"], metrics["confusion_matrix"]
     if len(classes) <= MAX_TEXT_CONFUSION:
         lines += ["", format_confusion(cm, classes)]
