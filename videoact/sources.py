@@ -584,6 +584,7 @@ def _served_as_a_file(url: str, timeout: float) -> bool:
             return False
     return False
 
+
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 

@@ -804,11 +804,11 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         # The epoch best.pt holds, as it is: a finished run run again with another
         # train.select trains nothing (the summary named the epoch the new setting would
         # have chosen, and the test used the old one's).
-        held = load_checkpoint(best_path).get("train_state", {}).get("epoch", selected)
-        if cfg.train.select == "last" and history and held != history[-1]["epoch"] and last_path.exists():
+        in_best = load_checkpoint(best_path).get("train_state", {}).get("epoch", selected)
+        if cfg.train.select == "last" and history and in_best != history[-1]["epoch"] and last_path.exists():
             atomic_write_bytes(best_path, last_path.read_bytes())  # the last epoch is last.pt's model
-            held = history[-1]["epoch"]
-        selected = held
+            in_best = history[-1]["epoch"]
+        selected = in_best
     summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "selected_epoch": selected,
                                "epochs_run": len(history),
                                "stopped_early": len(history) < cfg.train.epochs, "work_dir": str(work_dir),
