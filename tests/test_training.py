@@ -206,12 +206,13 @@ def test_killed_training_resumes_to_the_same_run(bench, tmp_path):
     assert not list(work.glob(".*.tmp-*")), "no temporary files left"
 
 
-def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trained, tmp_path, monkeypatch):
+def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trained, tmp_path, monkeypatch, caplog):
     """The warm-up + cosine schedule counts steps: resumed with another train.batch_size (other
     steps per epoch) it went on from the old step count, so the learning rate rose again and
     the cosine never finished. It goes on from the epoch's start in the new count."""
     import videoact.training as training
 
+    caplog.set_level(logging.INFO, logger="videoact.train")
     cache = trained[0] / "cache"
     reference = train_in_process(bench, tmp_path / "reference", cache, "train.epochs=4", "train.batch_size=4")
     save = training.save_checkpoint
@@ -229,6 +230,14 @@ def test_resuming_with_another_batch_size_goes_on_along_the_schedule(bench, trai
     expected = [h["lr"] for h in reference["history"]]
     assert [h["lr"] for h in resumed["history"]][2:] == pytest.approx(expected[2:], rel=1e-6)
     assert expected == sorted(expected, reverse=True) and expected[-1] < 0.1 * expected[0]  # the cosine's end
+    # the same place on the cosine: no change of rate to report
+    resumed_line = next(r.getMessage() for r in caplog.records if "resuming from" in r.getMessage())
+    assert "at epoch 3 (batches per epoch" in resumed_line and "learning rate" not in resumed_line, resumed_line
+    # More epochs on a finished run stretch the cosine, so the rate rises again: said when resuming
+    longer = train_in_process(bench, tmp_path / "reference", cache, "train.epochs=6", "train.batch_size=4")
+    assert longer["history"][4]["lr"] > 2 * expected[-1]
+    assert re.search(r"resuming from .* at epoch 5 \(learning rate \S+ -> \S+ \(the schedule over "
+                     r"train\.epochs=6, train\.warmup_epochs=\S+\)\)", caplog.text), caplog.text
 
 
 def test_a_script_without_a_main_guard_trains_with_spawned_workers(tmp_path):
