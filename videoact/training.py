@@ -683,11 +683,11 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         if saved_per_epoch != steps_per_epoch:
             scheduler.last_epoch = (int(ts["epoch"]) + 1) * steps_per_epoch
             changed.append(f"batches per epoch {saved_per_epoch} -> {steps_per_epoch}")
-        saved_lr = optimizer.param_groups[0]["lr"]  # the next step's, as the run left it
+        saved_lr, saved_base = optimizer.param_groups[0]["lr"], scheduler.base_lrs[0]  # as the run left them
         changed += apply_optimizer_settings(optimizer, scheduler, model, cfg,
                                             lr_factor(scheduler.last_epoch, warmup_steps, total_steps))
         new_lr = optimizer.param_groups[0]["lr"]
-        if not math.isclose(saved_lr, new_lr, rel_tol=0.01):
+        if saved_base == cfg.train.lr and not math.isclose(saved_lr, new_lr, rel_tol=0.01):  # (a new lr is said)
             # More epochs stretch the cosine: the rate rises again, said rather than left to find
             changed.append(f"learning rate {saved_lr:.3g} -> {new_lr:.3g} (the schedule over train.epochs="
                            f"{cfg.train.epochs}, train.warmup_epochs={cfg.train.warmup_epochs:g})")
