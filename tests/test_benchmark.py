@@ -55,6 +55,28 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert report["settings"]["image_size"] == 64 and report["settings"]["device"] == "cpu"
 
 
+def test_the_distributed_extraction_is_given_only_its_sampling_modes_options(tmp_path):
+    """The full benchmark's torchrun extraction passed --num-segments with --sampling all,
+    which `videoact extract` refuses: the benchmark ended there, after minutes of measuring,
+    with no table and no JSON (the tiny run in CI skips that part)."""
+    from videoact.benchmark import distributed_extract_seconds, sampling_options
+    from videoact.cli import main
+    from videoact.extract import SamplingSpec
+    from videoact.testing import write_coded_video
+
+    src = tmp_path / "v"
+    for i in range(2):
+        write_coded_video(src / f"c{i}.mp4", 6)
+    seconds = distributed_extract_seconds(src, tmp_path / "dist", 1, 32, 8, SamplingSpec(mode="all"))
+    assert seconds > 0 and len(list((tmp_path / "dist").rglob("*.safetensors"))) == 2
+    for spec in (SamplingSpec(mode="uniform", num_segments=3), SamplingSpec(mode="dense", stride=2),
+                 SamplingSpec(mode="fps", target_fps=4.0, max_frames=3)):
+        out = tmp_path / spec.mode
+        assert main(["extract", str(src), str(out), "--image-size", "32", "--workers", "0", "--no-progress",
+                     *sampling_options(spec)]) == 0, spec
+        assert len(list(out.rglob("*.safetensors"))) == 2
+
+
 def test_bad_setting_is_refused():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "--set", "frams=3"],
                           capture_output=True, text=True, timeout=120)

@@ -511,14 +511,29 @@ def compare_caches(a: Path, b: Path) -> tuple[bool, str]:
     return True, f"{len(fa)} files identical"
 
 
+def sampling_options(sampling: SamplingSpec) -> list[str]:
+    """``videoact extract``'s options for ``sampling``: only its own mode's (the command
+    refuses another mode's, e.g. --num-segments with --sampling all, which ended the
+    benchmark's distributed run and with it the whole benchmark, before any table)."""
+    options = ["--sampling", sampling.mode]
+    if sampling.mode == "uniform":
+        options += ["--num-segments", str(sampling.num_segments), "--segment-frames", str(sampling.segment_frames)]
+    elif sampling.mode == "dense":
+        options += ["--stride", str(sampling.stride)]
+    elif sampling.mode == "fps":
+        options += ["--fps", f"{sampling.target_fps:g}"]
+    if sampling.max_frames:
+        options += ["--max-frames", str(sampling.max_frames)]
+    return options
+
+
 def distributed_extract_seconds(src: Path, out: Path, ranks: int, image_size: int | None, batch_size: int,
                                 sampling: SamplingSpec, timeout: float = 600.0) -> float:
     """Wall time of ``torchrun --nproc_per_node=ranks videoact extract`` on the CPU, one
     thread and no decode worker per rank (each rank gets one core's worth of work)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
            "-m", "videoact", "extract", str(src), str(out), "--device", "cpu", "--workers", "0",
-           "--batch-size", str(batch_size), "--sampling", sampling.mode,
-           "--num-segments", str(sampling.num_segments), "--no-progress"]
+           "--batch-size", str(batch_size), "--no-progress", *sampling_options(sampling)]
     if image_size:
         cmd += ["--image-size", str(image_size)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
