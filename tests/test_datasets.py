@@ -83,6 +83,11 @@ def test_scan_video_folder(tmp_path):
         video(tmp_path / "splits" / split / "walk" / "a.mp4")
     with pytest.raises(ValueError, match=r"sub-folders are test, train, val: splits of a dataset.*e.g. .*train$"):
         scan_video_folder(tmp_path / "splits")
+    # so with a model's classes (`videoact test` on the root: was one unknown_label per split)
+    with pytest.raises(ValueError, match=r"sub-folders are test, train, val: splits of a dataset"):
+        load_dataset(tmp_path / "splits", classes=["walk", "run"])
+    # but not where a split's name is a class of the model
+    assert kinds(load_dataset(tmp_path / "splits", classes=["test", "walk"]).problems) == [(None, "unknown_label")] * 2
     # frame folders (decode-frames' output) are named: datasets read videos
     frames = tmp_path / "frames" / "walk" / "a"
     frames.mkdir(parents=True)
