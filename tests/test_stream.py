@@ -647,20 +647,27 @@ def test_source_that_opens_but_sends_no_frames_backs_off_and_gives_up(setup, tmp
     assert "giving up" in messages[-1]
 
 
+def _run_to_the_end(server: VideoFileServer, clf, feature_rate: float, seconds: float) -> tuple[StreamEngine, list]:
+    """A stream engine on ``server``'s URL, run to its end (and the server stopped): the
+    engine and its results, after checking it ended by itself, with no error or log line."""
+    messages: list[str] = []
+    engine = StreamEngine(server.url, clf, feature_rate=feature_rate, ema=0.0, threshold=0.0, log=messages.append)
+    engine.start()
+    try:
+        results, errors, finished = _consume_results(engine, seconds)
+    finally:
+        engine.stop()
+        server.stop()
+    assert finished and not errors and not messages, (errors, messages, engine.stats())
+    return engine, results
+
+
 def test_a_video_file_over_http_is_read_as_a_file(setup, tmp_path):
     """A URL of a file (FFmpeg knows its length) was read as a live stream: arrival times as
     timestamps, and at its end a reconnect that played it again, for ever."""
     video = write_coded_video(tmp_path / "clip.mp4", 40, fps=FPS)
     server = VideoFileServer(lambda n: ("video/mp4", video.read_bytes()), name="clip.mp4")
-    messages: list[str] = []
-    engine = StreamEngine(server.url, setup["clf"], feature_rate=FPS, ema=0.0, threshold=0.0, log=messages.append)
-    engine.start()
-    try:
-        results, errors, finished = _consume_results(engine, 30)
-    finally:
-        engine.stop()
-        server.stop()
-    assert finished and not errors and not messages, (errors, messages, engine.stats())
+    engine, results = _run_to_the_end(server, setup["clf"], FPS, 30)
     assert not engine.source.live and engine.source.length == 40 and engine.lossless
     assert engine.frames_captured == 40 and engine.dropped == 0 and engine.reconnects == 0
     assert server.connections == 1
@@ -709,15 +716,7 @@ def test_a_webm_without_a_length_over_http_is_read_as_a_file(setup):
     it was taken for a live camera, timed by arrival and replayed for ever by reconnects."""
     data = (SHARED / "no_duration.webm").read_bytes()
     server = VideoFileServer(lambda n: ("video/webm", data), name="no_duration.webm")
-    messages: list[str] = []
-    engine = StreamEngine(server.url, setup["clf"], feature_rate=8, ema=0.0, threshold=0.0, log=messages.append)
-    engine.start()
-    try:
-        results, errors, finished = _consume_results(engine, 60)
-    finally:
-        engine.stop()
-        server.stop()
-    assert finished and not errors and not messages, (errors, messages, engine.stats())
+    engine, results = _run_to_the_end(server, setup["clf"], 8, 60)
     # one connection for its headers (this server refuses HEAD: a GET closed after them), one for the video
     assert not engine.source.live and engine.source.length == 0 and server.connections == 2
     with StreamEngine(SHARED / "no_duration.webm", setup["clf"], feature_rate=8, ema=0.0, threshold=0.0) as local:
