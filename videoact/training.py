@@ -806,13 +806,15 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     # 6. test the selected checkpoint (best.pt)
     best_epoch = next((h["epoch"] for h in history if h["val_acc"] == best_acc), None)  # counted from 0
     selected = best_epoch if cfg.train.select == "best" or not history else history[-1]["epoch"]
-    if is_main and best_path.exists():
+    best = load_checkpoint(best_path) if is_main and best_path.exists() else None  # read once: summary and test
+    if best is not None:
         # The epoch best.pt holds, as it is: a finished run run again with another
         # train.select trains nothing (the summary named the epoch the new setting would
         # have chosen, and the test used the old one's).
-        in_best = load_checkpoint(best_path).get("train_state", {}).get("epoch", selected)
+        in_best = best.get("train_state", {}).get("epoch", selected)
         if cfg.train.select == "last" and history and in_best != history[-1]["epoch"] and last_path.exists():
             atomic_write_bytes(best_path, last_path.read_bytes())  # the last epoch is last.pt's model
+            best = load_checkpoint(best_path)
             in_best = history[-1]["epoch"]
         selected = in_best
     summary: dict[str, Any] = {"best_val_acc": best_acc, "best_epoch": best_epoch, "selected_epoch": selected,
@@ -823,8 +825,7 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     if test_samples and is_main:
         from .evaluation import classification_metrics
 
-        best = load_checkpoint(best_path)
-        model.load_state_dict(best["model_state"])
+        model.load_state_dict((best or load_checkpoint(best_path))["model_state"])  # (no best.pt: said as before)
         test_set = FeatureDataset(test_samples, cache_dir, num_segments=segments, train=False, settings=settings)
         probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch, collate_fn=collate_features,
                                                   generator=torch.Generator()), device)  # not the global RNG
