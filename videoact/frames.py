@@ -390,11 +390,8 @@ def decode_folder(
                 report.results.append(result)
                 bar.update(1)
 
-            # torch loaded at start-up, as check's workers do: decoding loads it before decord
-            # (videoact.decode.load_decord), and in the job that took seconds of its time limit
-            # (a fresh worker after a killed one then timed out on a good file, on a busy CPU).
             run_killable(_killable_job, jobs, workers=max(1, workers), timeout=timeout, options=options,
-                         preload=("torch", "videoact.decode"), on_done=done)
+                         on_done=done)
         elif workers <= 1:
             for v, t in jobs:
                 report.results.append(_job(v, t, options))

@@ -494,7 +494,7 @@ def run_killable(
     workers: int,
     timeout: float | None = None,
     options: dict[str, Any] | None = None,
-    preload: Sequence[str] = (),
+    preload: Sequence[str] = ("torch", "videoact.decode"),
     max_items_per_worker: int = 200,
     on_done: Callable[[int, Any, str | None, float], None] | None = None,
 ) -> WorkerRun:
@@ -509,7 +509,11 @@ def run_killable(
     whatever memory decoders leak. ``on_done(index, result, failure, seconds)`` is called
     as items finish (in completion order); the returned lists are in input order. A
     KeyboardInterrupt stops the workers and leaves with ``worker_run``, the
-    :class:`WorkerRun` so far.
+    :class:`WorkerRun` so far. ``preload``: modules each worker imports before its first
+    item, outside the time limits; by default torch and the decoders, as every caller
+    decodes (decoding imports torch before decord, :func:`videoact.decode.load_decord`:
+    inside an item that took seconds of its limit, and a fresh worker after a killed one
+    timed out on a good file on a busy CPU).
     """
     if max_items_per_worker < 1:
         raise ValueError(f"max_items_per_worker must be >= 1, got {max_items_per_worker}")
@@ -710,7 +714,7 @@ def check_videos(
                 on_result(health)
 
             run = run_killable(_check_task, paths, workers=workers, timeout=timeout or None,
-                               options={"deep": deep, "backend": backend}, preload=("torch", "videoact.decode"),
+                               options={"deep": deep, "backend": backend},
                                max_items_per_worker=max_files_per_worker, on_done=done)
             restarts, peak = run.restarts, run.max_rss_mb
     except KeyboardInterrupt as exc:  # what was found so far is kept (run_killable has stopped its workers)
