@@ -376,6 +376,40 @@ def test_hevc_whose_seeks_land_late_is_read_in_order():
         open_video(path, backend="decord")
 
 
+# Files where decord returned other frames than those asked for, silently (2026-12-01):
+# MPEG-1 in a program stream, MPEG-2 in a transport stream (in order too: it began at
+# frame 3), WMV2 in ASF. A file of each, 200 frames.
+WRONG_FOR_DECORD = [("mpeg1.mpg", "PIM1"), ("mpeg2.ts", "MPG2"), ("wmv2.asf", "WMV2")]
+
+
+@pytest.mark.parametrize("name,fourcc", WRONG_FOR_DECORD)
+def test_files_where_decord_returns_wrong_frames_are_read_by_opencv(tmp_path, name, fourcc):
+    from videoact.health import check_file
+
+    path = write_coded_video(tmp_path / name, 200, fps=FPS, fourcc=fourcc)
+    wanted = [0, 12, 37, 62, 87, 112, 137, 162, 187, 199]
+    with open_video(path) as reader:
+        assert reader.backend == "opencv" and "decord returns the wrong frames" in reader.fallback_reason
+        assert len(reader) == 200
+        assert codes(reader.get(wanted).frames) == wanted
+        assert [i for i, _, _ in reader.iter_frames(wanted)] == codes(
+            f for _, _, f in reader.iter_frames(wanted)) == wanted
+    with pytest.raises(VideoDecodeError, match=f"{name}: decord returns the wrong frames .*use the opencv backend"):
+        open_video(path, backend="decord")
+    health = check_file(path)
+    assert (health.status, health.backend, health.frames) == ("fallback", "opencv", 200)
+    assert health.reason.startswith("decord returns the wrong frames")
+
+
+def test_codecs_measured_right_stay_with_decord(tmp_path):
+    """The rule above keeps decord's speed where its frames were measured right."""
+    for name, fourcc in [("mpeg4.avi", "XVID"), ("vp8.mkv", "VP80"), ("mjpeg.mov", "MJPG")]:
+        path = write_coded_video(tmp_path / name, 100, fps=FPS, fourcc=fourcc)
+        with open_video(path) as reader:
+            assert reader.backend == "decord" and reader.fallback_reason is None, name
+            assert codes(reader.get([5, 50, 99]).frames) == [5, 50, 99]
+
+
 def test_corrupted_mp4_reports_only_verified_frames():
     res = probe("corrupted.mp4")  # the container claims 50 frames; 28 decode
     for backend in ("auto", "decord", "opencv"):

@@ -103,6 +103,23 @@ SEEK_CHECK_PIXELS = 300 * 640 * 480
 # past its target (FFmpeg ticket 11137). Measured on the others (H.264, MPEG-4, MJPEG,
 # FFV1, VP8/9, AV1 of the corpus and generated clips): decord's seeks were right.
 SEEK_CHECKED_CODECS = {"hevc", "hev1", "hvc1", "h265", "x265"}
+# Where decord returns other frames than those asked for, silently (measured 2026-12-01 on
+# 100- and 200-frame clips written by OpenCV, against OpenCV reading in order): MPEG-1 and
+# MPEG-2 video in any container (get_batch of frames 12, 37, 62 of an MPEG-1 file gave 8, 6,
+# 7), and MPEG program/transport streams and ASF whatever the codec (an MPEG-2 .ts read in
+# order started at frame 3; WMV2 was right in AVI and MKV, wrong in ASF). decord refuses them.
+DECORD_WRONG_CODECS = frozenset({"mpg1", "mpg2", "pim1", "pim2", "mpeg", "m1v", "m2v"})
+DECORD_WRONG_CONTAINERS = frozenset({".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".m2v", ".vob", ".asf", ".wmv"})
+# The codecs the "auto" backend gives to decord: those measured right, in order and by
+# seeking (the corpus's H.264, HEVC with the check above, AV1, VP9; written clips of MPEG-4
+# part 2, MS-MPEG-4, MJPEG, VP8, VP9, FFV1, FFVHuff, HuffYUV, Snow, PNG, FLV1, GIF). Any other
+# (H.263 was wrong in AVI, WMV in ASF; others not measured) is read by OpenCV, which
+# decodes in order: slower for sparse frames of a long file, never the wrong frames.
+DECORD_CODECS = frozenset({
+    "h264", "avc1", "avc3", "x264", "hevc", "hev1", "hvc1", "h265", "x265", "av01",
+    "fmp4", "mp4v", "xvid", "divx", "dx50", "mp42", "mp43", "div3", "mjpg", "vp80", "vp90",
+    "vp09", "ffv1", "ffvh", "hfyu", "snow", "mpng", "flv1", "gif",
+})
 
 
 # Set by quiet_decoders(); read where decord is first used, so that processes started
@@ -446,14 +463,45 @@ class VideoReader:
         )
 
 
+_FOURCCS: collections.OrderedDict[tuple[Any, ...], str] = collections.OrderedDict()
+_FOURCC_LOCK = threading.Lock()
+
+
 def _fourcc(path: str) -> str:
-    """The video codec's FOURCC as OpenCV reports it ("hevc", "h264", ...; "" if unknown)."""
+    """The video codec's FOURCC as OpenCV reports it ("hevc", "h264", ...; "" if unknown),
+    remembered per file version (opening costs a few milliseconds)."""
+    key = _file_key(path, "fourcc")
+    with _FOURCC_LOCK:
+        if key is not None and key in _FOURCCS:
+            return _FOURCCS[key]
     cap = cv2.VideoCapture(path)
     try:
         code = int(cap.get(cv2.CAP_PROP_FOURCC)) if cap.isOpened() else 0
     finally:
         cap.release()
-    return code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if code > 0 else ""
+    name = code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if code > 0 else ""
+    if key is not None:
+        with _FOURCC_LOCK:
+            _FOURCCS[key] = name
+            while len(_FOURCCS) > 1024:
+                _FOURCCS.popitem(last=False)
+    return name
+
+
+def decord_mismatch(path: str, known_only: bool = False) -> str | None:
+    """Why decord must not read ``path`` (it returns other frames than those asked for),
+    or ``None``. ``known_only``: also refuse a codec not measured right (``DECORD_CODECS``;
+    the "auto" backend's rule: OpenCV reads those)."""
+    codec = _fourcc(path)
+    suffix = os.path.splitext(path)[1].lower()
+    name = f"{codec} video" if codec else "video"
+    if codec.lower() in DECORD_WRONG_CODECS:
+        return f"decord returns the wrong frames of {name} (frames other than those asked for)"
+    if suffix in DECORD_WRONG_CONTAINERS:
+        return f"decord returns the wrong frames of {name} in a {suffix} file (frames other than those asked for)"
+    if known_only and codec and codec.lower() not in DECORD_CODECS:
+        return f"decord is not known to return the right frames of {name}"
+    return None
 
 
 class DecordReader(VideoReader):
@@ -461,9 +509,11 @@ class DecordReader(VideoReader):
 
     backend = "decord"
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1, *, scans: int = 3) -> None:
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, *, scans: int = 3,
+                 known_codecs_only: bool = False) -> None:
         """``scans``: sequential scans of a file where decoding stops at damaged data
-        (the longest kept; see :meth:`_scan`)."""
+        (the longest kept; see :meth:`_scan`). ``known_codecs_only``: refuse a codec not
+        measured right (see :func:`decord_mismatch`; one measured wrong is always refused)."""
         self.path = str(path)
         self._num_threads = int(num_threads)
         self._scans = max(1, int(scans))
@@ -472,6 +522,10 @@ class DecordReader(VideoReader):
             load_decord()
         except ImportError as e:
             raise VideoDecodeError(self.path, f"decord is not installed ({e})") from e
+        mismatch = decord_mismatch(self.path, known_only=known_codecs_only)
+        if mismatch:
+            raise VideoDecodeError(self.path, mismatch if known_codecs_only else
+                                   f"{mismatch}: use the opencv backend (auto does)")
         self._vr = self._open()
         # The number of scans matters only for a damaged file: its count from fewer scans is
         # kept apart (a reader that asks for more scans rescans); any other count is shared.
@@ -931,7 +985,7 @@ class _AutoReader(VideoReader):
         self.fallback_reason = None
         try:
             # One scan of a damaged file: it goes to OpenCV below where OpenCV can read it.
-            self._inner: VideoReader = DecordReader(path, num_threads, scans=1)
+            self._inner: VideoReader = DecordReader(path, num_threads, scans=1, known_codecs_only=True)
         except VideoDecodeError as e:
             self._fallback(e.reason)
             return
@@ -1049,7 +1103,9 @@ def open_video(
     Args:
         path: a video file, or a directory of ``img_00001.jpg ...`` frames.
         backend: "auto" (decord, falling back to OpenCV when decord cannot open the
-            file or fails on a read), "decord" or "opencv". Ignored for directories.
+            file or fails on a read; OpenCV for the codecs and containers where decord
+            returns wrong frames, see ``DECORD_CODECS``), "decord" or "opencv". Ignored
+            for directories.
         num_threads: decoder threads for this reader (keep 1 in DataLoader workers).
 
     Raises:

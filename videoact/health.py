@@ -287,6 +287,8 @@ def _fewer_than_claimed(frames: int, claimed: int | None, claimed_by: str | None
 
 def _fallback_text(reason: str) -> str:
     """decode's "not a readable video (decord: X)" -> "decord cannot read it: X"."""
+    if reason.startswith(("decord returns the wrong frames", "decord is not known")):  # says it already
+        return reason
     prefix = "not a readable video (decord: "
     if reason.startswith(prefix) and reason.endswith(")"):
         reason = reason[len(prefix):-1]
