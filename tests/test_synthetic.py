@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -489,6 +490,28 @@ def test_a_subset_of_classes_writes_and_lists_only_those(tmp_path, capsys):
     assert main([*argv, "--classes", "rotate_cw,spin"]) == 2
     err = capsys.readouterr().err
     assert "unknown class 'spin'" in err and "rotate_ccw" in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path, capsys, workers):
+    argv = ["--train-per-class", "1", "--val-per-class", "0", "--test-per-class", "0", "--quiet",
+            "--classes", "move_left,move_right", "--workers", workers]
+    (tmp_path / "afile").write_text("")
+    assert main(["make-synthetic", str(tmp_path / "afile" / "sub"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "afile/sub: cannot create the folder: Not a directory" in err and "Traceback" not in err
+    # A file where a class folder goes (in a worker process too): the clip's error, once.
+    out = tmp_path / "bench"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "move_right").write_text("")
+    assert main(["make-synthetic", str(out), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("train/move_right: File exists") == 1 and "Traceback" not in err, err
+    assert "a rerun resumes" in err and not list(out.rglob(".partial"))
+    # A folder name that is not UTF-8 (OpenCV's writer crashed the process on it).
+    latin = tmp_path / os.fsdecode(b"lat\xe9")
+    assert main(["make-synthetic", str(latin), *argv]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err and not latin.exists()
 
 
 def test_parallel_workers_write_the_same_clips(tmp_path):

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -114,6 +115,8 @@ CLIP_FOURCC = "MJPG"
 # changed only frames wider than 4:3: shape sizes and non-class motions became fractions
 # of min(W, 4/3 H) instead of W; 3 -> 4 changed the codec of every file).
 _SAME_OUTPUT_AS: dict[int, Any] = {}
+_LOW_DISK = 16 * 2**20  # bytes free below which a clip that did not encode is put down to a full disk
+_WORKER_ERROR = "make-synthetic error: "  # a worker's failure line on its standard error
 _PROGRESS_QUANTUM = 2.0**-20  # dyadic progress values make 1 - (1 - p) == p exactly
 _SUPERSAMPLE = 4  # anti-aliasing of shape outlines: k x k samples per pixel
 
@@ -808,6 +811,9 @@ def _write_clip(out: Path, split: str, class_name: str, index: int, seed: int, h
     try:
         tmp = write_clip(tmp_dir / final.name, frames, params.fps)
         n, size = _count_decoded_frames(tmp)
+        if (n != len(frames) or size != (height, width)) and shutil.disk_usage(tmp_dir).free < _LOW_DISK:
+            # OpenCV's writer fails silently on a full disk: say that, not "the encoder".
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final))
         if n != len(frames) or size != (height, width):
             raise RuntimeError(
                 f"{final}: encoded clip decodes to {n} frames of {size}, expected "
@@ -823,12 +829,24 @@ def _write_clip(out: Path, split: str, class_name: str, index: int, seed: int, h
 
 
 def _worker_main() -> int:
-    """Entry point of a worker process: jobs as JSON on stdin, one line per clip done."""
+    """Entry point of a worker process: jobs as JSON on stdin, one line per clip done; a
+    failure ends it with one line on standard error (``_WORKER_ERROR`` and the message)."""
     cv2.setNumThreads(1)  # the workers already use every core
-    for out, split, class_name, index, seed, height, width in json.load(sys.stdin):
-        written = _write_clip(Path(out), split, class_name, index, seed, height, width)
-        print(int(written), flush=True)
+    try:
+        for out, split, class_name, index, seed, height, width in json.load(sys.stdin):
+            written = _write_clip(Path(out), split, class_name, index, seed, height, width)
+            print(int(written), flush=True)
+    except (OSError, RuntimeError) as exc:
+        print(f"{_WORKER_ERROR}{describe_error(exc)}", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a failure: ``PATH: No space left on device`` for an OSError."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _run_workers(jobs: list[tuple], workers: int, bar: Any) -> int:
@@ -878,9 +896,10 @@ def _run_workers(jobs: list[tuple], workers: int, bar: Any) -> int:
             proc.wait()
             reader.join()
             if proc.returncode != 0:
-                failures.append(f"worker exited with {proc.returncode}: {errors.strip()[-2000:]}")
+                said = [line[len(_WORKER_ERROR):] for line in errors.splitlines() if line.startswith(_WORKER_ERROR)]
+                failures.append(said[-1] if said else f"a worker exited with {proc.returncode}: {errors.strip()[-2000:]}")
         if failures:
-            raise RuntimeError("make-synthetic: " + "\n".join(failures))
+            raise RuntimeError("; ".join(dict.fromkeys(failures)))  # the same error in every worker: once
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -946,9 +965,18 @@ def make_synthetic(
         raise ValueError(f"seed must be >= 0, got {seed}")
     chosen = _chosen_classes(classes)
     out = Path(out)
+    try:  # OpenCV's writer crashes the process on such a name (a Latin-1 folder name)
+        os.fsencode(out).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsencode(out).decode("utf-8", "backslashreplace")
+        raise ValueError(f"{shown}: the folder name is not valid UTF-8, which the video encoder cannot "
+                         "write to: use another name") from None
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{out}: cannot create the folder: {e.strerror or e}") from e
     _check_manifest(out, _manifest(seed, height, width))
     _clean_partial(out / ".partial")
     started = time.perf_counter()

@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from . import stdout_failed
+
 
 def _size(text: str) -> tuple[int, int]:
     """Parse ``WxH`` (e.g. ``160x120``) into (width, height)."""
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthetic import make_synthetic
+    from ..synthetic import describe_error, make_synthetic
 
     width, height = args.size
     try:
@@ -58,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"videoact make-synthetic: {e}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as e:  # a full disk, a file where a class folder goes
+        if stdout_failed(e):
+            raise  # stdout's own failure: main says it as such
+        print(f"videoact make-synthetic: {describe_error(e)} (the clips written so far are kept; "
+              "a rerun resumes)", file=sys.stderr)
+        return 1
     print(
         f"wrote {result['written']} clips, kept {result['skipped']} existing, "
         f"in {result['seconds']:.1f} s: {result['root']}"
