@@ -305,3 +305,25 @@ def test_ctrl_c_leaves_no_half_written_frame_folders(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and "interrupted" in err, err
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def write_damaged_in_the_middle(path: Path) -> Path:
+    """decord counts 60 frames and fails reading frame 5; OpenCV decodes the first 22."""
+    data = bytearray(write_coded_video(path.with_name(".full.mp4"), 60).read_bytes())
+    path.with_name(".full.mp4").unlink()
+    data[len(data) // 3:len(data) // 3 + 2000] = bytes(2000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_fps_sampling_after_a_fallback_uses_the_frames_opencv_decodes(tmp_path):
+    """--fps chose the frames from decord's count (60) and failed the video when OpenCV,
+    after decord failed part-way, decoded only 22 (`frame 55 was requested`), where
+    decoding every frame wrote those 22."""
+    video = write_damaged_in_the_middle(tmp_path / "damaged.mp4")
+    result = decode_to_frames(video, tmp_path / "out", fps=5)
+    assert result.status == "decoded"
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["backend"] == "opencv" and meta["indices"] == fps_indices(22, 25, 5) == [0, 5, 10, 15, 20]
+    with open_video(tmp_path / "out") as reader:
+        assert codes(reader) == [0, 5, 10, 15, 20]

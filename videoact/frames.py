@@ -21,14 +21,14 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from .atomic import (atomic_write_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
                      update_failure_log, writable_folder)
-from .decode import (FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, limit_threads, list_videos, open_video,
-                     time_limit)
+from .decode import (FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, limit_threads, list_videos,
+                     open_video, time_limit)
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
 
@@ -203,15 +203,11 @@ def decode_to_frames(
     try:
         stat = _source_stat(video)
         with open_video(video, backend=backend, num_threads=num_threads) as reader:
-            all_ts = reader.timestamps()
             if progress is not None:
                 progress()
-            wanted = timestamp_indices(all_ts, fps) if fps else list(range(len(all_ts)))
             jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
             written, times, size = [], [], (0, 0)
-            # Every frame: iter_frames(None) means "all that decode", so when decord fails
-            # part-way and OpenCV decodes fewer frames, the folder holds those.
-            for k, (index, seconds, frame) in enumerate(reader.iter_frames(wanted if fps else None)):
+            for k, (index, seconds, frame) in enumerate(_frames(reader, fps)):
                 frame = _resize_short_side(frame, short_side)
                 path = tmp / FRAME_NAME.format(k + 1)
                 if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), jpeg):
@@ -247,6 +243,31 @@ def decode_to_frames(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FramesResult(str(video), str(out_dir), "decoded", len(written))
+
+
+def _frames(reader: VideoReader, fps: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """The frames to write: all that decode, or those at ``fps`` among them.
+
+    Every frame: ``iter_frames(None)`` means "all that decode", so when decord fails
+    part-way and OpenCV decodes fewer frames, the folder holds those. At ``fps`` the
+    frames are chosen from decord's count, which OpenCV may not reach after such a
+    fallback: the rest are then chosen anew from the frames OpenCV decodes (before, the
+    video failed, ``OpenCV decodes only 22 frames, frame 55 was requested``, where
+    decoding every frame wrote those 22)."""
+    if not fps:
+        yield from reader.iter_frames(None)
+        return
+    backend = reader.backend
+    done = -1
+    try:
+        for item in reader.iter_frames(timestamp_indices(reader.timestamps(), fps)):
+            done = item[0]
+            yield item
+        return
+    except VideoDecodeError:
+        if reader.backend == backend:  # no fallback happened: a real failure
+            raise
+    yield from reader.iter_frames([i for i in timestamp_indices(reader.timestamps(), fps) if i > done])
 
 
 def _check_replaceable(out_dir: Path) -> None:
