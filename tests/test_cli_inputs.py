@@ -243,6 +243,17 @@ def test_decode_frames_names_a_dangling_symlink_as_the_others_do(tmp_path, capsy
     assert proc.returncode == 1 and f"{tmp_path / 'v' / 'gone.mp4'}: file not found" in proc.stderr
 
 
+def test_decode_frames_says_what_a_pipe_or_device_given_as_src_is(tmp_path, capsys):
+    """A FIFO (a shell's <(...)) or /dev/null as SRC was a traceback,
+    `FileNotFoundError: ...: no such directory`, exit 1."""
+    os.mkfifo(tmp_path / "pipe.mp4")
+    for src, kind in ((tmp_path / "pipe.mp4", "a named pipe"), ("/dev/null", "a device or socket")):
+        proc = run_cli(capsys, "decode-frames", src, tmp_path / "frames", "--quiet")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"videoact decode-frames: {src}: not a folder or a video file ({kind})\n" in proc.stderr
+    assert not (tmp_path / "frames").exists()
+
+
 # ------------------------------------------------------------------ 4. bad numbers
 
 

@@ -1229,7 +1229,11 @@ def list_videos(
     if root.is_file():
         return [root] if root.suffix.lower() in exts else []
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such directory")
+        if not os.path.exists(root):
+            raise FileNotFoundError(f"{root}: no such directory")
+        # A named pipe (a shell's <(...)) or a device: said as what it is, not "no such directory"
+        kind = "a named pipe" if root.is_fifo() else "a device or socket"
+        raise NotADirectoryError(f"{root}: not a folder or a video file ({kind})")
     found: list[Path] = []
     seen: set[str] = set()
 
