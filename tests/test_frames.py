@@ -327,3 +327,21 @@ def test_fps_sampling_after_a_fallback_uses_the_frames_opencv_decodes(tmp_path):
     assert meta["backend"] == "opencv" and meta["indices"] == fps_indices(22, 25, 5) == [0, 5, 10, 15, 20]
     with open_video(tmp_path / "out") as reader:
         assert codes(reader) == [0, 5, 10, 15, 20]
+
+
+def test_a_rerun_with_another_backend_redoes_the_folder(tmp_path):
+    """--backend was not among the options a folder is kept for: a rerun with another
+    decoder skipped every folder ("already complete"), though decord and OpenCV can give
+    other frames (corpus nasa_13013.mp4: 390 frames at 480x270 against 325 at 320x180)."""
+    video = write_coded_video(tmp_path / "v.mp4", 10)
+    out = tmp_path / "out"
+    assert decode_to_frames(video, out).status == "decoded"
+    assert json.loads((out / "meta.json").read_text())["backend"] == "decord"
+    assert decode_to_frames(video, out, backend="opencv").status == "decoded"
+    assert json.loads((out / "meta.json").read_text())["backend"] == "opencv"
+    assert decode_to_frames(video, out, backend="opencv").status == "skipped"
+    assert decode_to_frames(video, out, backend="decord").status == "decoded"
+    # Folders written with the default (auto) keep their params as before: still current.
+    assert decode_to_frames(video, out).status == "decoded"
+    assert json.loads((out / "meta.json").read_text())["params"] == {"fps": None, "short_side": None, "quality": 95}
+    assert decode_to_frames(video, out, backend="auto").status == "skipped"

@@ -89,8 +89,15 @@ def frame_folder_for(video: str | os.PathLike, src_root: str | os.PathLike, out_
     return Path(out_root) / rel.with_suffix("")
 
 
-def _params(fps: float | None, short_side: int | None, quality: int) -> dict[str, Any]:
-    return {"fps": None if fps is None else float(fps), "short_side": short_side, "quality": int(quality)}
+def _params(fps: float | None, short_side: int | None, quality: int, backend: str = "auto") -> dict[str, Any]:
+    """The options a folder is written with: a rerun with other options redoes it. An explicit
+    backend is one of them (decord and OpenCV can give other frames: two video streams, a
+    damaged file; before, a rerun with another ``--backend`` skipped every folder); "auto"
+    is left out, so that folders written before it counted stay current."""
+    params = {"fps": None if fps is None else float(fps), "short_side": short_side, "quality": int(quality)}
+    if backend != "auto":
+        params["backend"] = backend
+    return params
 
 
 def _validate(fps: float | None, short_side: int | None, quality: int) -> None:
@@ -190,7 +197,7 @@ def decode_to_frames(
 
     _validate(fps, short_side, quality)
     video, out_dir = Path(video), Path(out_dir)
-    params = _params(fps, short_side, quality)
+    params = _params(fps, short_side, quality, backend)
     if not overwrite and is_complete(out_dir, video, params):
         meta = json.loads((out_dir / META_NAME).read_text())
         return FramesResult(str(video), str(out_dir), "skipped", int(meta["num_frames"]))
@@ -393,7 +400,7 @@ def decode_folder(
         for a in target.parents:
             inside.setdefault(a, target)
         jobs.append((str(v), str(target)))
-    params = _params(fps, short_side, quality)
+    params = _params(fps, short_side, quality, backend)
     work = any(not is_complete(Path(t), v, params) for v, t in jobs)
     if work:  # complete folders may be read-only: checked only when there is something to write
         writable_folder(out, "the frame folders (OUT)")  # said at once, not as a traceback at the end
