@@ -292,6 +292,19 @@ def test_list_videos_is_recursive_sorted_and_case_insensitive(tmp_path):
         list_videos(tmp_path / "nope")
 
 
+def test_list_videos_lists_a_folder_reached_by_two_paths_under_both_and_stops_at_loops(tmp_path):
+    """Every folder was walked once: of pool/walk and train/walk -> ../pool/walk one was
+    left out without a word (which one depending on the walk's order), as if a loop."""
+    (tmp_path / "pool" / "walk").mkdir(parents=True)
+    (tmp_path / "pool" / "walk" / "v1.mp4").write_bytes(b"x")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "walk").symlink_to("../pool/walk")
+    (tmp_path / "pool" / "walk" / "up").symlink_to("..")  # loops: left where they close
+    (tmp_path / "train" / "top").symlink_to(tmp_path)
+    found = [p.relative_to(tmp_path).as_posix() for p in list_videos(tmp_path)]
+    assert found == ["pool/walk/v1.mp4", "train/walk/v1.mp4"]
+
+
 # --- third-party files: each read runs in a subprocess with a timeout (a hang fails)
 
 PROBE = textwrap.dedent(

@@ -1235,7 +1235,12 @@ def list_videos(
         kind = "a named pipe" if root.is_fifo() else "a device or socket"
         raise NotADirectoryError(f"{root}: not a folder or a video file ({kind})")
     found: list[Path] = []
-    seen: set[str] = set()
+    # The real paths of each walked folder and of the folders above it. A folder whose real
+    # path is among those above it is a symlink loop, and left; one reached again along
+    # another path (train/walk -> ../pool/walk) is no loop and is listed under both paths
+    # (before: every folder walked once, so one of the two paths was left out without a word,
+    # which one depending on the order of the walk).
+    chains: dict[str, frozenset[str]] = {}
 
     def unlistable(error: OSError) -> None:
         if error.filename is not None:
@@ -1243,10 +1248,11 @@ def list_videos(
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
         real = os.path.realpath(dirpath)
-        if real in seen:  # symlink loop
+        above = chains.get(os.path.dirname(dirpath), frozenset())
+        if real in above:  # symlink loop
             dirnames[:] = []
             continue
-        seen.add(real)
+        chains[dirpath] = above | {real}
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         if frame_folders and any(_frame_number(name) is not None for name in filenames):
             found.append(Path(dirpath))
