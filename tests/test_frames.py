@@ -345,3 +345,20 @@ def test_a_rerun_with_another_backend_redoes_the_folder(tmp_path):
     assert decode_to_frames(video, out).status == "decoded"
     assert json.loads((out / "meta.json").read_text())["params"] == {"fps": None, "short_side": None, "quality": 95}
     assert decode_to_frames(video, out, backend="auto").status == "skipped"
+
+
+def test_frames_counted_before_the_first_one_are_progress(tmp_path):
+    """A file whose frames must be counted first (Matroska without its Duration, as browsers'
+    MediaRecorder write it) was decoded to its end before the first progress beat, so
+    `decode-frames --timeout 3` killed a good 60-s 640x480 video as making no progress."""
+    data = bytearray(write_coded_video(tmp_path / "full.mkv", 40, fourcc="MJPG").read_bytes())
+    at = data.find(b"\x44\x89\x88")  # the Duration element (8-byte float) -> a Void element
+    data[at:at + 11] = b"\xec\x89" + bytes(9)
+    (tmp_path / "nodur.mkv").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    written_at_beat = []
+    result = decode_to_frames(tmp_path / "nodur.mkv", out, fps=1, progress=lambda: written_at_beat.append(
+        len(list(tmp_path.glob(f"{temporary_prefix(out)}*/img_*.jpg")))))
+    assert result.status == "decoded" and result.num_frames == 2
+    assert json.loads((out / "meta.json").read_text())["backend"] == "opencv"  # decord cannot open it
+    assert written_at_beat.count(0) >= 40  # a beat for each frame counted before the first is written

@@ -46,6 +46,7 @@ process unless the file is in that process's cache).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import numbers
@@ -335,6 +336,35 @@ def _as_index_list(indices: Iterable[int]) -> list[int]:
     return out
 
 
+# ----------------------------------------------------------------------------- heartbeat
+
+_HEARTBEAT = threading.local()
+
+
+@contextlib.contextmanager
+def heartbeat(beat: Callable[[], None] | None) -> Iterator[None]:
+    """Call ``beat()`` at each frame of the scans a reader makes before its first frame (its
+    count where the container has none, decord's seek check), and of the frames OpenCV
+    decodes on its way to those asked for, made in this thread inside the ``with``.
+
+    Why: a caller that kills a video making no progress (``decode-frames --timeout``) hears
+    nothing during such a scan, which takes as long as decoding the whole file: a good
+    60-s video whose container gives no duration (as browsers' MediaRecorder write) timed
+    out at 3 s before its first frame."""
+    previous = getattr(_HEARTBEAT, "beat", None)
+    _HEARTBEAT.beat = beat
+    try:
+        yield
+    finally:
+        _HEARTBEAT.beat = previous
+
+
+def _beat() -> None:
+    beat = getattr(_HEARTBEAT, "beat", None)
+    if beat is not None:
+        beat()
+
+
 # ----------------------------------------------------------------------------- readers
 
 
@@ -599,6 +629,7 @@ class DecordReader(VideoReader):
         try:
             in_order, frames = self._open(), {}
             for i in range(probes[-1] + 1):
+                _beat()
                 frame = in_order.next().asnumpy()
                 if i in probes:
                     frames[i] = frame
@@ -626,6 +657,7 @@ class DecordReader(VideoReader):
             vr = self._open()
             count, last, failed = 0, None, False
             for _ in range(claimed):  # bounded: never past the claimed count
+                _beat()
                 try:
                     last = vr.next().asnumpy()
                 except StopIteration:  # the end of the stream
@@ -776,6 +808,7 @@ class OpenCVReader(VideoReader):
         while stop is None or self._pos < stop:
             if not self._cap.grab():
                 break
+            _beat()
             if to_end:
                 times.append(self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             if self._pos in wanted:
@@ -844,6 +877,7 @@ class OpenCVReader(VideoReader):
                 while pos <= i:
                     if not cap.grab():
                         raise VideoDecodeError(self.path, f"OpenCV could not decode frame {pos}")
+                    _beat()
                     pos += 1
                 ok, frame = cap.retrieve()
                 if not ok or frame is None:

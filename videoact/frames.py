@@ -27,8 +27,8 @@ import numpy as np
 
 from .atomic import (atomic_write_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
                      update_failure_log, writable_folder)
-from .decode import (FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, limit_threads, list_videos,
-                     open_video, time_limit)
+from .decode import (FRAME_NAME, META_NAME, VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, heartbeat, limit_threads,
+                     list_videos, open_video, time_limit)
 from .sampling import timestamp_indices
 from .spawn import main_script_hidden
 
@@ -186,8 +186,10 @@ def decode_to_frames(
         short_side: resize so the shorter side has this many pixels; ``None`` keeps size.
         quality: JPEG quality 1..100.
         overwrite: redo even when a complete, current folder exists.
-        progress: called after the video is opened and after each frame is written
-            (the heartbeat of :func:`decode_folder`'s per-video time limit).
+        progress: called after the video is opened, at each frame the reader decodes to
+            count the frames or check its seeks (:func:`~videoact.decode.heartbeat`), and
+            after each frame is written (the heartbeat of :func:`decode_folder`'s per-video
+            time limit).
 
     Returns a :class:`FramesResult` ("decoded" or "skipped"). Raises
     :class:`~videoact.decode.VideoDecodeError` when the video cannot be decoded;
@@ -209,7 +211,9 @@ def decode_to_frames(
     tmp.mkdir()
     try:
         stat = _source_stat(video)
-        with open_video(video, backend=backend, num_threads=num_threads) as reader:
+        # The heartbeat goes on during the scans made before the first frame (a file whose
+        # frames must be counted), which take as long as decoding it all.
+        with heartbeat(progress), open_video(video, backend=backend, num_threads=num_threads) as reader:
             if progress is not None:
                 progress()
             jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
@@ -361,8 +365,8 @@ def decode_folder(
     returned in the report and written to ``out/failures.jsonl``, which keeps earlier
     runs' failures of videos this run did not handle (removed when none are left).
 
-    ``timeout``: seconds a video may go without progress (opened, or one more frame
-    written; ``None`` or 0: no limit) before its worker process is killed and the video
+    ``timeout``: seconds a video may go without progress (opened, one more frame counted
+    or written; ``None`` or 0: no limit) before its worker process is killed and the video
     reported as failed; a decoder stuck inside C code cannot stop the run. With a
     ``timeout`` videos always run in worker processes (at least one).
     """
