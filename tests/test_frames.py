@@ -362,3 +362,24 @@ def test_frames_counted_before_the_first_one_are_progress(tmp_path):
     assert result.status == "decoded" and result.num_frames == 2
     assert json.loads((out / "meta.json").read_text())["backend"] == "opencv"  # decord cannot open it
     assert written_at_beat.count(0) >= 40  # a beat for each frame counted before the first is written
+
+
+def test_a_read_only_folder_replaced_leaves_no_old_copy(tmp_path):
+    """A read-only frame folder (`chmod -R a-w`) replaced by a rerun stayed behind under its
+    hidden temporary name, every frame, without a word (rmtree with ignore_errors)."""
+    from faults import unreadable_prefix
+
+    prefix, why = unreadable_prefix()  # as root, file modes bind only without CAP_DAC_OVERRIDE
+    if prefix is None:
+        pytest.skip(why)
+    video = write_coded_video(tmp_path / "v.mp4", 5)
+    out = tmp_path / "out"
+    decode_to_frames(video, out / "v", backend="opencv")
+    for path in [out / "v", *(out / "v").iterdir()]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    proc = subprocess.run([*prefix, sys.executable, "-c", "import sys; from videoact.frames import decode_to_frames; "
+                           "print(decode_to_frames(sys.argv[1], sys.argv[2], quality=80, backend='opencv').status)",
+                           str(video), str(out / "v")], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "decoded\n", proc.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["v"] and is_complete(out / "v", video, {"fps": None, "short_side": None,
+                                                                            "quality": 80, "backend": "opencv"})

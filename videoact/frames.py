@@ -312,13 +312,36 @@ def _commit(tmp: Path, out_dir: Path) -> None:
                 trash = temporary_path(out_dir)
                 os.rename(out_dir, trash)
                 os.rename(tmp, out_dir)
-                shutil.rmtree(trash, ignore_errors=True)
+                _remove_old_copy(trash, out_dir)
             else:
                 os.rename(tmp, out_dir)
             return
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) or attempt == 4 or not tmp.is_dir():
                 raise
+
+
+def _remove_old_copy(trash: Path, out_dir: Path) -> None:
+    """Delete the replaced frame folder ``trash``, made writable first where it is read-only
+    (``chmod -R a-w``): ``rmtree(ignore_errors=True)`` left such a copy behind under its
+    hidden name, a copy of every frame at each rerun, without a word. One that cannot be
+    removed even so (another owner's) is reported, naming it."""
+    try:
+        shutil.rmtree(trash)
+        return
+    except OSError:
+        pass
+    for dirpath, dirnames, _files in os.walk(trash):  # top-down: a sub-folder is opened up before it is listed
+        for path in [dirpath, *(os.path.join(dirpath, d) for d in dirnames)]:
+            try:
+                os.chmod(path, 0o700)
+            except OSError:
+                pass
+    try:
+        shutil.rmtree(trash)
+    except OSError as exc:
+        raise OSError(f"{out_dir}: written, but its old copy {trash} cannot be removed "
+                      f"({exc.strerror or exc}): delete it by hand") from None
 
 
 def _job(video: str, out_dir: str, options: dict[str, Any]) -> FramesResult:
