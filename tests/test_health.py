@@ -146,6 +146,22 @@ def test_deep_check_finds_damage_in_the_middle(tmp_path):
     assert (good.status, good.frames) == ("readable", 60)
 
 
+def test_a_deep_check_reports_progress_so_the_time_limit_spares_long_files(tmp_path):
+    """The time limit counts time without progress; check's worker task never passed its
+    beat on, so `check --deep --timeout 1.5` killed a healthy 500-frame 1080p file (7 s
+    to decode) as "timed out: no progress" and quarantined it. The worker's own task is
+    run here with a counting beat (no timing: a beat every few frames of the decode)."""
+    from videoact.health import _check_task
+
+    video = write_coded_video(tmp_path / "long.mp4", 40)
+    beats = []
+    result = _check_task(str(video), lambda: beats.append(1), deep=True, backend="auto")
+    assert (result["status"], result["frames"]) == ("readable", 40)
+    assert len(beats) >= 5  # through the decode, not only before and after it
+    beats.clear()
+    assert check_file(video, beat=lambda: beats.append(1)).status == "readable" and beats  # the quick check too
+
+
 def test_a_file_cut_short_is_partial(tmp_path):
     """An AVI whose second half is missing: decord indexes the 104 frames there and both
     decoders read them, so `check` (deep too) said readable; the header still says 200."""

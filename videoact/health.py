@@ -19,6 +19,8 @@ Files are checked in worker processes that the parent can kill: a file whose dec
 does not return within ``timeout`` seconds (e.g. a valid header followed by gigabytes
 of garbage that the demuxer scans) or that crashes the decoder (a segfault in C code)
 costs one worker, which is replaced, and is reported as unreadable with that reason.
+The limit is on time without progress: a deep check reports each few frames decoded, so a
+long healthy file is not taken for a hung decoder.
 Workers are also replaced every ``max_files_per_worker`` files, so memory stays bounded
 however many files there are; the report records the workers' peak memory.
 
@@ -232,6 +234,10 @@ def _precheck(path: str) -> str | None:
     return None
 
 
+# A deep check beats every this many frames: a few beats a second even for 4K at one
+# thread, without a message to the parent for each small frame.
+_BEAT_FRAMES = 4
+
 _DURATION_FROM_ZERO = frozenset({".mkv", ".webm", ".mka", ".mk3d"})
 
 
@@ -295,12 +301,19 @@ def _fallback_text(reason: str) -> str:
     return f"decord cannot read it: {reason}"
 
 
-def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "auto") -> FileHealth:
-    """Check one file in this process (no time limit: :func:`check_videos` adds one)."""
+def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "auto",
+               beat: Callable[[], None] | None = None) -> FileHealth:
+    """Check one file in this process (no time limit: :func:`check_videos` adds one).
+
+    ``beat``: called as the check makes progress (the file opened, the sample frames
+    read, every few frames of a deep check), so that a time limit counts the time
+    without progress (:func:`run_killable`'s beat), not the time a long file takes.
+    """
     from .decode import VideoDecodeError, open_video
 
     path = os.fspath(path)
     started = time.monotonic()
+    progress = beat or (lambda: None)
     result = FileHealth(path=path, status=UNREADABLE)
     try:
         result.size_bytes = os.stat(path).st_size if os.path.isfile(path) else None
@@ -314,6 +327,7 @@ def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "a
     reader = None
     try:
         reader = open_video(path, backend=backend, num_threads=1)
+        progress()
         # The frames extraction and inference would read first: start, middle, end.
         first = reader.backend
         try:
@@ -326,14 +340,18 @@ def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "a
                 raise
             n = len(reader)
             reader.get(sorted({0, n // 2, n - 1}))
+        progress()
         decoded, deep_error = len(reader), None
         if deep:
             decoded = 0
             try:
                 for _ in reader.iter_frames():
                     decoded += 1
+                    if decoded % _BEAT_FRAMES == 0:  # a long file is not a hung decoder
+                        progress()
             except VideoDecodeError as exc:
                 deep_error = exc.reason
+        progress()
         result.backend = reader.backend
         result.frames = decoded
         result.fps = float(reader.fps)
@@ -618,7 +636,7 @@ def _stop_workers(pool: list[_Worker | None], run: WorkerRun) -> None:
 
 
 def _check_task(path: str, beat: Callable[[], None], deep: bool, backend: str) -> dict[str, Any]:
-    return check_file(path, deep=deep, backend=backend).to_dict()
+    return check_file(path, deep=deep, backend=backend, beat=beat).to_dict()
 
 
 # ---------------------------------------------------------------- the scan
@@ -665,8 +683,9 @@ def check_videos(
         root: dataset root for relative paths in an annotation list (default: its folder).
         workers: worker processes (default: the CPU count, at most 8). ``0`` checks in
             this process, without a time limit (a hanging decoder then hangs the call).
-        timeout: seconds allowed per file; a worker still busy after that is killed and
-            the file reported unreadable. ``None`` or ``0``: no limit.
+        timeout: seconds a file may go without progress (a deep check reports every few
+            frames); a worker past that is killed and the file reported unreadable.
+            ``None`` or ``0``: no limit.
         deep: decode every frame instead of the first, middle and last.
         backend: "auto" (decord, OpenCV fallback), "decord" or "opencv".
         max_files_per_worker: a worker is replaced after this many files (bounded memory).

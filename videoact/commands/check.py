@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=worker_count, default=None,
                    help="worker processes (default: CPU count, at most 8; 0 = in this process, no time limit)")
     p.add_argument("--timeout", type=seconds_limit, default=60.0,
-                   help="seconds allowed per file before its worker is killed (default: %(default)s; 0 = none)")
+                   help="seconds a file may go without progress (a --deep decode reports every few frames) "
+                        "before its worker is killed (default: %(default)s; 0 = none)")
     p.add_argument("--deep", action="store_true",
                    help="decode every frame (finds damage in the middle; slower)")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "opencv"])
