@@ -225,6 +225,21 @@ def test_cli_report_quarantine_and_extract_exclude(awkward, tmp_path, capsys):
     assert missing.returncode == 2 and "nope.txt: exclusion list not found" in missing.stderr
 
 
+def test_check_writes_its_files_before_the_summary_meets_a_closed_pipe(tmp_path):
+    """`videoact check SRC --json R --quarantine Q | head -1`: the summary was printed
+    first, the pipe's reader was gone, and the run ended (exit 141) with neither file."""
+    from faults import run_main_into_closed_pipe
+
+    for i in range(3):
+        (tmp_path / "v" / f"empty{i}.mp4").parent.mkdir(exist_ok=True)
+        (tmp_path / "v" / f"empty{i}.mp4").write_bytes(b"")
+    report_file, quarantine = tmp_path / "r.json", tmp_path / "q.txt"
+    assert run_main_into_closed_pipe("check", tmp_path / "v", "--json", report_file, "--quarantine", quarantine,
+                                     "--workers", "0", "--quiet") == 141
+    assert json.loads(report_file.read_text())["counts"]["unreadable"] == 3
+    assert len(read_exclude_list(quarantine)) == 3
+
+
 def test_annotation_list_reports_listed_files_and_bad_lines(tmp_path):
     root = tmp_path / "data"
     write_coded_video(root / "a" / "ok.mp4", 12)

@@ -60,26 +60,31 @@ def run(args: argparse.Namespace) -> int:
     if not report.files and not report.problems and not report.interrupted:  # as `videoact extract` and `infer` say it
         print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
         return 1
-    if not args.quiet:
-        print(file=sys.stderr)
-    print(report.summary())
+
+    def summary() -> None:
+        if not args.quiet:
+            print(file=sys.stderr)
+        print(report.summary())
+
     clash = clobber_error(outputs, [f.path for f in report.files] + report.unchecked)  # or onto one of the videos
     if clash:
+        summary()
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
     interrupted = report.interrupted
     cut_short = bool(report.unchecked)  # a Ctrl-C after the last file leaves a complete report
-    # Each write alone in its try: a BrokenPipeError from print() is an OSError too, and is
-    # for videoact's main to handle. Written atomically: a failure leaves nothing half-written.
-    # Each is tried, whatever became of the other.
-    cannot_write = False
+    # The files first, then the summary: `videoact check ... | head -1` ends this process at
+    # the first print past the pipe's reader (exit 141), which must not cost the files.
+    # Written atomically: a failure leaves nothing half-written. Each is tried, whatever
+    # became of the other.
+    cannot_write, written = False, []
     if args.json and not (cut_short and keep_earlier_output("check", "--json", args.json)):
         try:
             write_report(report, args.json)
         except OSError as exc:  # e.g. a full disk
             cannot_write = _cannot_write(args.json, exc)
         else:
-            print(f"JSON report: {args.json}")
+            written.append(f"JSON report: {args.json}")
     if args.quarantine and not (cut_short and keep_earlier_output("check", "--quarantine", args.quarantine)):
         statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
         try:
@@ -87,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             cannot_write = _cannot_write(args.quarantine, exc)
         else:
-            print(f"quarantine list ({len(listed)} files): {args.quarantine}")
+            written.append(f"quarantine list ({len(listed)} files): {args.quarantine}")
+    summary()
+    for line in written:
+        print(line)
     if interrupted:
         print(f"videoact check: interrupted after {len(report.files)} of "
               f"{len(report.files) + len(report.unchecked)} files", file=sys.stderr)
