@@ -199,12 +199,14 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
         hang.unlink()
 
 
-def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
+def test_ctrl_c_or_sigterm_during_check_keeps_what_was_found(tmp_path):
     """A Ctrl-C during `videoact check` (hours, with --deep on a large collection) lost the
     report: no summary, no --json, no --quarantine. Now they hold the files checked, the
     rest listed as unchecked, and the exit status is 130; earlier --json and --quarantine
-    files (maybe a complete check's) are kept as they were instead. The hanging AVI holds
-    each check at its third file (in a worker) until the signal."""
+    files (maybe a complete check's) are kept as they were instead. A SIGTERM to the process
+    group (as `timeout` and SLURM send it, the worker included) lost it all too: now the
+    same, exit 143. The hanging AVI holds each check at its third file (in a worker) until
+    the signal."""
     import signal
     import subprocess
     import threading
@@ -236,14 +238,17 @@ def test_ctrl_c_during_check_keeps_what_was_found(tmp_path):
             deadline = time.monotonic() + 120
             while not any(line.endswith("a_bad.mp4\n") for line in progress) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)
+            if folder == "new":  # its worker too, which must leave the stopping to the check
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)
             out = proc.stdout.read()  # the summary: no pipe filled up
             reader.join(10)
             err = "".join(progress)
             assert any(line.startswith("unreadable  ") and line.endswith("a_bad.mp4\n") for line in progress), err
-            assert proc.returncode == 130, err[-2000:]
-            assert "videoact check: interrupted after 2 of 4 files" in err
+            assert proc.returncode == (143 if folder == "new" else 130), err[-2000:]
+            assert "videoact check: interrupted after 2 of 4 files" + (" (SIGTERM)" if folder == "new" else "") in err
             assert "checked 2 files from" in out and "interrupted: 2 of 4 files not checked" in out
     finally:
         for proc, *_ in runs.values():

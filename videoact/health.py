@@ -424,7 +424,13 @@ def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], pre
     import importlib
 
     _die_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C is the parent's to handle, and so are SIGTERM and SIGHUP, which `timeout`,
+    # SLURM and a closed terminal send the whole process group: a worker they ended would
+    # report its (good) file as a decoder crash. The parent kills its workers when it stops,
+    # and on Linux the kernel does when it dies (_die_with).
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
     # Import heavy modules before the first item, so that its time limit is not spent
     # on start-up.
     for name in preload:

@@ -5,11 +5,14 @@ fallback decoder, partially readable (frames decoded versus claimed) or unreadab
 with the reason. Exit status: 0 when every file is usable, 1 when some file is
 unreadable, 2 for a usage error (no such SRC) or a report that cannot be written, 130
 after a Ctrl-C (the files checked are reported and written, an earlier --json or
---quarantine file kept as it was).
+--quarantine file kept as it was). SIGTERM (``timeout``, SLURM, ``kill``) and SIGHUP (the
+terminal closed; not under ``nohup``) stop the check as a Ctrl-C does, with the shell's
+status for the signal: 143 and 129.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import keep_earlier_output, seconds_limit, worker_count
@@ -49,6 +52,18 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{result.status:<10}  {result.path}", file=sys.stderr, flush=True)
 
+    # SIGTERM and SIGHUP stop the check as Ctrl-C does (videoact stream's way), so that a
+    # job killed at its time limit still reports and writes what it found. A signal already
+    # ignored stays so: under `nohup`, a hang-up must not stop the run.
+    stopped_by: list[signal.Signals] = []
+
+    def _terminate(signum, frame):  # noqa: ANN001
+        stopped_by.append(signal.Signals(signum))
+        raise KeyboardInterrupt
+
+    stop_signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     try:
         report = check_videos(args.src, root=args.root, workers=args.workers, timeout=args.timeout,
                               deep=args.deep, backend=args.backend, progress=show)
@@ -57,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"videoact check: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not report.files and not report.problems and not report.interrupted:  # as `videoact extract` and `infer` say it
         print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
         return 1
@@ -97,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
     for line in written:
         print(line)
     if interrupted:
+        by = f" ({stopped_by[0].name})" if stopped_by else ""
         print(f"videoact check: interrupted after {len(report.files)} of "
-              f"{len(report.files) + len(report.unchecked)} files", file=sys.stderr)
-        return 130  # as videoact's main reports a Ctrl-C
+              f"{len(report.files) + len(report.unchecked)} files{by}", file=sys.stderr)
+        # As videoact's main reports a Ctrl-C; a signal's as a shell reports a process it ended.
+        return 128 + stopped_by[0] if stopped_by else 130
     if cannot_write:
         return 2
     if report.problems and not report.files:  # nothing could be checked: not a pass
