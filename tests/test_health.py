@@ -375,6 +375,17 @@ def test_check_refuses_to_write_its_report_onto_its_input(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_check_refuses_output_paths_it_cannot_write_before_the_scan(tmp_path, capsys):
+    """`--json afile/r.json` (afile a file) was found out after every video was checked."""
+    write_coded_video(tmp_path / "v" / "a.mp4", 8)
+    (tmp_path / "afile").write_text("")
+    for option, what in (("--json", "the report"), ("--quarantine", "the quarantine list")):
+        proc = run_main(capsys, "check", tmp_path / "v", option, tmp_path / "afile" / "out", "--workers", "0")
+        assert proc.returncode == 2 and proc.stderr == (f"videoact check: {option} {tmp_path / 'afile' / 'out'}: "
+                                                        f"{tmp_path / 'afile'}: a file, not a folder for {what}\n")
+        assert proc.stdout == ""  # no scan, no summary
+
+
 def test_a_whole_file_whose_timestamps_start_late_is_not_partial(tmp_path):
     """A Matroska file whose first frame is at 10 s (a cut that kept its timestamps): its
     duration runs from 0, so OpenCV's estimate claimed 300 frames for 50 and `check`

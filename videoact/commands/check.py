@@ -15,7 +15,7 @@ import argparse
 import signal
 import sys
 
-from . import keep_earlier_output, seconds_limit, worker_count
+from . import keep_earlier_output, output_folder_error, seconds_limit, worker_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = [("--json", args.json), ("--quarantine", args.quarantine)]
     clash = clobber_error(outputs, [args.src])  # e.g. --quarantine onto the list being checked
+    # Where the files go, before the scan, not after it (a file where their folder should be)
+    for option, path, what in (("--json", args.json, "the report"),
+                               ("--quarantine", args.quarantine, "the quarantine list")):
+        clash = clash or (path and output_folder_error(option, path, what))
     if clash:
         print(f"videoact check: {clash}", file=sys.stderr)
         return 2
