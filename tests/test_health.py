@@ -258,6 +258,20 @@ def test_annotation_list_reports_listed_files_and_bad_lines(tmp_path):
     assert "annotation problem:" in report.summary()
 
 
+def test_a_mistyped_root_of_a_list_is_refused(tmp_path, capsys):
+    """`check LIST --root TYPO` reported every listed file as "file not found" (exit 1) and
+    quarantined them all; the other commands refuse such a root."""
+    write_coded_video(tmp_path / "data" / "a.mp4", 8)
+    listing = tmp_path / "data" / "list.txt"
+    listing.write_text("a.mp4 walk\n")
+    quarantine = tmp_path / "q.txt"
+    proc = run_main(capsys, "check", listing, "--root", tmp_path / "dta", "--quarantine", quarantine, "--workers", "0")
+    assert proc.returncode == 2
+    assert proc.stderr == f"videoact check: {tmp_path / 'dta'}: dataset root of {listing} not found\n"
+    assert proc.stdout == "" and not quarantine.exists()
+    assert run_main(capsys, "check", listing, "--root", tmp_path / "data", "--workers", "0").returncode == 0
+
+
 def test_lists_without_usable_labels_are_checked_too(tmp_path):
     """A health check needs paths, not labels: a bare path list (UCF101's testlist01.txt)
     and ids without their classInd.txt were read as 0 files, and the check passed."""
