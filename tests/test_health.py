@@ -400,6 +400,18 @@ def test_check_refuses_output_paths_it_cannot_write_before_the_scan(tmp_path, ca
         assert proc.stdout == ""  # no scan, no summary
 
 
+def test_the_summary_says_where_the_files_it_leaves_out_are(tmp_path, capsys):
+    """Past its first 50 problem files the summary said `... and N more (see the JSON
+    report)`, also when no --json was given."""
+    for i in range(52):
+        (tmp_path / "v" / f"e{i:02d}.mp4").parent.mkdir(exist_ok=True)
+        (tmp_path / "v" / f"e{i:02d}.mp4").write_bytes(b"")
+    proc = run_main(capsys, "check", tmp_path / "v", "--workers", "0", "--quiet")
+    assert proc.returncode == 1 and "\n... and 2 more (rerun with --json FILE to list them)\n" in proc.stdout
+    proc = run_main(capsys, "check", tmp_path / "v", "--workers", "0", "--quiet", "--json", tmp_path / "r.json")
+    assert proc.returncode == 1 and f"\n... and 2 more (see {tmp_path / 'r.json'})\n" in proc.stdout
+
+
 def test_a_whole_file_whose_timestamps_start_late_is_not_partial(tmp_path):
     """A Matroska file whose first frame is at 10 s (a cut that kept its timestamps): its
     duration runs from 0, so OpenCV's estimate claimed 300 frames for 50 and `check`

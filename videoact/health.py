@@ -173,8 +173,10 @@ class HealthReport:
             "unchecked": list(self.unchecked),
         }
 
-    def summary(self, limit: int | None = 50) -> str:
-        """A readable report: counts, then every file that is not plainly readable."""
+    def summary(self, limit: int | None = 50, json_path: str | os.PathLike | None = None) -> str:
+        """A readable report: counts, then every file that is not plainly readable (the
+        first ``limit``; the rest are said to be in ``json_path``, the JSON report written
+        of this check, or else to be listed by a rerun with ``--json``)."""
         counts = self.counts()
         how = f"{self.workers} worker processes" if self.workers else "in this process"
         limit_text = f", {self.timeout:g} s per file" if self.timeout else ""
@@ -197,7 +199,8 @@ class HealthReport:
                 detail = f.reason or ""
             lines.append(f"{f.status:<10}  {f.path}: {detail}")
         if len(shown) < len(bad):
-            lines.append(f"... and {len(bad) - len(shown)} more (see the JSON report)")
+            where = f"see {os.fspath(json_path)}" if json_path else "rerun with --json FILE to list them"
+            lines.append(f"... and {len(bad) - len(shown)} more ({where})")
         for p in self.problems:
             lines.append(f"annotation problem: {p}")
         return "\n".join(lines)

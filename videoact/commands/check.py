@@ -83,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact check: no videos found in {args.src}", file=sys.stderr)
         return 1
 
-    def summary() -> None:
+    def summary(json_path: str | None = None) -> None:
         if not args.quiet:
             print(file=sys.stderr)
-        print(report.summary())
+        print(report.summary(json_path=json_path))
 
     clash = clobber_error(outputs, [f.path for f in report.files] + report.unchecked)  # or onto one of the videos
     if clash:
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     # the first print past the pipe's reader (exit 141), which must not cost the files.
     # Written atomically: a failure leaves nothing half-written. Each is tried, whatever
     # became of the other.
-    cannot_write, written = False, []
+    cannot_write, written, json_written = False, [], None
     if args.json and not (cut_short and keep_earlier_output("check", "--json", args.json)):
         try:
             write_report(report, args.json)
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             cannot_write = _cannot_write(args.json, exc)
         else:
             written.append(f"JSON report: {args.json}")
+            json_written = args.json  # where the summary sends its reader for the files it leaves out
     if args.quarantine and not (cut_short and keep_earlier_output("check", "--quarantine", args.quarantine)):
         statuses = (UNREADABLE, PARTIAL) if args.quarantine_partial else (UNREADABLE,)
         try:
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             cannot_write = _cannot_write(args.quarantine, exc)
         else:
             written.append(f"quarantine list ({len(listed)} files): {args.quarantine}")
-    summary()
+    summary(json_written)
     for line in written:
         print(line)
     if interrupted:
