@@ -511,6 +511,23 @@ def test_every_per_file_time_limit_refuses_what_is_no_number_of_seconds(tmp_path
     assert (tmp_path / "f" / "a.mp4.safetensors").is_file() and (tmp_path / "frames" / "a" / "meta.json").is_file()
 
 
+def test_run_killable_takes_a_function_of_the_script_run(tmp_path):
+    """`python job.py`, job.py defining `work` and calling run_killable under its
+    `if __name__ == "__main__":`: a PicklingError ("attribute lookup work on __main__
+    failed"), as the workers were started with the script hidden from them."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text("from videoact.health import run_killable\n\n\n"
+                      "def work(item, beat):\n    beat()\n    return item * 2\n\n\n"
+                      "if __name__ == '__main__':\n"
+                      "    run = run_killable(work, [1, 2], workers=1, preload=())\n"
+                      "    print(run.results, run.failures)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "[2, 4] [None, None]\n", proc.stderr[-2000:]
+
+
 def test_an_interrupted_check_carries_its_report_and_copies_whole():
     """CheckInterrupted is a KeyboardInterrupt with the report so far; copy and pickle
     rebuilt it from its message (AttributeError: 'str' object has no attribute 'files')."""

@@ -33,6 +33,7 @@ the training config's ``data.exclude`` skip (:func:`read_exclude_list`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -529,7 +530,9 @@ def run_killable(
 ) -> WorkerRun:
     """Run ``fn(item, beat, **options)`` for each item in worker processes that can be killed.
 
-    ``fn`` must be a module-level function (workers are spawned). It may call ``beat()``
+    ``fn`` must be a module-level function (workers are spawned), of a module or of the
+    script run (which must then start its work under ``if __name__ == "__main__":``, as
+    for any spawned process). It may call ``beat()``
     to report progress: ``timeout`` is the number of seconds a worker may go without
     finishing its item or calling ``beat`` (``None``: no limit). A worker past its limit
     is killed; a worker that dies (a crash in C code, the out-of-memory killer) is
@@ -552,8 +555,13 @@ def run_killable(
     todo = deque(enumerate(items))
     report = on_done or (lambda _i, _r, _f, _s: None)
 
+    # Workers need only videoact, not the user's script run again, unless fn is defined in
+    # that script: then they must import it (as any spawned process does: behind its
+    # `if __name__ == "__main__":`), or fn cannot be pickled to them.
+    hide_main = main_script_hidden if getattr(fn, "__module__", None) != "__main__" else contextlib.nullcontext
+
     def start() -> _Worker:
-        with main_script_hidden():
+        with hide_main():
             return _Worker(ctx, fn, options, preload)
 
     pool: list[_Worker | None] = [start() for _ in range(min(max(1, workers), len(items)))]
