@@ -162,6 +162,17 @@ def test_a_deep_check_reports_progress_so_the_time_limit_spares_long_files(tmp_p
     assert check_file(video, beat=lambda: beats.append(1)).status == "readable" and beats  # the quick check too
 
 
+def test_frames_counted_by_opencv_are_progress_of_the_quick_check(tmp_path):
+    """A file OpenCV reads (MPEG-1: decord returns the wrong frames of it) is counted by
+    decoding it all before its first frame; each frame counted is a beat, so a long one
+    is not killed as hung while being counted (it beat 3 times: opened, sampled, done)."""
+    video = write_coded_video(tmp_path / "long.mpg", 120, fourcc="PIM1")
+    beats = []
+    health = check_file(video, beat=lambda: beats.append(1))
+    assert (health.status, health.backend, health.frames) == ("fallback", "opencv", 120)
+    assert len(beats) >= 120
+
+
 def test_a_file_cut_short_is_partial(tmp_path):
     """An AVI whose second half is missing: decord indexes the 104 frames there and both
     decoders read them, so `check` (deep too) said readable; the header still says 200."""

@@ -310,9 +310,19 @@ def check_file(path: str | os.PathLike, *, deep: bool = False, backend: str = "a
     """Check one file in this process (no time limit: :func:`check_videos` adds one).
 
     ``beat``: called as the check makes progress (the file opened, the sample frames
-    read, every few frames of a deep check), so that a time limit counts the time
-    without progress (:func:`run_killable`'s beat), not the time a long file takes.
+    read, every few frames of a deep check, each frame a reader decodes to count them
+    where the container does not say: :func:`~videoact.decode.heartbeat`), so that a time
+    limit counts the time without progress (:func:`run_killable`'s beat), not the time a
+    long file takes.
     """
+    from .decode import heartbeat
+
+    with heartbeat(beat):
+        return _check_file(path, deep=deep, backend=backend, beat=beat)
+
+
+def _check_file(path: str | os.PathLike, *, deep: bool, backend: str,
+                beat: Callable[[], None] | None) -> FileHealth:
     from .decode import VideoDecodeError, open_video
 
     path = os.fspath(path)
