@@ -752,22 +752,13 @@ def _clean_partial(partial: Path) -> None:
 def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
     """Encode RGB frames ``[T, H, W, 3]`` as the benchmark's files are: Motion JPEG in MP4,
     every frame coded on its own, so reversed frames make the reversed file's pictures."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames[0].shape[:2]
+    from .testing import write_video
+
     # OpenCV's FFmpeg says, on standard error, that MJPG is not an MP4 tag and that it uses
     # 'mp4v', the tag MP4 gives Motion JPEG (object type 0x6C): expected, and two lines per
     # clip otherwise (the videoact command silences FFmpeg already; a library caller not).
     with _stderr_silenced(os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != "-8"):
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*CLIP_FOURCC), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write Motion JPEG video here")
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
+        return write_video(path, frames, fps=fps, fourcc=CLIP_FOURCC)
 
 
 @contextlib.contextmanager
