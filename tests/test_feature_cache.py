@@ -54,6 +54,21 @@ def test_staleness(tmp_path):
     assert cache_staleness(tmp_path / "missing.safetensors", {}, src) is None
 
 
+def test_features_decord_read_from_files_it_gets_wrong_are_stale(tmp_path):
+    """decord returned other frames than those asked for in MPEG streams and ASF files; caches
+    it made of them are features of the wrong frames (the auto reader now uses OpenCV)."""
+    from videoact.feature_cache import source_stat
+
+    for name, decoder, current in [("v.mpg", "decord", False), ("v.ts", "decord", False),
+                                   ("v.mpg", "opencv", True), ("v.mp4", "decord", True)]:
+        src = tmp_path / name
+        src.write_bytes(b"x" * 10)
+        meta = {"backbone": "b", "decoder": decoder, **source_stat(src)}
+        path = save_features(tmp_path / f"{name}.safetensors", torch.zeros(2, 3), torch.arange(2), meta)
+        reasons = cache_staleness(path, {"backbone": "b"}, src)
+        assert reasons == ([] if current else ["read by decord, which returns the wrong frames of such files"])
+
+
 def test_caches_made_before_segment_frames_existed_stay_current(tmp_path):
     old = {"mode": "uniform", "num_segments": 8, "stride": 1, "target_fps": 8.0, "max_frames": None}
     path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(8, 3), torch.arange(8), {"sampling": old})

@@ -197,6 +197,13 @@ def cache_staleness(
             return reasons + ["the video is unreadable"]
         if any(meta.get(key) != value for key, value in stat.items()):
             reasons.append("the video changed")
+        from .decode import DECORD_WRONG_CONTAINERS
+
+        # Read before 2026-12-01 by decord, which returns other frames than those asked for
+        # in such files (MPEG program/transport streams, ASF): features of the wrong frames.
+        # (MPEG-1/2 in other containers would need the codec, an open of every video.)
+        if meta.get("decoder") == "decord" and Path(source).suffix.lower() in DECORD_WRONG_CONTAINERS:
+            reasons.append("read by decord, which returns the wrong frames of such files")
     return reasons
 
 
