@@ -271,6 +271,10 @@ def test_sampling_options_of_another_mode_are_refused(setup, tmp_path, capsys):
     proc = run_cli(capsys, "extract", tmp_path / "nowhere", tmp_path / "out")  # exit 1 before, unlike check's 2
     assert proc.returncode == 2 and proc.stderr == f"videoact extract: {tmp_path / 'nowhere'}: no such folder, " \
                                                    "video or list file\n", proc.stderr
+    (tmp_path / "model.pt").touch()  # a model given for the videos: was a ValueError traceback, exit 1
+    proc = run_cli(capsys, "extract", tmp_path / "model.pt", tmp_path / "out")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"videoact extract: {tmp_path / 'model.pt'}: a model or "
+                                                           "feature file, not a dataset"), proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("command,args,message", [

@@ -88,11 +88,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"videoact extract: {option} is for --sampling {mode}, and the sampling is {args.sampling}"
                   + (" (the default: every frame)" if args.sampling == "all" else ""), file=sys.stderr)
             return 2
-    from ..datasets import AnnotationError
-
     try:
         videos, root = gather_videos(args.src, args.root)
-    except (AnnotationError, OSError) as exc:  # an unreadable list, a --root that is not there
+    # An unreadable list (AnnotationError, a ValueError), a model given for it, a --root that is not there.
+    except (ValueError, OSError) as exc:
         print(f"videoact extract: {exc}", file=sys.stderr)
         return 2
     excluded_line = None
