@@ -368,6 +368,21 @@ def test_extract_command_takes_one_video_and_refuses_bad_counts(tmp_path, capsys
     assert not (tmp_path / "out2").exists()
 
 
+def test_extract_reads_a_list_of_paths_without_labels(tmp_path, capsys):
+    """Features need no labels: a list of bare paths (UCF101's test lists), or with integer
+    labels and no classes file, was refused line by line (malformed) and nothing extracted,
+    though `videoact check` read it."""
+    for name in ("a.mp4", "b c.mp4", "d.mp4"):
+        write_coded_video(tmp_path / "v" / name, 4)
+    listing = tmp_path / "v" / "list.txt"
+    listing.write_text("a.mp4\nb c.mp4\nd.mp4 3\n")
+    proc = run_main(capsys, "extract", listing, tmp_path / "out", "--image-size", "32", "--workers", "0",
+                    "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.safetensors")) == \
+        ["a.mp4.safetensors", "b c.mp4.safetensors", "d.mp4.safetensors"]
+
+
 def test_extract_of_a_folder_takes_a_root_to_match_training_cache_keys(tmp_path, capsys):
     """Training with --data train/ --val val/ keys its cache from the folder holding both;
     extract of a folder keyed from the folder itself and ignored --root, so a cache filled

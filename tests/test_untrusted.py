@@ -93,13 +93,13 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path, c
                        "b/missing.mp4 run\n"     # missing file
                        "../private/secret.mp4 run\n"  # escapes the dataset root
                        f"{secret} run\n"         # absolute path outside the root
-                       "b/3.mp4\n"               # malformed: no label
-                       "b/3.mp4 run\n")
+                       "b/3.mp4\n"               # no label: extract needs none
+                       "b/3.mp4 run\n")          # then a duplicate
     proc = run_main(capsys, "extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("videoact extract: warning: ")]
     expected = [f"{listing}:3: duplicate:", f"{listing}:4: missing: video not found",
-                f"{listing}:5: outside_root:", f"{listing}:6: outside_root:", f"{listing}:7: malformed:"]
+                f"{listing}:5: outside_root:", f"{listing}:6: outside_root:", f"{listing}:8: duplicate:"]
     assert [next((w for w in warnings if w.startswith("videoact extract: warning: " + e)), None) is not None
             for e in expected] \
         == [True] * 5, warnings

@@ -72,7 +72,8 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
         if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
             return [path], base
         base = Path(root) if root else path.parent
-        samples, _classes, problems = load_dataset(path, root=base)
+        # Features need no labels: a list of bare paths (as UCF101's test lists) is read, as check reads it.
+        samples, _classes, problems = load_dataset(path, root=base, labels=False)
         warn_problems(path, problems)
         return [s.path for s in samples], base
     raise FileNotFoundError(f"{src}: no such folder, video or list file")  # exit 2, as check and decode-frames
