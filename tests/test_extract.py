@@ -383,6 +383,27 @@ def test_extract_reads_a_list_of_paths_without_labels(tmp_path, capsys):
         ["a.mp4.safetensors", "b c.mp4.safetensors", "d.mp4.safetensors"]
 
 
+def test_extract_reports_the_list_entries_it_cannot_extract(tmp_path, capsys):
+    """A list's missing video was a warning above the summary, `failed 0`, exit 0 and not
+    in failures.jsonl: now a failure like an unreadable video. An entry refused (outside
+    the root) is counted at the end too, and exits 1, as `videoact test` does."""
+    write_coded_video(tmp_path / "v" / "a.mp4", 4)
+    listing = tmp_path / "v" / "list.txt"
+    listing.write_text(f"a.mp4 x\ngone.mp4 y\n{tmp_path / 'elsewhere.mp4'} z\na.mp4 x\n")
+    out = tmp_path / "out"
+    proc = run_main(capsys, "extract", listing, out, "--image-size", "32", "--workers", "0", "--no-progress",
+                    "--device", "cpu")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "extracted 1 videos" in proc.stdout and "failed 1" in proc.stdout
+    gone = tmp_path / "v" / "gone.mp4"
+    assert f"failures (also in {out / 'failures.jsonl'}):\n  {gone}: file not found\n" in proc.stderr
+    assert f"{listing}:3: outside_root" in proc.stderr and f"{listing}:4: duplicate" in proc.stderr
+    assert proc.stderr.endswith("left out: 1 list entries with problems (warnings above)\n")  # not the duplicate
+    assert [json.loads(line)["path"] for line in (out / "failures.jsonl").read_text().splitlines()] == [str(gone)]
+    no_root = run_main(capsys, "extract", listing, out, "--root", tmp_path / "nowhere")
+    assert no_root.returncode == 2 and f"{tmp_path / 'nowhere'}: dataset root of {listing} not found" in no_root.stderr
+
+
 def test_extract_of_a_folder_takes_a_root_to_match_training_cache_keys(tmp_path, capsys):
     """Training with --data train/ --val val/ keys its cache from the folder holding both;
     extract of a folder keyed from the folder itself and ignored --root, so a cache filled

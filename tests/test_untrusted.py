@@ -96,13 +96,15 @@ def test_annotation_problems_are_reported_and_escaping_paths_refused(tmp_path, c
                        "b/3.mp4\n"               # no label: extract needs none
                        "b/3.mp4 run\n")          # then a duplicate
     proc = run_main(capsys, "extract", listing, tmp_path / "f", "--image-size", "32", "--workers", "1", "--no-progress")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the missing video failed, two entries were left out
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("videoact extract: warning: ")]
-    expected = [f"{listing}:3: duplicate:", f"{listing}:4: missing: video not found",
-                f"{listing}:5: outside_root:", f"{listing}:6: outside_root:", f"{listing}:8: duplicate:"]
+    expected = [f"{listing}:3: duplicate:", f"{listing}:5: outside_root:", f"{listing}:6: outside_root:",
+                f"{listing}:8: duplicate:"]
     assert [next((w for w in warnings if w.startswith("videoact extract: warning: " + e)), None) is not None
             for e in expected] \
-        == [True] * 5, warnings
+        == [True] * 4, warnings
+    assert f"  {root / 'b' / 'missing.mp4'}: file not found" in proc.stderr  # with the failures
+    assert "left out: 2 list entries with problems" in proc.stderr
     assert "refused" in "".join(w for w in warnings if "outside_root" in w)
     written = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").rglob("*.safetensors"))
     assert written == ["a/1.mp4.safetensors", "a/2.mp4.safetensors", "b/3.mp4.safetensors"]

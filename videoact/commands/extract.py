@@ -52,8 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
-    """Videos named by SRC (a folder or a list file) and the root their cache paths are relative to."""
+def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path, list[str]]:
+    """Videos named by SRC (a folder or a list file), the root their cache paths are relative
+    to, and the list's entries left out (warned; not its missing videos: those are extracted,
+    and fail as any unreadable video does)."""
     from ..decode import VIDEO_EXTENSIONS
 
     path = Path(src)
@@ -65,17 +67,23 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path]:
     if path.is_dir():
         from ..decode import list_videos
 
-        return list_videos(path), base
+        return list_videos(path), base, []
     if path.is_file():
-        from ..datasets import load_dataset, warn_problems
+        from ..datasets import DUPLICATE, load_dataset, warn_problems
 
         if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
-            return [path], base
+            return [path], base, []
         base = Path(root) if root else path.parent
+        if not base.is_dir():  # checked here: the list's files are not (check_files=False)
+            raise NotADirectoryError(f"{base}: dataset root of {path} not found")
         # Features need no labels: a list of bare paths (as UCF101's test lists) is read, as check reads it.
-        samples, _classes, problems = load_dataset(path, root=base, labels=False)
+        # Missing videos are kept: each is then a failure at the end and in failures.jsonl, not a
+        # warning lost above the summary of a run that exited 0.
+        samples, _classes, problems = load_dataset(path, root=base, labels=False, check_files=False)
         warn_problems(path, problems)
-        return [s.path for s in samples], base
+        # A line listed again is extracted all the same; other problems leave a video out.
+        left_out = [str(p) for p in problems if p.kind != DUPLICATE]
+        return [s.path for s in samples], base, left_out
     raise FileNotFoundError(f"{src}: no such folder, video or list file")  # exit 2, as check and decode-frames
 
 
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                   + (" (the default: every frame)" if args.sampling == "all" else ""), file=sys.stderr)
             return 2
     try:
-        videos, root = gather_videos(args.src, args.root)
+        videos, root, left_out = gather_videos(args.src, args.root)
     # An unreadable list (AnnotationError, a ValueError), a model given for it, a --root that is not there.
     except (ValueError, OSError) as exc:
         print(f"videoact extract: {exc}", file=sys.stderr)
@@ -109,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         if excluded_line:
             print(excluded_line)
-        print(f"videoact extract: no videos found in {args.src}", file=sys.stderr)
+        print(f"videoact extract: no videos found in {args.src}"
+              + (f" ({len(left_out)} entries with problems, warnings above)" if left_out else ""), file=sys.stderr)
         return 1
     given = {"num_segments": args.num_segments, "segment_frames": args.segment_frames, "stride": args.stride,
              "target_fps": args.fps}
@@ -147,5 +156,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"failures (also in {Path(args.out) / 'failures.jsonl'}):", file=sys.stderr)
         for failure in failed:
             print(f"  {failure.reason}", file=sys.stderr)
-        return 1
-    return 0
+    if left_out:  # as `videoact test` counts them: the run did not do all it was given
+        print(f"left out: {len(left_out)} list entries with problems (warnings above)", file=sys.stderr)
+    return 1 if failed or left_out else 0
