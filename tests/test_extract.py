@@ -404,6 +404,22 @@ def test_extract_reports_the_list_entries_it_cannot_extract(tmp_path, capsys):
     assert no_root.returncode == 2 and f"{tmp_path / 'nowhere'}: dataset root of {listing} not found" in no_root.stderr
 
 
+def test_a_failure_log_that_cannot_be_written_still_leaves_the_summary(tmp_path, capsys):
+    """failures.jsonl not writable at the end (a full disk; here a folder in its place) was
+    the run's only message, exit 2: the failed videos were never named, nor what was written."""
+    write_coded_video(tmp_path / "v" / "a.mp4", 4)
+    (tmp_path / "v" / "bad.mp4").write_bytes(b"")
+    (tmp_path / "out" / "failures.jsonl").mkdir(parents=True)
+    proc = run_main(capsys, "extract", tmp_path / "v", tmp_path / "out", "--image-size", "32", "--workers", "0",
+                    "--no-progress", "--device", "cpu")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "extracted 1 videos" in proc.stdout and "failed 1" in proc.stdout
+    assert f"failures:\n  {tmp_path / 'v' / 'bad.mp4'}: " in proc.stderr
+    assert f"videoact extract: the failure log {tmp_path / 'out' / 'failures.jsonl'}: could not be written " \
+           "([Errno 21] Is a directory)" in proc.stderr
+    assert (tmp_path / "out" / "a.mp4.safetensors").is_file()
+
+
 def test_extract_of_a_folder_takes_a_root_to_match_training_cache_keys(tmp_path, capsys):
     """Training with --data train/ --val val/ keys its cache from the folder holding both;
     extract of a folder keyed from the folder itself and ignored --root, so a cache filled

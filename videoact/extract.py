@@ -129,6 +129,9 @@ class ExtractResult:
     # What the features were made with (backbone, weights, layer, ...): what a cache file
     # must record to hold them (videoact.feature_cache.settings_differences).
     settings: dict[str, Any] = field(default_factory=dict)
+    # Why OUT/failures.jsonl could not be brought up to date (a full disk), naming it; None
+    # when it was. The run's failures are in ``failed`` all the same.
+    failure_log_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -841,15 +844,18 @@ def extract_features(
         else:
             result.skipped.append(other)
     result.seconds = time.perf_counter() - started
-    _write_failures(out_dir, result.failed, shard, [*result.written, *result.skipped], wrote=bool(todo))
+    result.failure_log_error = _write_failures(out_dir, result.failed, shard, [*result.written, *result.skipped],
+                                               wrote=bool(todo))
     return result
 
 
 def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, int], done: list[str],
-                    wrote: bool = True) -> None:
+                    wrote: bool = True) -> str | None:
     """``OUT/failures.jsonl``: one JSON line per video whose latest extraction failed (this
     run's failures, and earlier runs' failures of videos this run did not touch; ``done``:
-    the videos this run wrote or found current).
+    the videos this run wrote or found current). Returns why it could not be written (a
+    full disk), naming it, else None: raising here, at the end, lost the run's summary and
+    its list of failures.
 
     Under torchrun (a process group whose size is the shard count) rank 0 writes the
     failures of all ranks to that one file. Shards run without a process group each
@@ -862,10 +868,14 @@ def _write_failures(out_dir: Path, failures: list[Failure], shard: tuple[int, in
         done = [v for part in all_gather_objects(done) for v in part]
         wrote = any(all_gather_objects(wrote))
         if not info.is_main:
-            return
+            return None
         shard = (0, 1)
     name = FAILURES_FILE if shard[1] == 1 else f"failures.rank{shard[0]}.jsonl"
-    update_failure_log(out_dir / name, "path", [asdict(f) for f in failures], done, optional=not wrote)
+    try:
+        update_failure_log(out_dir / name, "path", [asdict(f) for f in failures], done, optional=not wrote)
+    except OSError as exc:
+        return f"{out_dir / name}: could not be written ({error_text(exc)})"
+    return None
 
 
 class _NoBar:

@@ -228,6 +228,8 @@ def ensure_features(cfg: Config, samples: list, cache_dir: Path,
         num_workers=cfg.feature.num_workers, shard=(rank, world), progress=rank == 0 and cfg.train.progress,
     )
     failures = [(f.path, f.reason) for f in result.failed]
+    if result.failure_log_error:  # training goes on: the features are written, only their failure record is not
+        warnings.warn(f"the failure log {result.failure_log_error}", VideoactWarning, stacklevel=2)
     if world > 1:
         barrier()  # with device_ids on NCCL
         # Each rank extracted its share: every rank must leave out every rank's failures (rank

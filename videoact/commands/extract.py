@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     written, skipped = sum(p[0] for p in parts), sum(p[1] for p in parts)
     failed = [f for p in parts for f in p[2]]
+    log_error = result.failure_log_error  # rank 0's, which writes the one log
     frames, seconds = sum(p[3] for p in parts), max(p[4] for p in parts)
     if not dist_info.is_main:
         return 1 if failed else 0
@@ -153,9 +154,12 @@ def run(args: argparse.Namespace) -> int:
           f"{frames / max(seconds, 1e-9):.1f} frames/s{ranks}), "
           f"skipped {skipped} up to date, failed {len(failed)}")
     if failed:
-        print(f"failures (also in {Path(args.out) / 'failures.jsonl'}):", file=sys.stderr)
+        print("failures:" if log_error else f"failures (also in {Path(args.out) / 'failures.jsonl'}):",
+              file=sys.stderr)
         for failure in failed:
             print(f"  {failure.reason}", file=sys.stderr)
+    if log_error:  # the features written are kept; only the record of failures is not up to date
+        print(f"videoact extract: the failure log {log_error}", file=sys.stderr)
     if left_out:  # as `videoact test` counts them: the run did not do all it was given
         print(f"left out: {len(left_out)} list entries with problems (warnings above)", file=sys.stderr)
-    return 1 if failed or left_out else 0
+    return 1 if failed or left_out or log_error else 0
