@@ -420,6 +420,33 @@ def test_a_failure_log_that_cannot_be_written_still_leaves_the_summary(tmp_path,
     assert (tmp_path / "out" / "a.mp4.safetensors").is_file()
 
 
+def test_decode_workers_end_with_their_parent_and_with_an_interrupted_call(tmp_path, monkeypatch):
+    """A parent killed while its decode workers still imported torch left them running for
+    ever (their parent was then init, which torch's watchdog took for theirs); and Ctrl-C in
+    a library call (IPython keeps the traceback) left the call's workers running."""
+    import multiprocessing
+    import subprocess
+    import sys
+
+    code = ("import os; from videoact.extract import _worker_init; _worker_init(os.getppid(), 0); "
+            "print('kept', flush=True); _worker_init(os.getpid(), 0); print('not ended')")  # not its parent
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    write_coded_video(tmp_path / "a.mp4", 4)  # meanwhile (it imports torch)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("videoact.preprocess.preprocess_frames", interrupted)  # Ctrl-C at the first chunk
+    with pytest.raises(KeyboardInterrupt) as info:
+        extract_features([tmp_path / "a.mp4"], tmp_path / "out", image_size=32, num_workers=1, device="cpu",
+                         progress=False)
+    assert info.tb is not None  # kept, with the call's frames
+    assert multiprocessing.active_children() == []  # its decode worker
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out) == (1, "kept\n"), err[-2000:]
+
+
 def test_extract_of_a_folder_takes_a_root_to_match_training_cache_keys(tmp_path, capsys):
     """Training with --data train/ --val val/ keys its cache from the folder holding both;
     extract of a folder keyed from the folder itself and ignored --root, so a cache filled

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import numbers
 import os
@@ -349,7 +350,16 @@ class _VideoChunks(IterableDataset):
                     pass
 
 
-def _worker_init(_worker_id: int) -> None:
+def _worker_init(parent: int, _worker_id: int) -> None:
+    """Start-up of a decode worker of the process ``parent``. It ends with its parent:
+    torch's watchdog takes the parent to be whatever process is the parent when the worker
+    loop starts, so a parent killed while its workers still imported torch left them to
+    init (pid 1), watched for ever (seen minutes later, about 1 GB each)."""
+    from .health import _die_with
+
+    _die_with(parent)  # Linux: killed with the parent from now on, and gone if it died already
+    if os.getppid() != parent:  # elsewhere (no prctl): at least not left behind by a dead one
+        os._exit(1)
     # Each worker decodes with one thread; the workers together fill the cores.
     from .decode import limit_threads
 
@@ -493,7 +503,10 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
     Decoding in the main process uses one thread per core of this process's share (at
     most 4), each on its own video, between the backbone's batches (see
     ``_VideoChunks._read_side_by_side``): on 2 cores, 16 short clips decoded in 77-89 ms
-    against 123-150 ms with one thread."""
+    against 123-150 ms with one thread.
+
+    The workers end with this process (on Linux with the thread that starts them, at
+    ``iter``), however it ends."""
     from .decode import time_limit
 
     file_timeout = time_limit(file_timeout, "file_timeout")  # -1 reported every file as hung
@@ -506,7 +519,8 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
     dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout,
                            inline_threads)
     return DataLoader(
-        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_worker_init,
+        dataset, batch_size=None, num_workers=num_workers,
+        worker_init_fn=functools.partial(_worker_init, os.getpid()),  # the workers end with this process
         pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
         persistent_workers=False, multiprocessing_context="spawn" if num_workers else None,
     )
@@ -779,6 +793,7 @@ def extract_features(
             queued_frames -= sum(len(f) for _, f in parts)
             run_batch(parts)
 
+    batches = stopper = None
     try:
         t_prev, first = started, True
         ended = 0  # videos whose last chunk or error has arrived
@@ -821,6 +836,10 @@ def extract_features(
         stopper.start()
         flush(final=True)
     finally:
+        if stopper is None and batches is not None:
+            # An error or Ctrl-C: the decode workers end now, not when the iterator is
+            # collected (an interactive session keeps it, with the traceback, for ever).
+            getattr(batches, "_shutdown_workers", lambda: None)()
         t_written = time.perf_counter()
         bar.close()
         for source, message in writer.close():
