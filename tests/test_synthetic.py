@@ -549,6 +549,14 @@ def test_tool_script_runs_with_worker_processes(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    # In this process (one worker): nothing on standard error, where OpenCV's FFmpeg said
+    # "tag 'MJPG' is not supported ... fallback to use tag 'mp4v'" twice a clip.
+    quiet = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "make_synthetic.py"), str(tmp_path / "one"), "--train-per-class", "1",
+         "--val-per-class", "0", "--test-per-class", "0", "--workers", "1", "--quiet", "--classes", "zoom_in"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert len(list((out / "train").rglob("*.mp4"))) == 10
     assert (out / "val.txt").read_text() == ""
     bad = subprocess.run(

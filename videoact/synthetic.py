@@ -756,17 +756,14 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT
 
     # OpenCV's FFmpeg says, on standard error, that MJPG is not an MP4 tag and that it uses
     # 'mp4v', the tag MP4 gives Motion JPEG (object type 0x6C): expected, and two lines per
-    # clip otherwise (the videoact command silences FFmpeg already; a library caller not).
-    with _stderr_silenced(os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != "-8"):
+    # clip otherwise (neither OpenCV's log level nor OPENCV_FFMPEG_LOGLEVEL silences them).
+    with _stderr_silenced():
         return write_video(path, frames, fps=fps, fourcc=CLIP_FOURCC)
 
 
 @contextlib.contextmanager
-def _stderr_silenced(silence: bool = True) -> Iterator[None]:
+def _stderr_silenced() -> Iterator[None]:
     """Standard error (file descriptor 2, where C libraries write) to /dev/null for a moment."""
-    if not silence:
-        yield
-        return
     try:
         saved = os.dup(2)
     except OSError:  # no standard error at all: nothing to silence
