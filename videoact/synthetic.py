@@ -782,12 +782,14 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _write_clip(out: Path, split: str, class_name: str, index: int, seed: int, height: int, width: int) -> bool:
+def _write_clip(out: Path, split: str, class_name: str, index: int, seed: int, height: int, width: int,
+                committer: _Committer | None = None) -> bool:
     """Render and write one clip unless it exists; True when written.
 
     The video is encoded in ``OUT/.partial/<pid>-<index>/`` (outside the class folders,
     so folder scanners never see it), checked by decoding it, fsynced and renamed into
-    place: a clip that exists is complete.
+    place: a clip that exists is complete. With a ``committer`` the last two steps are its
+    (in its thread, while the caller renders the next clip).
     """
     final = out / clip_path(split, class_name, index)
     if final.exists():
@@ -807,23 +809,67 @@ def _write_clip(out: Path, split: str, class_name: str, index: int, seed: int, h
                 f"{final}: encoded clip decodes to {n} frames of {size}, expected "
                 f"{len(frames)} of {(height, width)}; OpenCV's Motion JPEG encoder is not working here"
             )
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    if committer is None:
+        _commit_clip(tmp, final, tmp_dir)
+    else:
+        committer.submit(tmp, final, tmp_dir)
+    return True
+
+
+def _commit_clip(tmp: Path, final: Path, tmp_dir: Path) -> None:
+    """Flush the checked clip ``tmp`` to disk and rename it to ``final``; remove ``tmp_dir``."""
+    try:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return True
+
+
+class _Committer:
+    """Flushes and renames each clip into place in a thread of its own while the next clip
+    is rendered. Why: flushing in line left the writers waiting on the disk (the demo's
+    1,300 clips: 80-83 s, against 54 s without flushing, on 2 Zen 3 cores, 2026-12-01).
+    One clip at most is in flight; :meth:`close` waits for it and raises its error."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoact-commit")
+        self._pending: Any = None
+
+    def submit(self, tmp: Path, final: Path, tmp_dir: Path) -> None:
+        self._wait()  # the previous clip's error, if any, before taking another
+        self._pending = self._pool.submit(_commit_clip, tmp, final, tmp_dir)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _worker_main() -> int:
     """Entry point of a worker process: jobs as JSON on stdin, one line per clip done; a
     failure ends it with one line on standard error (``_WORKER_ERROR`` and the message)."""
     cv2.setNumThreads(1)  # the workers already use every core
+    committer = _Committer()
     try:
-        for out, split, class_name, index, seed, height, width in json.load(sys.stdin):
-            written = _write_clip(Path(out), split, class_name, index, seed, height, width)
-            print(int(written), flush=True)
+        try:
+            for out, split, class_name, index, seed, height, width in json.load(sys.stdin):
+                written = _write_clip(Path(out), split, class_name, index, seed, height, width, committer)
+                print(int(written), flush=True)
+        finally:
+            committer.close()
     except (OSError, RuntimeError) as exc:
         print(f"{_WORKER_ERROR}{describe_error(exc)}", file=sys.stderr, flush=True)
         return 1
@@ -986,10 +1032,14 @@ def make_synthetic(
     written = 0
     try:
         if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                written += _write_clip(*job)
-                if bar is not None:
-                    bar.update(1)
+            committer = _Committer()
+            try:
+                for job in jobs:
+                    written += _write_clip(*job, committer)
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                committer.close()
         else:
             written = _run_workers(jobs, min(workers, len(jobs)), bar)
     finally:
