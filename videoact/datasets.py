@@ -730,7 +730,9 @@ def read_annotations(
     """
     list_file = Path(list_file)
     text = _read_text(list_file)
-    if root is not None and check_files and not os.path.isdir(root):
+    # A mistyped root is one mistake, not every listed file missing: refused whether or
+    # not the files are looked for.
+    if root is not None and not os.path.isdir(root):
         raise NotADirectoryError(f"{root}: dataset root of {list_file} not found")
     root_abs = os.path.normpath(os.path.abspath(root if root is not None else list_file.parent))
     col = _Collector(str(list_file), root_abs, _class_index(classes), allow_outside_root, check_files, labels)

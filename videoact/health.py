@@ -689,10 +689,6 @@ def gather_sources(src: str | os.PathLike, root: str | os.PathLike | None = None
         raise FileNotFoundError(f"{src}: no such folder, video or annotation list")
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return [str(path)], []
-    # Files are not looked for (missing ones are reported), but a mistyped root is one
-    # mistake, not every file of the list missing (and quarantined).
-    if root is not None and not os.path.isdir(root):
-        raise NotADirectoryError(f"{root}: dataset root of {src} not found")
     # Labels do not matter here: a bare path list, or ids without their classes file, is checked too.
     samples, _classes, problems = read_annotations(path, root=root, check_files=False, labels=False)
     return [str(s.path) for s in samples], [str(p) for p in problems]

@@ -74,8 +74,6 @@ def gather_videos(src: str, root: str | None = None) -> tuple[list[Path], Path, 
         if path.suffix.lower() in VIDEO_EXTENSIONS:  # one video, not a list
             return [path], base, []
         base = Path(root) if root else path.parent
-        if not base.is_dir():  # checked here: the list's files are not (check_files=False)
-            raise NotADirectoryError(f"{base}: dataset root of {path} not found")
         # Features need no labels: a list of bare paths (as UCF101's test lists) is read, as check reads it.
         # Missing videos are kept: each is then a failure at the end and in failures.jsonl, not a
         # warning lost above the summary of a run that exited 0.
