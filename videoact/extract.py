@@ -357,9 +357,7 @@ def _worker_init(parent: int, _worker_id: int) -> None:
     init (pid 1), watched for ever (seen minutes later, about 1 GB each)."""
     from .health import _die_with
 
-    _die_with(parent)  # Linux: killed with the parent from now on, and gone if it died already
-    if os.getppid() != parent:  # elsewhere (no prctl): at least not left behind by a dead one
-        os._exit(1)
+    _die_with(parent)  # gone if the parent died already; on Linux, killed with it from now on
     # Each worker decodes with one thread; the workers together fill the cores.
     from .decode import limit_threads
 

@@ -416,18 +416,18 @@ def _peak_rss_mb() -> float:
 
 
 def _die_with(parent: int) -> None:
-    """On Linux, have the kernel kill this worker when ``parent`` dies, kill -9 included: a
-    worker whose decoder hangs in C code never reads its closed pipe, and went on using a
-    core for as long as the decoder ran (half an hour on the test's hanging file)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    """End this worker at once if ``parent`` is no longer its parent (it died while the
+    worker started), and on Linux have the kernel kill it when ``parent`` dies, kill -9
+    included: a worker whose decoder hangs in C code never reads its closed pipe, and went
+    on using a core for as long as the decoder ran (half an hour on the test's hanging file)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # no prctl in this C library: the pipe still ends idle workers
-        return
-    if os.getppid() != parent:  # it died before the call
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl in this C library: the pipe still ends idle workers
+            pass
+    if os.getppid() != parent:  # it died before (or while) the call
         os._exit(1)
 
 
