@@ -242,17 +242,15 @@ class _Verified:
 
 
 class _VerifiedCache:
-    """Small per-process LRU of verification results; thread-safe (extraction opens
-    videos from several threads at once)."""
+    """Small per-process LRU of what was learnt of a file version (verification results,
+    codecs); thread-safe (extraction opens videos from several threads at once)."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._data: collections.OrderedDict[tuple[Any, ...], _Verified] = (
-            collections.OrderedDict()
-        )
+        self._data: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
 
-    def get(self, key: tuple[Any, ...] | None) -> _Verified | None:
+    def get(self, key: tuple[Any, ...] | None) -> Any:
         if key is None:
             return None
         with self._lock:
@@ -261,7 +259,7 @@ class _VerifiedCache:
                 self._data.move_to_end(key)
             return value
 
-    def put(self, key: tuple[Any, ...] | None, value: _Verified) -> None:
+    def put(self, key: tuple[Any, ...] | None, value: Any) -> None:
         if key is None:
             return
         with self._lock:
@@ -493,28 +491,23 @@ class VideoReader:
         )
 
 
-_FOURCCS: collections.OrderedDict[tuple[Any, ...], str] = collections.OrderedDict()
-_FOURCC_LOCK = threading.Lock()
+_CODECS = _VerifiedCache(1024)
 
 
 def _fourcc(path: str) -> str:
     """The video codec's FOURCC as OpenCV reports it ("hevc", "h264", ...; "" if unknown),
     remembered per file version (opening costs a few milliseconds)."""
     key = _file_key(path, "fourcc")
-    with _FOURCC_LOCK:
-        if key is not None and key in _FOURCCS:
-            return _FOURCCS[key]
+    known = _CODECS.get(key)
+    if known is not None:
+        return known
     cap = cv2.VideoCapture(path)
     try:
         code = int(cap.get(cv2.CAP_PROP_FOURCC)) if cap.isOpened() else 0
     finally:
         cap.release()
     name = code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if code > 0 else ""
-    if key is not None:
-        with _FOURCC_LOCK:
-            _FOURCCS[key] = name
-            while len(_FOURCCS) > 1024:
-                _FOURCCS.popitem(last=False)
+    _CODECS.put(key, name)
     return name
 
 
