@@ -7,7 +7,25 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
+from typing import Any
+
+
+def stop_signals_as_ctrl_c(came: list[signal.Signals] | None = None) -> dict[signal.Signals, Any]:
+    """From now on SIGTERM (``timeout``, SLURM, ``kill``) and SIGHUP (the terminal or SSH
+    session closed) raise KeyboardInterrupt, so that the command stops as cleanly as on a
+    Ctrl-C; each one that comes is appended to ``came``. A signal already ignored stays so:
+    under ``nohup``, a hang-up must not stop the run. Returns the handlers replaced (keys:
+    the signals now handled), for the caller to put back."""
+    def _terminate(signum, frame):  # noqa: ANN001
+        if came is not None:
+            came.append(signal.Signals(signum))
+        raise KeyboardInterrupt
+
+    stop = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
+    return {sig: signal.signal(sig, _terminate) for sig in stop}
 
 
 def tune_cpu_allocator(device: str) -> None:

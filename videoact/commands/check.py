@@ -15,7 +15,7 @@ import argparse
 import signal
 import sys
 
-from . import keep_earlier_output, output_folder_error, seconds_limit, worker_count
+from . import keep_earlier_output, output_folder_error, seconds_limit, stop_signals_as_ctrl_c, worker_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,18 +56,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{result.status:<10}  {result.path}", file=sys.stderr, flush=True)
 
-    # SIGTERM and SIGHUP stop the check as Ctrl-C does (videoact stream's way), so that a
-    # job killed at its time limit still reports and writes what it found. A signal already
-    # ignored stays so: under `nohup`, a hang-up must not stop the run.
+    # SIGTERM and SIGHUP stop the check as Ctrl-C does, so that a job killed at its time
+    # limit still reports and writes what it found.
     stopped_by: list[signal.Signals] = []
-
-    def _terminate(signum, frame):  # noqa: ANN001
-        stopped_by.append(signal.Signals(signum))
-        raise KeyboardInterrupt
-
-    stop_signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
-                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
+    previous = stop_signals_as_ctrl_c(stopped_by)
     try:
         report = check_videos(args.src, root=args.root, workers=args.workers, timeout=args.timeout,
                               deep=args.deep, backend=args.backend, progress=show)

@@ -18,7 +18,7 @@ import signal
 import sys
 
 from ..atomic import clobber_error
-from . import positive_int, positive_number, probability, seconds_limit, tune_cpu_allocator
+from . import positive_int, positive_number, probability, seconds_limit, stop_signals_as_ctrl_c, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -154,13 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     # SIGTERM, and SIGHUP (the terminal or SSH session closed), stop as cleanly as Ctrl-C
     # (threads joined, recording finalised).
-    def _terminate(signum, frame):  # noqa: ANN001
-        raise KeyboardInterrupt
-
-    # A signal already ignored stays so: under `nohup`, a hang-up must not stop the run.
-    stop_signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
-                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
+    previous = stop_signals_as_ctrl_c()
     # A live source's gap of more than 2 s is a lost stream, cut to one frame; a file's is
     # a pause in the video (a screen or motion-triggered recording), kept.
     recorder = AtomicVideoWriter(args.record, engine.source.fps or DEFAULT_LIVE_FPS,
@@ -230,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         # A second Ctrl-C (or a SIGTERM) while stopping must not lose the recording.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for sig in stop_signals:
+        for sig in previous:  # the stop signals
             signal.signal(sig, signal.SIG_IGN)
         try:
             if recorder is not None:  # first: it needs nothing from the threads, nor a terminal
