@@ -591,3 +591,76 @@ def test_a_later_run_into_the_same_cache_keeps_the_failures_of_videos_it_did_not
     assert extract_features([Path("train/broken.mp4")], Path("cache"), root=Path("."), image_size=32,
                             progress=False).ok
     assert not (cache / "failures.jsonl").exists()
+
+
+def _children_with_open(path: Path) -> list[int]:
+    """The pids of this process's children that have ``path`` open (Linux /proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and any(os.readlink(f"/proc/{entry.name}/fd/{fd}") == str(path)
+                                           for fd in os.listdir(f"/proc/{entry.name}/fd")):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return found
+
+
+def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
+    """A decode worker killed while reading a file (a decoder crash, the out-of-memory killer)
+    stopped the whole extract ("DataLoader worker exited unexpectedly"), and a rerun met the
+    same file again. Now the file is read again alone, and fails when its worker dies again;
+    a video half-sent by the other worker starts again; the rest are written as usual."""
+    import signal
+    import threading
+    import time
+
+    from faults import write_hanging_avi
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs Linux /proc to find the worker reading the file")
+    src = tmp_path / "v"
+    # Round robin: worker 0 reads long.mp4 (two chunks), worker 1 hang.avi. The loader
+    # hands out items in worker order, so long.mp4's first chunk has arrived, and its
+    # second waits, when worker 1 is killed in hang.avi's open.
+    long = write_coded_video(src / "long.mp4", 24)
+    hang = write_hanging_avi(src / "hang.avi")
+    good = [long, write_coded_video(src / "b.mp4", 10), write_coded_video(src / "c.mp4", 12)]
+    options = dict(root=src, image_size=32, sampling=SamplingSpec(mode="uniform", num_segments=8), chunk_frames=4,
+                   device="cpu", progress=False, file_timeout=600)
+    stop, kills = threading.Event(), []
+
+    def kill_readers_of_hang() -> None:  # as the out-of-memory killer would
+        while not stop.is_set():
+            for pid in _children_with_open(hang):
+                os.kill(pid, signal.SIGKILL)
+                kills.append(pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_readers_of_hang, daemon=True)
+    killer.start()
+    try:
+        result = extract_features([long, hang, *good[1:]], tmp_path / "out", num_workers=2, **options)
+    finally:
+        stop.set()
+        killer.join()
+        hang.unlink()
+    assert len(set(kills)) == 2  # the first worker and the one that read it alone
+    assert sorted(result.written) == sorted(map(str, good))
+    assert [(f.path, f.reason) for f in result.failed] == [
+        (str(hang), f"{hang}: the decoder crashed on this file, in two worker processes (killed by SIGKILL, then "
+                    "killed by SIGKILL)")]
+    log = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    assert [entry["path"] for entry in log] == [str(hang)]
+    # what was written is what a run without deaths writes
+    again = extract_features(good, tmp_path / "again", num_workers=0, **options)
+    assert again.ok and len(again.written) == 3
+    for video in good:
+        name = video.name + ".safetensors"
+        first, second = load_features(tmp_path / "out" / name), load_features(tmp_path / "again" / name)
+        assert first.frame_indices.tolist() == second.frame_indices.tolist() and len(first.frame_indices) == 8
+        assert torch.equal(first.features, second.features), video.name

@@ -22,7 +22,10 @@ The pipeline, stage by stage (they overlap):
    waits for them and saves each finished video atomically, off the critical path.
 
 Videos whose cache is complete and current are skipped, so an interrupted run resumes.
-Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned.
+Per-file failures are collected, written to ``OUT/failures.jsonl`` and returned. A decode
+worker that dies (a crash in a decoder, the out-of-memory killer) costs only the file it
+was reading, which is read once more alone first (``_LoaderSurvivingCrashes``); decoding in
+the main process (a CPU machine with up to 2 cores) has no such shield.
 """
 from __future__ import annotations
 
@@ -30,10 +33,12 @@ import contextlib
 import copy
 import functools
 import math
+import multiprocessing as mp
 import numbers
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 import warnings
@@ -215,6 +220,9 @@ class _VideoChunks(IterableDataset):
         self.backend = backend
         self.file_timeout = file_timeout
         self.inline_threads = max(1, int(inline_threads))
+        # Shared with the worker processes: the video each one is reading (-1: none), so
+        # that the parent knows which file was open in a worker that died.
+        self.reading: Any = None
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -224,7 +232,11 @@ class _VideoChunks(IterableDataset):
             yield from self._read_side_by_side(mine)
             return
         for video in mine:
+            if info is not None and self.reading is not None:
+                self.reading[worker] = video
             yield from self._read(video)
+            if info is not None and self.reading is not None:
+                self.reading[worker] = -1
 
     def _read_side_by_side(self, videos: Iterable[int]) -> Iterator[dict]:
         """Main-process decoding on several cores: ``inline_threads`` videos at a time,
@@ -516,12 +528,98 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
     inline_threads = 1 if num_workers else min(cores, 4, max(1, len(paths)))
     dataset = _VideoChunks([str(p) for p in paths], sampling, chunk_frames, backend, file_timeout,
                            inline_threads)
+    context = mp.get_context("spawn") if num_workers else None
+    if context is not None:
+        dataset.reading = context.RawArray("q", [-1] * num_workers)
     return DataLoader(
         dataset, batch_size=None, num_workers=num_workers,
         worker_init_fn=functools.partial(_worker_init, os.getpid()),  # the workers end with this process
         pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
-        persistent_workers=False, multiprocessing_context="spawn" if num_workers else None,
+        persistent_workers=False, multiprocessing_context=context,
     )
+
+
+class _LoaderSurvivingCrashes:
+    """The chunks of :func:`decode_loader` over ``paths``, carrying on when a decode worker
+    dies (a crash in a decoder's C code, the out-of-memory killer), which stops a
+    DataLoader for good. The videos the dead worker was reading are read again alone, in
+    a worker of their own; one whose worker dies again fails, ``{"video", "error"}``; the
+    others go on in a fresh loader. Videos already under way in any worker start again:
+    ``{"video", "restart": True}`` first tells the consumer to drop their chunks so far.
+    Items carry indices into ``paths``. ``make_loader(paths, num_workers)`` builds a
+    loader (``num_workers=None``: the caller's choice)."""
+
+    def __init__(self, paths: Sequence[str], make_loader: Any) -> None:
+        self.paths = list(paths)
+        self.make_loader = make_loader
+        self.batches: Any = None  # the current loader's iterator
+
+    def shutdown(self) -> None:
+        """Stop the current loader's worker processes (not waiting for them to be collected)."""
+        getattr(self.batches, "_shutdown_workers", lambda: None)()
+
+    def __iter__(self) -> Iterator[dict]:
+        ended: set[int] = set()
+        alone: list[int] = []  # videos open in a worker that died: next, each in its own worker
+        died: dict[int, str] = {}  # video -> how its first worker died
+        while len(ended) < len(self.paths):
+            if alone:
+                subset, workers = [alone.pop(0)], 1
+            else:
+                subset, workers = [v for v in range(len(self.paths)) if v not in ended], None
+            loader = self.make_loader([self.paths[v] for v in subset], workers)
+            begun: set[int] = set()  # videos of this loader with chunks sent
+            progressed = False
+            try:
+                with main_script_hidden():  # the spawned decode workers start here: not the user's script again
+                    self.batches = iter(loader)
+                for item in self.batches:
+                    video = item["video"] = subset[item["video"]]
+                    begun.add(video)
+                    if "error" in item or item["last"]:
+                        ended.add(video)
+                        progressed = True
+                    yield item
+                    if len(ended) == len(self.paths):
+                        return  # all there: not waiting for the loader's end of data
+                if not set(subset) <= ended:  # each video ends with its last chunk or an error
+                    raise RuntimeError(f"the decode loader ended before {len(set(subset) - ended)} of its videos")
+            except RuntimeError as exc:
+                if "DataLoader worker" not in str(exc):
+                    raise
+                dead = [(i, w.exitcode) for i, w in enumerate(getattr(self.batches, "_workers", []))
+                        if w.exitcode not in (None, 0)]
+                reading = loader.dataset.reading
+                open_in_dead = [reading[i] for i, _ in dead if reading is not None and reading[i] >= 0]
+                self.shutdown()
+                for video in sorted(begun - ended):
+                    yield {"video": video, "restart": True}
+                how = "; ".join(_death(code) for _, code in dead) or str(exc)
+                if workers == 1:  # read alone, and its worker died again: the file's doing
+                    video = subset[0]
+                    ended.add(video)
+                    yield {"video": video, "error": f"{self.paths[video]}: the decoder crashed on this file, in "
+                                                    f"two worker processes ({died[video]}, then {how})"}
+                    continue
+                suspects = [subset[v] for v in open_in_dead if subset[v] not in ended]
+                if not suspects and not progressed:  # not a file's doing (workers die at start-up?)
+                    raise
+                for video in suspects:
+                    died[video] = how
+                alone.extend(suspects)
+            finally:
+                if len(ended) < len(self.paths):
+                    self.shutdown()
+
+
+def _death(exitcode: int) -> str:
+    """A worker's exit status in words: ``"killed by SIGSEGV"``, ``"exit status 1"``."""
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
 
 
 def default_batch_size(device: str | torch.device, image_size: int) -> int:
@@ -706,8 +804,10 @@ def extract_features(
         if device.type == "cpu" and tune_allocator:
             keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
-    loader = decode_loader([t[0] for t in todo], sampling, chunk_frames=chunk_frames, backend=backend,
-                           file_timeout=file_timeout, num_workers=num_workers, pin_memory=cuda)
+
+    def make_loader(paths: list[str], workers: int | None) -> DataLoader:
+        return decode_loader(paths, sampling, chunk_frames=chunk_frames, backend=backend, file_timeout=file_timeout,
+                             num_workers=num_workers if workers is None else workers, pin_memory=cuda)
 
     writer = _Writer()
     pending: dict[int, dict[str, Any]] = {}
@@ -795,13 +895,18 @@ def extract_features(
     try:
         t_prev, first = started, True
         ended = 0  # videos whose last chunk or error has arrived
-        with main_script_hidden():  # the spawned decode workers start here: not the user's script again
-            batches = iter(loader)
+        batches = _LoaderSurvivingCrashes([t[0] for t in todo], make_loader)
         for item in batches:
             now = time.perf_counter()
             stage["startup" if first else "wait"] += now - t_prev
             first = False
             video = item["video"]
+            if item.get("restart"):  # a decode worker died: this video is read again from its start
+                pending.pop(video, None)
+                queued_frames -= sum(len(frames) for v, frames in queued if v == video)
+                queued[:] = [(v, frames) for v, frames in queued if v != video]
+                t_prev = time.perf_counter()
+                continue
             if "error" in item:
                 pending.pop(video, None)
                 broken.add(video)
@@ -829,15 +934,14 @@ def extract_features(
             t_prev = time.perf_counter()
         # Worker processes take about a second to exit (interpreter teardown); let them
         # do that while the last batch runs and the writer finishes.
-        stopper = threading.Thread(target=getattr(batches, "_shutdown_workers", lambda: None),
-                                   name="videoact-loader-shutdown", daemon=True)
+        stopper = threading.Thread(target=batches.shutdown, name="videoact-loader-shutdown", daemon=True)
         stopper.start()
         flush(final=True)
     finally:
         if stopper is None and batches is not None:
             # An error or Ctrl-C: the decode workers end now, not when the iterator is
             # collected (an interactive session keeps it, with the traceback, for ever).
-            getattr(batches, "_shutdown_workers", lambda: None)()
+            batches.shutdown()
         t_written = time.perf_counter()
         bar.close()
         for source, message in writer.close():
