@@ -1,4 +1,5 @@
 """Feature extraction end to end: real videos, real decoders, the real offline backbone."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -593,21 +594,59 @@ def test_a_later_run_into_the_same_cache_keeps_the_failures_of_videos_it_did_not
     assert not (cache / "failures.jsonl").exists()
 
 
-def _children_with_open(path: Path) -> list[int]:
-    """The pids of this process's children that have ``path`` open (Linux /proc)."""
-    found = []
+def _descendants_with_open(path: Path) -> list[int]:
+    """The pids of this process's descendants that have ``path`` open (Linux /proc)."""
+    parent = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+    found = []
+    for pid in parent:
+        up = parent.get(pid)
+        while up not in (None, 0, 1, os.getpid()):
+            up = parent.get(up)
+        if up != os.getpid():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == os.getpid() and any(os.readlink(f"/proc/{entry.name}/fd/{fd}") == str(path)
-                                           for fd in os.listdir(f"/proc/{entry.name}/fd")):
-                found.append(int(entry.name))
-        except (OSError, ValueError, IndexError):  # gone meanwhile
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.append(pid)
+        except OSError:
             continue
     return found
+
+
+class _Killer:
+    """Kills (SIGKILL, as the out-of-memory killer would) every process under this one
+    that opens ``path``, until the block ends."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path, self.kills, self.stop = path, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import signal
+        import time
+
+        while not self.stop.is_set():
+            for pid in _descendants_with_open(self.path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    self.kills.append(pid)
+            time.sleep(0.02)
+
+    def __enter__(self) -> "_Killer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
@@ -615,10 +654,6 @@ def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
     stopped the whole extract ("DataLoader worker exited unexpectedly"), and a rerun met the
     same file again. Now the file is read again alone, and fails when its worker dies again;
     a video half-sent by the other worker starts again; the rest are written as usual."""
-    import signal
-    import threading
-    import time
-
     from faults import write_hanging_avi
 
     if not os.path.isdir("/proc/self/fd"):
@@ -632,28 +667,16 @@ def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
     good = [long, write_coded_video(src / "b.mp4", 10), write_coded_video(src / "c.mp4", 12)]
     options = dict(root=src, image_size=32, sampling=SamplingSpec(mode="uniform", num_segments=8), chunk_frames=4,
                    device="cpu", progress=False, file_timeout=600)
-    stop, kills = threading.Event(), []
-
-    def kill_readers_of_hang() -> None:  # as the out-of-memory killer would
-        while not stop.is_set():
-            for pid in _children_with_open(hang):
-                os.kill(pid, signal.SIGKILL)
-                kills.append(pid)
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_readers_of_hang, daemon=True)
-    killer.start()
     try:
-        result = extract_features([long, hang, *good[1:]], tmp_path / "out", num_workers=2, **options)
+        with _Killer(hang) as killer:
+            result = extract_features([long, hang, *good[1:]], tmp_path / "out", num_workers=2, **options)
     finally:
-        stop.set()
-        killer.join()
         hang.unlink()
-    assert len(set(kills)) == 2  # the first worker and the one that read it alone
+    assert len(set(killer.kills)) == 2  # the first worker and the one that read it alone
     assert sorted(result.written) == sorted(map(str, good))
     assert [(f.path, f.reason) for f in result.failed] == [
-        (str(hang), f"{hang}: the decoder crashed on this file, in two worker processes (killed by SIGKILL, then "
-                    "killed by SIGKILL)")]
+        (str(hang), f"{hang}: the decoder crashed on this file twice (its decode worker was killed by SIGKILL; "
+                    "then its decode worker was killed by SIGKILL)")]
     log = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
     assert [entry["path"] for entry in log] == [str(hang)]
     # what was written is what a run without deaths writes
@@ -664,3 +687,41 @@ def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
         first, second = load_features(tmp_path / "out" / name), load_features(tmp_path / "again" / name)
         assert first.frame_indices.tolist() == second.frame_indices.tolist() and len(first.frame_indices) == 8
         assert torch.equal(first.features, second.features), video.name
+
+
+def test_a_run_killed_in_a_decoder_leaves_the_file_to_be_read_alone_next_time(tmp_path):
+    """Decoding in the main process (the default on 2 cores): a decoder crash there ends the
+    run, and every rerun met the same file and died again. The journal the dead run left
+    names the file; the next run reads it alone in a worker process, where its second
+    death costs only that file."""
+    import subprocess
+    import sys
+
+    from faults import write_hanging_avi
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs Linux /proc to find the process reading the file")
+    src = tmp_path / "v"
+    good = [write_coded_video(src / "a.mp4", 10), write_coded_video(src / "b.mp4", 12)]
+    hang = write_hanging_avi(src / "hang.avi")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "videoact", "extract", str(src), str(out), "--workers", "0", "--image-size",
+               "32", "--device", "cpu", "--no-progress", "--timeout", "600"]
+    try:
+        with _Killer(hang) as killer:
+            first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            assert first.returncode == -9 and len(killer.kills) == 1, first.stderr[-2000:]
+            journals = list(out.glob(".decoding-*.json"))
+            assert len(journals) == 1 and str(hang) in json.loads(journals[0].read_text()), first.stderr[-2000:]
+            result = extract_features([*good, hang], out, root=src, image_size=32, num_workers=0, device="cpu",
+                                      progress=False, file_timeout=600)
+    finally:
+        hang.unlink()
+    assert len(killer.kills) == 2, first.stderr[-2000:]
+    pid = killer.kills[0]
+    assert [(f.path, f.reason) for f in result.failed] == [
+        (str(hang), f"{hang}: the decoder crashed on this file twice (the run of pid {pid} died while reading it; "
+                    "then its decode worker was killed by SIGKILL)")]
+    assert sorted(result.written + result.skipped) == sorted(map(str, good))
+    assert list(out.glob(".decoding-*")) == []  # the dead run's journal has served; this run's closed
+

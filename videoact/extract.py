@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 import math
 import multiprocessing as mp
 import numbers
@@ -50,8 +51,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .atomic import (error_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
-                     update_failure_log, writable_folder)
+from .atomic import (error_text, not_a_file, pid_alive, remove_dead_temporaries, temporary_path,
+                     temporary_prefix, update_failure_log, writable_folder)
 from .device import autocast_dtype, precision_name, resolve_device
 from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
@@ -205,6 +206,81 @@ class _DecodeThread:
 MAX_CHUNK_BYTES = 256 * 2**20  # decoded frames per chunk (fewer frames for huge pictures)
 
 
+class _DecodingJournal:
+    """``OUT/.decoding-<host>-<pid>.json``: the videos this process is decoding in its own
+    threads right now. A decoder that crashes there (C code: no exception to catch) or the
+    out-of-memory killer ends the whole run; the journal it leaves tells the next run which
+    files were open, and that run reads them alone in a worker process first
+    (:meth:`left_by_dead_runs`), so a file that kills its decoder fails by itself instead of
+    ending every run that meets it. Written without fsync: it must outlive the process, not
+    the machine."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f".decoding-{_host()}-{os.getpid()}.json"
+        self.open: dict[str, int] = defaultdict(int)
+        self.lock = threading.Lock()
+
+    def begin(self, video: str) -> None:
+        with self.lock:
+            self.open[video] += 1
+            self._write()
+
+    def end(self, video: str) -> None:
+        with self.lock:
+            self.open[video] -= 1
+            if self.open[video] <= 0:
+                del self.open[video]
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            if self.open:
+                tmp = temporary_path(self.path)
+                tmp.write_text(json.dumps(sorted(self.open)), encoding="utf-8")
+                os.replace(tmp, self.path)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError:  # only a help for the next run: never a reason to stop this one
+            pass
+
+    def close(self) -> None:
+        """This process's run ended: nothing of it is open any more."""
+        with self.lock:
+            self.open.clear()
+            self._write()
+
+    @staticmethod
+    def left_by_dead_runs(folder: Path) -> list[tuple[Path, int, list[str]]]:
+        """The journals of runs on this machine that died: ``(file, pid, videos open)``."""
+        found = []
+        prefix = f".decoding-{_host()}-"
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".json"))
+        except OSError:
+            return found
+        for name in names:
+            try:
+                pid = int(name[len(prefix):-len(".json")])
+            except ValueError:
+                continue
+            if pid_alive(pid):
+                continue
+            try:
+                listed = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                listed = []
+            found.append((folder / name, pid, [v for v in listed if isinstance(v, str)]))
+        return found
+
+
+def _host() -> str:
+    """This machine's name, as a file name may hold it."""
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64] or "host"
+
+
 class _VideoChunks(IterableDataset):
     """Yields decoded chunks ``{"video", "frames" [t, H, W, 3] uint8, "indices", "last"}``.
 
@@ -223,6 +299,7 @@ class _VideoChunks(IterableDataset):
         # Shared with the worker processes: the video each one is reading (-1: none), so
         # that the parent knows which file was open in a worker that died.
         self.reading: Any = None
+        self.journal: _DecodingJournal | None = None  # decoding in this process: what is open
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -313,6 +390,9 @@ class _VideoChunks(IterableDataset):
         timeout = self.file_timeout
         started = time.monotonic()
         reader = None
+        journal = self.journal if get_worker_info() is None else None
+        if journal is not None:
+            journal.begin(path)
         try:
             reader = guard(lambda: open_video(path, backend=self.backend, num_threads=1),
                            timeout, f"{path}: opening")
@@ -360,6 +440,8 @@ class _VideoChunks(IterableDataset):
                     reader.close()
                 except Exception:
                     pass
+            if journal is not None:
+                journal.end(path)
 
 
 def _worker_init(parent: int, _worker_id: int) -> None:
@@ -547,11 +629,13 @@ class _LoaderSurvivingCrashes:
     others go on in a fresh loader. Videos already under way in any worker start again:
     ``{"video", "restart": True}`` first tells the consumer to drop their chunks so far.
     Items carry indices into ``paths``. ``make_loader(paths, num_workers)`` builds a
-    loader (``num_workers=None``: the caller's choice)."""
+    loader (``num_workers=None``: the caller's choice). ``suspects``: videos to read alone
+    first, each with how it killed a decoder before (a run that died reading it)."""
 
-    def __init__(self, paths: Sequence[str], make_loader: Any) -> None:
+    def __init__(self, paths: Sequence[str], make_loader: Any, suspects: dict[int, str] | None = None) -> None:
         self.paths = list(paths)
         self.make_loader = make_loader
+        self.suspects = dict(suspects or {})
         self.batches: Any = None  # the current loader's iterator
 
     def shutdown(self) -> None:
@@ -560,8 +644,8 @@ class _LoaderSurvivingCrashes:
 
     def __iter__(self) -> Iterator[dict]:
         ended: set[int] = set()
-        alone: list[int] = []  # videos open in a worker that died: next, each in its own worker
-        died: dict[int, str] = {}  # video -> how its first worker died
+        alone: list[int] = sorted(self.suspects)  # videos open where a decoder died: each in its own worker
+        died: dict[int, str] = dict(self.suspects)  # video -> how its decoder died the first time
         while len(ended) < len(self.paths):
             if alone:
                 subset, workers = [alone.pop(0)], 1
@@ -594,12 +678,12 @@ class _LoaderSurvivingCrashes:
                 self.shutdown()
                 for video in sorted(begun - ended):
                     yield {"video": video, "restart": True}
-                how = "; ".join(_death(code) for _, code in dead) or str(exc)
+                how = "; ".join(f"its decode worker {_death(code)}" for _, code in dead) or str(exc)
                 if workers == 1:  # read alone, and its worker died again: the file's doing
                     video = subset[0]
                     ended.add(video)
-                    yield {"video": video, "error": f"{self.paths[video]}: the decoder crashed on this file, in "
-                                                    f"two worker processes ({died[video]}, then {how})"}
+                    yield {"video": video, "error": f"{self.paths[video]}: the decoder crashed on this file twice "
+                                                    f"({died[video]}; then {how})"}
                     continue
                 suspects = [subset[v] for v in open_in_dead if subset[v] not in ended]
                 if not suspects and not progressed:  # not a file's doing (workers die at start-up?)
@@ -613,13 +697,13 @@ class _LoaderSurvivingCrashes:
 
 
 def _death(exitcode: int) -> str:
-    """A worker's exit status in words: ``"killed by SIGSEGV"``, ``"exit status 1"``."""
+    """A worker's exit status in words: ``"was killed by SIGSEGV"``, ``"ended with exit status 1"``."""
     if exitcode < 0:
         try:
-            return f"killed by {signal.Signals(-exitcode).name}"
+            return f"was killed by {signal.Signals(-exitcode).name}"
         except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit status {exitcode}"
+            return f"was killed by signal {-exitcode}"
+    return f"ended with exit status {exitcode}"
 
 
 def default_batch_size(device: str | torch.device, image_size: int) -> int:
@@ -805,9 +889,20 @@ def extract_features(
             keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
 
+    journal = _DecodingJournal(out_dir)
+    # Videos open in earlier runs here that died (a decoder crash in this process):
+    # read alone, in a worker process, before the rest.
+    dead_runs = _DecodingJournal.left_by_dead_runs(out_dir)
+    died_in = {video: pid for _, pid, videos in dead_runs for video in videos}
+    suspects = {i: f"the run of pid {died_in[t[0]]} died while reading it" for i, t in enumerate(todo)
+                if t[0] in died_in}
+
     def make_loader(paths: list[str], workers: int | None) -> DataLoader:
-        return decode_loader(paths, sampling, chunk_frames=chunk_frames, backend=backend, file_timeout=file_timeout,
-                             num_workers=num_workers if workers is None else workers, pin_memory=cuda)
+        loader = decode_loader(paths, sampling, chunk_frames=chunk_frames, backend=backend, file_timeout=file_timeout,
+                               num_workers=num_workers if workers is None else workers, pin_memory=cuda)
+        if not loader.num_workers:
+            loader.dataset.journal = journal
+        return loader
 
     writer = _Writer()
     pending: dict[int, dict[str, Any]] = {}
@@ -895,7 +990,7 @@ def extract_features(
     try:
         t_prev, first = started, True
         ended = 0  # videos whose last chunk or error has arrived
-        batches = _LoaderSurvivingCrashes([t[0] for t in todo], make_loader)
+        batches = _LoaderSurvivingCrashes([t[0] for t in todo], make_loader, suspects)
         for item in batches:
             now = time.perf_counter()
             stage["startup" if first else "wait"] += now - t_prev
@@ -942,6 +1037,7 @@ def extract_features(
             # An error or Ctrl-C: the decode workers end now, not when the iterator is
             # collected (an interactive session keeps it, with the traceback, for ever).
             batches.shutdown()
+        journal.close()  # an interrupted run's open videos did not kill it
         t_written = time.perf_counter()
         bar.close()
         for source, message in writer.close():
@@ -949,6 +1045,12 @@ def extract_features(
             result.failed.append(Failure(source, message))
         result.frames = sum(frames_of[source] for source in result.written)
         stage["write"] = time.perf_counter() - t_written
+    # A dead run's journal has served once every video it names has been dealt with here.
+    dealt_with = {t[0] for t in todo} | set(result.skipped)
+    for path, _, videos in dead_runs:
+        if set(videos) <= dealt_with:
+            with contextlib.suppress(OSError):
+                path.unlink()
     t_stop = time.perf_counter()
     stopper.join()
     stage["teardown"] = time.perf_counter() - t_stop
