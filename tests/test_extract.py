@@ -725,3 +725,15 @@ def test_a_run_killed_in_a_decoder_leaves_the_file_to_be_read_alone_next_time(tm
     assert sorted(result.written + result.skipped) == sorted(map(str, good))
     assert list(out.glob(".decoding-*")) == []  # the dead run's journal has served; this run's closed
 
+
+def test_extraction_leaves_the_global_random_state_alone(tmp_path):
+    """The decode loader's iter() drew a seed from torch's global generator, so the random
+    numbers after an extraction depended on whether it had anything to decode (training:
+    a run that found its features cached started from other initial weights)."""
+    video = write_coded_video(tmp_path / "a.mp4", 6)
+    backbone = create_backbone("efficientnet_lite0")  # ready: no initial weights drawn inside
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    result = extract_features([video], tmp_path / "out", backbone=backbone, image_size=32, num_workers=0,
+                              device="cpu", progress=False)
+    assert result.written == [str(video)] and torch.equal(torch.get_rng_state(), state)

@@ -618,6 +618,7 @@ def decode_loader(paths: Sequence[str | os.PathLike], sampling: SamplingSpec, *,
         worker_init_fn=functools.partial(_worker_init, os.getpid()),  # the workers end with this process
         pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
         persistent_workers=False, multiprocessing_context=context,
+        generator=torch.Generator(),  # iter() draws a seed: not from the caller's global generator
     )
 
 

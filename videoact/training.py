@@ -583,7 +583,12 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     root = cache_root(everything, cfg.data.root)
     train_samples, val_samples, test_samples = (rebase(s, root) for s in (train_samples, val_samples, test_samples))
     cache_dir = Path(cfg.feature.cache_dir) if cfg.feature.cache_dir else work_dir / "features"
-    usable, settings, unreadable = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir, root)
+    # Extraction draws random numbers (a backbone's initial weights before its pretrained
+    # ones load) only when there is something to extract: without the fork, a run that
+    # found its features cached trained from other initial weights than one that made them.
+    with torch.random.fork_rng(devices=[]):
+        usable, settings, unreadable = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir,
+                                                       root)
     ok = {str(s.path) for s in usable}
     train_samples, val_samples, test_samples = ([s for s in x if str(s.path) in ok]
                                                 for x in (train_samples, val_samples, test_samples))
