@@ -29,6 +29,7 @@ the main process (a CPU machine with up to 2 cores) has no such shield.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import functools
@@ -40,6 +41,7 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -456,6 +458,19 @@ def _worker_init(parent: int, _worker_id: int) -> None:
     from .decode import limit_threads
 
     limit_threads(1)
+    atexit.register(_exit_without_teardown)
+
+
+def _exit_without_teardown() -> None:
+    """A decode worker's last step (atexit, after multiprocessing has flushed its queues):
+    skip the interpreter's teardown. Measured (2 workers stopped while busy, 2 cores): they
+    ended in 1.3-1.6 s with it and 0.2 s without; and a worker stopped in mid-video
+    sometimes aborted in it ("terminate called without an active exception", SIGABRT:
+    a decoder's C++ thread destroyed while running)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- stage 4: writing
@@ -641,7 +656,11 @@ class _LoaderSurvivingCrashes:
 
     def shutdown(self) -> None:
         """Stop the current loader's worker processes (not waiting for them to be collected)."""
-        getattr(self.batches, "_shutdown_workers", lambda: None)()
+        try:
+            getattr(self.batches, "_shutdown_workers", lambda: None)()
+        except RuntimeError as exc:  # one died as it was stopped: it was being stopped anyway
+            if "DataLoader worker" not in str(exc):
+                raise
 
     def __iter__(self) -> Iterator[dict]:
         ended: set[int] = set()
