@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .notices import VideoactWarning
-from .spawn import main_script_hidden
+from .spawn import exit_without_teardown, main_script_hidden
 
 __all__ = [
     "STATUSES",
@@ -458,10 +458,10 @@ def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], pre
     while True:
         try:
             task = conn.recv()
-        except (EOFError, OSError):
-            return
+        except (EOFError, OSError):  # the parent is gone
+            exit_without_teardown()
         if task is None:
-            return
+            exit_without_teardown()  # told to stop: everything is sent (see its docstring: 1.3 s less)
         index, item = task
         conn.send(("begin", index))
         result = fn(item, lambda: conn.send(("beat", index)), **options)
