@@ -622,3 +622,72 @@ def test_a_check_interrupted_at_its_last_file_or_while_stopping_says_so(tmp_path
         check_videos(tmp_path / "v", workers=workers)
     report = caught.value.report
     assert report.interrupted and len(report.files) == 2 and report.max_worker_rss_mb > 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _ignores_sigint(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line for line in f if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask.split()[1], 16) & (1 << 1))  # bit n-1 for signal n
+
+
+def test_ctrl_c_while_workers_start_prints_no_worker_tracebacks(tmp_path):
+    """Ctrl-C reaches the terminal's whole process group; workers still importing torch
+    printed a KeyboardInterrupt traceback each (two for --workers 2) above the one-line
+    "interrupted"."""
+    import signal
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux /proc to see the workers start")
+    for i in range(3):
+        write_coded_video(tmp_path / "v" / f"c{i}.mp4", 6)
+    args = ["extract", tmp_path / "v", tmp_path / "out", "--image-size", "32", "--device", "cpu", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "videoact", *map(str, args), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    # The workers spend their first seconds importing torch. Once each ignores SIGINT (or
+    # after 1 s, the old code's workers never do), the terminal's Ctrl-C:
+    settled = time.monotonic() + 1
+    while time.monotonic() < settled and not all(_ignores_sigint(pid) for pid in _children(proc.pid)):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+
+
+
+def test_ctrl_c_while_workers_are_started_takes_effect_after():
+    """A KeyboardInterrupt inside DataLoader's iter() left a half-made iterator (its __del__
+    printed an AttributeError traceback): a Ctrl-C while workers start is raised after."""
+    import signal
+
+    from videoact.spawn import main_script_hidden
+
+    handler = signal.getsignal(signal.SIGINT)
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with main_script_hidden(deaf_to_ctrl_c=True):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # its handler runs meanwhile
+            reached = True
+    assert reached and signal.getsignal(signal.SIGINT) is handler

@@ -59,7 +59,7 @@ from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_feat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
 from .fast_inference import fold_batchnorm, fuse_conv_activations, inference_model, keep_freed_memory  # noqa: F401
 from .notices import VideoactWarning
-from .spawn import exit_without_teardown, main_script_hidden
+from .spawn import exit_without_teardown, hear_ctrl_c, main_script_hidden
 
 
 @dataclass
@@ -459,6 +459,9 @@ def _worker_init(parent: int, _worker_id: int) -> None:
     limit_threads(1)
     # At its end (atexit: after multiprocessing has flushed the worker's queues).
     atexit.register(exit_without_teardown)
+    # torch's worker loop, which runs this, ends quietly on KeyboardInterrupt: from here on
+    # Ctrl-C ends this worker without a traceback.
+    hear_ctrl_c()
 
 
 # ---------------------------------------------------------------- stage 4: writing
@@ -663,7 +666,9 @@ class _LoaderSurvivingCrashes:
             begun: set[int] = set()  # videos of this loader with chunks sent
             progressed = False
             try:
-                with main_script_hidden():  # the spawned decode workers start here: not the user's script again
+                # The spawned decode workers start here: not the user's script again, and
+                # deaf to Ctrl-C until their loop (which ends quietly on it) runs.
+                with main_script_hidden(deaf_to_ctrl_c=True):
                     self.batches = iter(loader)
                 for item in self.batches:
                     video = item["video"] = subset[item["video"]]

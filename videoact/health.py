@@ -34,6 +34,7 @@ the training config's ``data.exclude`` skip (:func:`read_exclude_list`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import multiprocessing as mp
@@ -573,7 +574,9 @@ def run_killable(
     # Workers need only videoact, not the user's script run again, unless fn is defined in
     # that script: then they must import it (as any spawned process does: behind its
     # `if __name__ == "__main__":`), or fn cannot be pickled to them.
-    hide_main = main_script_hidden if getattr(fn, "__module__", None) != "__main__" else contextlib.nullcontext
+    # Deaf to Ctrl-C from their start (no traceback while they import) to their end.
+    hide_main = (functools.partial(main_script_hidden, deaf_to_ctrl_c=True)
+                 if getattr(fn, "__module__", None) != "__main__" else contextlib.nullcontext)
 
     def start() -> _Worker:
         with hide_main():

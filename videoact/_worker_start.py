@@ -1,0 +1,6 @@
+"""The first code a videoact worker process runs, as its ``__main__`` (see
+:func:`videoact.spawn.main_script_hidden` with ``deaf_to_ctrl_c``): Ctrl-C is ignored from
+here until the worker is ready to end quietly on it. Nothing heavy is imported before this."""
+import signal
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
