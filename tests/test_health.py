@@ -659,7 +659,9 @@ def test_ctrl_c_while_workers_start_prints_no_worker_tracebacks(tmp_path):
     for i in range(3):
         write_coded_video(tmp_path / "v" / f"c{i}.mp4", 6)
     args = ["extract", tmp_path / "v", tmp_path / "out", "--image-size", "32", "--device", "cpu", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "videoact", *map(str, args), "--workers", "2"],
+    from faults import VIDEOACT_WITH_CTRL_C
+
+    proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, *map(str, args), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
