@@ -199,6 +199,54 @@ def test_ctrl_c_during_infer_keeps_what_was_done(tmp_path, tiny_checkpoint):
         hang.unlink()
 
 
+def test_ctrl_c_during_test_reports_the_videos_evaluated(tmp_path, tiny_checkpoint):
+    """`videoact test` lost everything on Ctrl-C (a long evaluation: all of it). Now it
+    reports the metrics of the videos evaluated before it, says they are of those only
+    (the JSON too), and exits 130; an earlier output file is kept as it was. The hanging
+    AVI holds the run at its third video until the signal."""
+    import signal
+    import subprocess
+    import time
+
+    from faults import VIDEOACT_WITH_CTRL_C
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs Linux /proc to see the run reach the hanging file")
+    a, b, c = (write_coded_video(tmp_path / f"{name}.mp4", 12) for name in "abc")
+    hang = write_hanging_avi(tmp_path / "hang.avi")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{a} a\n{b} b\n{hang} a\n{c} b\n")
+    out, earlier = tmp_path / "m.json", tmp_path / "earlier.png"
+    earlier.write_bytes(b"an earlier run's PNG")
+    try:
+        proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "test", str(tiny_checkpoint), str(listing), "--out", str(out),
+                                 "--confusion", str(earlier), "--timeout", "300", "--device", "cpu", "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while str(hang) not in _open_files(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, err = proc.communicate(timeout=60)
+    finally:
+        hang.unlink()
+    assert proc.returncode == 130, err[-2000:]
+    assert "videoact test: interrupted after 2 of 4 videos: the metrics above are of those only" in err
+    assert "samples: 2" in stdout and "top-1:" in stdout, stdout
+    metrics = json.loads(out.read_text())
+    assert metrics["interrupted"] is True and metrics["not_evaluated"] == 2
+    assert metrics["num_samples"] == 2 and metrics["failures"] == []
+    assert earlier.read_bytes() == b"an earlier run's PNG"  # maybe a complete run's: kept
+    assert f"--confusion {earlier} not written: the run was interrupted" in err
+
+
+def _open_files(pid: int) -> list[str]:
+    """The files process ``pid`` or its threads have open (Linux /proc; [] elsewhere)."""
+    try:
+        return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return []
+
+
 def test_ctrl_c_or_sigterm_during_check_keeps_what_was_found(tmp_path):
     """A Ctrl-C during `videoact check` (hours, with --deep on a large collection) lost the
     report: no summary, no --json, no --quarantine. Now they hold the files checked, the

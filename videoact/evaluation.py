@@ -156,6 +156,20 @@ def save_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`evaluate`: a KeyboardInterrupt carrying the metrics of the videos
+    evaluated before it (``metrics["interrupted"]``: True, ``metrics["not_evaluated"]``: how
+    many were left), or ``None`` when none was, so that a long evaluation is not all lost."""
+
+    def __init__(self, metrics: dict[str, Any] | None) -> None:
+        super().__init__("interrupted" if metrics is None else
+                         f"interrupted after {metrics['num_samples']} videos ({metrics['not_evaluated']} not evaluated)")
+        self.metrics = metrics
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.metrics,)
+
+
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
              num_clips: int = 1, device: str = "auto", progress: bool = True,
              file_timeout: float | None = None, weights: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -164,7 +178,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     Returns :func:`classification_metrics` plus ``failures`` (videos that could not be read,
     left out of the metrics) and ``problems`` (annotation problems). ``file_timeout``: seconds
     allowed per video (see :meth:`VideoClassifier.predict`). ``weights``: the backbone
-    weights' location (see :meth:`VideoClassifier.from_checkpoint`).
+    weights' location (see :meth:`VideoClassifier.from_checkpoint`). Ctrl-C raises
+    :class:`EvaluationInterrupted` with the metrics of the videos evaluated until then.
     """
     from tqdm import tqdm
 
@@ -183,12 +198,22 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
                 "videoact infer classifies videos without labels)") if os.path.isdir(data) else ""
         raise RuntimeError(f"{data}: no videos found{hint}")
     probs, labels, failures = [], [], []
-    for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
-        results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)
-        failures += failed
-        for r in results:
-            probs.append(r.probs)
-            labels.append(sample.label)
+    done = 0
+    try:
+        for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
+            results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)
+            failures += failed
+            for r in results:
+                probs.append(r.probs)
+                labels.append(sample.label)
+            done += 1
+    except KeyboardInterrupt:
+        partial = None
+        if probs:
+            partial = _finish(classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes),
+                              failures, problems, checkpoint, num_clips)
+            partial.update(interrupted=True, not_evaluated=len(samples) - done)
+        raise EvaluationInterrupted(partial) from None
     if not probs:  # say why, entry by entry: there are no metrics to carry the reasons
         reasons = [str(p) for p in problems] + [reason for _, reason in failures]
         shown = "".join(f"\n  {r}" for r in reasons[:20])
@@ -196,7 +221,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
             shown += f"\n  ... {len(reasons) - 20} more"
         raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed, "
                            f"{len(problems)} entries with problems):{shown}")
-    metrics = classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes)
+    return _finish(classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes),
+                   failures, problems, checkpoint, num_clips)
+
+
+def _finish(metrics: dict[str, Any], failures: list, problems: list, checkpoint: Any, num_clips: int) -> dict[str, Any]:
     metrics["failures"] = [{"path": p, "reason": r} for p, r in failures]
     metrics["problems"] = [str(p) for p in problems]
     metrics["checkpoint"] = str(checkpoint)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import clobber_error
-from . import output_folder_error, positive_int, seconds_limit, tune_cpu_allocator
+from . import keep_earlier_output, output_folder_error, positive_int, seconds_limit, tune_cpu_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..datasets import warn_problems
-    from ..evaluation import confusion_png, evaluate, format_report, save_metrics
+    from ..evaluation import EvaluationInterrupted, confusion_png, evaluate, format_report, save_metrics
 
     png = Path(args.confusion) if args.confusion else (
         Path(args.out).with_suffix(".confusion.png") if args.out else Path("confusion.png"))
@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, RuntimeError, OSError, ValueError) as exc:  # OSError: e.g. no such --root
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
+    except EvaluationInterrupted as exc:
+        if exc.metrics is None:
+            raise KeyboardInterrupt from None  # nothing evaluated: "interrupted", exit 130
+        # A long evaluation stopped: the metrics of the videos done, said to be of those only
+        # (in the JSON too: "interrupted", "not_evaluated"), and exit 130 as for any Ctrl-C.
+        metrics = exc.metrics
     problems, failures = metrics["problems"], metrics["failures"]
     # Entries left out (missing videos, unknown labels) make the metrics those of part of
     # DATA, as unreadable videos do: both end with exit 1.
@@ -57,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
     # first print past the pipe's reader (exit 141), which must not cost the results.
     # Each written atomically: a failed write leaves no half file.
     written = []
+    cut_short = bool(metrics.get("interrupted"))
+    option = "--confusion" if args.confusion else "the confusion PNG"
     try:
-        confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
+        if not (cut_short and keep_earlier_output("test", option, str(png))):
+            confusion_png(metrics["confusion_matrix"], metrics["classes"], png)
+            metrics["confusion_png"] = str(png)
+            written.append(f"\nconfusion matrix image: {png}")
     except OSError as exc:  # e.g. a full disk, or a file where a folder should be
         status = _cannot_write(png, exc)
-    else:
-        metrics["confusion_png"] = str(png)
-        written.append(f"\nconfusion matrix image: {png}")
-    if args.out:
+    if args.out and not (cut_short and keep_earlier_output("test", "--out", args.out)):
         try:
             save_metrics(metrics, args.out)
         except OSError as exc:
@@ -80,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     for f in failures:
         print(f"failed: {f['reason']}", file=sys.stderr)
+    if cut_short:
+        total = len(metrics["failures"]) + metrics["num_samples"] + metrics["not_evaluated"]
+        print(f"videoact test: interrupted after {total - metrics['not_evaluated']} of {total} videos: the metrics "
+              "above are of those only", file=sys.stderr)
+        return 130
     return status
 
 
