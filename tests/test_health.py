@@ -652,7 +652,6 @@ def test_ctrl_c_while_workers_start_prints_no_worker_tracebacks(tmp_path):
     "interrupted"."""
     import signal
     import subprocess
-    import sys
 
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs Linux /proc to see the workers start")
