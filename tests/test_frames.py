@@ -383,3 +383,16 @@ def test_a_read_only_folder_replaced_leaves_no_old_copy(tmp_path):
     assert proc.stdout == "decoded\n", proc.stderr[-2000:]
     assert sorted(os.listdir(out)) == ["v"] and is_complete(out / "v", video, {"fps": None, "short_side": None,
                                                                             "quality": 80, "backend": "opencv"})
+
+
+def test_a_frame_folder_keeps_a_rate_below_a_frame_in_ten_seconds(tmp_path):
+    """--fps 0.05 (a frame every 20 s, for hours of footage): the folder read back at 25 fps,
+    as a container's claim below 0.1 fps is not believed."""
+    from videoact.decode import open_video
+    from videoact.frames import decode_to_frames
+
+    video = write_coded_video(tmp_path / "long.mp4", 125, fps=5.0, height=48, width=64)  # 25 s
+    assert decode_to_frames(video, tmp_path / "f", fps=0.05).status == "decoded"
+    with open_video(tmp_path / "f") as reader:
+        assert reader.fps == pytest.approx(0.05) and len(reader) == 2
+        assert list(reader.timestamps()) == pytest.approx([0.0, 20.0])

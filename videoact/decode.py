@@ -281,9 +281,13 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _clean_fps(fps: float) -> float | None:
-    fps = float(fps) if fps is not None else float("nan")
-    if math.isfinite(fps) and 0.1 <= fps <= 1000.0:
+def _clean_fps(fps: float, lowest: float = 0.1) -> float | None:
+    """``fps`` where it is a believable frame rate (``lowest`` to 1000), else None."""
+    try:
+        fps = float(fps) if fps is not None else float("nan")
+    except (TypeError, ValueError):  # e.g. a string in a hand-edited meta.json
+        return None
+    if math.isfinite(fps) and lowest <= fps <= 1000.0:
         return fps
     return None
 
@@ -934,7 +938,9 @@ class FrameFolderReader(VideoReader):
                 f"found {count}",
             )
         self._n = count
-        self.fps = _clean_fps(meta.get("fps", DEFAULT_FPS)) or DEFAULT_FPS
+        # decode-frames writes the rate it kept, which --fps may set far below the 0.1 a
+        # container's claim must reach (--fps 0.05: a frame every 20 s read back at 25).
+        self.fps = _clean_fps(meta.get("fps", DEFAULT_FPS), lowest=1e-6) or DEFAULT_FPS
         raw = meta.get("timestamps")
         if isinstance(raw, list) and len(raw) == count:
             self._ts = _clean_timestamps(np.asarray(raw, dtype=np.float64), self.fps)
