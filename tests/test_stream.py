@@ -439,8 +439,10 @@ def test_display_consumer_that_stops_taking_frames_is_not_waited_for(setup):
 class MJPEGServer:
     """multipart/x-mixed-replace JPEG stream of index-coded frames on 127.0.0.1."""
 
-    def __init__(self, port: int = 0, first_index: int = 0, fps: float = FPS, frames: int | None = None) -> None:
-        """``frames``: send that many frames, then hold the connection open, silent (a stall)."""
+    def __init__(self, port: int = 0, first_index: int = 0, fps: float = FPS, frames: int | None = None,
+                 down_after: int | None = None) -> None:
+        """``frames``: send that many frames, then hold the connection open, silent (a stall).
+        ``down_after``: send that many frames, then go down for good (connections refused)."""
         self.first_index, self.fps = first_index, fps
         self.stopping = threading.Event()
         outer = self
@@ -455,6 +457,9 @@ class MJPEGServer:
                     while not outer.stopping.is_set():
                         if frames is not None and i >= frames:
                             outer.stopping.wait()
+                            break
+                        if down_after is not None and i >= down_after:
+                            threading.Thread(target=outer.stop, daemon=True).start()
                             break
                         image = coded_frame((outer.first_index + i) % 1024, 96, 128)
                         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -1136,8 +1141,9 @@ def test_a_start_that_max_seconds_ended_leaves_the_source_as_it_was(setup):
 def test_stream_command_gives_up_or_ends_on_a_lost_stream_when_asked(setup, capsys):
     for flags, status, said in ((["--give-up-after", "1"], 1, "lost and not back after"),
                                 (["--no-reconnect"], 0, "stream ended (read failed)")):
-        server = MJPEGServer()
-        threading.Timer(1.5, server.stop).start()  # down for good after 1.5 s
+        # Down for good after 38 frames (1.5 s at 25 fps; not 1.5 s from now: under load the
+        # command took longer than that to start, and saw one frame).
+        server = MJPEGServer(down_after=38)
         proc = run_main(capsys, "stream", setup["ckpt"], "--source", f"http://127.0.0.1:{server.port}/s.mjpg",
                         "--no-window", "--read-timeout", "1", "--device", "cpu", *flags)
         server.stop()
