@@ -28,7 +28,8 @@ from videoact.feature_cache import load_features
 from videoact.frames import is_complete
 from videoact.testing import write_coded_video
 
-SEEDS = [0, 1, 2]
+# Two kill moments per test (three until 2026-12-01: the suite had grown past its 10 minutes).
+SEEDS = [0, 1]
 
 
 def same_threads() -> dict[str, str]:
@@ -292,7 +293,7 @@ def test_timeline_inference_killed_at_random_moments(tmp_path, capsys):
     expected = json.loads((tmp_path / "reference.json").read_text())
     assert len(expected) == 1 and len(expected[0]["windows"]) > 10  # a list, one object per video
     kills = 0
-    for seed in SEEDS[:2]:
+    for seed in SEEDS:
         out, annotated = tmp_path / f"run{seed}.json", tmp_path / f"run{seed}.mp4"
         moment = random.Random(200 + seed).uniform(0.1, 0.6) * took  # no progress to watch: a share of the time
         kills += kill_after(start(*args, "--out", out, "--annotate", annotated), moment)
