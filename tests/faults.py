@@ -239,3 +239,44 @@ def write_two_class_folder(root: Path) -> Path:
         for i in range(4):
             write_coded_video(root / c / f"v{i}.mp4", 20 + 5 * i + extra)
     return root
+
+
+# ---------------------------------------------------------------- processes (Linux /proc)
+
+
+def parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process here (Linux /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+    return parents
+
+
+def child_pids(pid: int) -> list[int]:
+    return [child for child, parent in parent_pids().items() if parent == pid]
+
+
+def open_files(pid: int) -> list[str]:
+    """The files process ``pid`` (its threads included) has open; [] when it is gone."""
+    try:
+        return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return []
+
+
+def descendants_with_open(path: Path) -> list[int]:
+    """The pids of this process's descendants that have ``path`` open."""
+    parents = parent_pids()
+    found = []
+    for pid in parents:
+        up = parents.get(pid)
+        while up not in (None, 0, 1, os.getpid()):
+            up = parents.get(up)
+        if up == os.getpid() and str(path) in open_files(pid):
+            found.append(pid)
+    return found

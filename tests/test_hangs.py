@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from faults import run_cli, unreadable_prefix, write_hanging_avi, write_tiny_checkpoint
+from faults import open_files, run_cli, unreadable_prefix, write_hanging_avi, write_tiny_checkpoint
 
 from videoact.testing import write_coded_video
 
@@ -223,7 +223,7 @@ def test_ctrl_c_during_test_reports_the_videos_evaluated(tmp_path, tiny_checkpoi
                                  "--confusion", str(earlier), "--timeout", "300", "--device", "cpu", "--no-progress"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while str(hang) not in _open_files(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+        while str(hang) not in open_files(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         stdout, err = proc.communicate(timeout=60)
@@ -237,14 +237,6 @@ def test_ctrl_c_during_test_reports_the_videos_evaluated(tmp_path, tiny_checkpoi
     assert metrics["num_samples"] == 2 and metrics["failures"] == []
     assert earlier.read_bytes() == b"an earlier run's PNG"  # maybe a complete run's: kept
     assert f"--confusion {earlier} not written: the run was interrupted" in err
-
-
-def _open_files(pid: int) -> list[str]:
-    """The files process ``pid`` or its threads have open (Linux /proc; [] elsewhere)."""
-    try:
-        return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    except OSError:
-        return []
 
 
 def test_ctrl_c_or_sigterm_during_check_keeps_what_was_found(tmp_path):

@@ -624,19 +624,6 @@ def test_a_check_interrupted_at_its_last_file_or_while_stopping_says_so(tmp_path
     assert report.interrupted and len(report.files) == 2 and report.max_worker_rss_mb > 0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
 def _ignores_sigint(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -658,17 +645,17 @@ def test_ctrl_c_while_workers_start_prints_no_worker_tracebacks(tmp_path):
     for i in range(3):
         write_coded_video(tmp_path / "v" / f"c{i}.mp4", 6)
     args = ["extract", tmp_path / "v", tmp_path / "out", "--image-size", "32", "--device", "cpu", "--no-progress"]
-    from faults import VIDEOACT_WITH_CTRL_C
+    from faults import VIDEOACT_WITH_CTRL_C, child_pids
 
     proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, *map(str, args), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
-    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while len(child_pids(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     # The workers spend their first seconds importing torch. Once each ignores SIGINT (or
     # after 1 s, the old code's workers never do), the terminal's Ctrl-C:
     settled = time.monotonic() + 1
-    while time.monotonic() < settled and not all(_ignores_sigint(pid) for pid in _children(proc.pid)):
+    while time.monotonic() < settled and not all(_ignores_sigint(pid) for pid in child_pids(proc.pid)):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
