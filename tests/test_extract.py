@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -598,16 +599,19 @@ class _Killer:
     """Kills (SIGKILL, as the out-of-memory killer would) every process under this one
     that opens ``path``, until the block ends."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, after: Any = None) -> None:
+        """``after``: an Event to wait for before the first kill."""
         import threading
 
-        self.path, self.kills, self.stop = path, [], threading.Event()
+        self.path, self.kills, self.stop, self.after = path, [], threading.Event(), after
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         import signal
         import time
 
+        while self.after is not None and not self.after.wait(0.05) and not self.stop.is_set():
+            pass
         while not self.stop.is_set():
             for pid in descendants_with_open(self.path):
                 if pid in self.kills:  # dying: /proc shows its files until it has exited
@@ -626,29 +630,51 @@ class _Killer:
         self.thread.join()
 
 
-def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
+def test_a_decode_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path, monkeypatch):
     """A decode worker killed while reading a file (a decoder crash, the out-of-memory killer)
-    stopped the whole extract ("DataLoader worker exited unexpectedly"), and a rerun met the
-    same file again. Now the file is read again alone, and fails when its worker dies again;
-    a video half-sent by the other worker starts again; the rest are written as usual."""
+    stopped the whole extract ("DataLoader worker ... is killed by signal", raised by torch's
+    SIGCHLD handler wherever the main thread was: mostly in the backbone), and a rerun met
+    the same file again. Now the file is read again alone, and fails when its worker dies
+    again; a video half-sent by the other worker starts again; the rest are written as usual."""
+    import threading
+    import time
+
     from faults import write_hanging_avi
+
+    import videoact.extract
 
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs Linux /proc to find the worker reading the file")
     src = tmp_path / "v"
     # Round robin: worker 0 reads long.mp4 (two chunks), worker 1 hang.avi. The loader
     # hands out items in worker order, so long.mp4's first chunk has arrived, and its
-    # second waits, when worker 1 is killed in hang.avi's open.
+    # second waits, when worker 1 is killed in hang.avi's open. The kill lands while the
+    # main thread runs the backbone on that first chunk (held there for a second).
     long = write_coded_video(src / "long.mp4", 24)
     hang = write_hanging_avi(src / "hang.avi")
     good = [long, write_coded_video(src / "b.mp4", 10), write_coded_video(src / "c.mp4", 12)]
     options = dict(root=src, image_size=32, sampling=SamplingSpec(mode="uniform", num_segments=8), chunk_frames=4,
-                   device="cpu", progress=False, file_timeout=600)
+                   batch_size=4, device="cpu", progress=False, file_timeout=600)
+    in_backbone = threading.Event()
+    real = videoact.extract.inference_model
+
+    def held_at_first_call(*args, **kwargs):
+        run = real(*args, **kwargs)
+
+        def call(x):
+            if not in_backbone.is_set():
+                in_backbone.set()
+                time.sleep(1.0)
+            return run(x)
+        return call
+
+    monkeypatch.setattr(videoact.extract, "inference_model", held_at_first_call)
     try:
-        with _Killer(hang) as killer:
+        with _Killer(hang, after=in_backbone) as killer:
             result = extract_features([long, hang, *good[1:]], tmp_path / "out", num_workers=2, **options)
     finally:
         hang.unlink()
+    monkeypatch.undo()
     assert len(killer.kills) == 2  # the first worker and the one that read it alone
     assert sorted(result.written) == sorted(map(str, good))
     assert [(f.path, f.reason) for f in result.failed] == [

@@ -644,6 +644,38 @@ class _LoaderSurvivingCrashes:
         self.make_loader = make_loader
         self.suspects = dict(suspects or {})
         self.batches: Any = None  # the current loader's iterator
+        self._sigchld: Any = None  # the SIGCHLD handler found (torch's), while ours is set
+        self._waiting = False  # in the loader's next()
+
+    def _watch_sigchld(self) -> None:
+        """Replace torch's SIGCHLD handler, which starting a DataLoader's workers installs, by
+        :meth:`_on_sigchld`. torch's raises "DataLoader worker ... is killed by signal" in the
+        main thread at whatever line it runs: mostly the backbone, between the loader's
+        items, outside :meth:`__iter__`, so the whole run stopped. Main thread only (no
+        other sets handlers); :meth:`release` puts the one found back."""
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+            return
+        current = signal.getsignal(signal.SIGCHLD)
+        if current != self._on_sigchld:
+            self._sigchld = current
+            signal.signal(signal.SIGCHLD, self._on_sigchld)
+
+    def _on_sigchld(self, signum: int, frame: Any) -> None:
+        # Raise only where __iter__ catches it: while it waits for the loader. A death at any
+        # other time is found before the next wait (_dead_workers), at once either way.
+        if self._waiting and self._dead_workers():
+            raise RuntimeError("DataLoader worker exited unexpectedly")
+
+    def _dead_workers(self) -> list[tuple[int, int]]:
+        """``(worker id, exit code)`` of the current loader's workers that died."""
+        return [(i, w.exitcode) for i, w in enumerate(getattr(self.batches, "_workers", []))
+                if w.exitcode not in (None, 0)]
+
+    def release(self) -> None:
+        """Put the SIGCHLD handler found back (call from the main thread once done)."""
+        if self._sigchld is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGCHLD, self._sigchld)
+            self._sigchld = None
 
     def shutdown(self) -> None:
         """Stop the current loader's worker processes (not waiting for them to be collected)."""
@@ -665,12 +697,23 @@ class _LoaderSurvivingCrashes:
             loader = self.make_loader([self.paths[v] for v in subset], workers)
             begun: set[int] = set()  # videos of this loader with chunks sent
             progressed = False
+            self.batches = None
             try:
                 # The spawned decode workers start here: not the user's script again, and
                 # deaf to Ctrl-C until their loop (which ends quietly on it) runs.
                 with main_script_hidden(deaf_to_ctrl_c=True):
                     self.batches = iter(loader)
-                for item in self.batches:
+                self._watch_sigchld()
+                while True:
+                    if self._dead_workers():  # died while the caller worked on the last item
+                        raise RuntimeError("DataLoader worker exited unexpectedly")
+                    self._waiting = True
+                    try:
+                        item = next(self.batches)
+                    except StopIteration:
+                        break
+                    finally:
+                        self._waiting = False
                     video = item["video"] = subset[item["video"]]
                     begun.add(video)
                     if "error" in item or item["last"]:
@@ -684,15 +727,14 @@ class _LoaderSurvivingCrashes:
             except RuntimeError as exc:
                 if "DataLoader worker" not in str(exc):
                     raise
-                dead = [(i, w.exitcode) for i, w in enumerate(getattr(self.batches, "_workers", []))
-                        if w.exitcode not in (None, 0)]
+                dead = self._dead_workers()
                 reading = loader.dataset.reading
                 open_in_dead = [reading[i] for i, _ in dead if reading is not None and reading[i] >= 0]
                 self.shutdown()
                 for video in sorted(begun - ended):
                     yield {"video": video, "restart": True}
                 how = "; ".join(f"its decode worker {_death(code)}" for _, code in dead) or str(exc)
-                if workers == 1:  # read alone, and its worker died again: the file's doing
+                if workers == 1 and open_in_dead:  # read alone, and its worker died in it again: the file's doing
                     video = subset[0]
                     ended.add(video)
                     yield {"video": video, "error": f"{self.paths[video]}: the decoder crashed on this file twice "
@@ -1050,6 +1092,7 @@ def extract_features(
             # An error or Ctrl-C: the decode workers end now, not when the iterator is
             # collected (an interactive session keeps it, with the traceback, for ever).
             batches.shutdown()
+            batches.release()
         journal.close()  # an interrupted run's open videos did not kill it
         t_written = time.perf_counter()
         bar.close()
@@ -1066,6 +1109,7 @@ def extract_features(
                 path.unlink()
     t_stop = time.perf_counter()
     stopper.join()
+    batches.release()  # the workers are gone (their deaths no longer watched): torch's handler back
     stage["teardown"] = time.perf_counter() - t_stop
     result.stage_seconds = dict(stage)
 
