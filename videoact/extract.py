@@ -943,6 +943,13 @@ def extract_features(
         if device.type == "cpu" and tune_allocator:
             keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
+        # decord is imported at the first file it opens, inside that file's time limit when
+        # this process decodes (0.3 s, 2.4 s from a cold disk cache, more on a busy machine:
+        # a good file beside a hung one timed out): imported here, outside the limits.
+        from .decode import load_decord
+
+        with contextlib.suppress(Exception):  # not installed or broken: the files say so
+            load_decord()
 
     journal = _DecodingJournal(out_dir)
     # Videos open in earlier runs here that died (a decoder crash in this process):
