@@ -280,3 +280,13 @@ def descendants_with_open(path: Path) -> list[int]:
         if up == os.getpid() and str(path) in open_files(pid):
             found.append(pid)
     return found
+
+
+def sigint_after_hearing(queue: Any) -> None:
+    """A spawned worker's SIGINT handling once it calls ``hear_ctrl_c``, put on ``queue``."""
+    import signal
+
+    from videoact.spawn import hear_ctrl_c
+
+    hear_ctrl_c()
+    queue.put(str(signal.getsignal(signal.SIGINT)))

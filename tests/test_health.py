@@ -683,3 +683,28 @@ def test_ctrl_c_while_workers_are_started_takes_effect_after():
         assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_workers_of_a_parent_that_ignores_ctrl_c_keep_ignoring_it():
+    """A run started as a background job ignores SIGINT, and its workers inherited that;
+    hear_ctrl_c made them hear it, so a Ctrl-C meant for the foreground job ended the
+    background run's workers."""
+    import signal
+
+    from faults import sigint_after_hearing
+
+    from videoact.spawn import main_script_hidden
+
+    ctx = mp.get_context("spawn")
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        for disposition in (signal.SIG_IGN, signal.default_int_handler):
+            signal.signal(signal.SIGINT, disposition)
+            queue = ctx.Queue()
+            with main_script_hidden(deaf_to_ctrl_c=True):
+                worker = ctx.Process(target=sigint_after_hearing, args=(queue,))
+                worker.start()
+            assert queue.get(timeout=120) == str(disposition)
+            worker.join(60)
+    finally:
+        signal.signal(signal.SIGINT, before)

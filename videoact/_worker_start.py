@@ -3,4 +3,7 @@
 here until the worker is ready to end quietly on it. Nothing heavy is imported before this."""
 import signal
 
+# What the worker would have had: SIG_IGN when its parent ignores Ctrl-C (a background job),
+# which it then keeps (videoact.spawn.hear_ctrl_c).
+INHERITED_SIGINT = signal.getsignal(signal.SIGINT)
 signal.signal(signal.SIGINT, signal.SIG_IGN)

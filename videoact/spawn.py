@@ -53,7 +53,10 @@ def _ctrl_c_deferred() -> Iterator[None]:
     not safe to interrupt: a KeyboardInterrupt in there left a half-made iterator whose
     ``__del__`` printed an AttributeError traceback. Only in the main thread, where signal
     handlers are set (elsewhere SIGINT reaches the main thread anyway)."""
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) in (None, signal.SIG_IGN)):
+        # Nothing to defer where Ctrl-C is ignored (and the workers inherit that), nor where
+        # the handler was set from C (an embedding program): Python cannot put it back.
         yield
         return
     caught: list[Any] = []
@@ -83,5 +86,9 @@ def exit_without_teardown() -> None:
 
 def hear_ctrl_c() -> None:
     """In a worker started under ``main_script_hidden(deaf_to_ctrl_c=True)``, once Ctrl-C
-    may end it: SIGINT raises KeyboardInterrupt again (Python's own handler)."""
+    may end it: SIGINT raises KeyboardInterrupt again (Python's own handler), unless the
+    worker was to ignore it anyway (its parent did: a background job)."""
+    start = sys.modules.get("__mp_main__")
+    if getattr(start, "INHERITED_SIGINT", None) == signal.SIG_IGN:
+        return
     signal.signal(signal.SIGINT, signal.default_int_handler)
