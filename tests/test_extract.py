@@ -715,7 +715,7 @@ def test_a_run_killed_in_a_decoder_leaves_the_file_to_be_read_alone_next_time(tm
             first = subprocess.run(command, capture_output=True, text=True, timeout=300)
             assert first.returncode == -9 and len(killer.kills) == 1, first.stderr[-2000:]
             journals = list(out.glob(".decoding-*.json"))
-            assert len(journals) == 1 and str(hang) in json.loads(journals[0].read_text()), first.stderr[-2000:]
+            assert len(journals) == 1 and str(hang) in json.loads(journals[0].read_text())["open"], first.stderr[-2000:]
             result = extract_features([*good, hang], out, root=src, image_size=32, num_workers=0, device="cpu",
                                       progress=False, file_timeout=600)
     finally:
@@ -740,3 +740,20 @@ def test_extraction_leaves_the_global_random_state_alone(tmp_path):
     result = extract_features([video], tmp_path / "out", backbone=backbone, image_size=32, num_workers=0,
                               device="cpu", progress=False)
     assert result.written == [str(video)] and torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_decoding_journal_is_a_dead_run_s_only_once_its_lock_is_free(tmp_path):
+    """A journal was taken for a live run's while its pid was alive: in a restarted container
+    the new first process has the dead one's pid (often 1), so the dead run's journal was
+    ignored and the crashing file decoded in the process again; and two containers sharing
+    a host name took each other's live journals for dead ones. Now its run's file lock says."""
+    from videoact.extract import _DecodingJournal
+
+    journal = _DecodingJournal(tmp_path)
+    journal.begin("/videos/a.mp4")
+    assert _DecodingJournal.left_by_dead_runs(tmp_path) == []  # its run (this process) is alive
+    os.close(journal._fd)  # what the kernel does when the process dies: the lock is free
+    journal._fd = None
+    # Its pid is this live process's: a pid reused after a restart. Dead all the same.
+    assert _DecodingJournal.left_by_dead_runs(tmp_path) == [(journal.path, os.getpid(), ["/videos/a.mp4"])]
+    journal.end("/videos/a.mp4")  # the stuck thread's end, much later: no error
