@@ -543,17 +543,19 @@ def test_run_killable_takes_a_function_of_the_script_run(tmp_path):
 def test_run_killable_workers_load_the_decoders_before_their_first_item(tmp_path):
     """decord was imported inside a worker's first item, on that item's time limit (0.3 s,
     2.4 s from a cold disk cache): under load the good file after a hung one, in a fresh
-    worker, timed out. A preload that is not installed is skipped, not a dead worker."""
+    worker, timed out. A preload that is not installed, or fails to import (a broken
+    install: OSError from a missing shared library), is skipped, not a dead worker."""
     import subprocess
     import sys
 
+    (tmp_path / "broken_lib.py").write_text("raise OSError('libsomething.so: cannot open shared object file')\n")
     script = tmp_path / "job.py"
     script.write_text("import sys\n\nfrom videoact.health import run_killable\n\n\n"
                       "def loaded(item, beat):\n    return [m for m in ('torch', 'decord') if m in sys.modules]\n\n\n"
                       "if __name__ == '__main__':\n"
                       "    run = run_killable(loaded, [1], workers=1)\n"
                       "    print(run.results, run.failures)\n"
-                      "    run = run_killable(loaded, [1], workers=1, preload=('no_such_module_videoact',))\n"
+                      "    run = run_killable(loaded, [1], workers=1, preload=('no_such_module_videoact', 'broken_lib'))\n"
                       "    print(run.results, run.failures)\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -451,7 +451,7 @@ def _worker_main(conn: Any, fn: Callable[..., Any], options: dict[str, Any], pre
     for name in preload:
         try:
             importlib.import_module(name)
-        except ImportError:  # an optional decoder not installed: an item that needs it says so
+        except Exception:  # an optional decoder not installed (or broken): an item that needs it says so
             pass
     from .decode import limit_threads
 
