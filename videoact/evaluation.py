@@ -197,23 +197,25 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
         hint = (" (videoact test reads a folder of class sub-folders, or an annotation list; "
                 "videoact infer classifies videos without labels)") if os.path.isdir(data) else ""
         raise RuntimeError(f"{data}: no videos found{hint}")
-    probs, labels, failures = [], [], []
-    done = 0
+    scored: list[tuple[torch.Tensor, int]] = []  # (probabilities, label): one append per video
+    failures: list[tuple[str, str]] = []
     try:
         for sample in tqdm(samples, desc="test", unit="video", disable=not progress, dynamic_ncols=True):
             results, failed = classifier.predict_many([sample.path], num_clips=num_clips, file_timeout=file_timeout)
-            failures += failed
-            for r in results:
-                probs.append(r.probs)
-                labels.append(sample.label)
-            done += 1
+            # One result or one failure per video, each added in one step: a Ctrl-C between
+            # two statements leaves the counts right.
+            failures.extend(failed)
+            scored.extend((r.probs, sample.label) for r in results)
     except KeyboardInterrupt:
         partial = None
-        if probs:
+        if scored:
+            probs, labels = zip(*scored)
             partial = _finish(classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes),
                               failures, problems, checkpoint, num_clips)
-            partial.update(interrupted=True, not_evaluated=len(samples) - done)
+            partial.update(interrupted=True, not_evaluated=len(samples) - len(scored) - len(failures))
         raise EvaluationInterrupted(partial) from None
+    probs = [p for p, _ in scored]
+    labels = [label for _, label in scored]
     if not probs:  # say why, entry by entry: there are no metrics to carry the reasons
         reasons = [str(p) for p in problems] + [reason for _, reason in failures]
         shown = "".join(f"\n  {r}" for r in reasons[:20])
