@@ -2,6 +2,7 @@
 unreadable with its reason, in killable worker processes (real files, real decoders)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -652,12 +653,20 @@ def test_ctrl_c_while_workers_start_prints_no_worker_tracebacks(tmp_path):
     proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, *map(str, args), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
-    while len(child_pids(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    def workers() -> list[int]:  # not multiprocessing's resource tracker, which ignores SIGINT anyway
+        found = []
+        for pid in child_pids(proc.pid):
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+        return found
+
+    while len(workers()) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     # The workers spend their first seconds importing torch. Once each ignores SIGINT (or
     # after 1 s, the old code's workers never do), the terminal's Ctrl-C:
     settled = time.monotonic() + 1
-    while time.monotonic() < settled and not all(_ignores_sigint(pid) for pid in child_pids(proc.pid)):
+    while time.monotonic() < settled and not all(_ignores_sigint(pid) for pid in workers()):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
