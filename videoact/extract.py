@@ -709,9 +709,13 @@ class _LoaderSurvivingCrashes:
             raise RuntimeError("DataLoader worker exited unexpectedly")
 
     def _dead_workers(self) -> list[tuple[int, int]]:
-        """``(worker id, exit code)`` of the current loader's workers that died."""
+        """``(worker id, exit code)`` of the current loader's workers that died. Workers end
+        only when the loader is shut down, so one that ended while still counted active died,
+        whatever its status: 0 too, as our exit at the end of a worker (``atexit``: before
+        the interpreter's teardown) reports whatever ended it in Python (a SystemExit)."""
+        active = getattr(self.batches, "_workers_status", [])
         return [(i, w.exitcode) for i, w in enumerate(getattr(self.batches, "_workers", []))
-                if w.exitcode not in (None, 0)]
+                if w.exitcode is not None and (w.exitcode != 0 or (i < len(active) and active[i]))]
 
     def release(self) -> None:
         """Put the SIGCHLD handler found back (call from the main thread once done)."""

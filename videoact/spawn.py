@@ -77,7 +77,10 @@ def exit_without_teardown() -> None:
     worker whose work is done and sent (multiprocessing's queues flushed). Measured (2 decode
     workers stopped while busy, 2 cores): they ended in 1.3-1.6 s with the teardown and
     0.2 s without; a worker stopped in mid-video sometimes aborted in it ("terminate called
-    without an active exception", SIGABRT: a decoder's C++ thread destroyed while running)."""
+    without an active exception", SIGABRT: a decoder's C++ thread destroyed while running).
+    Run at ``atexit``, it makes the status 0 whatever ended the worker in Python (a
+    SystemExit): its parent must judge by more than the status (see extract's
+    ``_LoaderSurvivingCrashes._dead_workers``)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
