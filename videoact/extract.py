@@ -348,6 +348,15 @@ class _VideoChunks(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         mine = range(worker, len(self.paths), workers)
+        if self.backend != "opencv" and mine:
+            # decord is imported at the first file it opens, inside that file's time limit
+            # (0.3 s, 2.4 s from a cold disk cache, more on a busy machine: a good file
+            # beside a hung one timed out): imported here, in the process that decodes,
+            # outside the limits.
+            from .decode import load_decord
+
+            with contextlib.suppress(Exception):  # not installed or broken: the files say so
+                load_decord()
         if info is None and self.inline_threads > 1:
             yield from self._read_side_by_side(mine)
             return
@@ -989,13 +998,6 @@ def extract_features(
         if device.type == "cpu" and tune_allocator:
             keep_freed_memory()
         run_backbone = inference_model(backbone, device, channels_last=channels_last, compile=compile)
-        # decord is imported at the first file it opens, inside that file's time limit when
-        # this process decodes (0.3 s, 2.4 s from a cold disk cache, more on a busy machine:
-        # a good file beside a hung one timed out): imported here, outside the limits.
-        from .decode import load_decord
-
-        with contextlib.suppress(Exception):  # not installed or broken: the files say so
-            load_decord()
 
     journal = _DecodingJournal(out_dir)
     # Videos open in earlier runs here that died (a decoder crash in this process):
