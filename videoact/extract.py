@@ -59,7 +59,7 @@ from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_feat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
 from .fast_inference import fold_batchnorm, fuse_conv_activations, inference_model, keep_freed_memory  # noqa: F401
 from .notices import VideoactWarning
-from .spawn import exit_without_teardown, hear_ctrl_c, main_script_hidden
+from .spawn import exit_without_teardown, hear_ctrl_c, main_script_hidden, signal_name
 
 
 @dataclass
@@ -809,10 +809,7 @@ class _LoaderSurvivingCrashes:
 def _death(exitcode: int) -> str:
     """A worker's exit status in words: ``"was killed by SIGSEGV"``, ``"ended with exit status 1"``."""
     if exitcode < 0:
-        try:
-            return f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"was killed by signal {-exitcode}"
+        return f"was killed by {signal_name(-exitcode)}"
     return f"ended with exit status {exitcode}"
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .notices import VideoactWarning
-from .spawn import exit_without_teardown, main_script_hidden
+from .spawn import exit_without_teardown, main_script_hidden, signal_name
 
 __all__ = [
     "STATUSES",
@@ -511,12 +511,8 @@ class _Worker:
 def _death_reason(proc: Any) -> str:
     code = proc.exitcode
     if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-        return f"the decoder crashed: its worker process died with {name}{hint}"
+        return f"the decoder crashed: its worker process died with {signal_name(-code)}{hint}"
     return f"the decoder crashed: its worker process exited with status {code}"
 
 

@@ -95,3 +95,12 @@ def hear_ctrl_c() -> None:
     if getattr(start, "INHERITED_SIGINT", None) == signal.SIG_IGN:
         return
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def signal_name(signum: int) -> str:
+    """``"SIGKILL"``, or ``"signal 99"`` for a number without a name here (a worker's
+    negative exit code, negated)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
