@@ -209,25 +209,24 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     except KeyboardInterrupt:
         partial = None
         if scored:
-            probs, labels = zip(*scored)
-            partial = _finish(classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes),
-                              failures, problems, checkpoint, num_clips)
+            partial = _metrics(scored, classifier.classes, failures, problems, checkpoint, num_clips)
             partial.update(interrupted=True, not_evaluated=len(samples) - len(scored) - len(failures))
         raise EvaluationInterrupted(partial) from None
-    probs = [p for p, _ in scored]
-    labels = [label for _, label in scored]
-    if not probs:  # say why, entry by entry: there are no metrics to carry the reasons
+    if not scored:  # say why, entry by entry: there are no metrics to carry the reasons
         reasons = [str(p) for p in problems] + [reason for _, reason in failures]
         shown = "".join(f"\n  {r}" for r in reasons[:20])
         if len(reasons) > 20:
             shown += f"\n  ... {len(reasons) - 20} more"
         raise RuntimeError(f"{data}: no video could be evaluated ({len(failures)} failed, "
                            f"{len(problems)} entries with problems):{shown}")
-    return _finish(classification_metrics(torch.stack(probs), torch.tensor(labels), classifier.classes),
-                   failures, problems, checkpoint, num_clips)
+    return _metrics(scored, classifier.classes, failures, problems, checkpoint, num_clips)
 
 
-def _finish(metrics: dict[str, Any], failures: list, problems: list, checkpoint: Any, num_clips: int) -> dict[str, Any]:
+def _metrics(scored: list[tuple[torch.Tensor, int]], classes: Sequence[str], failures: list, problems: list,
+             checkpoint: Any, num_clips: int) -> dict[str, Any]:
+    """:func:`evaluate`'s result for the ``(probabilities, label)`` pairs scored."""
+    probs, labels = zip(*scored)
+    metrics = classification_metrics(torch.stack(probs), torch.tensor(labels), classes)
     metrics["failures"] = [{"path": p, "reason": r} for p, r in failures]
     metrics["problems"] = [str(p) for p in problems]
     metrics["checkpoint"] = str(checkpoint)

@@ -1134,8 +1134,8 @@ def extract_features(
             if ended == len(todo):
                 break  # all there: do not wait for the loader's end-of-data to run the last batch
             t_prev = time.perf_counter()
-        # Worker processes take about a second to exit (interpreter teardown); let them
-        # do that while the last batch runs and the writer finishes.
+        # Let the worker processes be stopped and collected (0.2 s for two) while the last
+        # batch runs and the writer finishes.
         stopper = threading.Thread(target=batches.shutdown, name="videoact-loader-shutdown", daemon=True)
         stopper.start()
         flush(final=True)

@@ -584,8 +584,9 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     train_samples, val_samples, test_samples = (rebase(s, root) for s in (train_samples, val_samples, test_samples))
     cache_dir = Path(cfg.feature.cache_dir) if cfg.feature.cache_dir else work_dir / "features"
     # Extraction draws random numbers (a backbone's initial weights before its pretrained
-    # ones load) only when there is something to extract: without the fork, a run that
-    # found its features cached trained from other initial weights than one that made them.
+    # ones load; the decode loader's seed did, only when there was something to extract):
+    # forked, training's initial weights do not depend on what extraction did (a run that
+    # found its features cached had trained from other ones than a run that made them).
     with torch.random.fork_rng(devices=[]):
         usable, settings, unreadable = ensure_features(cfg, train_samples + val_samples + test_samples, cache_dir,
                                                        root)
