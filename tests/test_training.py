@@ -300,6 +300,16 @@ def test_optimizer_step_outcomes():
         assert optimizer_step(model.weight.sqrt().sum(), model, opt, scaler, 1.0) == "nonfinite"
         assert model.weight.item() == 0.0
 
+    # Non-finite steps skipped one after another (train.nonfinite: skip) leave the scale where
+    # it is: halving it below 1 each time would underflow float16 gradients to zero after.
+    model, opt = setup(0.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    for _ in range(20):
+        assert optimizer_step(model.weight.sqrt().sum(), model, opt, scaler, 1.0) == "nonfinite"
+    assert scaler.get_scale() == 1.0
+    assert optimizer_step(model(torch.ones(1, 1)).sum() * 3, model, opt, scaler, 1.0) == "ok"
+    assert model.weight.item() == pytest.approx(-0.1)
+
 
 def test_data_problems_are_refused_before_extraction(tmp_path, capsys):
     """An empty validation split or a reverse pair naming no class would surface only after

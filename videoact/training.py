@@ -120,8 +120,12 @@ def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.
     overflow = scaler.is_enabled() and scaler.get_scale() > 1.0
     if overflow:
         scaler.step(optimizer)  # sees the inf gradients and skips the update
-    scaler.update()
-    return "overflow" if overflow else "nonfinite"
+        scaler.update()
+        return "overflow"
+    # Clear the step's record but keep the scale: halving it below 1 on every skipped
+    # step would leave float16 gradients underflowing to zero for thousands of steps.
+    scaler.update(scaler.get_scale())
+    return "nonfinite"
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.01) -> float:
