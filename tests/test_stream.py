@@ -145,6 +145,38 @@ def test_push_without_threads_ring_ema_threshold(setup):
     assert sc3.resets == 1 and after[:9] == [None] * 9 and after[9] is not None
 
 
+class EqualScores(nn.Module):
+    """A temporal model that scores every class the same: ``[B, T, D] -> [B, C]`` zeros."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.num_classes)
+
+
+def test_tied_scores_name_the_lowest_class_everywhere(setup):
+    """Equal probabilities: infer, the stream and the timeline name the classes in index
+    order, as test's metrics count them (topk ordered ties as it liked: 4, 7, 6, ... of 8)."""
+    from videoact.evaluation import classification_metrics
+    from videoact.timeline import classify_timeline
+
+    clf = setup["clf"]
+    classes = [f"c{i}" for i in range(8)]
+    flat = VideoClassifier(CNNLSTM(clf.backbone, EqualScores(8)), classes, clf.feature, torch.device("cpu"))
+    order = [(c, pytest.approx(1 / 8)) for c in classes[:5]]
+    assert flat.predict(setup["video"], top_k=5).top == order
+    with open_video(setup["video"]) as reader:
+        frames = [(ts, f) for _, ts, f in reader][:12]
+    sc = StreamClassifier(flat, feature_rate=FPS / 3, ema=0.0, threshold=0.0, top_k=5)
+    results = [r for r in (sc.push(f, ts) for ts, f in frames) if r is not None]
+    assert results and all(r.top == order and r.label == "c0" for r in results)
+    timeline = classify_timeline(flat, setup["video"], window=1.0, stride=1.0, top_k=5)
+    assert timeline.windows and all(w.top == order for w in timeline.windows)
+    assert classification_metrics(torch.full((1, 8), 1 / 8), torch.tensor([0]), classes)["top1"] == 1.0
+
+
 def test_stream_classifier_rejects_bad_input(setup):
     clf = setup["clf"]
     with pytest.raises(ValueError, match="ema"):

@@ -313,9 +313,13 @@ class VideoClassifier:
             self.temporal.train(training)
         return probs[0] if single else probs
 
-    def _top(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
-        values, indices = probs.topk(min(top_k, len(self.classes)))
-        return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+    def top_labels(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
+        """The ``top_k`` most probable ``(label, probability)`` pairs of ``probs [C]``, best
+        first. Ties go to the lower class index, as in ``videoact test``'s metrics (``topk``
+        orders equal scores as it likes, so ``infer`` and ``test`` could name other classes)."""
+        values, indices = probs.sort(descending=True, stable=True)
+        k = min(top_k, len(self.classes))
+        return [(self.classes[i], float(v)) for v, i in zip(values[:k].tolist(), indices[:k].tolist())]
 
     def predict(self, video: str | os.PathLike | torch.Tensor | np.ndarray, top_k: int = 5,
                 num_clips: int = 1, fps: float = 25.0, file_timeout: float | None = None) -> Prediction:
@@ -353,7 +357,7 @@ class VideoClassifier:
         feats = self.frame_features(frames)  # one CNN pass per distinct frame
         clips = torch.stack([feats[[frames_by_index[i] for i in p]] for p in picks])  # [K, S, D]
         probs = self.predict_features(clips).mean(0)
-        return Prediction(source, self._top(probs, top_k), probs, picks[0])
+        return Prediction(source, self.top_labels(probs, top_k), probs, picks[0])
 
     def _read_file(self, video: str | os.PathLike, num_clips: int, timeout: float | None):
         """Open ``video`` and read the frames of ``num_clips`` clips, within ``timeout`` seconds."""

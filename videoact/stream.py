@@ -490,8 +490,7 @@ class StreamClassifier:
         else:
             self._smoothed = self.ema * self._smoothed + (1.0 - self.ema) * raw
         probs = self._smoothed
-        values, idx = probs.topk(min(self.top_k, len(self.classes)))
-        top = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]
+        top = self.classifier.top_labels(probs, self.top_k)
         label = top[0][0] if top[0][1] >= self.threshold else None
         self.predictions += 1
         now = time.monotonic()

@@ -283,8 +283,7 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
                 x = torch.stack([torch.stack([features[int(grid_frame[j])] for j in window_grid[k]]) for k in ks])
                 probs = classifier.predict_features(x)  # [B, T, D] -> [B, C]
                 for k, p in zip(ks, probs):
-                    values, idx = p.topk(top_k)
-                    top = [(classifier.classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]
+                    top = classifier.top_labels(p, top_k)
                     label = top[0][0] if top[0][1] >= threshold else None
                     results[k] = WindowPrediction(spans[k][0], spans[k][1], top, label, p,
                                                   [int(grid_frame[j]) for j in window_grid[k]])
