@@ -599,6 +599,8 @@ def test_feature_dataset_variable_length_and_collate(feature_cache):
     assert features[0, 3:].abs().sum() == 0 and features[2, 1:].abs().sum() == 0
     with pytest.raises(ValueError, match="one D"):
         collate_features([ds[0], (torch.zeros(2, 5), 0)])
+    with pytest.raises(ValueError, match=r"\(4,\)"):  # a 1-D item: the same message, not an IndexError
+        collate_features([ds[0], (torch.zeros(4), 0)])
 
     # DataLoader workers (separate processes) give what direct indexing gives
     loader = DataLoader(FeatureDataset(samples, cache, num_segments=5), batch_size=2,

@@ -175,11 +175,10 @@ def collate_features(
     if not batch:
         raise ValueError("cannot collate an empty batch")
     feats = [f for f, _ in batch]
-    dims = {int(f.shape[1]) for f in feats}
-    if len(dims) != 1 or any(f.ndim != 2 for f in feats):
+    if any(f.ndim != 2 for f in feats) or len({int(f.shape[1]) for f in feats}) != 1:
         raise ValueError(f"items must all be [T, D] with one D, got shapes {[tuple(f.shape) for f in feats]}")
     lengths = torch.tensor([int(f.shape[0]) for f in feats], dtype=torch.int64)
-    out = feats[0].new_zeros((len(feats), int(lengths.max()), dims.pop()))
+    out = feats[0].new_zeros((len(feats), int(lengths.max()), int(feats[0].shape[1])))
     for i, f in enumerate(feats):
         out[i, : f.shape[0]] = f
     labels = torch.tensor([int(label) for _, label in batch], dtype=torch.int64)
