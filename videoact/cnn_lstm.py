@@ -28,7 +28,9 @@ class CNNLSTM(nn.Module):
         temporal: temporal model ``([B, T, D], lengths [B]) -> [B, C]``.
         chunk_size: frames per backbone call; bounds activation memory for long clips.
         freeze_backbone: keep the backbone in eval mode and run it without gradients
-            (the usual setting: features are the same as the cached ones). ``False``
+            (the usual setting: features are the cached ones up to their float16 storage
+            and the inference copy's folded BatchNorm; ``VideoClassifier`` rounds as the
+            cache does). ``False``
             fine-tunes it: a backbone made frozen (``create_backbone``'s default) is
             unfrozen (``set_frozen(False)``), else it would stay frozen, silently.
     """

@@ -59,7 +59,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         reverse_labels: Mapping[int, int] | None = None,
         preload: bool = False,
         settings: Mapping[str, Any] | None = None,
-    ):
+    ) -> None:
         if num_segments is not None and num_segments < 1:
             raise ValueError(f"num_segments must be >= 1 or None, got {num_segments}")
         self.reverse_labels = dict(reverse_labels or {})
@@ -149,7 +149,7 @@ class EpochSampler(torch.utils.data.Sampler):
     copy they started with, and a ``set_epoch`` on the main process's copy would not).
     """
 
-    def __init__(self, sampler: torch.utils.data.Sampler):
+    def __init__(self, sampler: torch.utils.data.Sampler) -> None:
         self.sampler = sampler
         self.epoch = 0
 

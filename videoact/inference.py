@@ -155,7 +155,7 @@ class VideoClassifier:
 
     def __init__(self, model: CNNLSTM, classes: Sequence[str], feature: dict[str, Any],
                  device: str | torch.device = "auto", checkpoint_path: str | None = None,
-                 class_ids: Sequence[int] | None = None):
+                 class_ids: Sequence[int] | None = None) -> None:
         device = resolve_device(device)
         if len(classes) != model.temporal.num_classes:
             raise ValueError(f"{len(classes)} class names for a model with {model.temporal.num_classes} outputs")
@@ -188,11 +188,13 @@ class VideoClassifier:
         self._frames_to_features = inference_model(self.model.backbone, self.device)
 
     @property
-    def backbone(self):
+    def backbone(self) -> torch.nn.Module:
+        """The per-frame backbone ``[N, 3, H, W] -> [N, D]`` (the trained one, not the inference copy)."""
         return self.model.backbone
 
     @property
-    def temporal(self):
+    def temporal(self) -> torch.nn.Module:
+        """The temporal model ``([B, T, D], lengths [B]) -> logits [B, C]``."""
         return self.model.temporal
 
     @classmethod
@@ -359,8 +361,10 @@ class VideoClassifier:
         probs = self.predict_features(clips).mean(0)
         return Prediction(source, self.top_labels(probs, top_k), probs, picks[0])
 
-    def _read_file(self, video: str | os.PathLike, num_clips: int, timeout: float | None):
-        """Open ``video`` and read the frames of ``num_clips`` clips, within ``timeout`` seconds."""
+    def _read_file(self, video: str | os.PathLike, num_clips: int,
+                   timeout: float | None) -> tuple[list[list[int]], list[int], Any]:
+        """Open ``video`` and read the frames of ``num_clips`` clips, within ``timeout`` seconds.
+        Returns each clip's frame indices, the sorted indices read, and the decoded ``Clip``."""
         import time
 
         from .decode import VideoDecodeError, call_with_timeout, open_video

@@ -43,7 +43,7 @@ from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split,
-                       warn_problems, warn_shared_videos)
+                       VideoSample, warn_problems, warn_shared_videos)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -111,6 +111,7 @@ def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
+    # After backward, DDP has averaged the gradients: every rank clips by the same norm.
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
     if torch.isfinite(grad_norm):
         scaler.step(optimizer)
@@ -201,13 +202,13 @@ def sampling_spec(cfg: Config) -> SamplingSpec:
                         target_fps=f.target_fps, max_frames=f.max_frames, segment_frames=f.segment_frames)
 
 
-def rebase(samples: list, root: Path) -> list:
+def rebase(samples: list[VideoSample], root: Path) -> list[VideoSample]:
     """Give every sample its cache key relative to one common root (train and val may
     differ), as ``videoact extract --root`` names it: a cache it filled is reused."""
     return [dataclasses.replace(s, rel=cache_key(Path(s.path), root)) for s in samples]
 
 
-def cache_root(samples: list, data_root: str | None) -> Path:
+def cache_root(samples: list[VideoSample], data_root: str | None) -> Path:
     """The folder cache keys are relative to: ``data.root`` when every video lies inside it
     (so the cache matches ``videoact extract --root``), else the videos' common folder, as
     listed: videos that are symlinks into a content store (DVC, git-annex) keep their names."""
@@ -218,8 +219,8 @@ def cache_root(samples: list, data_root: str | None) -> Path:
     return Path(os.path.commonpath([os.path.abspath(Path(s.path).parent) for s in samples]))
 
 
-def ensure_features(cfg: Config, samples: list, cache_dir: Path,
-                    root: Path) -> tuple[list, dict[str, Any], list[str]]:
+def ensure_features(cfg: Config, samples: list[VideoSample], cache_dir: Path,
+                    root: Path) -> tuple[list[VideoSample], dict[str, Any], list[str]]:
     """Extract missing or stale features; return the samples whose features exist, the
     settings their cache files record, and why the others have none (each also warned)."""
     rank, world = _dist()
@@ -270,7 +271,10 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) ->
     return torch.cat(probs), torch.cat(labels)
 
 
-def evaluate_loss_acc(model, loader, device) -> dict[str, float]:
+def evaluate_loss_acc(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Mean cross-entropy (plain: no label smoothing, unlike the training objective) and
+    top-1 accuracy over ``loader``'s ``(features [B, T, D], lengths [B], labels [B])``
+    batches, summed over all ranks."""
     model.eval()
     totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
     with torch.no_grad():
@@ -316,7 +320,8 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
 HELD_OUT = "held_out.json"  # the validation videos drawn from the training data, per work dir
 
 
-def hold_out(samples: list, cfg: Config, work_dir: Path, resuming: bool, is_main: bool = True) -> tuple[list, list]:
+def hold_out(samples: list[VideoSample], cfg: Config, work_dir: Path, resuming: bool,
+             is_main: bool = True) -> tuple[list[VideoSample], list[VideoSample]]:
     """``(train, val)``: a stratified part of ``samples`` held out for validation (no ``data.val``).
 
     Drawn once per run and kept in ``work_dir/held_out.json``: a resumed run validates on
@@ -772,7 +777,6 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
                 value = f"({loss.item()})" if world == 1 else f"on some rank (here {loss.item()})"
                 skip_step(f"non-finite loss {value} at epoch {epoch + 1}, step {step + 1}")
                 continue
-            # DDP has averaged the gradients by now: every rank sees the same norm.
             outcome = optimizer_step(loss, model, optimizer, scaler, cfg.train.grad_clip)
             if outcome == "nonfinite":
                 skip_step(f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1}")
@@ -790,6 +794,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
             "epoch": epoch, "step": step, "lr": lr_used,
             # null where nothing was measured (every step skipped) or the value is nan/inf:
             # metrics.jsonl stays strict JSON (NaN is not JSON) for any reader
+            # train_loss is the objective (label smoothing, dropout on), so it stays above
+            # the plain cross-entropy of val_loss even on the same videos.
             "train_loss": loss_sum / count if count else None, "train_acc": correct / count if count else None,
             "val_loss": val["loss"] if math.isfinite(val["loss"]) else None, "val_acc": val["acc"],
             "seconds": time.perf_counter() - t0, "skipped_steps": skipped_steps,
