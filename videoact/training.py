@@ -442,6 +442,117 @@ def _file_version(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def load_splits(cfg: Config, is_main: bool = True) -> tuple[list[VideoSample], list[VideoSample],
+                                                             list[VideoSample], list[str], list[int] | None]:
+    """The training, validation and test videos of ``cfg.data`` (validation empty when it
+    is to be held out of the training videos, after extraction), the class names and the
+    classes file's ids (``None`` without one). Entries with problems are warned about and
+    left out; data that cannot train (no videos, one class, nothing to validate on) is
+    refused here, before any extraction."""
+    excluded: set[str] = set()
+    if cfg.data.exclude:  # e.g. the unreadable files found by `videoact check --quarantine`
+        from .health import read_exclude_list
+
+        try:
+            excluded = read_exclude_list(cfg.data.exclude)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+
+    def without_excluded(samples: list[VideoSample], split: str) -> list[VideoSample]:
+        if not excluded:
+            return samples
+        from .health import exclude_paths
+
+        kept, dropped = exclude_paths(samples, excluded, key=lambda s: s.path)
+        if dropped and is_main:
+            log.info(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}")  # as asked: no problem
+        return kept
+
+    # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
+    # that have no training video; otherwise the training data's sorted label names.
+    file_labels = read_class_labels(cfg.data.classes) if cfg.data.classes else None
+    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=file_labels)
+    train_samples = without_excluded(train_samples, "training")
+    warn_problems(cfg.data.train, problems)
+    if not train_samples:
+        hint = ""
+        if problems and all(p.kind == MISSING for p in problems):
+            base = cfg.data.root or os.path.dirname(os.path.abspath(cfg.data.train))
+            hint = (f": none of its {len(problems)} videos is there, looked for under {base}; --root (data.root) "
+                    "names the folder the list's paths start from")
+        raise TrainingError(f"{cfg.data.train}: no training videos found{hint}")
+    present = {s.label for s in train_samples}
+    if len(present) < 2:
+        raise TrainingError(f"{cfg.data.train}: one class only ({classes[min(present)]}): a classifier needs videos "
+                            "of at least two classes (one folder per class, or two labels in the list)")
+    if is_main and len(present) < len(classes):
+        unseen = [name for i, name in enumerate(classes) if i not in present]
+        source = cfg.data.classes or cfg.data.train
+        warnings.warn(f"{len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
+                      f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never "
+                      "learn to name them", VideoactWarning, stacklevel=3)
+    # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
+    class_ids = sorted(file_labels) if isinstance(file_labels, dict) else None
+    label_set = class_labels(classes, class_ids)
+    val_samples: list[VideoSample] = []  # without data.val: held out after extraction (no unreadable ones)
+    if cfg.data.val:
+        val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
+        val_samples = without_excluded(val_samples, "validation")
+        warn_problems(cfg.data.val, problems)
+    test_samples: list[VideoSample] = []
+    if cfg.data.test:
+        test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
+        test_samples = without_excluded(test_samples, "test")
+        warn_problems(cfg.data.test, problems)
+    if is_main:
+        warn_shared_videos([("training", cfg.data.train, train_samples), ("validation", cfg.data.val, val_samples),
+                            ("test", cfg.data.test, test_samples)])
+    # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
+    if not (val_samples or stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)[1]):
+        raise no_validation(cfg)
+    return train_samples, val_samples, test_samples, list(classes), class_ids
+
+
+def no_validation(cfg: Config) -> TrainingError:
+    """The error for a run left with no validation video."""
+    return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
+                         f"{cfg.data.train}: no validation videos: each class has a single usable video, "
+                         "so none can be held out; pass --val (data.val) or add videos")
+
+
+def claim_work_dir(cfg: Config, held: contextlib.ExitStack, last_seen: tuple[int, int] | None,
+                   is_main: bool, world: int) -> None:
+    """Create and lock ``cfg.work_dir`` for this run (the lock stays in ``held``), refusing
+    when another run holds it or wrote ``last.pt`` since ``last_seen``; remove what killed
+    runs left there; write ``config.yaml`` for a new run. Under torchrun rank 0 does this
+    and every rank raises its refusal."""
+    work_dir = Path(cfg.work_dir)
+    refusal: Exception | None = None
+    if is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            locked = held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
+            if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
+                raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
+                                    "command again to resume from it, or use another --work-dir")
+            # What a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...). This process's own pid
+            # too: nothing writes here yet, and in a container a killed run often had our pid.
+            # Only under the lock: without it (a network file system) another host's run may be
+            # writing here, and its pids mean nothing on this one.
+            if locked:
+                remove_dead_temporaries(work_dir, own=True)
+        except (InUseError, TrainingError) as exc:
+            refusal = exc
+        if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
+            save_config(cfg, work_dir / "config.yaml")
+    if world > 1:  # every rank stops with rank 0 (the others would wait in the next collective)
+        message = broadcast_object(None if refusal is None else str(refusal))
+        if message is not None and not is_main:
+            raise TrainingError(message)
+    if refusal is not None:
+        raise refusal
+
+
 def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """Train a temporal model as configured; return the final metrics.
 
@@ -490,102 +601,12 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     seed_everything(cfg.train.seed, device)
 
     # 1. data
-    excluded: set[str] = set()
-    if cfg.data.exclude:  # e.g. the unreadable files found by `videoact check --quarantine`
-        from .health import read_exclude_list
-
-        try:
-            excluded = read_exclude_list(cfg.data.exclude)
-        except ValueError as exc:
-            raise TrainingError(str(exc)) from None
-
-    def without_excluded(samples: list, split: str) -> list:
-        if not excluded:
-            return samples
-        from .health import exclude_paths
-
-        kept, dropped = exclude_paths(samples, excluded, key=lambda s: s.path)
-        if dropped and is_main:
-            log.info(f"excluded {len(dropped)} {split} videos listed in {cfg.data.exclude}")  # as asked: no problem
-        return kept
-
-    # A classes file fixes the order (a checkpoint's output i is line i) and keeps classes
-    # that have no training video; otherwise the training data's sorted label names.
-    file_labels = read_class_labels(cfg.data.classes) if cfg.data.classes else None
-    train_samples, classes, problems = load_dataset(cfg.data.train, root=cfg.data.root, classes=file_labels)
-    train_samples = without_excluded(train_samples, "training")
-    warn_problems(cfg.data.train, problems)
-    if not train_samples:
-        hint = ""
-        if problems and all(p.kind == MISSING for p in problems):
-            base = cfg.data.root or os.path.dirname(os.path.abspath(cfg.data.train))
-            hint = (f": none of its {len(problems)} videos is there, looked for under {base}; --root (data.root) "
-                    "names the folder the list's paths start from")
-        raise TrainingError(f"{cfg.data.train}: no training videos found{hint}")
-    present = {s.label for s in train_samples}
-    if len(present) < 2:
-        raise TrainingError(f"{cfg.data.train}: one class only ({classes[min(present)]}): a classifier needs videos "
-                            "of at least two classes (one folder per class, or two labels in the list)")
-    if is_main and len(present) < len(classes):
-        unseen = [name for i, name in enumerate(classes) if i not in present]
-        source = cfg.data.classes or cfg.data.train
-        warnings.warn(f"{len(unseen)} of the {len(classes)} classes of {source} have no usable training video "
-                      f"({', '.join(unseen[:10])}{', ...' if len(unseen) > 10 else ''}): the model can never "
-                      "learn to name them", VideoactWarning, stacklevel=2)
-    # The file's ids (classInd.txt) read the integer labels of every list, and go in the checkpoint.
-    class_ids = sorted(file_labels) if isinstance(file_labels, dict) else None
+    train_samples, val_samples, test_samples, classes, class_ids = load_splits(cfg, is_main)
     last_seen = _file_version(work_dir / "last.pt")
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg), class_ids)
-    label_set = class_labels(classes, class_ids)
-    if cfg.data.val:
-        val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
-        val_samples = without_excluded(val_samples, "validation")
-        warn_problems(cfg.data.val, problems)
-    else:  # held out after extraction, so that no unreadable video is among them
-        val_samples = []
-    test_samples: list = []
-    if cfg.data.test:
-        test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
-        test_samples = without_excluded(test_samples, "test")
-        warn_problems(cfg.data.test, problems)
-    if is_main:
-        warn_shared_videos([("training", cfg.data.train, train_samples), ("validation", cfg.data.val, val_samples),
-                            ("test", cfg.data.test, test_samples)])
-    # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
-    def no_validation() -> TrainingError:
-        return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
-                             f"{cfg.data.train}: no validation videos: each class has a single usable video, "
-                             "so none can be held out; pass --val (data.val) or add videos")
-
-    if not (val_samples or stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)[1]):
-        raise no_validation()
     reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
-
     # Only now: a run refused for its data leaves no work directory behind.
-    refusal: Exception | None = None
-    if is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            locked = held.enter_context(exclusive_lock(work_dir / ".lock", f"work directory {work_dir}"))
-            if _file_version(work_dir / "last.pt") != last_seen:  # a run that held the lock until now wrote it
-                raise TrainingError(f"{work_dir}: another run wrote last.pt while this one was starting; run the "
-                                    "command again to resume from it, or use another --work-dir")
-            # What a killed run left (.metrics.jsonl.tmp-<pid>-<n>, ...). This process's own pid
-            # too: nothing writes here yet, and in a container a killed run often had our pid.
-            # Only under the lock: without it (a network file system) another host's run may be
-            # writing here, and its pids mean nothing on this one.
-            if locked:
-                remove_dead_temporaries(work_dir, own=True)
-        except (InUseError, TrainingError) as exc:
-            refusal = exc
-        if refusal is None and not (work_dir / "last.pt").exists():  # when resuming: once last.pt has loaded
-            save_config(cfg, work_dir / "config.yaml")
-    if world > 1:  # every rank stops with rank 0 (the others would wait in the next collective)
-        message = broadcast_object(None if refusal is None else str(refusal))
-        if message is not None and not is_main:
-            raise TrainingError(message)
-    if refusal is not None:
-        raise refusal
+    claim_work_dir(cfg, held, last_seen, is_main, world)
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
     everything = train_samples + val_samples + test_samples
@@ -607,7 +628,7 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     if not cfg.data.val:
         train_samples, val_samples = hold_out(train_samples, cfg, work_dir, resume_state is not None, is_main)
     if not val_samples:
-        raise no_validation() if not cfg.data.val else TrainingError(
+        raise no_validation(cfg) if not cfg.data.val else TrainingError(
             "no validation video has usable features (the warnings above say why)")
     if is_main:
         held_out = f"from {cfg.data.val}" if cfg.data.val else "held out of the training videos"
