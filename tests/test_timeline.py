@@ -30,8 +30,8 @@ from videoact.inference import VideoClassifier
 from videoact.sampling import uniform_segments
 from videoact.temporal import create_temporal_model
 from videoact.testing import write_video
-from videoact.timeline import (ActionSegment, Timeline, WindowPrediction, classify_timeline, merge_segments, window_starts,
-                               write_timeline)
+from videoact.timeline import (ActionSegment, Timeline, WindowPrediction, classify_timeline, merge_segments,
+                               window_settings, window_starts, write_timeline)
 
 T = 4
 FPS = 25.0
@@ -284,6 +284,27 @@ def test_infer_timeline_bad_input(model, tmp_path, capsys):
     assert "--threshold only works with --timeline" in capsys.readouterr().err
     assert main(["infer", str(ckpt), str(bad), "--timeline", "--num-clips", "5"]) == 2
     assert "--num-clips does not work with --timeline" in capsys.readouterr().err
+    # A stride longer than the window (2 s by default) would label time no window saw:
+    # refused once, before any video is read, not as a failure of each.
+    assert main(["infer", str(ckpt), str(bad), str(bad), "--timeline", "--stride", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "stride 5 s is longer than the window (2 s)" in err and "broken.mp4" not in err
+
+
+def test_timeline_follows_a_checkpoint_trained_at_a_frame_rate(model, known_video):
+    """A model trained on fps sampling sees its windows at that rate (T frames at 4/s: 1 s),
+    as the stream does, not T frames spread over the 2 s default."""
+    from videoact.stream import default_feature_rate
+
+    clf, _ = model
+    at4 = VideoClassifier(clf.model, clf.classes, {**clf.feature, "sampling": {"mode": "fps", "target_fps": 4.0}},
+                          "cpu")
+    assert window_settings(at4) == (T / 4.0, 0.25, 4.0) and default_feature_rate(at4) == 4.0
+    tl = classify_timeline(at4, known_video[0])
+    assert (tl.window, tl.feature_rate) == (T / 4.0, 4.0) and tl.frames_processed == 32  # 8 s at 4/s
+    # Given a window, the rate follows it, as for any checkpoint; uniform sampling: 2 s.
+    assert window_settings(at4, window=2.0)[2] == T / 2.0
+    assert window_settings(clf)[:1] == (2.0,)
 
 
 def test_write_timeline_single_and_many(model, known_video, tmp_path):

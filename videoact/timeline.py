@@ -174,6 +174,36 @@ def _ownership_bounds(windows: Sequence[tuple[float, float]], duration: float) -
     return [0.0, *inner, float(duration)]
 
 
+def window_settings(classifier: "VideoClassifier", window: float | None = None, stride: float | None = None,
+                    feature_rate: float | None = None) -> tuple[float, float, float]:
+    """``(window, stride, feature_rate)`` as :func:`classify_timeline` will use them: the
+    defaults filled in for this classifier, and a stride longer than the window refused
+    (``ValueError``), so that a caller can check them once before many videos."""
+    for name, value in (("window", window), ("stride", stride), ("feature_rate", feature_rate)):
+        if value is not None and (isinstance(value, bool) or not (isinstance(value, numbers.Real)
+                                                                   and 0 < value < math.inf)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    T = int(classifier.num_segments or 16)
+    sampling = getattr(classifier, "sampling", None)
+    if window is None and feature_rate is None and getattr(sampling, "mode", None) == "fps":
+        # Trained on frames at a fixed rate: its windows are T frames at that rate.
+        feature_rate = float(sampling.target_fps)
+    if window is None:
+        window = T / feature_rate if feature_rate else DEFAULT_WINDOW
+    window = float(window)
+    if feature_rate is None:
+        feature_rate = T / window
+    feature_rate = float(feature_rate)
+    if stride is None:  # about window / 4, on the grid: T = 6 gave windows between its points
+        stride = max(1, int(window * feature_rate / 4.0 + 0.5)) / feature_rate
+    stride = float(stride)
+    if stride > window * (1 + 1e-9):
+        # Windows own the time around their centres: the gaps would get a label no window saw.
+        raise ValueError(f"stride {stride:g} s is longer than the window ({window:g} s): the time between "
+                         "windows would be labelled without being looked at; use a stride of at most the window")
+    return window, stride, feature_rate
+
+
 def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *, window: float | None = None,
                       stride: float | None = None, feature_rate: float | None = None, top_k: int = 5,
                       threshold: float = 0.0, batch_size: int = 32,
@@ -186,8 +216,11 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
         video: a video file or frame folder.
         window: window length in seconds (default ``T / feature_rate``, or 2 s).
         stride: step between window starts in seconds (default: about ``window / 4``, a
-            whole number of grid steps, so every window sees exact segment centres).
-        feature_rate: sampled frames per second (default ``T / window``).
+            whole number of grid steps, so every window sees exact segment centres); at
+            most ``window``: each moment of the timeline is labelled by a window that saw it.
+        feature_rate: sampled frames per second (default ``T / window``; with neither
+            given, a checkpoint trained on ``fps`` sampling sees frames at its rate, as
+            :func:`videoact.stream.default_feature_rate` gives the stream).
         top_k: labels per window.
         threshold: windows whose top probability is below it get ``label=None``.
         batch_size: frames per CNN batch.
@@ -200,26 +233,14 @@ def classify_timeline(classifier: "VideoClassifier", video: str | os.PathLike, *
     """
     from .decode import open_video, time_limit
 
-    for name, value in (("window", window), ("stride", stride), ("feature_rate", feature_rate)):
-        if value is not None and (isinstance(value, bool) or not (isinstance(value, numbers.Real)
-                                                                   and 0 < value < math.inf)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
     for name, value in (("top_k", top_k), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(threshold, bool) or not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
     file_timeout = time_limit(file_timeout, "file_timeout")
+    window, stride, feature_rate = window_settings(classifier, window, stride, feature_rate)
     T = int(classifier.num_segments or 16)
-    if window is None:
-        window = T / feature_rate if feature_rate else DEFAULT_WINDOW
-    window = float(window)
-    if feature_rate is None:
-        feature_rate = T / window
-    feature_rate = float(feature_rate)
-    if stride is None:  # about window / 4, on the grid: T = 6 gave windows between its points
-        stride = max(1, int(window * feature_rate / 4.0 + 0.5)) / feature_rate
-    stride = float(stride)
     top_k = max(1, min(int(top_k), len(classifier.classes)))
 
     from .decode import call_with_timeout

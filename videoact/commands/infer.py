@@ -147,8 +147,13 @@ def run_timeline(args: argparse.Namespace, classifier, videos: list[Path],
     into ``--out`` too. Output failures (``--annotate``, ``--out``) are only reported."""
     from ..decode import VideoDecodeError
     from ..inference import failure_reason
-    from ..timeline import annotate_video, classify_timeline, write_timeline
+    from ..timeline import annotate_video, classify_timeline, window_settings, write_timeline
 
+    try:  # once, not as the same failure of every video (a --stride longer than the window)
+        window_settings(classifier, args.window, args.stride)
+    except ValueError as exc:
+        print(f"videoact infer: {exc}", file=sys.stderr)
+        return 2
     timelines, failures, output_failures = [], list(failures), []
     from tqdm import tqdm
 
