@@ -566,7 +566,13 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
 
     It prints only what ``train.progress`` asks for (bars, per-epoch lines); the run's
     summary lines go to the ``videoact.train`` logger at INFO, and problems it goes on
-    past are :class:`~videoact.notices.VideoactWarning` warnings."""
+    past are :class:`~videoact.notices.VideoactWarning` warnings.
+
+    Returns a dict: ``best_val_acc``; ``best_epoch`` and ``selected_epoch`` (the one
+    ``best.pt`` holds), counted from 0 as ``metrics.jsonl``'s ``epoch`` is (the command
+    line prints epochs from 1); ``epochs_run``, ``stopped_early``, ``work_dir``,
+    ``classes``, ``history`` (``metrics.jsonl``'s records), ``unreadable`` (why videos
+    were left out) and, with ``data.test``, ``test`` (:func:`videoact.evaluation.classification_metrics`)."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
