@@ -12,7 +12,7 @@ from faults import descendants_with_open, run_main
 
 from videoact.backbones import create_backbone
 from videoact.decode import open_video
-from videoact.extract import SamplingSpec, default_batch_size, extract_features
+from videoact.extract import SamplingSpec, default_batch_size, extract_features, feature_path
 from videoact.atomic import is_temporary
 from videoact.feature_cache import cache_path, load_features
 from videoact.notices import VideoactWarning
@@ -58,6 +58,14 @@ def test_features_match_backbone_on_the_same_frames(tmp_path):
     assert again.ok and backbone.input_size == 224
     name = Path(videos[0].parent.name) / (videos[0].name + ".safetensors")
     assert torch.equal(load_features(tmp_path / "again" / name).features, load_features(tmp_path / "out" / name).features)
+    # feature_path says where a video's features went: relative to the root, or without
+    # one under __outside__/ by its absolute path
+    assert feature_path(tmp_path / "out", videos[0], root=tmp_path / "v") == tmp_path / "out" / name
+    bare = extract_features(videos[:1], tmp_path / "bare", image_size=64, num_workers=1, progress=False,
+                            sampling=SamplingSpec(mode="uniform", num_segments=8))
+    where = feature_path(tmp_path / "bare", videos[0])
+    assert bare.ok and where.is_relative_to(tmp_path / "bare" / "__outside__")
+    assert torch.equal(load_features(where).features, load_features(tmp_path / "out" / name).features)
 
 
 def test_default_batch_holds_at_most_64_frames_of_224_px_on_a_cpu():

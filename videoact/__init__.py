@@ -24,6 +24,7 @@ _EXPORTS = {
     "create_backbone": "backbones",
     "list_backbones": "backbones",
     "extract_features": "extract",
+    "feature_path": "extract",
     "load_features": "feature_cache",
     # temporal models and full model
     "BiLSTMRecognizer": "temporal",

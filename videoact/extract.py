@@ -571,6 +571,14 @@ def cache_key(path: Path, root: Path | None) -> str:
     return OUTSIDE_PREFIX + Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
+def feature_path(out_dir: str | os.PathLike, video: str | os.PathLike,
+                 root: str | os.PathLike | None = None) -> Path:
+    """Where :func:`extract_features` puts the features of ``video`` when called with this
+    ``out_dir`` and ``root``: ``OUT/<video relative to root>.safetensors``, or without a
+    root (or for a video outside it) ``OUT/__outside__/<absolute path>.safetensors``."""
+    return cache_path(out_dir, cache_key(Path(video), None if root is None else Path(root)))
+
+
 def _reuse_under_another_key(out_dir: Path, video: Path, rel: str, target: Path, settings: dict[str, Any],
                              folders: dict[Path, bool]) -> bool:
     """Whether the features of ``video`` were found cached under another key of it (relative
@@ -888,7 +896,9 @@ def extract_features(
     """Extract per-frame features of ``videos`` into ``out_dir``.
 
     Each video ``V`` goes to ``cache_path(out_dir, V relative to root)`` holding
-    ``features`` ``[T, D]`` float16 and ``frame_indices`` ``[T]``. ``backbone`` is a name
+    ``features`` ``[T, D]`` float16 and ``frame_indices`` ``[T]``; without ``root`` (and
+    for a video outside it) to ``out_dir/__outside__/<absolute path of V>.safetensors``.
+    :func:`feature_path` says where, for :func:`videoact.load_features`. ``backbone`` is a name
     for :func:`videoact.create_backbone` or a ready backbone module. ``shard=(rank,
     world)`` processes every ``world``-th video starting at ``rank`` (distributed runs).
     On the CPU, ``tune_allocator`` calls :func:`keep_freed_memory` (process-wide).
