@@ -125,6 +125,7 @@ def test_videos_shared_by_training_validation_and_test_are_said(setup, tmp_path,
     proc = run_cli(capsys, "train", "--data", data, "--val", val, "--root", data, "--test", data,
                    "--work-dir", tmp_path / "w", "--set", "train.reverse_pairs=[a:zebra]")
     assert proc.returncode == 2 and "train.reverse_pairs: 'a:zebra' names 'zebra'" in proc.stderr, proc.stderr
+    assert "reverse_pairs=[...]" in proc.stderr  # and how to leave the pair out
     warned = [line.split("warning: ", 1)[1] for line in proc.stderr.splitlines() if "warning: " in line]
     assert warned == [
         f"2 of the 2 validation videos ({val}) are also training videos ({data}), e.g. {data / 'a' / 'v0.mp4'}: "

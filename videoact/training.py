@@ -308,7 +308,9 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
             continue
         if missing:
             raise TrainingError(f"train.reverse_pairs: {pair!r} names {', '.join(map(repr, missing))}, "
-                                f"not a class of the training data ({', '.join(classes)})")
+                                f"not a class of the training data ({', '.join(classes)}), so its reversed "
+                                "clips would have no label: correct the name, or leave the pair out "
+                                "(--set \"train.reverse_pairs=[...]\" with the pairs to keep; [] for none)")
         a, b = (classes.index(n) for n in names)
         for x, y in ((a, b), (b, a)):
             if out.get(x, y) != y:
