@@ -190,6 +190,16 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         assert "no video could be evaluated (0 failed, 2 entries with problems):" in none.stderr
         assert f"\n  {listing}:1: missing" in none.stderr and f"\n  {listing}:2: malformed" in none.stderr
 
+        # Every entry missing (a list made for --root, given without it): the remedy
+        elsewhere = tmp_path / "elsewhere.txt"
+        elsewhere.write_text("a/v0.mp4 a\nb/v1.mp4 b\n")
+        lost = run_cli(capsys, "test", setup["ckpt"], elsewhere, "--device", "cpu", "--no-progress")
+        assert lost.returncode == 2 and (f"{elsewhere}: no video could be evaluated: none of its 2 videos is there, "
+                                         f"looked for under {tmp_path}; --root names the folder") in lost.stderr
+        assert f"(the first: {elsewhere}:1: missing" in lost.stderr
+        found = run_cli(capsys, "test", setup["ckpt"], elsewhere, "--root", data, "--device", "cpu", "--no-progress")
+        assert found.returncode == 0, found.stderr[-2000:]
+
         # A folder without videos: said so (was "no video could be evaluated (0 failed,
         # 0 entries with problems):" and nothing after it)
         lists = tmp_path / "lists"  # a folder of lists given for a list

@@ -1145,6 +1145,18 @@ def warn_shared_videos(sets: Sequence[tuple[str, PathLike | None, Sequence[Video
                           stacklevel=2)
 
 
+def none_found_hint(data: PathLike, root: PathLike | None, problems: Sequence[AnnotationProblem],
+                    option: str = "--root") -> str:
+    """Where every entry of a list is missing, the likely reason, to end the error with:
+    its paths start from another folder than the one they were looked for under (the
+    list's own, without ``root``). ``""`` otherwise."""
+    if not problems or not all(getattr(p, "kind", None) == MISSING for p in problems):
+        return ""
+    base = root or os.path.dirname(os.path.abspath(data))
+    return (f": none of its {len(problems)} videos is there, looked for under {base}; {option} "
+            "names the folder the list's paths start from")
+
+
 def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str], limit: int = 10) -> None:
     """A list's problems as warnings (``warnings.warn``; the ``videoact`` command prints
     them as ``videoact CMD: warning: ...`` lines): each one, or past ``limit`` the counts

@@ -183,7 +183,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
     """
     from tqdm import tqdm
 
-    from .datasets import class_labels, load_dataset
+    from .datasets import class_labels, load_dataset, none_found_hint
     from .decode import time_limit
     from .inference import VideoClassifier, _check_counts
 
@@ -213,6 +213,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
             partial.update(interrupted=True, not_evaluated=len(samples) - len(scored) - len(failures))
         raise EvaluationInterrupted(partial) from None
     if not scored:  # say why, entry by entry: there are no metrics to carry the reasons
+        if not failures and (hint := none_found_hint(data, root, problems)):
+            raise RuntimeError(f"{data}: no video could be evaluated{hint} (the first: {problems[0]})")
         reasons = [str(p) for p in problems] + [reason for _, reason in failures]
         shown = "".join(f"\n  {r}" for r in reasons[:20])
         if len(reasons) > 20:

@@ -42,8 +42,8 @@ from .atomic import InUseError, atomic_write_bytes, atomic_write_text, exclusive
 from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
-from .datasets import (MISSING, OUTSIDE_PREFIX, class_labels, load_dataset, read_class_labels, stratified_split,
-                       VideoSample, warn_problems, warn_shared_videos)
+from .datasets import (OUTSIDE_PREFIX, VideoSample, class_labels, load_dataset, none_found_hint, read_class_labels,
+                       stratified_split, warn_problems, warn_shared_videos)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -477,11 +477,7 @@ def load_splits(cfg: Config, is_main: bool = True) -> tuple[list[VideoSample], l
     train_samples = without_excluded(train_samples, "training")
     warn_problems(cfg.data.train, problems)
     if not train_samples:
-        hint = ""
-        if problems and all(p.kind == MISSING for p in problems):
-            base = cfg.data.root or os.path.dirname(os.path.abspath(cfg.data.train))
-            hint = (f": none of its {len(problems)} videos is there, looked for under {base}; --root (data.root) "
-                    "names the folder the list's paths start from")
+        hint = none_found_hint(cfg.data.train, cfg.data.root, problems, "--root (data.root)")
         raise TrainingError(f"{cfg.data.train}: no training videos found{hint}")
     present = {s.label for s in train_samples}
     if len(present) < 2:
