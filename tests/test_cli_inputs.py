@@ -225,6 +225,11 @@ def test_infer_reads_frame_folders_and_reports_folders_without_videos(setup, tmp
     rows = json.loads((tmp_path / "f.json").read_text())
     assert [Path(r["source"]).relative_to(frames).as_posix() for r in rows] == \
         [f"{c}/v{i}" for c in "ab" for i in range(4)]
+    # A video named on its own and in its folder (in another spelling too) is classified once
+    twice = run_cli(capsys, "infer", ckpt, frames / "b", frames / "b" / "v2", f"{frames}/b/./v2", "--out",
+                    tmp_path / "t.json", "--device", "cpu")
+    assert twice.returncode == 0, twice.stderr[-2000:]
+    assert [Path(r["source"]).name for r in json.loads((tmp_path / "t.json").read_text())] == [f"v{i}" for i in range(4)]
     one = run_cli(capsys, "infer", ckpt, frames / "b" / "v2", "--timeline", "--device", "cpu")
     assert one.returncode == 0 and f"{frames / 'b' / 'v2'}  (" in one.stdout, one.stderr[-2000:]
 

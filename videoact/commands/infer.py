@@ -16,6 +16,7 @@ and after a Ctrl-C too, with what was done and the videos not reached (exit 130)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
     """The videos named by ``inputs`` and, for each folder with none, a failure
     ``(DIR, "no videos found in DIR")``.
 
-    A file (or a name that does not exist) is kept as given: reading it reports what is wrong."""
+    A file (or a name that does not exist) is kept as given: reading it reports what is wrong.
+    A video named twice (on its own and in its folder, or in two spellings of one path) is
+    classified once, where it is first named."""
     from ..decode import list_videos
 
     videos: list[Path] = []
@@ -71,7 +74,13 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
             videos.extend(found)
         else:
             videos.append(path)
-    return videos, empty
+    seen: set[str] = set()
+    unique = []
+    for video in videos:
+        if os.path.abspath(video) not in seen:
+            seen.add(os.path.abspath(video))
+            unique.append(video)
+    return unique, empty
 
 
 def check_outputs(args: argparse.Namespace, videos: list[Path]) -> str | None:
