@@ -300,6 +300,8 @@ def test_lists_without_usable_labels_are_checked_too(tmp_path):
         assert [(Path(f.path).name, f.status) for f in report.files] == [
             ("v_Walk_g01_c01.avi", "readable"), ("v_Run_g01_c01.avi", "unreadable")], listing
         assert report.problems == []
+    one = check_videos(root / "Walk" / "v_Walk_g01_c01.avi", workers=0).summary()
+    assert one.startswith("checked 1 file from ") and report.summary().startswith("checked 2 files from ")
     from videoact.cli import main
 
     # a Kinetics CSV: clips found in the layout the downloader used (here class folders with "_")

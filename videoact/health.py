@@ -182,7 +182,7 @@ class HealthReport:
         counts = self.counts()
         how = f"{self.workers} worker processes" if self.workers else "in this process"
         limit_text = f", {self.timeout:g} s per file" if self.timeout else ""
-        lines = [f"checked {len(self.files)} files from {self.source} in {self.seconds:.1f} s "
+        lines = [f"checked {len(self.files)} file{'' if len(self.files) == 1 else 's'} from {self.source} in {self.seconds:.1f} s "
                  f"({how}{limit_text}{', every frame decoded' if self.deep else ''})"]
         if self.interrupted:
             lines[0] += (f"; interrupted: {len(self.unchecked)} of {len(self.files) + len(self.unchecked)} "
