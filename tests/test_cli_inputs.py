@@ -591,6 +591,12 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
     decord = load_decord()
     batch = decord.VideoReader(str(clip), ctx=decord.cpu(0)).get_batch([0, 1, 2, 3])
     assert torch.equal(classifier.predict(batch).probs, classifier.predict(batch.asnumpy()).probs)
+    # float frames are named by the dtype given (was torch's for a numpy array); no frames
+    # are said to be none (was "num_frames must be positive (the video has no frames)")
+    with pytest.raises(TypeError, match=r"got dtype float32$"):
+        classifier.predict(frames.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^no frames: an empty \[0, H, W, 3\] array$"):
+        classifier.predict(frames[:0])
     # zero frames give zero features; a read-only array (a decoder's buffer) gives no warning
     assert tuple(classifier.frame_features(frames[:0]).shape) == (0, classifier.backbone.feature_dim)
     read_only = frames.copy()

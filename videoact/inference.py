@@ -348,7 +348,11 @@ class VideoClassifier:
             frames = _as_array(video)
             if frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(f"expected uint8 frames [T, H, W, 3], got shape {tuple(frames.shape)}")
+            if frames.dtype not in (np.uint8, torch.uint8):  # named as given (numpy's, not torch's)
+                raise TypeError(f"expected uint8 frames [T, H, W, 3] (decoded pixels), got dtype {frames.dtype}")
             n = len(frames)
+            if n == 0:
+                raise ValueError("no frames: an empty [0, H, W, 3] array")
             if self.sampling.mode == "fps":
                 fps = _frame_rate(fps)
             picks = [self.select_frames(n, fps, k, num_clips) for k in range(num_clips)]
