@@ -169,6 +169,10 @@ def test_file_errors_name_file_and_key(tmp_path):
         load_config(section)
     with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found"):
         load_config(tmp_path / "missing.yaml")
+    # configs/synthetic.yaml from the source tree's README, run from another folder
+    with pytest.raises(ConfigError, match=r"synthetic\.yaml: config file not found \(the shipped one of that "
+                                          r"name is read by its name alone: synthetic\)"):
+        load_config(tmp_path / "configs" / "synthetic.yaml")
     broken = write(tmp_path / "broken.yaml", "train: {lr: [0.1\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml: invalid YAML"):
         load_config(broken)

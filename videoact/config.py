@@ -430,7 +430,9 @@ def _read_yaml(path: Path, source: str) -> Dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: config file not found") from None
+        shipped = _shipped_config(path.name)  # configs/synthetic.yaml, run outside the source tree
+        hint = f" (the shipped one of that name is read by its name alone: {path.stem})" if shipped else ""
+        raise ConfigError(f"{source}: config file not found{hint}") from None
     except IsADirectoryError:
         raise ConfigError(f"{source}: is a directory, expected a YAML config file") from None
     except (OSError, UnicodeDecodeError) as exc:
