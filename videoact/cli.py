@@ -27,7 +27,7 @@ COMMANDS = {
     "test": ("test", "evaluate a checkpoint: top-1/top-5, per-class metrics, confusion matrix"),
     "infer": ("infer", "classify video files or folders (or a long video as a timeline)"),
     "stream": ("stream", "live recognition on a webcam, network stream or video file"),
-    "check": ("check", "health check of a folder of videos"),
+    "check": ("check", "health check of videos: a folder, a video or an annotation list"),
     "demo": ("demo", "end-to-end demo on the synthetic temporal-order benchmark"),
 }
 

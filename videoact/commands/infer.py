@@ -31,12 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt from videoact train")
     p.add_argument("inputs", nargs="+",
                    help="video files, frame folders, or folders of either (searched recursively)")
-    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels per video (default 5)")
     p.add_argument("--num-clips", type=positive_int, default=None,
                    help="clips per video, each shifted within the segments; scores averaged (default 1; not with "
                         "--timeline, whose windows are clips already)")
     p.add_argument("--out", help="write results to a .json or .csv file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 ...")
     p.add_argument("--weights", metavar="FILE",
                    help="backbone weights file, where the one the checkpoint was trained with is not at its "
                         "recorded path or beside the checkpoint")

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="smoothing: weight of the past in [0, 1), 0 = off (default 0.5)")
     p.add_argument("--threshold", type=probability, default=0.5,
                    help="below this smoothed probability: no confident action (default 0.5)")
-    p.add_argument("--top-k", type=positive_int, default=3)
+    p.add_argument("--top-k", type=positive_int, default=3, help="labels per prediction (default 3)")
     p.add_argument("--max-seconds", type=positive_number, metavar="S",
                    help="stop after S seconds of source time (a lost stream: S seconds after the start)")
     p.add_argument("--open-timeout", type=positive_number, default=10.0, metavar="S",
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="backbone weights file, where the one the checkpoint was trained with is not at its "
                         "recorded path or beside the checkpoint")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads for the CNN (default: torch's choice; on a busy 2-core machine "
                         "1 is often faster for one frame at a time)")

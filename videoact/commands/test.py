@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="metrics JSON file (top1, top5, mean_class_acc, per_class, confusion_matrix)")
     p.add_argument("--confusion", help="confusion matrix PNG (default: next to --out, or ./confusion.png)")
     p.add_argument("--num-clips", type=positive_int, default=1, help="clips per video, each shifted within the segments; scores averaged")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 ...")
     p.add_argument("--weights", metavar="FILE",
                    help="backbone weights file, where the one the checkpoint was trained with is not at its "
                         "recorded path or beside the checkpoint")

@@ -9,7 +9,7 @@ from . import stdout_failed
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None,
-                   help="YAML config (default: configs/default.yaml, i.e. the built-in defaults)")
+                   help="YAML config file, or a shipped config's name (default, synthetic); default: the built-in defaults")
     p.add_argument("--data", help="training videos: class-per-subfolder folder or annotation list (data.train)")
     p.add_argument("--val", help="validation videos (data.val); default: a stratified hold-out of --data")
     p.add_argument("--test", help="test videos (data.test), evaluated with best.pt at the end")
