@@ -197,7 +197,8 @@ def test_test_command_reports_the_list_entries_it_leaves_out(setup, tmp_path, ca
         assert lost.returncode == 2 and (f"{elsewhere}: no video could be evaluated: none of its 2 videos is there, "
                                          f"looked for under {tmp_path}; --root names the folder") in lost.stderr
         assert f"(the first: {elsewhere}:1: missing" in lost.stderr
-        found = run_cli(capsys, "test", setup["ckpt"], elsewhere, "--root", data, "--device", "cpu", "--no-progress")
+        found = run_cli(capsys, "test", setup["ckpt"], elsewhere, "--root", data, "--device", "cpu", "--no-progress",
+                        "--out", tmp_path / "found.json")
         assert found.returncode == 0, found.stderr[-2000:]
 
         # A folder without videos: said so (was "no video could be evaluated (0 failed,
