@@ -61,8 +61,8 @@ def test_features_match_backbone_on_the_same_frames(tmp_path):
     # feature_path says where a video's features went: relative to the root, or without
     # one under __outside__/ by its absolute path
     assert feature_path(tmp_path / "out", videos[0], root=tmp_path / "v") == tmp_path / "out" / name
-    bare = extract_features(videos[:1], tmp_path / "bare", image_size=64, num_workers=1, progress=False,
-                            sampling=SamplingSpec(mode="uniform", num_segments=8))
+    bare = extract_features(videos, tmp_path / "bare", image_size=64, num_workers=1, batch_size=5,
+                            progress=False, sampling=SamplingSpec(mode="uniform", num_segments=8))
     where = feature_path(tmp_path / "bare", videos[0])
     assert bare.ok and where.is_relative_to(tmp_path / "bare" / "__outside__")
     assert torch.equal(load_features(where).features, load_features(tmp_path / "out" / name).features)
