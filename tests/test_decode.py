@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from videoact.decode import VideoDecodeError, clear_cache, list_videos, open_video
+from videoact.decode import VideoDecodeError, clear_cache, heartbeat, list_videos, open_video
 from videoact.sampling import fps_indices
 from videoact.testing import read_frame_index, write_coded_video
 
@@ -71,6 +71,25 @@ def test_iteration_yields_every_frame_in_order(coded, ext, backend):
         assert codes(f for _, _, f in some) == [5, 17, 30]
         # iteration does not disturb random access
         assert codes(reader.get([2]).frames.numpy()) == [2]
+
+
+def test_an_opencv_read_stopped_midway_leaves_later_reads_on_their_frames(coded):
+    """A read stopped between a grab() and its count (a Ctrl-C, a time limit, a frame that
+    would not decode) left the capture a frame ahead: every later get() of the reader
+    returned frame i + 1 for frame i, without an error."""
+    with open_video(coded[".mp4"], backend="opencv") as reader:
+        len(reader)  # verified first, so that the get() below is the pass that reads
+        grabs = []
+
+        def ctrl_c_at_frame_5() -> None:
+            grabs.append(None)
+            if len(grabs) == 6:
+                raise KeyboardInterrupt
+
+        with heartbeat(ctrl_c_at_frame_5), pytest.raises(KeyboardInterrupt):
+            reader.get([8])
+        assert codes(reader.get([9, 10]).frames.numpy()) == [9, 10]
+        assert codes(reader.get([3]).frames.numpy()) == [3]
 
 
 @pytest.mark.parametrize("backend", ["auto", "decord", "opencv"])

@@ -802,18 +802,26 @@ class OpenCVReader(VideoReader):
             self._cap, self._pos = self._open(), 0  # no backward seeking: restart
         stop = None if to_end else (max(wanted) + 1 if wanted else 0)
         times: list[float] = []
-        while stop is None or self._pos < stop:
-            if not self._cap.grab():
-                break
-            _beat()
-            if to_end:
-                times.append(self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
-            if self._pos in wanted:
-                ok, frame = self._cap.retrieve()
-                if not ok or frame is None:
-                    raise VideoDecodeError(self.path, f"OpenCV could not decode frame {self._pos}")
-                out[self._pos] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            self._pos += 1
+        try:
+            while stop is None or self._pos < stop:
+                if not self._cap.grab():
+                    break
+                _beat()
+                if to_end:
+                    times.append(self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+                if self._pos in wanted:
+                    ok, frame = self._cap.retrieve()
+                    if not ok or frame is None:
+                        raise VideoDecodeError(self.path, f"OpenCV could not decode frame {self._pos}")
+                    out[self._pos] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                self._pos += 1
+        except BaseException:
+            # Stopped after a grab() that _pos does not count yet (a frame that would not
+            # decode, a Ctrl-C, a time limit): the next read starts again from a new capture,
+            # or every frame after it would come one index late.
+            self._cap.release()
+            self._cap = None  # type: ignore[assignment]
+            raise
         if to_end:
             count = self._pos
             if count == 0:
