@@ -530,8 +530,10 @@ class StreamEngine:
             :func:`open_source` takes them (``give_up_after``: seconds without a frame
             before a lost source is given up; ``None``: keep trying).
         max_pending: bound on results waiting for the consumer. Default: 256 for a file
-            read as fast as possible (nothing is lost while the consumer takes results;
-            one that never calls :meth:`results` or :meth:`poll` gets the newest 256), 4
+            read as fast as possible (nothing is lost: with that many waiting, the engine
+            waits for the consumer; a display loop that takes frames with
+            :meth:`next_frame` and never calls :meth:`results` or :meth:`poll` gets the
+            newest 256 instead, and a caller that takes neither holds the engine there), 4
             for a live or real-time source, whose oldest untaken results are dropped and
             counted (``stats()["results_dropped"]``) so that a slow consumer stays with
             the present. A result's ``latency`` is measured when it is made.
