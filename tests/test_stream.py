@@ -716,6 +716,30 @@ def test_a_video_file_over_http_is_read_as_a_file(setup, tmp_path):
     assert results[-1].timestamp == pytest.approx(39 / FPS)
 
 
+def test_a_source_opened_again_lets_go_of_its_first_capture(setup, tmp_path):
+    """A source the caller opened and then gave to an engine (which opens it) held a second
+    capture and left the first open: a camera is then busy to the second."""
+    video = write_coded_video(tmp_path / "clip.mp4", 10, fps=FPS)
+    server = VideoFileServer(lambda n: ("video/mp4", video.read_bytes()), name="clip.mp4")
+    try:
+        url = URLSource(server.url)
+        url.open()
+        first = url._cap
+        url.open()
+        assert url._cap is not first and url._cap.isOpened() and not first.isOpened()
+        url.close()
+    finally:
+        server.stop()
+    file = FileSource(video)
+    file.open()
+    first = file._reader
+    file.open()
+    assert file._reader is not first
+    closed = first._inner  # the decoder's own reader: decord's or OpenCV's handle let go
+    assert getattr(closed, "_vr", None) is None and getattr(closed, "_cap", None) is None
+    file.close()
+
+
 @pytest.mark.skipif(not (SHARED / "demo.mp4").is_file(), reason="needs ../shared/testvideos")
 def test_a_video_file_url_of_which_no_frame_can_be_read_is_an_error(setup):
     """The corpus demo.mp4 over a plain server without range requests: FFmpeg opens it (280

@@ -196,6 +196,7 @@ class FileSource(FrameSource):
             len(reader)  # verify now: errors surface at open, not mid-stream
             return reader
 
+        self.close()  # opened before: the earlier reader is not left open
         try:
             self._reader = call_with_timeout(open_and_verify, self.open_timeout, "opening")
             self.fps = float(self._reader.fps)
@@ -326,6 +327,7 @@ class _CaptureSource(FrameSource):
         return cap
 
     def open(self) -> None:
+        self.close()  # opened before (by the caller, then by an engine): one device handle, not two
         self._cap = self._open_capture()
         fps = self._cap.get(_cv2().CAP_PROP_FPS)
         self.fps = float(fps) if fps and math.isfinite(fps) and 1.0 <= fps <= 240.0 else None
