@@ -358,6 +358,27 @@ class SlowBackbone(nn.Module):
         return self.inner(x)
 
 
+def test_a_display_loop_waiting_for_the_last_results_does_not_spin(setup):
+    """Once capture ended, next_frame() returned at once without waiting its timeout: a
+    display loop (a window, --record) spun through next_frame() and poll() on a core until
+    the inference thread made its last results (388,942 turns for 6 frames at 0.5 s each)."""
+    clf = setup["clf"]
+    slow = VideoClassifier(CNNLSTM(SlowBackbone(clf.backbone, 0.3), clf.temporal), clf.classes, clf.feature,
+                           torch.device("cpu"))
+    sc = StreamClassifier(slow, feature_rate=FPS, ema=0.0, threshold=0.0)
+    frames = [coded_frame(i) for i in range(8)]
+    turns_after_capture, results = 0, []
+    with StreamEngine(IterableSource(frames, fps=FPS), sc, display=True) as engine:
+        while not engine.finished:
+            if engine.next_frame(timeout=0.1) is None and engine.frames_captured == len(frames):
+                turns_after_capture += 1
+            results += engine.poll()
+    assert len(results) == len(frames) - T + 1
+    # Inference of the frames left after capture takes up to 8 x 0.3 s: at one turn per
+    # 0.1 s timeout that is at most about 24 turns, not hundreds of thousands.
+    assert turns_after_capture <= 60, turns_after_capture
+
+
 def test_latency_stays_bounded_with_slow_model(setup):
     clf = setup["clf"]
     slow = VideoClassifier(CNNLSTM(SlowBackbone(clf.backbone, 0.08), clf.temporal), clf.classes, clf.feature,

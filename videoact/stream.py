@@ -137,6 +137,16 @@ class BoundedBuffer:
             self._cond.notify_all()
             return item
 
+    def wait_for_item(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s until an item is there or the buffer is closed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._items and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(min(0.5, remaining))
+
     def close(self) -> None:
         """No more items: the consumer drains what is left, the producer stops waiting."""
         with self._cond:
@@ -787,7 +797,12 @@ class StreamEngine:
         self._check_started()
         self._display_taken = True
         self._display_armed = self._display_slot.lossless  # a consumer again: wait for it
-        return self._display_slot.get(timeout=timeout)
+        frame = self._display_slot.get(timeout=timeout)
+        if frame is None and self._display_slot.finished:
+            # Capture has ended; a display loop waits for the last results here (up to
+            # ``timeout``) instead of spinning through next_frame() and poll() on a core.
+            self._results.wait_for_item(timeout)
+        return frame
 
     def _check_started(self) -> None:
         if not self._started:  # else results() would wait for ever on threads never started
