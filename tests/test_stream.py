@@ -144,6 +144,15 @@ def test_push_without_threads_ring_ema_threshold(setup):
     after = [sc3.push(f, ts + 100.0) for _, ts, f in frames[:12]]
     assert sc3.resets == 1 and after[:9] == [None] * 9 and after[9] is not None
 
+    # A reconnect shorter than the gap limit: the frame's connection starts a new window
+    # (in your own loop over a source's frames, as the engine does)
+    sc4 = StreamClassifier(clf, feature_rate=FPS / 3, ema=0.0, threshold=0.0)
+    got = [sc4.push(f, ts, connection=0) for _, ts, f in frames[:30]]
+    assert any(g is not None for g in got) and sc4.resets == 0
+    step = frames[1][1] - frames[0][1]
+    after = [sc4.push(f, frames[29][1] + (k + 1) * step, connection=1) for k, (_, _, f) in enumerate(frames[:12])]
+    assert sc4.resets == 1 and after[:9] == [None] * 9 and after[9] is not None
+
 
 class EqualScores(nn.Module):
     """A temporal model that scores every class the same: ``[B, T, D] -> [B, C]`` zeros."""

@@ -398,6 +398,7 @@ class StreamClassifier:
         self.predictions = 0
         self.resets = 0
         self.dropped = 0  # set by whoever feeds this (the engine's capture slot)
+        self._connection: int | None = None  # of the last frame pushed with one
 
     @property
     def window_seconds(self) -> float:
@@ -444,7 +445,7 @@ class StreamClassifier:
 
     @torch.no_grad()
     def push(self, frame: np.ndarray | torch.Tensor, timestamp: float, *, capture_time: float | None = None,
-             index: int = -1, source_gap: float | None = None) -> StreamResult | None:
+             index: int = -1, source_gap: float | None = None, connection: int | None = None) -> StreamResult | None:
         """Offer one frame (uint8 RGB ``[H, W, 3]``) captured at source time ``timestamp`` s.
 
         Returns a :class:`StreamResult` when this frame completed a due prediction
@@ -453,7 +454,9 @@ class StreamClassifier:
         when the frame arrived) defaults to now; latency is measured from it.
         ``source_gap``: when the caller left frames out since its last push (the engine
         does, for a model slower than the source), the longest source time between two
-        consecutive frames since then: only a gap in the source clears the buffer. A
+        consecutive frames since then: only a gap in the source clears the buffer.
+        ``connection`` (a source's :attr:`Frame.connection`): a frame of another connection
+        than the last one pushed starts a new window, however short the reconnect was. A
         frame refused (bad timestamp, shape or type) changes nothing.
         """
         if capture_time is None:
@@ -468,6 +471,10 @@ class StreamClassifier:
         if len(shape) != 3 or shape[-1] != 3 or not _is_uint8(dtype):
             raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {dtype} {tuple(shape)}")
         self.frames_pushed += 1
+        if connection is not None:
+            if self._connection is not None and connection != self._connection:
+                self.reset()  # reconnected: the frames before are another clip
+            self._connection = connection
         interval = self._interval(timestamp, source_gap)
         jump = self._is_jump(interval)  # judged by the intervals before this one
         if interval is not None and interval > 0:
@@ -720,7 +727,6 @@ class StreamEngine:
         slot.put(frame, timeout=0)  # only this thread puts: the room found is still there
 
     def _inference_loop(self) -> None:
-        connection = 0
         warned = False
         try:
             while not self._stop.is_set():
@@ -729,12 +735,10 @@ class StreamEngine:
                     if self._infer_slot.closed:
                         break
                     continue
-                if frame.connection != connection:  # reconnected: the old frames are another clip
-                    connection = frame.connection
-                    self.classifier.reset()
                 self.classifier.dropped = self._infer_slot.dropped
                 result = self.classifier.push(frame.image, frame.timestamp, capture_time=frame.capture_time,
-                                              index=frame.index, source_gap=frame.source_gap)
+                                              index=frame.index, source_gap=frame.source_gap,
+                                              connection=frame.connection)
                 if result is not None:
                     self.latest = result
                     # A display loop that shows engine.latest and never asks for results:
