@@ -92,6 +92,10 @@ def test_cli_train_writes_the_work_dir(trained):
     assert "test: top-1" in proc.stdout
     ckpt = load_checkpoint(work / "best.pt")
     assert len(ckpt["classes"]) == 10
+    # the whole config it was trained with, as config.yaml has it (which a rerun rewrites)
+    from videoact.config import load_config
+
+    assert ckpt["config"] == load_config(work / "config.yaml").to_dict()
     feature = ckpt["feature"]
     assert feature["backbone"] == "efficientnet_lite0" and feature["image_size"] == 64
     assert feature["resize"] == "squash" and feature["num_segments"] == 8

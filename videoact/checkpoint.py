@@ -20,8 +20,8 @@ Keys::
     metrics           the saved epoch's metrics.jsonl record: {"epoch": 12, "val_acc": 0.93,
                       "train_loss": ..., ...}
     train_state       None, or optimizer/scheduler/epoch/step/best metric/rng states (resume)
-    config            None, or a config dict its writer passes (train() passes none: the
-                      run's config is work_dir/config.yaml)
+    config            None, or a config dict its writer passes: train() passes the run's
+                      whole config (Config.to_dict()) as it was when this file was written
 
 Errors are :class:`CheckpointError` (a ValueError) naming the file.
 """

@@ -758,6 +758,7 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         save_checkpoint(
             path, model_state=model.state_dict(), model_config=model.config, classes=list(classes), class_ids=class_ids,
             feature=features_info,
+            config=cfg.to_dict(),  # the settings this checkpoint was trained with (config.yaml moves on)
             train_state={
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else {},
