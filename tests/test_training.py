@@ -89,8 +89,11 @@ def test_cli_train_writes_the_work_dir(trained):
     history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert all(0.0 <= h["val_acc"] <= 1.0 and h["train_loss"] > 0 for h in history)
-    assert "test: top-1" in proc.stdout
+    assert "test: top-1" in proc.stdout and f"(all metrics: {work / 'test.json'})" in proc.stdout
     ckpt = load_checkpoint(work / "best.pt")
+    tested = json.loads((work / "test.json").read_text())  # what was printed, kept with its checkpoint
+    assert f"top-1 {tested['top1'] * 100:.2f}%" in proc.stdout and tested["checkpoint"] == str(work / "best.pt")
+    assert tested["epoch"] == ckpt["train_state"]["epoch"] and len(tested["confusion_matrix"]) == 10
     assert len(ckpt["classes"]) == 10
     # the whole config it was trained with, as config.yaml has it (which a rerun rewrites)
     from videoact.config import load_config

@@ -570,7 +570,8 @@ def train(cfg: Config | Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     ``best.pt`` holds), counted from 0 as ``metrics.jsonl``'s ``epoch`` is (the command
     line prints epochs from 1); ``epochs_run``, ``stopped_early``, ``work_dir``,
     ``classes``, ``history`` (``metrics.jsonl``'s records), ``unreadable`` (why videos
-    were left out) and, with ``data.test``, ``test`` (:func:`videoact.evaluation.classification_metrics`)."""
+    were left out) and, with ``data.test``, ``test`` (:func:`videoact.evaluation.classification_metrics`
+    of ``best.pt``, also written to ``work_dir/test.json``)."""
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     elif isinstance(cfg, Mapping):
@@ -874,6 +875,15 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         probs, labels = predict(model, DataLoader(test_set, batch_size=per_rank_batch, collate_fn=collate_features,
                                                   generator=torch.Generator()), device)  # not the global RNG
         summary["test"] = classification_metrics(probs, labels, list(classes))
+        # Kept beside the checkpoints, as videoact test --out writes them (the summary is
+        # otherwise only printed): with the checkpoint and epoch they are of.
+        try:
+            atomic_write_text(work_dir / "test.json", json.dumps(
+                {**summary["test"], "checkpoint": str(best_path), "epoch": selected, "data": str(cfg.data.test)},
+                indent=2) + "\n")
+        except OSError as exc:  # a full disk: the run's result is still returned and printed
+            warnings.warn(f"cannot write {work_dir / 'test.json'}: {exc.strerror or exc}", VideoactWarning,
+                          stacklevel=2)
     return summary
 
 

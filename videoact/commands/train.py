@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import stdout_failed
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if "test" in summary:
         t = summary["test"]
         print(f"test: top-1 {t['top1'] * 100:.2f}%  {format_top5(t)}  "
-              f"mean class accuracy {t['mean_class_acc'] * 100:.2f}%")
+              f"mean class accuracy {t['mean_class_acc'] * 100:.2f}% (all metrics: "
+              f"{Path(summary['work_dir']) / 'test.json'})")
     unreadable = summary.get("unreadable") or []
     if unreadable:  # said as they were met, and again here, where a long run's log ends
         print(f"{len(unreadable)} {'video' if len(unreadable) == 1 else 'videos'} could not be read and "
