@@ -105,6 +105,19 @@ def test_cli_train_writes_the_work_dir(trained):
     assert "weights_id" in feature and len(feature["mean"]) == 3
 
 
+def test_confusion_png_draws_errors_red_and_the_diagonal_green(tmp_path):
+    """Its errors came out blue: (255, s, s) is blue in OpenCV's BGR."""
+    import cv2
+
+    from videoact.evaluation import confusion_png
+
+    img = cv2.imread(str(confusion_png([[3, 1], [0, 4]], ["a", "b"], tmp_path / "cm.png")))  # BGR
+    cell, left, top = 64, 12 + 8, 40 + 12 + 8  # two classes of one letter
+    assert tuple(img[top + 2, left + cell + 2]) == (191, 191, 255)  # a named b: 1 of 4, light red
+    assert tuple(img[top + 2, left + 2]) == (63, 255, 63)  # a named a: 3 of 4, green
+    assert tuple(img[top + cell + 2, left + 2]) == (255, 255, 255)  # b never named a: white
+
+
 def test_cli_test_writes_metrics_and_confusion_png(trained, bench, tmp_path, capsys):
     work, _ = trained
     out = tmp_path / "metrics.json"

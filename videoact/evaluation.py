@@ -113,7 +113,8 @@ def format_confused_pairs(cm: Sequence[Sequence[int]], classes: Sequence[str], t
 
 def confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
                   title: str = "confusion matrix") -> Path:
-    """Draw the row-normalized confusion matrix with counts into a PNG file (OpenCV, no GUI)."""
+    """Draw the row-normalized confusion matrix with counts into a PNG file (OpenCV, no GUI):
+    rows are the true classes, columns the predicted ones; the diagonal green, errors red."""
     import cv2
 
     cm = np.asarray(cm, dtype=np.float64)
@@ -125,12 +126,14 @@ def confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str
     img = np.full((h, w, 3), 255, np.uint8)
     rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, title, (10, 24), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (10, 18), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "rows: true class, columns: predicted", (10, 34), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for i in range(c):
         for j in range(c):
             shade = int(255 * (1 - rows[i, j]))
             x0, y0 = label_w + j * cell, top + i * cell
-            img[y0:y0 + cell - 1, x0:x0 + cell - 1] = (255, shade, shade) if i != j else (shade, 255, shade)
+            # OpenCV's pixels are BGR: errors red, the diagonal green
+            img[y0:y0 + cell - 1, x0:x0 + cell - 1] = (shade, shade, 255) if i != j else (shade, 255, shade)
             if cm[i, j]:
                 text = str(int(cm[i, j]))
                 colour = (255, 255, 255) if rows[i, j] > 0.6 else (0, 0, 0)
