@@ -615,6 +615,10 @@ def test_top5_is_not_reported_as_a_figure_with_five_classes_or_fewer():
     # ties go to the lower class index (topk put class 8 first among ten equal scores)
     flat = classification_metrics(torch.full((2, 10), 0.1), torch.tensor([0, 5]), [f"c{i}" for i in range(10)])
     assert flat["top1"] == 0.5 and flat["top5"] == 0.5 and flat["confusion_matrix"][5][0] == 1
+    # fractions written as float64 ones: 2/3, not float32's 0.6666666865348816
+    thirds = classification_metrics(torch.eye(3)[[0, 0, 2]], torch.tensor([0, 1, 2]), ["a", "b", "c"])
+    assert thirds["top1"] == 2 / 3 and thirds["mean_class_acc"] == 2 / 3
+    assert thirds["per_class"]["a"]["precision"] == 0.5 and thirds["per_class"]["b"]["precision"] is None
 
 
 def test_the_report_of_many_classes_lists_the_confused_pairs_instead_of_a_wide_table():

@@ -31,14 +31,14 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: S
     cm = confusion_matrix(pred, labels, num_classes)
     support = cm.sum(1)
     predicted = cm.sum(0)
-    tp = cm.diag()
+    tp = cm.diag().double()  # float64: 1/3 is written 0.3333333333333333, not float32's 0.3333333432674408
     recall = torch.where(support > 0, tp / support.clamp(min=1), torch.nan)
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.nan)
     present = support > 0
     return {
         "num_samples": int(n),
-        "top1": float((pred == labels).float().mean()) if n else 0.0,
-        "top5": float((topk == labels[:, None]).any(1).float().mean()) if n else 0.0,
+        "top1": float((pred == labels).double().mean()) if n else 0.0,
+        "top5": float((topk == labels[:, None]).any(1).double().mean()) if n else 0.0,
         "mean_class_acc": float(recall[present].mean()) if present.any() else 0.0,
         "per_class": {
             name: {
