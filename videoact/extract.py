@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .atomic import (error_text, not_a_file, remove_dead_temporaries, temporary_path, temporary_prefix,
                      update_failure_log, writable_folder)
 from .device import autocast_dtype, precision_name, resolve_device
-from .feature_cache import FAILURES_FILE, cache_path, cache_staleness, save_features, source_stat
+from .feature_cache import FAILURES_FILE, VIDEO_CHANGED, cache_path, cache_staleness, save_features, source_stat
 # The backbone speed-ups have their own module; importable from here too, where they were first.
 from .fast_inference import fold_batchnorm, fuse_conv_activations, inference_model, keep_freed_memory  # noqa: F401
 from .notices import VideoactWarning
@@ -990,10 +990,12 @@ def extract_features(
         if stale:
             replaced.append((target, stale))
     if replaced:  # say so: these may be someone's features made with other settings
-        target, why = replaced[0]
+        other_settings = [(t, why) for t, why in replaced if why != [VIDEO_CHANGED]]
+        target, why = (other_settings or replaced)[0]
+        advice = ("; a run still training on them will stop: give each feature setting its own cache folder"
+                  if other_settings else "")  # changed videos: nothing to do differently
         warnings.warn(f"{len(replaced)} cached feature file(s) in {out_dir} are out of date and will be "
-                      f"replaced ({target.name}: {'; '.join(why)}); a run still training on them will stop: give "
-                      "each feature setting its own cache folder", VideoactWarning, stacklevel=2)
+                      f"replaced ({target.name}: {'; '.join(why)}){advice}", VideoactWarning, stacklevel=2)
     if todo:  # a cache that is up to date may be read-only: checked only when there is work
         writable_folder(out_dir, "the features (OUT)")
     out_dir.mkdir(parents=True, exist_ok=True)

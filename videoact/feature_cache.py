@@ -30,6 +30,7 @@ from .version import __version__
 
 SUFFIX = ".safetensors"
 FAILURES_FILE = "failures.jsonl"
+VIDEO_CHANGED = "the video changed"  # a staleness reason: its size or mtime differ from the cached ones
 
 
 class FeatureCacheError(RuntimeError):
@@ -196,7 +197,7 @@ def cache_staleness(
         except OSError:
             return reasons + ["the video is unreadable"]
         if any(meta.get(key) != value for key, value in stat.items()):
-            reasons.append("the video changed")
+            reasons.append(VIDEO_CHANGED)
         from .decode import DECORD_WRONG_CONTAINERS
 
         # Read before 2026-12-01 by decord, which returns other frames than those asked for
