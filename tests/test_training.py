@@ -376,6 +376,16 @@ def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path
     proc = here(capsys, *args, "--set", "model.hidden=16", check=False)
     assert proc.returncode == 2 and "last.pt does not fit the configured model" in proc.stderr
     assert "Traceback" not in proc.stderr and not (copy / "config.yaml").exists()  # nothing describes it wrongly
+    # where features are computed, and in what precision, may change: only rounding differs
+    # (feature.amp on a CPU without bf16 changes nothing at all; it was refused)
+    from videoact.config import load_config
+    from videoact.training import TrainingError, check_resumable
+
+    shutil.copy(work / "config.yaml", copy / "config.yaml")
+    cfg = load_config(copy / "config.yaml")
+    check_resumable(copy, load_config(copy / "config.yaml", ["feature.amp=true", "feature.device=cpu"]))
+    with pytest.raises(TrainingError, match="feature.image_size"):
+        check_resumable(copy, load_config(copy / "config.yaml", [f"feature.image_size={cfg.feature.image_size + 32}"]))
     # a longer run of the same model resumes
     proc = here(capsys, *args, "--set", "train.epochs=5")
     assert "resuming from" in proc.stdout and "at epoch 5" in proc.stdout

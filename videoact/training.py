@@ -379,7 +379,9 @@ def apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler: Any, m
 
 
 # What a resumed run may change: how it runs, not what it trains.
-_FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.num_workers", "feature.device"}
+# Settings that change how features are computed, not what they are (device and amp: by
+# rounding at most; a CPU without bf16 ignores amp): the cache records the precision.
+_FREE_ON_RESUME = {"feature.cache_dir", "feature.batch_size", "feature.num_workers", "feature.device", "feature.amp"}
 
 
 def check_resumable(work_dir: Path, cfg: Config) -> None:
