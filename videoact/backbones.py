@@ -607,8 +607,9 @@ def create_backbone(
             raise WeightsUnavailableError(
                 f"{name}: could not get torchvision weights {tv_weights} ({type(e).__name__}: {e}). "
                 "torchvision downloads them to its cache on first use; offline, give a local "
-                ".pth/.safetensors file (--weights FILE, feature.weights in a config, weights= in "
-                "code), or use 'efficientnet_lite0', whose weights ship with a package"
+                ".pth/.safetensors file (videoact train: --set feature.weights=FILE; extract, test, "
+                "infer, stream: --weights FILE; code: weights=), or use 'efficientnet_lite0', whose "
+                "weights ship with a package"
             ) from e
         model.load_state_dict(state, strict=True)
         weights_id = f"{name}:torchvision:{tv_weights}"
