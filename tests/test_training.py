@@ -352,6 +352,15 @@ def test_data_problems_are_refused_before_extraction(tmp_path, capsys):
                     "--set", "train.reverse_pairs=[a:c]", *FAST, check=False)
     assert proc.returncode == 2 and "train.reverse_pairs: 'a:c' names 'c', not a class" in proc.stderr
     assert not any((tmp_path / w / "features").exists() for w in ("w1", "w2", "w4"))
+    # an unknown backbone, a weights file that is not there: no work directory either (they
+    # were found at extraction, with config.yaml and .lock written)
+    for setting, said in (("feature.backbone=resnet19", "feature.backbone: unknown backbone 'resnet19'"),
+                          (f"feature.weights={tmp_path / 'none.pth'}", f"feature.weights: {tmp_path / 'none.pth'}: "
+                                                                      "no such file")):
+        proc = here(capsys, "train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w5", "--set", setting,
+                    *FAST, check=False)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "w5").exists()
 
 
 def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path, capsys):

@@ -520,6 +520,18 @@ def no_validation(cfg: Config) -> TrainingError:
                          "so none can be held out; pass --val (data.val) or add videos")
 
 
+def check_backbone_settings(cfg: Config) -> None:
+    """An unknown backbone or a weights file that is not there, refused before the run
+    writes anything (they surfaced at extraction, after the work directory was made)."""
+    from .backbones import _is_file_spec, list_backbones
+
+    name, weights = cfg.feature.backbone, cfg.feature.weights
+    if name not in list_backbones():
+        raise TrainingError(f"feature.backbone: unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    if weights is not None and _is_file_spec(weights) and not Path(weights).expanduser().is_file():
+        raise TrainingError(f"feature.weights: {weights}: no such file (the backbone's weights)")
+
+
 def claim_work_dir(cfg: Config, held: contextlib.ExitStack, last_seen: tuple[int, int] | None,
                    is_main: bool, world: int) -> None:
     """Create and lock ``cfg.work_dir`` for this run (the lock stays in ``held``), refusing
@@ -612,7 +624,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
     last_seen = _file_version(work_dir / "last.pt")
     resume_state = load_resume_state(work_dir, list(classes), current_weights_id(cfg), class_ids)
     reverse_labels = reverse_label_map(cfg.train.reverse_pairs, classes)  # before hours of extraction
-    # Only now: a run refused for its data leaves no work directory behind.
+    check_backbone_settings(cfg)
+    # Only now: a run refused for its data or settings leaves no work directory behind.
     claim_work_dir(cfg, held, last_seen, is_main, world)
 
     # 2. features (one cache for all splits, keyed by paths relative to a common root)
