@@ -398,6 +398,12 @@ def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path
     # a longer run of the same model resumes
     proc = here(capsys, *args, "--set", "train.epochs=5")
     assert "resuming from" in proc.stdout and "at epoch 5" in proc.stdout
+    assert "epochs: 5" in (copy / "config.yaml").read_text()
+    # run again with nothing left to train: config.yaml keeps the settings the run had
+    # (it recorded the new seed of a run that trained nothing with it)
+    finished = (copy / "config.yaml").read_text()
+    proc = here(capsys, *args, "--set", "train.epochs=5", "--set", "train.seed=3")
+    assert "the run is complete" in proc.stdout + proc.stderr and (copy / "config.yaml").read_text() == finished
 
 
 def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):

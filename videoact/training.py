@@ -728,8 +728,6 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         except RuntimeError as exc:  # e.g. config.yaml gone, so check_resumable could not tell
             raise TrainingError(f"{last_path} does not fit the configured model (another run's checkpoint?); "
                                 f"use another --work-dir, or delete it to start over: {exc}") from None
-        if is_main:
-            save_config(cfg, work_dir / "config.yaml")
         ts = state["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
@@ -769,6 +767,8 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         elif is_main:
             log.info(f"resuming from {last_path} at epoch {start_epoch + 1}"
                      + (f" ({', '.join(changed)})" if changed else ""))
+            # The settings the run goes on with; a run with nothing to train keeps those it had.
+            save_config(cfg, work_dir / "config.yaml")
 
     def checkpoint(path: Path, epoch: int, metrics: dict) -> None:
         save_checkpoint(
