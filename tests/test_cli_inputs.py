@@ -421,7 +421,7 @@ def test_unknown_backbones_and_missing_weights_are_one_line_errors(setup, tmp_pa
         (["extract", setup["data"], tmp_path / "f", "--backbone", "nosuch"], "videoact extract: unknown backbone 'nosuch'"),
         (["extract", setup["data"], tmp_path / "f", "--weights", tmp_path / "nope.pth"], "nope.pth: weights file not found"),
         (["train", "--data", setup["data"], "--work-dir", tmp_path / "w", "--set", "feature.backbone=nosuch"],
-         "videoact train: unknown backbone 'nosuch'"),
+         "videoact train: feature.backbone: unknown backbone 'nosuch'"),
         (["demo", "--out", tmp_path / "demo", "--set", "train.lr=oops"], "videoact demo: override 'train.lr=oops'"),
         # files where folders go and the other way round: said so, not "[Errno 17] File exists"
         (["extract", setup["data"], setup["clip"]], f"videoact extract: {setup['clip']}: a file, not a folder"),
