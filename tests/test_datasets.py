@@ -537,14 +537,20 @@ def test_feature_dataset_time_reversal(feature_cache):
         ds.set_epoch(epoch)
         return [(rows_of(ds[i]), ds[i][1]) for i in range(3)]
 
+    lengths = [10, 3, 1]
     flipped = 0
     for epoch in range(12):
         plain, mixed = items(epoch, False), items(epoch, True)
         for i, ((rows, label), (rows2, label2)) in enumerate(zip(plain, mixed)):
             if i == 2 or (rows2, label2) == (rows, label):
                 assert (rows2, label2) == (rows, label)
-            else:  # the same jittered rows, backwards, with the partner's label
-                assert rows2 == rows[::-1] and label2 == pairs[label]
+            else:  # the clip reversed, then sampled with the same draws, with the partner's label
+                n = lengths[i]
+                assert [n - 1 - r for r in rows2] == rows and label2 == pairs[label]
+                if n >= 4:  # each frame in its segment of the reversed clip (10 frames do not
+                    # split into 4 mirror-image segments: the jittered rows, reversed, were
+                    # outside them, e.g. row 3 of the clip first, outside the reversed [0, 2))
+                    assert all((k * n) // 4 <= n - 1 - r < ((k + 1) * n) // 4 for k, r in enumerate(rows2))
                 flipped += 1
     assert 6 <= flipped <= 18  # about half of the 24 draws of classes 0 and 1
     ev = FeatureDataset(samples, cache, num_segments=4, train=False, reverse_labels=pairs)

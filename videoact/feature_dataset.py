@@ -130,15 +130,18 @@ class FeatureDataset(torch.utils.data.Dataset):
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         features = self.load(index)
         label = self.samples[index].label
+        if self.train and label in self.reverse_labels:
+            # Its own stream (the 1 at the end), so turning reversal on leaves the jitter as it was.
+            if np.random.default_rng([self.seed, epoch, index, 1]).random() < 0.5:
+                # The whole cached clip reversed, then sampled as any clip: segments of a
+                # clip whose length N does not divide are not mirror images, so reversing
+                # the sampled frames gave frames outside the reversed clip's segments.
+                features, label = features.flip(0), self.reverse_labels[label]
         if self.num_segments is not None:
             jitter = self.train and self.temporal_jitter
             rng = np.random.default_rng([self.seed, epoch, index]) if jitter else None
             rows = uniform_segments(int(features.shape[0]), self.num_segments, train=jitter, rng=rng)
             features = features[torch.as_tensor(rows, dtype=torch.long)]
-        if self.train and label in self.reverse_labels:
-            # Its own stream (the 1 at the end), so turning reversal on leaves the jitter as it was.
-            if np.random.default_rng([self.seed, epoch, index, 1]).random() < 0.5:
-                features, label = features.flip(0), self.reverse_labels[label]
         return features, label
 
 
