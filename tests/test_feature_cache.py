@@ -54,6 +54,25 @@ def test_staleness(tmp_path):
     assert cache_staleness(tmp_path / "missing.safetensors", {}, src) is None
 
 
+def test_uniform_features_made_with_the_old_segment_centres_are_stale(tmp_path):
+    """The segment centres changed where a centre falls between two frames (it took the
+    later one everywhere, so a clip and its reversal got other frames): caches of uniform
+    sampling made before record no "centres" and are extracted again."""
+    from videoact.backbones import create_backbone
+    from videoact.extract import SamplingSpec, extraction_settings
+
+    backbone = create_backbone("efficientnet_lite0")
+    now = extraction_settings(backbone, SamplingSpec(mode="uniform", num_segments=8), "squash")
+    before = {**now, "sampling": {k: v for k, v in now["sampling"].items() if k != "centres"}}
+    path = save_features(tmp_path / "v.mp4.safetensors", torch.zeros(8, 3), torch.arange(8), before)
+    (reason,) = cache_staleness(path, now)
+    assert reason.startswith("sampling: ") and reason.endswith("'centres': 'symmetric', 'max_frames': None, "
+                                                                "'mode': 'uniform', 'num_segments': 8, "
+                                                                "'segment_frames': 1, 'stride': 1, 'target_fps': 8.0}")
+    dense = extraction_settings(backbone, SamplingSpec(mode="dense", stride=2), "squash")
+    assert "centres" not in dense["sampling"]  # other modes' caches stay as they are
+
+
 def test_features_decord_read_from_files_it_gets_wrong_are_stale(tmp_path):
     """decord returned other frames than those asked for in MPEG streams and ASF files; caches
     it made of them are features of the wrong frames (the auto reader now uses OpenCV)."""

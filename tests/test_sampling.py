@@ -29,6 +29,26 @@ def test_uniform_eval_takes_segment_centres():
         assert [segment_of(i, n, segments) for i in idx] == list(range(segments))
 
 
+def test_uniform_centres_of_a_reversed_video_are_its_own_reversed():
+    """The benchmark's promise (a clip played backwards is a clip of its partner, so an
+    order-blind model is at chance within a pair) needs the frames taken from a reversed
+    video to be the reverse of those taken from it. floor() at every tie gave 16 frames in
+    8 segments 1, 3, ..., 15 and their reversal 0, 2, ..., 14: one frame later, so the
+    mean opacity of a fade told fade_in from fade_out (AUC 0.65 for 16-frame clips)."""
+    assert uniform_segments(16, 8) == [1, 3, 5, 7, 8, 10, 12, 14]
+    for segments in (2, 4, 6, 8, 16):
+        for n in range(segments, 200):
+            idx = uniform_segments(n, segments)
+            assert idx == [n - 1 - i for i in reversed(idx)], (n, segments)
+            assert all(a < b for a, b in zip(idx, idx[1:]))  # in order, no frame twice
+            # each centre frame overlaps its segment [k n / N, (k + 1) n / N)
+            assert all(k * n < (i + 1) * segments and i * segments < (k + 1) * n for k, i in enumerate(idx))
+    # odd N, even n: the middle segment's centre lies between two frames; the others mirror
+    idx = uniform_segments(16, 5)
+    mirrored = [16 - 1 - i for i in reversed(idx)]
+    assert [k for k in range(5) if idx[k] != mirrored[k]] == [2]
+
+
 def test_uniform_train_draws_one_frame_per_segment_and_covers_them():
     n, segments = 50, 5
     seen = [set() for _ in range(segments)]

@@ -858,7 +858,10 @@ def extraction_settings(backbone, sampling: SamplingSpec, resize: str, precision
         "resize": resize,
         # "times": fps sampling picks by the frames' timestamps (before 2026-11-29: by
         # index / average rate, wrong on variable-frame-rate video; those caches are stale).
-        "sampling": {**asdict(sampling), **({"times": "timestamps"} if sampling.mode == "fps" else {})},
+        "sampling": {**asdict(sampling), **({"times": "timestamps"} if sampling.mode == "fps" else {}),
+                     # "centres": uniform segment centres that mirror under time reversal
+                     # (before 2026-12-01 a tie took the later frame everywhere; those are stale).
+                     **({"centres": "symmetric"} if sampling.mode == "uniform" else {})},
         "precision": precision,
         # Pixels normalized otherwise (mean/std set by hand) give other features.
         "normalization": _normalization(backbone),

@@ -138,7 +138,7 @@ _SETTINGS_BEFORE_RECORDED = {"precision": "float32", "normalization": "default"}
 
 # The sampling fields that choose the frames in each mode (besides mode and max_frames): a
 # cache of fps-sampled frames serves any num_segments, which training draws from it.
-_SAMPLING_FIELDS = {"all": (), "uniform": ("num_segments", "segment_frames"), "dense": ("stride",),
+_SAMPLING_FIELDS = {"all": (), "uniform": ("num_segments", "segment_frames", "centres"), "dense": ("stride",),
                     "fps": ("target_fps", "times")}
 _SAMPLING_BEFORE_RECORDED = {"segment_frames": 1}  # caches made before the field existed
 

@@ -84,7 +84,11 @@ def uniform_segments(
     """TSN sampling: one frame from each of ``num_segments`` equal segments.
 
     Segment ``k`` covers frames ``[k*n/N, (k+1)*n/N)`` (``n = num_frames``,
-    ``N = num_segments``). Eval: its centre frame ``floor((2k+1)*n / (2N))``.
+    ``N = num_segments``). Eval: its centre frame ``floor((2k+1)*n / (2N))``; a centre that
+    falls exactly between two frames takes the later one in the first half of the
+    segments and the earlier one in the second, so that the frames taken from a video
+    played backwards are those taken from it, reversed (for an even ``N``; with an odd
+    ``N`` and an even ``n`` the middle segment's centre has two frames and no mirror).
     Train: a uniformly random frame of the segment.
 
     Short videos (``n < N``): segments are shorter than a frame, so the centre rule is
@@ -101,7 +105,11 @@ def uniform_segments(
             start, end = (k * n) // segments, ((k + 1) * n) // segments
             out.append(start + _randint(rng, 0, end - start))
         else:
-            out.append(((2 * k + 1) * n) // (2 * segments))
+            # floor alone took the later frame at every tie: 16 frames in 8 segments gave
+            # 1, 3, ..., 15, and the same video reversed 0, 2, ..., 14 of it, which let an
+            # order-blind model tell a clip from its reversal.
+            num, den = (2 * k + 1) * n, 2 * segments
+            out.append(num // den if num % den or 2 * k + 1 < segments else num // den - 1)
     return out
 
 

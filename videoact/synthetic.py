@@ -13,6 +13,10 @@ the *set* of frames of a clip (ignoring order) has the same distribution for bot
 classes of a pair, and a model that ignores frame order (a per-frame classifier
 averaged over time) cannot beat chance within a pair; it can still tell the pairs
 apart (a 50% ceiling on the 10-way accuracy). A model that uses order can reach 100%.
+The frames a model sees keep the property where the sampling mirrors too: uniform
+segment centres with an even number of segments (``sampling.uniform_segments``), as
+the shipped config takes them; ``fps`` sampling starts at the first frame, so the
+frames taken of a clip and of its reversal can differ by part of a frame interval.
 
 **Clip content** (all random per clip, all class-independent except the one motion):
 
