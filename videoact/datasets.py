@@ -391,8 +391,11 @@ class _Collector:
             return False
         return not (_looks_like_path(path_text) and os.path.isfile(os.path.join(self.root_abs, path_text)))
 
-    def add(self, line: int, path_text: str, label_token: str, candidates: Sequence[str] = ()) -> None:
-        """``candidates``: alternative paths tried in order when the first does not exist."""
+    def add(self, line: int, path_text: str, label_token: str, candidates: Sequence[str] = (),
+            label_aliases: Sequence[str] = ()) -> None:
+        """``candidates``: alternative paths tried in order when the first does not exist;
+        ``label_aliases``: other spellings of the label, tried in order when the classes are
+        fixed and do not have it (a Kinetics label against class folders with underscores)."""
         if not self.labels:
             name, label = label_token, -1
         elif _is_id(label_token):
@@ -411,10 +414,12 @@ class _Collector:
             name = label_token
             label = None
             if self.index is not None:
-                label = self.index.lookup(name)
+                label = next((found for spelling in (name, *label_aliases)
+                              if (found := self.index.lookup(spelling)) is not None), None)
                 if label is None:
                     self.problem(line, UNKNOWN_LABEL, f"label {name!r} is not one of the classes")
                     return
+                name = self.index.names[label]
         if "\\" in path_text and os.sep == "/":  # a list written on Windows: Archery\b.avi
             candidates = (*candidates, *(c.replace("\\", "/") for c in (path_text, *candidates)))
         try:
@@ -690,8 +695,11 @@ def _kinetics_row(header: list[str], cells: list[str], number: int, col: _Collec
     # others use underscores (the older mmaction rename script also made "(" and ")" "-"),
     # the CVDF tarballs are flat. First existing one wins.
     underscores = label.replace(" ", "_")
-    col.add(number, f"{label}/{name}", label,
-            candidates=(f"{underscores}/{name}", f"{underscores.replace('(', '-').replace(')', '-')}/{name}", name))
+    renamed = underscores.replace('(', '-').replace(')', '-')
+    # The same spellings name the class where the classes come from those folders (a model
+    # trained on the folder, tested with the CSV): "air drumming" is class "air_drumming".
+    col.add(number, f"{label}/{name}", label, candidates=(f"{underscores}/{name}", f"{renamed}/{name}", name),
+            label_aliases=(underscores, renamed))
 
 
 def read_annotations(
