@@ -406,6 +406,22 @@ def test_resuming_under_other_model_settings_is_refused(trained, bench, tmp_path
     assert "the run is complete" in proc.stdout + proc.stderr and (copy / "config.yaml").read_text() == finished
 
 
+def test_held_out_ucf101_clips_keep_their_groups_together(tmp_path):
+    """UCF101's clips of one group are cut from one long video: a held-out part that split
+    groups validated on clips of videos the model trained on (21 of 21 groups both sides)."""
+    from videoact.config import load_config
+    from videoact.datasets import VideoSample, ucf101_group
+    from videoact.training import hold_out
+
+    samples = [VideoSample(tmp_path / f"{c}/v_{c}_g{g:02d}_c{i:02d}.avi", f"{c}/v_{c}_g{g:02d}_c{i:02d}.avi", k, c)
+               for k, c in enumerate(["Archery", "Bowling", "Diving", "Fencing", "Rowing"])
+               for g in range(1, 8) for i in range(1, 5)]
+    cfg = load_config(None, ["data.val_fraction=0.2"])
+    train, val = hold_out(samples, cfg, tmp_path, resuming=False)
+    assert val and {ucf101_group(s) for s in train}.isdisjoint(ucf101_group(s) for s in val)
+    assert {s.label for s in val} == set(range(5)) and len(train) + len(val) == len(samples)
+
+
 def test_validation_is_held_out_of_the_readable_videos(tmp_path, capsys):
     """Broken files are dropped before the hold-out is drawn, so none of them takes a
     validation place (with two good videos per class, one of each is held out)."""

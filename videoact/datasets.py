@@ -825,14 +825,22 @@ def write_list(path: PathLike, samples: Iterable[VideoSample]) -> Path:
 # --------------------------------------------------------------------------- splits
 
 
+_UCF101_NAME = re.compile(r"v_(.+)_g(\d+)_c\d+$")
+
+
 def ucf101_group(sample: VideoSample) -> str:
     """UCF101 group of a clip: ``v_Archery_g03_c02.avi`` -> ``Archery_g03``.
 
     Clips of one group are cut from the same long video; keep them on one side of a split.
     """
     stem = Path(sample.rel).stem
-    match = re.match(r"v_(.+)_g(\d+)_c\d+$", stem)
+    match = _UCF101_NAME.match(stem)
     return f"{match.group(1)}_g{match.group(2)}" if match else stem
+
+
+def ucf101_named(samples: Sequence[VideoSample]) -> bool:
+    """Whether every clip is named as UCF101's are (``v_<class>_g<group>_c<clip>``)."""
+    return bool(samples) and all(_UCF101_NAME.match(Path(s.rel).stem) for s in samples)
 
 
 def _val_counts(sizes: dict[int, int], val_fraction: float, rng: random.Random) -> dict[int, int]:

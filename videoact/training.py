@@ -43,7 +43,7 @@ from .backbones import grid_size, same_weights
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, load_config, reverse_pair_names, save_config, validate
 from .datasets import (OUTSIDE_PREFIX, VideoSample, class_labels, load_dataset, none_found_hint, read_class_labels,
-                       stratified_split, warn_problems, warn_shared_videos)
+                       stratified_split, ucf101_group, ucf101_named, warn_problems, warn_shared_videos)
 from .feature_dataset import EpochSampler, FeatureDataset, collate_features
 from .device import autocast_dtype, precision_name, resolve_device
 from .extract import SamplingSpec, cache_key, extract_features
@@ -349,7 +349,10 @@ def hold_out(samples: list[VideoSample], cfg: Config, work_dir: Path, resuming: 
     elif resuming and is_main:
         warnings.warn(f"{work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
                       "drawing validation videos now from videos it may have trained on", VideoactWarning, stacklevel=2)
-    train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed)
+    # UCF101's clips of one group are cut from one long video: held out together, or
+    # validation scores clips of videos the model trained on (every group on both sides).
+    group = ucf101_group if ucf101_named(samples) else None
+    train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed, group_key=group)
     if is_main and val:
         atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
     return train, val
