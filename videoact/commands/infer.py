@@ -77,8 +77,9 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
     seen: set[str] = set()
     unique = []
     for video in videos:
-        if os.path.abspath(video) not in seen:
-            seen.add(os.path.abspath(video))
+        key = os.path.abspath(video)
+        if key not in seen:
+            seen.add(key)
             unique.append(video)
     return unique, empty
 
