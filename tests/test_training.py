@@ -356,7 +356,7 @@ def test_data_problems_are_refused_before_extraction(tmp_path, capsys):
     # were found at extraction, with config.yaml and .lock written)
     for setting, said in (("feature.backbone=resnet19", "feature.backbone: unknown backbone 'resnet19'"),
                           (f"feature.weights={tmp_path / 'none.pth'}", f"feature.weights: {tmp_path / 'none.pth'}: "
-                                                                      "no such file")):
+                                                                      "weights file not found")):
         proc = here(capsys, "train", "--data", tmp_path / "three", "--work-dir", tmp_path / "w5", "--set", setting,
                     *FAST, check=False)
         assert proc.returncode == 2 and said in proc.stderr, proc.stderr[-2000:]

@@ -368,6 +368,25 @@ def _is_file_spec(weights: Any) -> bool:
     return weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or os.sep in weights or os.path.exists(weights)
 
 
+def check_backbone_name(name: str) -> _Arch:
+    """The architecture of backbone ``name``; ``ValueError`` naming the known ones if none."""
+    arch = _ARCHS.get(name)
+    if arch is None:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    return arch
+
+
+def weights_file(weights: Any) -> Path | None:
+    """``weights`` as a file path where it names a file (else None: an enum, a name);
+    :class:`WeightsNotFoundError` where that file is not there."""
+    if weights is None or not _is_file_spec(weights):
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: weights file not found")
+    return path
+
+
 def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     # Accept files saved from a Backbone ("model.") or from DataParallel ("module.").
     expected = model.state_dict().keys()
@@ -565,9 +584,7 @@ def create_backbone(
         WeightsUnavailableError: torchvision weights that could not be downloaded, or
             the Lite0 weights package missing (a RuntimeError).
     """
-    arch = _ARCHS.get(name)
-    if arch is None:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    arch = check_backbone_name(name)
     grid_size(pooling)  # raises for an unknown pooling, before any model is built
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; available: {', '.join(LAYERS)}")
@@ -588,10 +605,7 @@ def create_backbone(
         path = lite0_weights_path()
         _load_file_into(model, path, name)
         weights_id = _lite0_package_id()
-    elif weights is not None and _is_file_spec(weights):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsNotFoundError(f"{path}: weights file not found")
+    elif (path := weights_file(weights)) is not None:
         _load_file_into(model, path, name, droppable)
         weights_id = f"{name}:sha256:{_sha256(path)[:16]}"
     elif not arch.torchvision:

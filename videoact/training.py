@@ -322,6 +322,14 @@ def reverse_label_map(pairs: list[str], classes: list[str]) -> dict[int, int]:
 HELD_OUT = "held_out.json"  # the validation videos drawn from the training data, per work dir
 
 
+def held_out_split(samples: list[VideoSample], cfg: Config) -> tuple[list[VideoSample], list[VideoSample]]:
+    """``(train, val)``: ``data.val_fraction`` of ``samples`` drawn for validation, stratified."""
+    # UCF101's clips of one group are cut from one long video: held out together, or
+    # validation scores clips of videos the model trained on (every group on both sides).
+    group = ucf101_group if ucf101_named(samples) else None
+    return stratified_split(samples, cfg.data.val_fraction, cfg.train.seed, group_key=group)
+
+
 def hold_out(samples: list[VideoSample], cfg: Config, work_dir: Path, resuming: bool,
              is_main: bool = True) -> tuple[list[VideoSample], list[VideoSample]]:
     """``(train, val)``: a stratified part of ``samples`` held out for validation (no ``data.val``).
@@ -349,10 +357,7 @@ def hold_out(samples: list[VideoSample], cfg: Config, work_dir: Path, resuming: 
     elif resuming and is_main:
         warnings.warn(f"{work_dir} has no {HELD_OUT} (its run had data.val, or an older videoact started it); "
                       "drawing validation videos now from videos it may have trained on", VideoactWarning, stacklevel=2)
-    # UCF101's clips of one group are cut from one long video: held out together, or
-    # validation scores clips of videos the model trained on (every group on both sides).
-    group = ucf101_group if ucf101_named(samples) else None
-    train, val = stratified_split(samples, cfg.data.val_fraction, cfg.train.seed, group_key=group)
+    train, val = held_out_split(samples, cfg)
     if is_main and val:
         atomic_write_text(path, json.dumps({"videos": sorted(os.path.abspath(s.path) for s in val)}, indent=1) + "\n")
     return train, val
@@ -511,7 +516,7 @@ def load_splits(cfg: Config, is_main: bool = True) -> tuple[list[VideoSample], l
         warn_shared_videos([("training", cfg.data.train, train_samples), ("validation", cfg.data.val, val_samples),
                             ("test", cfg.data.test, test_samples)])
     # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
-    if not (val_samples or stratified_split(train_samples, cfg.data.val_fraction, cfg.train.seed)[1]):
+    if not (val_samples or held_out_split(train_samples, cfg)[1]):
         raise no_validation(cfg)
     return train_samples, val_samples, test_samples, list(classes), class_ids
 
@@ -526,13 +531,14 @@ def no_validation(cfg: Config) -> TrainingError:
 def check_backbone_settings(cfg: Config) -> None:
     """An unknown backbone or a weights file that is not there, refused before the run
     writes anything (they surfaced at extraction, after the work directory was made)."""
-    from .backbones import _is_file_spec, list_backbones
+    from .backbones import WeightsNotFoundError, check_backbone_name, weights_file
 
-    name, weights = cfg.feature.backbone, cfg.feature.weights
-    if name not in list_backbones():
-        raise TrainingError(f"feature.backbone: unknown backbone {name!r}; available: {', '.join(list_backbones())}")
-    if weights is not None and _is_file_spec(weights) and not Path(weights).expanduser().is_file():
-        raise TrainingError(f"feature.weights: {weights}: no such file (the backbone's weights)")
+    for setting, check, value in (("feature.backbone", check_backbone_name, cfg.feature.backbone),
+                                  ("feature.weights", weights_file, cfg.feature.weights)):
+        try:
+            check(value)
+        except (ValueError, WeightsNotFoundError) as exc:  # create_backbone's own checks, named by setting
+            raise TrainingError(f"{setting}: {exc}") from None
 
 
 def claim_work_dir(cfg: Config, held: contextlib.ExitStack, last_seen: tuple[int, int] | None,
@@ -895,10 +901,11 @@ def _train(cfg: Config, held: contextlib.ExitStack, device: torch.device) -> dic
         summary["test"] = classification_metrics(probs, labels, list(classes))
         # Kept beside the checkpoints, as videoact test --out writes them (the summary is
         # otherwise only printed): with the checkpoint and epoch they are of.
+        from .evaluation import save_metrics
+
         try:
-            atomic_write_text(work_dir / "test.json", json.dumps(
-                {**summary["test"], "checkpoint": str(best_path), "epoch": selected, "data": str(cfg.data.test)},
-                indent=2) + "\n")
+            save_metrics({**summary["test"], "checkpoint": str(best_path), "epoch": selected,
+                          "data": str(cfg.data.test)}, work_dir / "test.json")
         except OSError as exc:  # a full disk: the run's result is still returned and printed
             warnings.warn(f"cannot write {work_dir / 'test.json'}: {exc.strerror or exc}", VideoactWarning,
                           stacklevel=2)
