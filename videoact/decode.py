@@ -275,6 +275,13 @@ class _VerifiedCache:
 
 _CACHE = _VerifiedCache()
 
+# Reads of a damaged file's verified frames with decord, in all, before its error is
+# raised: the reads race decord's decoder thread (see DecordReader._reread_damaged). Three
+# were too few: the last verified frame of corpus corrupted.mp4 failed three reads in a row
+# in 4 of 180 reads on two Zen 3 cores with four busy processes beside them (2026-12-01),
+# and once in a clean-clone test run. Only a failed read is repeated.
+_DAMAGED_READS = 10
+
 
 def clear_cache() -> None:
     """Forget verified frame counts (e.g. after rewriting files in place)."""
@@ -679,9 +686,9 @@ class DecordReader(VideoReader):
 
     def _read(self, indices: list[int]) -> np.ndarray:
         # A damaged file's verified frames are read again from a fresh reader, up to
-        # ``scans`` times in all: decord's error can overtake them (see _reread_damaged;
-        # get_batch([0, 14, 27]) of corpus corrupted.mp4 failed in 10 of 150 reads on two
-        # Zen 3 cores with four busy processes beside it, 2026-11-30).
+        # _DAMAGED_READS times in all: decord's error can overtake them (see
+        # _reread_damaged; get_batch([0, 14, 27]) of corpus corrupted.mp4 failed in 10 of
+        # 150 reads on two Zen 3 cores with four busy processes beside it, 2026-11-30).
         for _attempt in range(self._reads_allowed(max(indices, default=0))):
             try:
                 frames = self._vr.get_batch(indices).asnumpy()
@@ -721,9 +728,9 @@ class DecordReader(VideoReader):
             yield i, frame
 
     def _reads_allowed(self, last: int) -> int:
-        """Reads a request up to frame ``last`` may take: ``scans`` for a damaged file's
-        verified frames (decord's error can overtake them), one for anything else."""
-        return self._scans if self.damaged and last < self._count() else 1
+        """Reads a request up to frame ``last`` may take: ``_DAMAGED_READS`` for a damaged
+        file's verified frames (decord's error can overtake them), one for anything else."""
+        return _DAMAGED_READS if self.damaged and last < self._count() else 1
 
     def _reread_damaged(self, i: int, error: Exception) -> tuple[Any, np.ndarray]:
         """Frame ``i`` from a fresh reader, decoding in order, after ``error`` stopped the
@@ -732,7 +739,8 @@ class DecordReader(VideoReader):
         Why: in a damaged file decord's error can overtake frames its scan had verified (the
         race :meth:`_scan` describes; iterating corpus corrupted.mp4 stopped at frame 25 or 27
         of 28 in 4 of 40 runs on two busy cores). Only a damaged file's verified frames are
-        read again, up to ``scans`` times in all; any other failure is raised at once."""
+        read again, up to ``_DAMAGED_READS`` times in all; any other failure is raised at
+        once."""
         for _attempt in range(self._reads_allowed(i) - 1):  # the first read was the caller's
             vr = self._open()
             try:
