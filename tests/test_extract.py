@@ -751,6 +751,20 @@ def test_extraction_leaves_the_global_random_state_alone(tmp_path):
     assert result.written == [str(video)] and torch.equal(torch.get_rng_state(), state)
 
 
+def test_extraction_leaves_a_fine_tuned_backbone_s_modes_alone(tmp_path):
+    """A ready module in train mode (a caller fine-tuning it) was switched to eval mode for
+    good; with another image_size its inner modules were (a shallow copy), so its BatchNorm
+    layers went on fine-tuning with frozen statistics and the module still said training."""
+    video = write_coded_video(tmp_path / "a.mp4", 6)
+    backbone = create_backbone("efficientnet_lite0", frozen=False).train()
+    modes = [m.training for m in backbone.modules()]
+    for i, size in enumerate([None, 32]):  # its own size (224), then another
+        result = extract_features([video], tmp_path / f"out{i}", backbone=backbone, image_size=size, num_workers=0,
+                                  device="cpu", progress=False, sampling=SamplingSpec(mode="uniform", num_segments=2))
+        assert result.written == [str(video)] and [m.training for m in backbone.modules()] == modes, size
+    assert all(modes) and backbone.input_size == 224
+
+
 def test_a_decoding_journal_is_a_dead_run_s_only_once_its_lock_is_free(tmp_path):
     """A journal was taken for a live run's while its pid was alive: in a restarted container
     the new first process has the dead one's pid (often 1), so the dead run's journal was

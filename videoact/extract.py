@@ -942,7 +942,9 @@ def extract_features(
     if image_size is not None and image_size != backbone.input_size:
         backbone = copy.copy(backbone)  # the caller's module keeps its own input size
         backbone.input_size = int(image_size)
-    backbone = backbone.to(device).eval()
+    # Moved, not switched to eval: the run is an eval-mode copy (inference_model), and a
+    # caller fine-tuning the module (or a shallow copy's shared layers) keeps its modes.
+    backbone = backbone.to(device)
     cuda = device.type == "cuda"
     if channels_last is None:
         channels_last = True  # measured about 2x faster on CPU too (mkldnn prefers NHWC)
