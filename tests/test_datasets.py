@@ -216,6 +216,22 @@ def test_integer_labels_follow_the_classes_file(tmp_path, dataset_root):
                        r"of a video in folder 'walk' is no class under the classes file's own ids, and so for all 2 "
                        r"videos in class folders; 0-based ids go with a classes file of names only"):
         read_annotations(mmaction, dataset_root, classes=class_ind)
+    # ids in another order than the classes in use (UCF101's classInd.txt against a model
+    # trained on its sorted folders: Hammering and HammerThrow swap) labelled most videos
+    # with another class than their folder's, silently: refused, saying so
+    swapped = tmp_path / "swapped.txt"
+    swapped.write_text("walk/w1.mp4 0\nrun/r2.avi 1\nwalk/w2.mp4 0\n")
+    backwards = tmp_path / "backwards.txt"
+    backwards.write_text("run\nwalk\n")
+    with pytest.raises(AnnotationError, match=r"swapped\.txt:1: unknown_label: integer labels do not number the "
+                       r"classes as the classes in use do \(positions among the class names\): id 0 of a video in "
+                       r"folder 'walk' is 'run', and 3 of the 3 videos in class folders are labelled with another"):
+        read_annotations(swapped, dataset_root, classes=backwards)
+    # against the classes it numbers, read as given; so is one video of three against its
+    # folder (the list's own labelling)
+    assert [s.label for s in read_annotations(swapped, dataset_root, classes=names).samples] == [0, 1, 0]
+    swapped.write_text("walk/w1.mp4 0\nrun/r2.avi 0\nwalk/w2.mp4 0\n")
+    assert [s.label for s in read_annotations(swapped, dataset_root, classes=names).samples] == [0, 0, 0]
     # ids that name the folders' classes, and ids of videos outside class folders, are read as given
     outside = tmp_path / "flat.txt"
     outside.write_text("w1.mp4 1\n")

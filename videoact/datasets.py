@@ -455,11 +455,17 @@ class _Collector:
         self.entries.append((path, rel, name, label))
 
     def check_integer_ids(self) -> None:
-        """Refuse integer labels off by one against the classes: every video that lies in a
-        folder named after a class is labelled with the class after it, or before it, and
-        never with its own (``ApplyEyeMakeup/... 1`` read as ``Archery`` among names; ``...
-        0`` against classInd.txt, whose ids start at 1). Left alone, each label is silently
-        off by one (and a 0 only reported as unknown)."""
+        """Refuse integer labels that number the classes otherwise than the classes in use,
+        seen where videos lie in folders named after classes:
+
+        * off by one: every such video is labelled with the class after its folder's, or
+          before it, and never with its own (``ApplyEyeMakeup/... 1`` read as ``Archery``
+          among names; ``... 0`` against classInd.txt, whose ids start at 1);
+        * in another order: most such videos are labelled with another class than their
+          folder's (UCF101's classInd.txt numbers ``Hammering`` before ``HammerThrow``; a
+          model trained on the folders sorts them the other way, and so on).
+
+        Left alone, those labels are silently wrong (and a 0 only reported as unknown)."""
         index = self.index
         if index is None:
             return
@@ -477,7 +483,23 @@ class _Collector:
                                         for _, number, folder in in_class_folders):
                 break
         else:
-            return
+            # Not a shift: a few videos labelled against their folder can be the list's
+            # own choice, most of them cannot.
+            in_class_folders = [(n, number, folder) for n, number, folder in self.integer_labels
+                                if folder in index.position]
+            wrong = [entry for entry in in_class_folders if name_of(entry[1]) != entry[2]]
+            if 2 * len(wrong) <= len(in_class_folders):
+                return
+            n, number, folder = wrong[0]
+            named = f"is {name_of(number)!r}" if name_of(number) is not None else "is no class"
+            numbering = "the classes file's own ids" if index.ids is not None else "positions among the class names"
+            raise AnnotationError([AnnotationProblem(
+                self.file, n, UNKNOWN_LABEL,
+                f"integer labels do not number the classes as the classes in use do ({numbering}): id {number} of "
+                f"a video in folder {folder!r} {named}, and {len(wrong)} of the {len(in_class_folders)} videos in "
+                "class folders are labelled with another class than their folder's; use a list labelled with "
+                "class names (datasets/ucf101_to_list.py and hmdb51_to_list.py write them), or the classes file "
+                "the list's ids come from (UCF101's classInd.txt)")])
         n, number, folder = in_class_folders[0]
         named = f"is {name_of(number)!r}" if name_of(number) is not None else "is no class"
         if index.ids is None and shift == -1:  # UCF101's or HMDB51's own list against names
