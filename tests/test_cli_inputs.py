@@ -153,6 +153,29 @@ def test_a_list_whose_videos_are_all_elsewhere_is_summed_up_with_the_remedy(tmp_
     assert not (tmp_path / "w").exists()
 
 
+def test_a_validation_or_test_list_with_no_usable_video_stops_training_before_it_starts(tmp_path, capsys):
+    """UCF101's testlist01.txt (paths without labels) as --test gave only a warning: the run
+    trained, and ended without the test figure it was for. An empty --val failed only after
+    the extraction, as "no validation video has usable features"."""
+    for name in ("a/v0.mp4", "a/v1.mp4", "b/v2.mp4", "b/v3.mp4"):
+        write_coded_video(tmp_path / "data" / name, 4)
+    testlist = tmp_path / "testlist01.txt"
+    testlist.write_text("a/v0.mp4\r\nb/v2.mp4\r\n")
+    proc = run_cli(capsys, "train", "--data", tmp_path / "data", "--test", testlist, "--root", tmp_path / "data",
+                   "--work-dir", tmp_path / "w")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (f"{testlist}:1: malformed: expected 'relative/path label', got 'a/v0.mp4', a path without a label "
+            "(UCF101's testlist files have none: datasets/ucf101_to_list.py writes labelled lists)") in proc.stderr
+    assert f"videoact train: {testlist}: no test videos found\n" in proc.stderr
+    vallist = tmp_path / "val.txt"
+    vallist.write_text("a/gone.mp4 a\n")
+    proc = run_cli(capsys, "train", "--data", tmp_path / "data", "--val", vallist, "--work-dir", tmp_path / "w")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (f"videoact train: {vallist}: no validation videos found: its one video is not there, looked for "
+            f"under {tmp_path}; --root (data.root) names the folder") in proc.stderr
+    assert not (tmp_path / "w").exists()
+
+
 # ------------------------------------------------------------------ 2. list problems in `videoact test`
 
 

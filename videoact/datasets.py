@@ -584,7 +584,10 @@ def _read_text_list(text: str, col: _Collector) -> None:
             continue
         if not col.labels and (not label or _looks_like_path(label)):  # a bare path (UCF101 testlist)
             path_text, label = line, ""
-        if not path_text or (not label and col.labels):
+        if not path_text and _looks_like_path(line) and col.labels:  # UCF101's testlist lines
+            col.problem(number, MALFORMED, f"expected 'relative/path label', got {line!r}, a path without a label "
+                        "(UCF101's testlist files have none: datasets/ucf101_to_list.py writes labelled lists)")
+        elif not path_text or (not label and col.labels):
             col.problem(number, MALFORMED, f"expected 'relative/path label', got {line!r}")
         elif _looks_like_path(label):
             col.problem(number, MALFORMED, f"no label: the last token {label!r} looks like a path, in {line!r}")
@@ -1191,8 +1194,8 @@ def none_found_hint(data: PathLike, root: PathLike | None, problems: Sequence[An
     if not problems or not all(getattr(p, "kind", None) == MISSING for p in problems):
         return ""
     base = root or os.path.dirname(os.path.abspath(data))
-    return (f": none of its {len(problems)} videos is there, looked for under {base}; {option} "
-            "names the folder the list's paths start from")
+    none = "its one video is not there" if len(problems) == 1 else f"none of its {len(problems)} videos is there"
+    return f": {none}, looked for under {base}; {option} names the folder the list's paths start from"
 
 
 def warn_problems(source: PathLike, problems: Sequence[AnnotationProblem | str], limit: int = 10) -> None:

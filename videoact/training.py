@@ -507,24 +507,29 @@ def load_splits(cfg: Config, is_main: bool = True) -> tuple[list[VideoSample], l
         val_samples, _, problems = load_dataset(cfg.data.val, root=cfg.data.root, classes=label_set)
         val_samples = without_excluded(val_samples, "validation")
         warn_problems(cfg.data.val, problems)
+        if not val_samples:  # said now, not after the extraction
+            hint = none_found_hint(cfg.data.val, cfg.data.root, problems, "--root (data.root)")
+            raise TrainingError(f"{cfg.data.val}: no validation videos found{hint}")
     test_samples: list[VideoSample] = []
     if cfg.data.test:
         test_samples, _, problems = load_dataset(cfg.data.test, root=cfg.data.root, classes=label_set)
         test_samples = without_excluded(test_samples, "test")
         warn_problems(cfg.data.test, problems)
+        if not test_samples:  # asked for: not a run that ends without the figure it was for
+            hint = none_found_hint(cfg.data.test, cfg.data.root, problems, "--root (data.root)")
+            raise TrainingError(f"{cfg.data.test}: no test videos found{hint}")
     if is_main:
         warn_shared_videos([("training", cfg.data.train, train_samples), ("validation", cfg.data.val, val_samples),
                             ("test", cfg.data.test, test_samples)])
     # Without validation clips, best.pt and early stopping would follow an accuracy of 0.
-    if not (val_samples or held_out_split(train_samples, cfg)[1]):
+    if not cfg.data.val and not held_out_split(train_samples, cfg)[1]:
         raise no_validation(cfg)
     return train_samples, val_samples, test_samples, list(classes), class_ids
 
 
 def no_validation(cfg: Config) -> TrainingError:
-    """The error for a run left with no validation video."""
-    return TrainingError(f"{cfg.data.val}: no validation videos found" if cfg.data.val else
-                         f"{cfg.data.train}: no validation videos: each class has a single usable video, "
+    """The error for a run without ``data.val`` that can hold out no validation video."""
+    return TrainingError(f"{cfg.data.train}: no validation videos: each class has a single usable video, "
                          "so none can be held out; pass --val (data.val) or add videos")
 
 
