@@ -215,6 +215,15 @@ def test_a_refused_frame_changes_nothing(setup):
         with pytest.raises(ValueError, match=r"uint8 RGB frame"):
             sc.push(bad, 0.01)
     assert sc.frames_pushed == 1
+    # an empty picture passed the shape check and was refused by the model's preprocessing,
+    # after the counters and the schedule had taken it: the good frame after it was not due
+    sc = StreamClassifier(setup["clf"], feature_rate=8.0)
+    sc.push(coded_frame(0), 0.0)
+    with pytest.raises(ValueError, match=r"uint8 RGB frame \[H, W, 3\] with a picture, got uint8 \(0, 64, 3\)"):
+        sc.push(np.zeros((0, 64, 3), np.uint8), 0.125)
+    assert (sc.frames_pushed, sc.features_computed) == (1, 1)
+    sc.push(coded_frame(1), 0.125)
+    assert (sc.frames_pushed, sc.features_computed) == (2, 2)
 
 
 def test_frames_slower_than_the_gap_limit_still_make_a_window(setup):

@@ -470,6 +470,8 @@ class StreamClassifier:
             shape, dtype = frame.shape, frame.dtype
         if len(shape) != 3 or shape[-1] != 3 or not _is_uint8(dtype):
             raise ValueError(f"expected one uint8 RGB frame [H, W, 3], got {dtype} {tuple(shape)}")
+        if 0 in shape[:2]:  # refused here, before the counters and the schedule take it
+            raise ValueError(f"expected one uint8 RGB frame [H, W, 3] with a picture, got {dtype} {tuple(shape)}")
         self.frames_pushed += 1
         if connection is not None:
             if self._connection is not None and connection != self._connection:
