@@ -376,6 +376,34 @@ def test_a_loaded_classifier_behaves_as_library_code_expects(tmp_path):
     again = VideoClassifier(clf.model, clf.classes, clf.feature, "cpu")
     assert again.model is clf.model and clf.model.training and clf.temporal.training
     assert torch.equal(again.predict_features(feats), probs) and clf.temporal.training
+    # Two threads predicting with it, in training mode: the second saved the first one's
+    # eval() as the mode to restore, so the model was left in eval mode for good, and its
+    # prediction could run with dropout while the first restored the mode.
+    import threading
+
+    second_in = threading.Event()
+
+    class Overlapping(torch.nn.Module):  # the first pass waits (up to 1 s) for the second to start
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.num_classes, self.calls = inner, inner.num_classes, 0
+
+        def forward(self, x, lengths=None):
+            self.calls += 1
+            if self.calls == 1:
+                second_in.wait(1.0)
+            else:
+                second_in.set()
+            return self.inner(x, lengths)
+
+    clf.model.temporal = Overlapping(clf.model.temporal).train()
+    results: list[torch.Tensor] = []
+    threads = [threading.Thread(target=lambda: results.append(clf.predict_features(feats))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and all(torch.equal(r, probs) for r in results) and clf.temporal.training
     with pytest.raises(TypeError, match="normalised float frames"):
         clf.model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))
 

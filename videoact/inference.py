@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Iterator, Sequence
@@ -141,6 +143,21 @@ def segment_positions(length: int, num_segments: int | None, clip: int = 0, num_
         return list(uniform_segments(length, num_segments, train=False))
     offset = (clip + 0.5) / num_clips
     return [min(length - 1, int((i + offset) * length / num_segments)) for i in range(num_segments)]
+
+
+# One lock per temporal module (classifiers can share one): predict_features switches its
+# mode to eval and back, and two threads doing so at once left it in eval mode for good
+# (the second saved the first one's eval() as the mode to restore) and ran with dropout.
+_MODE_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_MODE_LOCKS_GUARD = threading.Lock()
+
+
+def _mode_lock(module: torch.nn.Module) -> threading.Lock:
+    with _MODE_LOCKS_GUARD:
+        lock = _MODE_LOCKS.get(module)
+        if lock is None:
+            lock = _MODE_LOCKS[module] = threading.Lock()
+        return lock
 
 
 class VideoClassifier:
@@ -304,15 +321,18 @@ class VideoClassifier:
         """Features ``[T, D]`` or ``[B, T, D]`` -> probabilities ``[C]`` or ``[B, C]``.
 
         The temporal model runs in eval mode (no dropout) even if a caller put it in training
-        mode (fine-tuning ``classifier.temporal``); its mode is restored afterwards."""
+        mode (fine-tuning ``classifier.temporal``); its mode is restored afterwards. Threads
+        predicting with one temporal model take turns for this step."""
         single = features.dim() == 2
         x = features[None] if single else features
-        training = self.temporal.training
-        self.temporal.eval()
-        try:
-            probs = self.temporal(x.float().to(self.device), lengths).float().softmax(-1).cpu()
-        finally:
-            self.temporal.train(training)
+        temporal = self.temporal
+        with _mode_lock(temporal):
+            training = temporal.training
+            temporal.eval()
+            try:
+                probs = temporal(x.float().to(self.device), lengths).float().softmax(-1).cpu()
+            finally:
+                temporal.train(training)
         return probs[0] if single else probs
 
     def top_labels(self, probs: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
