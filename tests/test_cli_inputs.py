@@ -9,6 +9,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -588,6 +589,10 @@ def test_library_calls_take_what_users_pass_and_refuse_bad_arguments_up_front(se
     assert [r.source for r in results] == [str(clip)] and failures == []
     # an infinite time limit is none (was an OverflowError from Thread.join)
     assert torch.equal(classifier.predict(clip, file_timeout=float("inf")).probs, classifier.predict(clip).probs)
+    # the limit is the file's, not each stage's: each had at least 1 s (a file opened within
+    # a limit of a microsecond was read whole)
+    with pytest.raises(TimeoutError, match=rf"{re.escape(str(clip))}: opening did not finish within 0 s"):
+        classifier.predict(clip, file_timeout=1e-6)
     # a folder of videos where one video goes: said so, not only "no frames (img_00001.jpg not found)"
     with pytest.raises(videoact.VideoDecodeError, match=r"it holds videos \(v\d\.mp4, \.\.\.\), not frames"):
         classifier.predict(setup["data"] / "a")

@@ -391,26 +391,32 @@ class VideoClassifier:
         Returns each clip's frame indices, the sorted indices read, and the decoded ``Clip``."""
         import time
 
-        from .decode import VideoDecodeError, call_with_timeout, open_video
+        from .decode import VideoDecodeError, call_with_timeout, decoder_hung, open_video
 
         path = str(video)
         deadline = None if not timeout else time.monotonic() + timeout
 
-        def left() -> float | None:
-            return None if deadline is None else max(1.0, deadline - time.monotonic())
+        def within_time(fn, stage: str):
+            # One limit for the whole file: each stage gets what is left of it, none once it
+            # has run out (each stage had at least 1 s, so a limit of 0.5 s allowed about 3).
+            if deadline is None:
+                return fn()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise decoder_hung(f"{path}: {stage}", timeout)
+            return call_with_timeout(fn, left, f"{path}: {stage}")
 
-        reader = call_with_timeout(lambda: open_video(video), left(), f"{path}: opening")
+        reader = within_time(lambda: open_video(video), "opening")
         hung = False
         try:
             first_backend = reader.backend
             while True:
-                n = call_with_timeout(lambda: len(reader), left(), f"{path}: counting frames")
-                times = (call_with_timeout(lambda: reader.timestamps(), left(), f"{path}: reading timestamps")
-                         if self.sampling.mode == "fps" else None)
+                n = within_time(lambda: len(reader), "counting frames")
+                times = within_time(reader.timestamps, "reading timestamps") if self.sampling.mode == "fps" else None
                 picks = [self.select_frames(n, float(reader.fps), k, num_clips, times) for k in range(num_clips)]
                 wanted = sorted(set(i for p in picks for i in p))
                 try:
-                    return picks, wanted, call_with_timeout(lambda: reader.get(wanted), left(), f"{path}: decoding")
+                    return picks, wanted, within_time(lambda: reader.get(wanted), "decoding")
                 except VideoDecodeError:
                     # decord opened the file but cannot decode it, and the OpenCV fallback
                     # decodes fewer frames than decord counted: choose among those.
