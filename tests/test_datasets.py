@@ -346,6 +346,13 @@ def test_csv_formats(tmp_path):
     plain.write_text("zzzzzzzzzzz_000005_000015.mp4,abseiling\nonly_one_column\n")
     samples, _, problems = read_annotations(plain, root)
     assert [s.rel for s in samples] == ["zzzzzzzzzzz_000005_000015.mp4"] and kinds(problems) == [(2, "malformed")]
+    # a label with an unquoted comma was cut at it, silently (class "air drumming", then " badly"
+    # dropped); an empty cell after the last (a trailing comma) is nothing left out
+    plain.write_text("zzzzzzzzzzz_000005_000015.mp4,abseiling,\n"
+                     "air drumming/abcdefghijk_000001_000011.mp4,air drumming, badly\n")
+    samples, _, problems = read_annotations(plain, root)
+    assert [s.label_name for s in samples] == ["abseiling"] and kinds(problems) == [(2, "malformed")]
+    assert "expected path,label, got 3 cells in" in str(problems[0]) and "goes in double quotes" in str(problems[0])
 
     # Column names of its own: read as a header (it was read as data: a missing video
     # "video_path" and a class "label"). A row starting with "#" that names a video there is

@@ -696,6 +696,9 @@ def _read_csv(text: str, col: _Collector) -> None:
         label = next((row[c] for c in _LABEL_COLUMNS if row.get(c)), "")
         if len(cells) < len(header) or not path_text or not label:
             col.problem(number, MALFORMED, f"expected {','.join(header)}, got {','.join(cells)!r}")
+        elif any(cells[len(header):]):  # "a.mp4,making tea, badly" was class "making tea", silently
+            col.problem(number, MALFORMED, f"expected {','.join(header)}, got {len(cells)} cells in "
+                        f"{','.join(cells)!r} (a label with a comma goes in double quotes)")
         else:
             col.add(number, path_text, label)
 
