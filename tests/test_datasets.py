@@ -869,6 +869,23 @@ def test_text_files_are_utf8_whatever_the_locale(tmp_path):
     assert csv_bytes.count(b"\r\n") == 2 and b"\r\r" not in csv_bytes
 
 
+def test_class_names_that_start_with_a_number_read_back_as_written(tmp_path, dataset_root):
+    """A CSV labelled "1 walk", "2 run" gave a classes.txt of those lines, read back as
+    classInd.txt's `id name` lines: classes walk and run, and every list line's label
+    unknown."""
+    from videoact.datasets import write_classes
+
+    for classes in (["1 walk", "2 run"], ["1 walk", "run"]):
+        write_classes(tmp_path / "classes.txt", classes)
+        assert load_classes(tmp_path / "classes.txt") == classes
+    assert (tmp_path / "classes.txt").read_text() == "1 walk\nrun\n"  # one plain name: plain lines
+    write_classes(tmp_path / "classes.txt", ["1 walk", "2 run"])
+    listing = tmp_path / "list.txt"
+    listing.write_text("walk/w1.mp4\t1 walk\nrun/r2.avi 1\n")  # by name, and by id (line 2 is id 1)
+    samples, classes, problems = read_annotations(listing, dataset_root, classes=tmp_path / "classes.txt")
+    assert classes == ["1 walk", "2 run"] and [s.label for s in samples] == [0, 1] and problems == []
+
+
 def test_a_utf16_list_from_windows_powershell_is_read(tmp_path, dataset_root):
     """Windows PowerShell 5's ``>`` writes UTF-16 with a BOM: the list was refused as "not
     UTF-8 text ... is this a video or a model?", misleading for an ordinary list."""

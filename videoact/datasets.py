@@ -196,11 +196,17 @@ def read_class_labels(path: PathLike) -> list[str] | dict[int, str]:
 
 
 def write_classes(path: PathLike, classes: Sequence[str]) -> Path:
-    """Write one class name per line, atomically (line ``i`` is class ``i``)."""
+    """Write one class name per line, atomically (line ``i`` is class ``i``). Where every
+    name starts with a number and a space ("1 walk"), lines of names would read back as
+    ``id name`` lines (classInd.txt): each is written after its position instead
+    (``0 1 walk``), which reads back as the same names and ids."""
     for name in classes:
         if not name.strip() or "\n" in name or name != name.strip() or name.startswith("#"):
             raise ValueError(f"{path}: class name {name!r} cannot be written one per line")
-    atomic_write_text(path, "".join(f"{name}\n" for name in classes))
+    lines = list(classes)
+    if lines and all(re.fullmatch(r"(\d+)\s+(\S.*)", name) for name in lines):
+        lines = [f"{position} {name}" for position, name in enumerate(lines)]
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
     return Path(path)
 
 
