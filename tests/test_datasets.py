@@ -770,6 +770,13 @@ def test_convert_hmdb51_splits(tmp_path):
         convert_hmdb51_splits(splits, tmp_path / "bad")
     assert kinds(err.value.problems) == [(None, "missing"), (1, "malformed"), (3, "duplicate")]
     assert "pick_test_split2.txt" in err.value.problems[1].file
+    # one split file, or a folder that is not there, given for the folder ("[Errno 20] Not a directory")
+    for wrong, what in ((splits / "pick_test_split2.txt", "not a folder"), (tmp_path / "nope", "no such folder")):
+        script = subprocess.run([sys.executable, str(REPO / "datasets" / "hmdb51_to_list.py"), str(wrong),
+                                 str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+        assert script.returncode == 1 and script.stderr == (
+            f"hmdb51_to_list: 1 annotation problem(s):\n  {wrong}: missing: {what}: give the folder of HMDB51's "
+            "<class>_test_split<N>.txt files\n"), script.stderr
 
 
 def test_convert_kinetics_csv(tmp_path):

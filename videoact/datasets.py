@@ -1060,6 +1060,10 @@ def convert_hmdb51_splits(split_dir: PathLike, out_dir: PathLike) -> list[Path]:
     def bad(file: Path, line: int | None, kind: str, message: str) -> None:
         problems.append(AnnotationProblem(str(file), line, kind, message))
 
+    if not split_dir.is_dir():  # iterdir's "[Errno 20] Not a directory" said neither what nor why
+        what = "not a folder" if split_dir.exists() else "no such folder"
+        raise AnnotationError([AnnotationProblem(str(split_dir), None, MISSING, f"{what}: give the folder of "
+                                                 "HMDB51's <class>_test_split<N>.txt files")])
     files: dict[int, dict[str, Path]] = defaultdict(dict)
     for p in sorted(split_dir.iterdir()):
         m = re.fullmatch(r"(.+)_test_split(\d+)\.txt", p.name)
