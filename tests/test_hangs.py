@@ -214,11 +214,12 @@ def test_ctrl_c_during_test_reports_the_videos_evaluated(tmp_path, tiny_checkpoi
         pytest.skip("needs Linux /proc to see the run reach the hanging file")
     a, b, c = (write_coded_video(tmp_path / f"{name}.mp4", 12) for name in "abc")
     hang = write_hanging_avi(tmp_path / "hang.avi")
-    listing = tmp_path / "list.txt"
-    listing.write_text(f"{a} a\n{b} b\n{hang} a\n{c} b\n")
     out, earlier = tmp_path / "m.json", tmp_path / "earlier.png"
     earlier.write_bytes(b"an earlier run's PNG")
-    try:
+
+    def interrupted_at_the_hanging_file(*videos: str) -> tuple[subprocess.Popen, str, str]:
+        listing = tmp_path / "list.txt"
+        listing.write_text("".join(f"{video}\n" for video in videos))
         proc = subprocess.Popen([*VIDEOACT_WITH_CTRL_C, "test", str(tiny_checkpoint), str(listing), "--out", str(out),
                                  "--confusion", str(earlier), "--timeout", "300", "--device", "cpu", "--no-progress"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -226,7 +227,18 @@ def test_ctrl_c_during_test_reports_the_videos_evaluated(tmp_path, tiny_checkpoi
         while str(hang) not in open_files(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        stdout, err = proc.communicate(timeout=60)
+        return (proc, *proc.communicate(timeout=60))
+
+    try:
+        # every video before the Ctrl-C failed: those failures were not said, only "interrupted"
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(b"not a video")
+        proc, stdout, err = interrupted_at_the_hanging_file(f"{bad} a", f"{hang} a", f"{c} b")
+        assert proc.returncode == 130 and stdout == "", err[-2000:]
+        assert f"failed: {bad}: not a readable video" in err, err[-2000:]
+        assert "videoact test: interrupted after 1 of 3 videos, none of which could be evaluated" in err
+        assert not out.exists() and earlier.read_bytes() == b"an earlier run's PNG"
+        proc, stdout, err = interrupted_at_the_hanging_file(f"{a} a", f"{b} b", f"{hang} a", f"{c} b")
     finally:
         hang.unlink()
     assert proc.returncode == 130, err[-2000:]

@@ -162,15 +162,20 @@ def save_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
 class EvaluationInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`evaluate`: a KeyboardInterrupt carrying the metrics of the videos
     evaluated before it (``metrics["interrupted"]``: True, ``metrics["not_evaluated"]``: how
-    many were left), or ``None`` when none was, so that a long evaluation is not all lost."""
+    many were left), or ``None`` when none was, so that a long evaluation is not all lost.
+    ``failures``: ``(path, reason)`` of the videos that failed before it, also when none
+    was evaluated; ``total``: the videos the evaluation had to do."""
 
-    def __init__(self, metrics: dict[str, Any] | None) -> None:
+    def __init__(self, metrics: dict[str, Any] | None, failures: Sequence[tuple[str, str]] = (),
+                 total: int | None = None) -> None:
         super().__init__("interrupted" if metrics is None else
                          f"interrupted after {metrics['num_samples']} videos ({metrics['not_evaluated']} not evaluated)")
         self.metrics = metrics
+        self.failures = list(failures)
+        self.total = total
 
     def __reduce__(self) -> tuple:
-        return type(self), (self.metrics,)
+        return type(self), (self.metrics, self.failures, self.total)
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -214,7 +219,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, *, root: st
         if scored:
             partial = _metrics(scored, classifier.classes, failures, problems, checkpoint, num_clips)
             partial.update(interrupted=True, not_evaluated=len(samples) - len(scored) - len(failures))
-        raise EvaluationInterrupted(partial) from None
+        raise EvaluationInterrupted(partial, failures, len(samples)) from None
     if not scored:  # say why, entry by entry: there are no metrics to carry the reasons
         if not failures and (hint := none_found_hint(data, root, problems)):
             raise RuntimeError(f"{data}: no video could be evaluated{hint} (the first: {problems[0]})")

@@ -50,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoact test: {exc}", file=sys.stderr)
         return 2
     except EvaluationInterrupted as exc:
-        if exc.metrics is None:
-            raise KeyboardInterrupt from None  # nothing evaluated: "interrupted", exit 130
+        if exc.metrics is None:  # nothing evaluated: the failures before the Ctrl-C, then "interrupted", exit 130
+            for _, reason in exc.failures:
+                print(f"failed: {reason}", file=sys.stderr)
+            if exc.failures and exc.total is not None:
+                print(f"videoact test: interrupted after {len(exc.failures)} of {exc.total} videos, none of which "
+                      "could be evaluated", file=sys.stderr)
+                return 130
+            raise KeyboardInterrupt from None
         # A long evaluation stopped: the metrics of the videos done, said to be of those only
         # (in the JSON too: "interrupted", "not_evaluated"), and exit 130 as for any Ctrl-C.
         metrics = exc.metrics
